@@ -1,0 +1,22 @@
+# fcn-pipeline: raw downloads → the paper's tables (Long, Shelhamer, Darrell 2015).
+#   snakemake results/tables.md --cores 2 --configfile config/demo.yaml      # offline CPU demo
+#   snakemake results/tables.md --cores 8 --resources gpu=1                   # the paper on a GPU box
+# Config: config/config.yaml unless --configfile is given (see config/README.md).
+# Rules are thin: each calls one fcnlib function through workflow/scripts/.
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/hha.smk"
+include: "workflow/rules/weights.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/tables.md",
+        "results/tables.json",
+        figure_targets(),
+    default_target: True

@@ -1,0 +1,263 @@
+"""Pipeline configuration: validation with messages that name the key, and resolution of one
+experiment into the flat dict the trainer takes. The Snakefile calls this at parse time, so a wrong
+value stops the run before any job starts."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEMA_PATH = PACKAGE_DIR.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+# The paper's class counts per dataset (heads for SIFT Flow).
+DATASET_HEADS: dict[str, dict[str, int]] = {
+    "pascal": {"sem": 21},
+    "nyud": {"sem": 40},
+    "siftflow": {"sem": 33, "geo": 3},
+    "context": {"sem": 60},
+}
+MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1}
+
+
+def load_yaml(path: str | Path) -> Any:
+    """safe_load only: a YAML file with python tags is refused, naming the file."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not plain YAML ({str(e).splitlines()[0]}); python tags and other "
+                          f"custom tags are refused — write plain values") from None
+
+
+def _key_path(error: Any) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Check `config` against the JSON schema and the cross-references the schema cannot express.
+
+    Raises ConfigError whose message names the offending key. Returns the config unchanged.
+    """
+    import jsonschema
+
+    schema = load_yaml(SCHEMA_PATH)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
+    if errors:
+        e = errors[0]
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            allowed = sorted(e.schema.get("properties", {}))
+            extra = sorted(set(e.instance) - set(allowed))
+            hint = f"unknown key(s) {extra}; allowed: {allowed}" if allowed else f"unknown key(s) {extra}"
+            msg = f"{source}: at '{_key_path(e)}': {hint}"
+        elif e.validator == "oneOf":
+            msg = f"{source}: at '{_key_path(e)}': value {e.instance!r} is not valid here"
+        else:
+            msg = f"{source}: at '{_key_path(e)}': {e.message}"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(msg + more)
+    _check_references(config, source)
+    return config
+
+
+def _check_references(config: dict, source: str) -> None:
+    exps = config["experiments"]
+    for name, exp in exps.items():
+        where = f"{source}: at 'experiments.{name}"
+        if exp["dataset"] not in config["datasets"]:
+            raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
+        backbone = exp.get("backbone", "vgg16")
+        if backbone not in config["backbones"]:
+            raise ConfigError(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")
+        recipe = exp.get("recipe", config["training"]["recipe"])
+        if recipe not in config["recipes"]:
+            raise ConfigError(f"{where}.recipe': recipe {recipe!r} is not defined under 'recipes' "
+                              f"(have {sorted(config['recipes'])})")
+        init = exp.get("init", "imagenet")
+        parents = init if isinstance(init, list) else ([] if init == "imagenet" else [init])
+        for p in parents:
+            if p not in exps:
+                raise ConfigError(f"{where}.init': {p!r} is not an experiment (use 'imagenet' or an experiment name)")
+            if exps[p]["dataset"] != exp["dataset"]:
+                raise ConfigError(f"{where}.init': {p!r} was trained on another dataset")
+        if backbone != "vgg16" and exp["variant"] != "fcn32s":
+            raise ConfigError(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
+    for name in exps:  # staged chains must end at imagenet
+        seen, todo = set(), [name]
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                raise ConfigError(f"{source}: at 'experiments.{name}.init': initialisation chain has a cycle")
+            seen.add(n)
+            init = exps[n].get("init", "imagenet")
+            todo += init if isinstance(init, list) else ([] if init == "imagenet" else [init])
+    for b, spec in config["backbones"].items():
+        if spec["source"] not in config["sources"]:
+            raise ConfigError(f"{source}: at 'backbones.{b}.source': {spec['source']!r} is not under 'sources'")
+    for table, rows in config["tables"].items():
+        for row, ref in rows.items():
+            if isinstance(ref, str) and ref.split("@")[0] not in exps:
+                raise ConfigError(f"{source}: at 'tables.{table}.{row}': {ref.split('@')[0]!r} is not an experiment")
+    for kind, groups in config.get("figures", {}).items():
+        for group, names in groups.items():
+            for n in names:
+                if n not in exps:
+                    raise ConfigError(f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment")
+    for name, spec in config["sources"].items():
+        if not spec.get("demo") and not spec.get("urls"):
+            raise ConfigError(f"{source}: at 'sources.{name}': give 'urls' (or 'demo: true' in a demo config)")
+
+
+def experiment(config: dict, name: str) -> dict:
+    """One experiment with every default filled in."""
+    exp = copy.deepcopy(config["experiments"][name])
+    ds = config["datasets"][exp["dataset"]]
+    tr = config["training"]
+    exp.setdefault("backbone", "vgg16")
+    exp.setdefault("modalities", ["rgb"])
+    exp.setdefault("init", "imagenet")
+    exp.setdefault("fixed", False)
+    exp.setdefault("recipe", tr["recipe"])
+    exp.setdefault("train_split", ds["train_split"])
+    exp.setdefault("val_split", ds["val_split"])
+    exp.setdefault("eval_splits", [exp["val_split"]])
+    exp.setdefault("augment", dict(tr["augment"]))
+    exp.setdefault("loss_sampling", tr["loss_sampling"])
+    exp.setdefault("class_balance", tr["class_balance"])
+    exp.setdefault("iterations", config["recipes"][exp["recipe"]]["iterations"])
+    return exp
+
+
+def parents(config: dict, name: str) -> list[str]:
+    init = experiment(config, name)["init"]
+    return init if isinstance(init, list) else ([] if init == "imagenet" else [init])
+
+
+def weights_path(config: dict, name: str) -> str:
+    return f"results/{config['experiments'][name]['dataset']}/{name}/weights.pt"
+
+
+def _arch(config: dict, exp: dict) -> dict:
+    heads = DATASET_HEADS[exp["dataset"]]
+    return {
+        "variant": exp["variant"],
+        "backbone": exp["backbone"],
+        "width": float(config["width"]) if "width" in config else 1.0,
+        "num_classes": heads["sem"],
+        "in_channels": sum(MODALITY_CHANNELS[m] for m in exp["modalities"]),
+        "heads": dict(heads) if len(heads) > 1 else None,
+    }
+
+
+def _is_fused(config: dict, name: str) -> bool:
+    exp = experiment(config, name)
+    if isinstance(exp["init"], list):
+        return True
+    return any(_is_fused(config, p) for p in parents(config, name))
+
+
+def train_config(config: dict, name: str) -> dict:
+    """The flat, fully resolved dict `fcnlib.train.train` takes (paths relative to the workdir)."""
+    exp = experiment(config, name)
+    recipe_name = exp["recipe"]
+    recipe = copy.deepcopy(config["recipes"][recipe_name])
+    lr = exp.get("lr", recipe["lr"][exp["variant"]])
+    tr = config["training"]
+    arch = _arch(config, exp)
+    if _is_fused(config, name):
+        # Late fusion sums an RGB net and an HHA net; each member sees its own modality.
+        member_mods = [["rgb"], ["hha"]] if exp["modalities"] == ["rgb", "hha"] else [[m] for m in exp["modalities"]]
+        arch = {"fusion": "late", "members": [
+            dict(arch, in_channels=sum(MODALITY_CHANNELS[m] for m in mods)) for mods in member_mods]}
+    init = exp["init"]
+    if init == "imagenet":
+        init_spec = {"kind": "imagenet", "path": f"data/weights/{exp['backbone']}.pt"}
+    elif isinstance(init, list):
+        init_spec = {"kind": "late_fusion", "paths": [weights_path(config, p) for p in init]}
+    else:
+        init_spec = {"kind": "staged", "path": weights_path(config, init)}
+    cfg = {
+        "experiment": name,
+        "dataset_json": f"data/{exp['dataset']}/dataset.json",
+        "train_split": exp["train_split"],
+        "val_split": exp["val_split"],
+        "val_max_images": tr.get("val_max_images"),
+        "modalities": list(exp["modalities"]),
+        "arch": arch,
+        "init": init_spec,
+        "fixed": bool(exp["fixed"]),
+        "recipe": {
+            "name": recipe_name,
+            "batch_size": recipe["batch_size"],
+            "lr": float(lr),
+            "momentum": recipe["momentum"],
+            "weight_decay": recipe["weight_decay"],
+            "bias_lr_mult": recipe["bias_lr_mult"],
+            "bias_decay": recipe["bias_decay"],
+            "loss": recipe["loss"],
+            "optimizer": recipe["optimizer"],
+        },
+        "iterations": int(exp["iterations"]),
+        "val_every": int(recipe["val_every"]),
+        "log_every": int(tr["log_every"]),
+        "checkpoint_every": int(tr["checkpoint_every"]),
+        "augment": {"mirror": bool(exp["augment"].get("mirror", False)),
+                    "jitter": int(exp["augment"].get("jitter", 0))},
+        "loss_sampling": float(exp["loss_sampling"]),
+        "class_balance": bool(exp["class_balance"]),
+        "seed": int(config.get("seed", 0)),
+        "num_workers": int(tr["num_workers"]),
+        "amp": tr["amp"],
+        "channels_last": tr["channels_last"],
+    }
+    cfg["config_hash"] = config_hash(cfg)
+    return cfg
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of any JSON-able value (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_hash(*modules: str) -> str:
+    """Hash of fcnlib source files, so a Snakemake `params:` entry reruns the rules whose code changed.
+
+    `modules` are paths relative to the package ("train.py", "models/", "data/"); a folder means
+    every .py under it. io.py, errors.py and config.py, used everywhere, are always included.
+    """
+    h = hashlib.sha256()
+    files: set[Path] = set()
+    for m in ("io.py", "errors.py", "config.py", *modules):
+        p = PACKAGE_DIR / m
+        files.update(sorted(p.rglob("*.py")) if p.is_dir() else [p])
+    for f in sorted(files):
+        if f.exists():
+            h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def table_rows(config: dict) -> list[dict]:
+    """Every table row as {table, row, experiment, split} or {table, row, note}."""
+    rows = []
+    for table, entries in config["tables"].items():
+        for row, ref in entries.items():
+            if isinstance(ref, dict):
+                rows.append({"table": table, "row": row, "note": ref["note"]})
+                continue
+            exp_name, _, split = ref.partition("@")
+            split = split or experiment(config, exp_name)["val_split"]
+            rows.append({"table": table, "row": row, "experiment": exp_name,
+                         "dataset": config["experiments"][exp_name]["dataset"], "split": split})
+    return rows

@@ -1,0 +1,124 @@
+# Config validation, path helpers and wildcard constraints (no rules here).
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from fcnlib import config as fcncfg
+from fcnlib.errors import ConfigError
+
+# `--configfile X` replaces the default config entirely (a Snakefile `configfile:` would be
+# deep-merged with it, leaking the paper's experiments into the demo). `--config k=v` still applies.
+if "experiments" not in config:
+    _base = fcncfg.load_yaml("config/config.yaml")
+    _base.update(config)
+    config.clear()
+    config.update(_base)
+
+try:
+    fcncfg.validate_config(config, source="config")
+except ConfigError as _e:
+    raise WorkflowError(f"invalid configuration — {_e}") from None
+
+SOURCES = config["sources"]
+DEMO = config["source"] == "demo"
+EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experiments"]}
+USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
+ARCHIVE_SOURCES = [s for s, v in SOURCES.items()
+                   if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
+
+# Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
+CODE = {
+    "download": fcncfg.code_hash("download.py"),
+    "demo": fcncfg.code_hash("demo.py", "scenes.py", "hha.py"),
+    "extract": fcncfg.code_hash("archive.py"),
+    "prepare": fcncfg.code_hash("data/"),
+    "hha": fcncfg.code_hash("hha.py"),
+    "weights": fcncfg.code_hash("models/"),
+    "train": fcncfg.code_hash("train.py", "models/", "data/", "metrics.py", "evaluate.py"),
+    "evaluate": fcncfg.code_hash("evaluate.py", "metrics.py", "models/", "data/"),
+    "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "models/"),
+}
+
+wildcard_constraints:
+    dataset="|".join(USED_DATASETS),
+    exp="|".join(re.escape(e) for e in EXPERIMENTS),
+    file="|".join(re.escape(v["filename"]) for v in SOURCES.values()),
+    source="|".join(re.escape(s) for s in ARCHIVE_SOURCES),
+    backbone="vgg16|alexnet|googlenet",
+    split="[A-Za-z0-9_]+",
+
+
+def raw(source):
+    return f"data/raw/{SOURCES[source]['filename']}"
+
+
+def source_of_file(filename):
+    for name, spec in SOURCES.items():
+        if spec["filename"] == filename:
+            return name
+    raise WorkflowError(f"no source in the config downloads to {filename}")
+
+
+def extracted(source):
+    return f"data/extracted/{source}"
+
+
+def dataset_json(dataset):
+    return f"data/{dataset}/dataset.json"
+
+
+def exp_dir(exp):
+    return f"results/{EXPERIMENTS[exp]['dataset']}/{exp}"
+
+
+def weights(exp):
+    return f"{exp_dir(exp)}/weights.pt"
+
+
+def metrics(exp, split):
+    return f"{exp_dir(exp)}/{split}/metrics.json"
+
+
+def dataset_inputs(dataset, modalities):
+    """dataset.json plus the HHA images when a net reads them."""
+    inputs = [dataset_json(dataset)]
+    if "hha" in modalities:
+        inputs.append(f"data/{dataset}/hha/manifest.json")
+    return inputs
+
+
+def evaluations():
+    """(experiment, split) pairs to score: each experiment's eval splits and every table cell."""
+    pairs = {(name, s) for name, e in EXPERIMENTS.items() for s in e["eval_splits"]}
+    pairs |= {(r["experiment"], r["split"]) for r in fcncfg.table_rows(config) if "experiment" in r}
+    return sorted(pairs)
+
+
+def timed_experiments():
+    """Table 1 and 3 report forward time."""
+    return sorted({r["experiment"] for r in fcncfg.table_rows(config)
+                   if "experiment" in r and r["table"] in ("table1", "table3")})
+
+
+def figure_targets():
+    figs = config.get("figures", {})
+    out = [f"results/figures/fig4_{group}.png" for group in figs.get("fig4", {})]
+    out += [f"results/figures/curves_{group}.png" for group in figs.get("learning_curves", {})]
+    out += [f"results/figures/per_class_{d}.png" for d in USED_DATASETS]
+    return out
+
+
+def train_inputs(wildcards):
+    exp = EXPERIMENTS[wildcards.exp]
+    inputs = {"data": dataset_inputs(exp["dataset"], exp["modalities"])}
+    parents = fcncfg.parents(config, wildcards.exp)
+    if parents:
+        inputs["init"] = [weights(p) for p in parents]
+    else:
+        inputs["init"] = [f"data/weights/{exp['backbone']}.pt"]
+    return inputs
+
+
+def train_runtime(wildcards):
+    iters = EXPERIMENTS[wildcards.exp]["iterations"]
+    return int(30 + iters / 1000 * config["resources"]["minutes_per_1k_iter"])

@@ -1,0 +1,40 @@
+# Every file the pipeline needs is fetched by fcnlib.download.download: mirrors, size + checksum,
+# HTTP Range resume, atomic rename, cache dirs for files dropped in by hand.
+
+
+rule make_demo_sources:
+    """The offline demo: synthetic datasets in the real on-disk formats, served to `download` via file://."""
+    output:
+        "data/demo_src/manifest.json",
+    params:
+        demo=config.get("demo", {}),
+        width=config.get("width", 1.0),
+        code=CODE["demo"],
+    log:
+        "logs/demo/make_demo_sources.log",
+    benchmark:
+        "benchmarks/demo/make_demo_sources.tsv"
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/make_demo.py"
+
+
+rule download:
+    input:
+        manifest=lambda w: ["data/demo_src/manifest.json"] if SOURCES[source_of_file(w.file)].get("demo") else [],
+    output:
+        "data/raw/{file}",
+    params:
+        spec=lambda w: SOURCES[source_of_file(w.file)],
+        cache_dirs=config.get("cache_dirs", []),
+        code=CODE["download"],
+    log:
+        "logs/download/{file}.log",
+    benchmark:
+        "benchmarks/download/{file}.tsv"
+    retries: 2
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/download.py"

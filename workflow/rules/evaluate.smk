@@ -1,0 +1,49 @@
+# The authors' metrics (one confusion matrix over the split) and forward time for Tables 1 and 3.
+
+
+rule evaluate:
+    input:
+        weights="results/{dataset}/{exp}/weights.pt",
+        data=lambda w: dataset_inputs(w.dataset, EXPERIMENTS[w.exp]["modalities"]),
+    output:
+        "results/{dataset}/{exp}/{split}/metrics.json",
+    params:
+        dataset_json=lambda w: dataset_json(w.dataset),
+        device=config["device"],
+        max_images=config["evaluation"].get("max_images"),
+        config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
+        code=CODE["evaluate"],
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["resources"]["gpu"],
+    log:
+        "logs/evaluate/{dataset}/{exp}/{split}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}/{exp}/{split}.tsv"
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule time_forward:
+    """Forward time at 500×500 (median after warm-up) plus parameter count / receptive field / stride."""
+    input:
+        "results/{dataset}/{exp}/weights.pt",
+    output:
+        "results/{dataset}/{exp}/timing.json",
+    params:
+        device=config["device"],
+        timing=config["evaluation"]["timing"],
+        code=CODE["evaluate"],
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["resources"]["gpu"],
+    log:
+        "logs/timing/{dataset}/{exp}.log",
+    benchmark:
+        "benchmarks/timing/{dataset}/{exp}.tsv"
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/time_forward.py"

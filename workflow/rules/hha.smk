@@ -1,0 +1,22 @@
+# NYUD depth → HHA PNGs (Gupta et al. 2014). The PNGs are undeclared so a killed run resumes where it
+# stopped; the manifest (sha256 per image) is the declared output, written last.
+
+
+rule encode_hha:
+    input:
+        dataset_json("nyud"),
+    output:
+        "data/nyud/hha/manifest.json",
+    params:
+        camera=config["datasets"].get("nyud", {}).get("camera", "nyu-color-gupta-crop"),
+        depth_scale=config["datasets"].get("nyud", {}).get("depth_scale", 0.001),
+        code=CODE["hha"],
+    threads: config["workers"]
+    log:
+        "logs/hha/encode_hha.log",
+    benchmark:
+        "benchmarks/hha/encode_hha.tsv"
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/encode_hha.py"

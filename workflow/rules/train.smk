@@ -1,0 +1,29 @@
+# One rule for every experiment: FCN-16s/8s take the trained coarser net as input (staged training),
+# RGB-HHA late fusion takes its two member nets. Resume state lives at an undeclared path
+# (<exp>/.train/resume.pt) so a killed or preempted job continues where it stopped; weights.pt is
+# written last.
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        weights="results/{dataset}/{exp}/weights.pt",
+        log="results/{dataset}/{exp}/log.jsonl",
+    params:
+        cfg=lambda w: fcncfg.train_config(config, w.exp),
+        device=config["device"],
+        code=CODE["train"],
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["resources"]["gpu"],
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=train_runtime,
+    log:
+        "logs/train/{dataset}/{exp}.log",
+    benchmark:
+        "benchmarks/train/{dataset}/{exp}.tsv"
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/train.py"

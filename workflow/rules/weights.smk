@@ -1,0 +1,19 @@
+# ImageNet classifiers → fully convolutional backbones ("net surgery"): fc6 → 7×7 conv, fc7 → 1×1.
+
+
+rule convert_weights:
+    input:
+        lambda w: raw(config["backbones"][w.backbone]["source"]),
+    output:
+        "data/weights/{backbone}.pt",
+    params:
+        format=lambda w: config["backbones"][w.backbone]["format"],
+        code=CODE["weights"],
+    log:
+        "logs/weights/{backbone}.log",
+    benchmark:
+        "benchmarks/weights/{backbone}.tsv"
+    conda:
+        "../envs/fcn.yaml"
+    script:
+        "../scripts/convert_weights.py"

@@ -1,0 +1,36 @@
+"""Encode every NYUD depth map of every split as HHA; the manifest is written last."""
+
+import hashlib
+from pathlib import Path
+
+from fcnlib.hha import CAMERAS, Camera, encode_dataset
+from fcnlib.io import atomic_write_json, read_json
+from fcnlib.scripting import run
+
+
+def depth_paths(dataset_json: Path, modality: str) -> list[Path]:
+    meta, base = read_json(dataset_json), dataset_json.parent
+    paths = set()
+    for split in meta["splits"].values():
+        spec = split["images"].get(modality)
+        if spec is None:
+            return []
+        for i in (base / split["ids"]).read_text().split():
+            paths.add(base / spec["dir"] / f"{i}{spec['ext']}")
+    return sorted(paths)
+
+
+def main(job):
+    dataset_json = Path(job.input[0])
+    meta = read_json(dataset_json)
+    # A dataset may state its own intrinsics (the demo renders at a reduced size); else the preset.
+    camera = Camera(**meta["camera"]) if "camera" in meta else CAMERAS[job.params.camera]
+    depth = depth_paths(dataset_json, "depth")
+    raw = depth_paths(dataset_json, "rawdepth") or None
+    scale = meta["splits"][next(iter(meta["splits"]))]["images"]["depth"].get("scale_m", job.params.depth_scale)
+    out_dir = Path(job.output[0]).parent
+    outs = encode_dataset(depth, out_dir, camera, float(scale), raw_paths=raw, workers=job.threads)
+    atomic_write_json(job.output[0], {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in outs})
+
+
+run(main, globals().get("snakemake"))

@@ -1,0 +1,15 @@
+"""Score one trained net on one split: the four metrics, per-class IU, checksums → metrics.json."""
+
+from pathlib import Path
+
+from fcnlib.evaluate import evaluate_file
+from fcnlib.scripting import run
+
+
+def main(job):
+    evaluate_file(Path(job.input.weights), Path(job.params.dataset_json), job.wildcards.split,
+                  out_json=Path(job.output[0]), device=job.params.device, max_images=job.params.max_images,
+                  config_hash=job.params.config_hash)
+
+
+run(main, globals().get("snakemake"))

@@ -1,0 +1,15 @@
+"""Figure 4: image | FCN-32s | FCN-16s | FCN-8s | ground truth on validation images."""
+
+from pathlib import Path
+
+from fcnlib.figures import fig4_from_weights
+from fcnlib.scripting import run
+
+
+def main(job):
+    names = list(job.params.names)
+    fig4_from_weights(dict(zip(names, map(Path, job.input.weights), strict=True)), Path(job.params.dataset_json),
+                      job.params.split, int(job.params.n), Path(job.output[0]), device=job.params.device)
+
+
+run(main, globals().get("snakemake"))

@@ -1,0 +1,14 @@
+"""Write the offline demo's synthetic datasets (real on-disk formats) and their manifest."""
+
+from pathlib import Path
+
+from fcnlib.demo import make_demo
+from fcnlib.scripting import run
+
+
+def main(job):
+    out = Path(job.output[0]).parent
+    make_demo(out, width=float(job.params.width), **dict(job.params.demo))
+
+
+run(main, globals().get("snakemake"))

@@ -1,0 +1,13 @@
+"""Per-class IU bars for every model of one dataset."""
+
+from pathlib import Path
+
+from fcnlib.figures import per_class_bars
+from fcnlib.scripting import run
+
+
+def main(job):
+    per_class_bars(dict(zip(job.params.names, map(Path, job.input), strict=True)), Path(job.output[0]))
+
+
+run(main, globals().get("snakemake"))

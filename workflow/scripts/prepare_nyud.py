@@ -1,0 +1,15 @@
+"""NYUDv2 (FCN layout, Gupta crop, 40 classes) → data/nyud/dataset.json."""
+
+from pathlib import Path
+
+from fcnlib.data.nyud import prepare_nyud
+from fcnlib.scripting import run
+
+
+def main(job):
+    lists = {Path(p).stem.split("-")[-1]: Path(p) for p in job.input.lists} or None
+    prepare_nyud(Path(job.output[0]).parent, Path(job.input.nyud), lists=lists,
+                 source=job.params.source, workers=job.threads)
+
+
+run(main, globals().get("snakemake"))

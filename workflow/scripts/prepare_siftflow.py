@@ -1,0 +1,15 @@
+"""SIFT Flow (33 semantic + 3 geometric classes) → data/siftflow/dataset.json."""
+
+from pathlib import Path
+
+from fcnlib.data.siftflow import prepare_siftflow
+from fcnlib.scripting import run
+
+
+def main(job):
+    lists = {Path(p).stem.split("-")[-1]: Path(p) for p in job.input.lists} or None
+    prepare_siftflow(Path(job.output[0]).parent, Path(job.input.siftflow), lists=lists,
+                     source=job.params.source, workers=job.threads)
+
+
+run(main, globals().get("snakemake"))

@@ -1,0 +1,28 @@
+"""results/tables.md and tables.json: our numbers beside the paper's, labelled with their provenance."""
+
+import json
+from pathlib import Path
+
+from fcnlib.evaluate import resolve_device
+from fcnlib.scripting import run
+from fcnlib.tables import write_tables
+
+
+def main(job):
+    records = []
+    for row in job.params.rows:
+        rec = {"table": row["table"], "row": row["row"], "experiment": row.get("experiment"),
+               "metrics": None, "stats": None, "timing": None, "note": row.get("note")}
+        if "experiment" in row:
+            base = Path("results") / row["dataset"] / row["experiment"]
+            rec["metrics"] = str(base / row["split"] / "metrics.json")
+            timing = base / "timing.json"
+            if timing.exists():
+                t = json.loads(timing.read_text())
+                rec["stats"], rec["timing"] = t["stats"], t["timing"]
+        records.append(rec)
+    header = dict(job.params.header, device=str(resolve_device("auto")))
+    write_tables(records, header, Path(job.output.md), Path(job.output.json))
+
+
+run(main, globals().get("snakemake"))

@@ -1,0 +1,23 @@
+"""Forward time (median after warm-up) and the net's parameters / receptive field / stride (Table 1)."""
+
+from pathlib import Path
+
+from fcnlib.evaluate import resolve_device, time_forward
+from fcnlib.io import atomic_write_json
+from fcnlib.models import build_fcn, load_model, net_stats
+from fcnlib.scripting import run
+
+
+def main(job):
+    model, meta = load_model(Path(job.input[0]))
+    device = resolve_device(job.params.device)
+    t = job.params.timing
+    timing = time_forward(model.to(device), size=t["size"], runs=t["runs"], warmup=t["warmup"], device=device)
+    arch = dict(meta["arch"])
+    # Table 1 describes the paper's nets, so the stats are computed at full width (and at the run's width).
+    full = {k: v for k, v in arch.items() if k in ("variant", "backbone", "num_classes", "in_channels", "heads")}
+    atomic_write_json(job.output[0], {"timing": timing, "stats": net_stats(build_fcn(**full, width=1.0)),
+                                      "stats_run_width": net_stats(model), "arch": arch})
+
+
+run(main, globals().get("snakemake"))

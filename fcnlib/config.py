@@ -261,3 +261,19 @@ def table_rows(config: dict) -> list[dict]:
             rows.append({"table": table, "row": row, "experiment": exp_name,
                          "dataset": config["experiments"][exp_name]["dataset"], "split": split})
     return rows
+
+
+def cli(argv: list[str]) -> int:
+    """`fcn check-config FILE...`: validate config files exactly as the workflow does."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="fcn check-config", description=cli.__doc__)
+    p.add_argument("files", nargs="+")
+    args = p.parse_args(argv)
+    for f in args.files:
+        cfg = load_yaml(f)
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{f}: expected a mapping of config keys at the top level")
+        validate_config(cfg, source=str(f))
+        print(f"{f}: ok ({len(cfg['experiments'])} experiments)")
+    return 0

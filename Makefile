@@ -1,0 +1,30 @@
+# Two entry points (README): `make demo` runs the offline demo end to end, `make test` runs the tests.
+# Both create .venv and install fcnlib + the workflow tools on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 2
+
+.PHONY: demo test lint bench clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch where this machine has it (small, no CUDA download); any torch ≥2.2 works.
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.2"
+	$(PY) -m pip install -q -e ".[workflow,dvc,dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/snakemake results/tables.md --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
+	$(VENV)/bin/pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+clean-demo:
+	rm -rf data/demo_src data/raw data/extracted data/pascal data/nyud data/siftflow data/context data/weights \
+	       results/* logs benchmarks .snakemake

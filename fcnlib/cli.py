@@ -1,0 +1,48 @@
+"""`fcn` command: each subcommand lives in the module that does the work (its `cli(argv)`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import FcnError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "segment": ("fcnlib.segment", "segment images with trained weights (palette PNGs, overlays)"),
+    "hha": ("fcnlib.hha", "encode depth maps as HHA (horizontal disparity, height, angle)"),
+    "convert-weights": ("fcnlib.models.surgery", "ImageNet classifier → fully convolutional weights"),
+    "download": ("fcnlib.download", "fetch a file: mirrors, checksum, resume, atomic"),
+    "demo-data": ("fcnlib.demo", "write the offline demo's synthetic datasets"),
+    "check-config": ("fcnlib.config", "validate a pipeline config file"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: fcn COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`fcn COMMAND --help` describes each command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.cli(rest) or 0)
+    except FcnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

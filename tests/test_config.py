@@ -1,0 +1,103 @@
+"""Config validation names the offending key; experiments resolve into the trainer's flat dict."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from fcnlib import config as fcncfg
+from fcnlib.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg = fcncfg.load_yaml(ROOT / "config" / name)
+    fcncfg.validate_config(cfg, source=name)
+
+
+def _mutate(cfg, path, value):
+    cfg = copy.deepcopy(cfg)
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return cfg
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("experiments", "voc-fcn16s", "variant"), "fcn17s", "experiments.voc-fcn16s.variant"),
+    (("experiments", "voc-fcn16s", "backbone"), "resnet", "experiments.voc-fcn16s.backbone"),
+    (("experiments", "voc-fcn16s", "init"), "voc-fcn64s", "experiments.voc-fcn16s.init"),
+    (("training", "threads"), "eight", "training.threads"),
+    (("training", "recipe"), KeyError, "'recipe' is a required property"),
+    (("training", "bogus"), 1, "unknown key(s) ['bogus']"),
+    (("recipes", "released", "loss"), "median", "recipes.released.loss"),
+    (("tables", "table2", "FCN-8s"), "voc-fcn9s", "tables.table2.FCN-8s"),
+    (("sources", "voc2012", "md5"), "not-a-hash", "sources.voc2012.md5"),
+    (("experiments", "voc-alexnet-fcn32s", "variant"), "fcn8s", "alexnet supports only fcn32s"),
+])
+def test_wrong_values_name_the_key(paper, path, value, expected):
+    with pytest.raises(ConfigError) as e:
+        fcncfg.validate_config(_mutate(paper, path, value))
+    assert expected in str(e.value)
+
+
+def test_init_cycle_is_refused(paper):
+    cfg = _mutate(paper, ("experiments", "voc-fcn32s", "init"), "voc-fcn8s")
+    with pytest.raises(ConfigError, match="cycle"):
+        fcncfg.validate_config(cfg)
+
+
+def test_yaml_python_tags_are_refused(tmp_path):
+    bad = tmp_path / "evil.yaml"
+    bad.write_text('name: !!python/object/apply:os.system ["touch pwned"]\n')
+    with pytest.raises(ConfigError, match="evil.yaml"):
+        fcncfg.load_yaml(bad)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_staged_and_fusion_resolution(paper):
+    c16 = fcncfg.train_config(paper, "voc-fcn16s")
+    assert c16["init"] == {"kind": "staged", "path": "results/pascal/voc-fcn32s/weights.pt"}
+    assert c16["recipe"]["lr"] == 1e-12 and c16["recipe"]["loss"] == "sum"
+    assert c16["arch"]["num_classes"] == 21 and c16["arch"]["width"] == 1.0
+    fused = fcncfg.train_config(paper, "nyud-rgbhha-fcn32s")
+    assert fused["init"]["kind"] == "late_fusion" and len(fused["init"]["paths"]) == 2
+    assert [m["in_channels"] for m in fused["arch"]["members"]] == [3, 3]
+    fused16 = fcncfg.train_config(paper, "nyud-rgbhha-fcn16s")
+    assert fused16["arch"]["fusion"] == "late" and fused16["init"]["kind"] == "staged"
+    rgbd = fcncfg.train_config(paper, "nyud-rgbd-fcn32s")
+    assert rgbd["arch"]["in_channels"] == 4
+    sift = fcncfg.train_config(paper, "sift-fcn16s")
+    assert sift["arch"]["heads"] == {"sem": 33, "geo": 3}
+    # a training param changes the hash of that experiment only
+    changed = _mutate(paper, ("experiments", "voc-fcn16s", "iterations"), 5)
+    assert fcncfg.train_config(changed, "voc-fcn16s")["config_hash"] != c16["config_hash"]
+    assert fcncfg.train_config(changed, "voc-fcn32s") == fcncfg.train_config(paper, "voc-fcn32s")
+
+
+def test_code_hash_tracks_module_contents(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    (pkg / "models").mkdir(parents=True)
+    for f in ("io.py", "errors.py", "config.py", "train.py", "models/fcn.py"):
+        (pkg / f).write_text("x = 1\n")
+    monkeypatch.setattr(fcncfg, "PACKAGE_DIR", pkg)
+    before_train, before_models = fcncfg.code_hash("train.py"), fcncfg.code_hash("models/")
+    (pkg / "models" / "fcn.py").write_text("x = 2\n")
+    assert fcncfg.code_hash("train.py") == before_train
+    assert fcncfg.code_hash("models/") != before_models
+
+
+def test_table_rows_cover_every_paper_table(paper):
+    tables = {r["table"] for r in fcncfg.table_rows(paper)}
+    assert tables == {"table1", "table2", "table3", "table4", "table5", "context", "ablations"}

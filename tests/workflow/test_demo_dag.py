@@ -1,0 +1,75 @@
+"""The reduced demo DAG runs end to end; every output exists and parses; a rerun does nothing."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnlib import config as fcncfg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_output_exists_and_parses(demo_run):
+    cfg = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
+    from fcnlib.models import load_model
+
+    for name, exp in cfg["experiments"].items():
+        d = demo_run / "results" / exp["dataset"] / name
+        model, meta = load_model(d / "weights.pt")
+        assert meta["arch"], name
+        lines = [json.loads(s) for s in (d / "log.jsonl").read_text().splitlines()]
+        assert any("loss" in x for x in lines) and any("val" in x for x in lines), name
+        assert not (d / ".train" / "resume.pt").exists(), "resume state must be removed after training"
+    for row in fcncfg.table_rows(cfg):
+        if "experiment" not in row:
+            continue
+        m = json.loads((demo_run / "results" / row["dataset"] / row["experiment"] / row["split"]
+                        / "metrics.json").read_text())
+        for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+            assert 0.0 <= m[k] <= 1.0, (row, k)
+        assert m["n_images"] > 0
+    tables = (demo_run / "results" / "tables.md").read_text()
+    assert "DEMO" in tables
+    data = json.loads((demo_run / "results" / "tables.json").read_text())
+    assert data
+    for png in (demo_run / "results" / "figures").glob("*.png"):
+        with Image.open(png) as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+            assert np.asarray(im.convert("L")).std() > 0, f"{png} is blank"
+    assert sorted(p.name for p in (demo_run / "results" / "figures").glob("*.png")) == sorted(
+        ["fig4_pascal.png", "curves_staged.png", "per_class_pascal.png", "per_class_nyud.png",
+         "per_class_siftflow.png", "per_class_context.png"])
+    hha = list((demo_run / "data" / "nyud" / "hha").glob("*.png"))
+    assert hha and json.loads((demo_run / "data" / "nyud" / "hha" / "manifest.json").read_text())
+    for rule in ("download", "train", "evaluate", "tables"):
+        assert list((demo_run / "logs").rglob("*.log")), rule
+        assert (demo_run / "benchmarks").exists()
+
+
+def test_rerun_does_nothing(demo_run, smk):
+    res = smk(demo_run, "results/tables.md", "all", "-n", "--cores", "2")
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_full_paper_dag_without_data(tmp_path, smk):
+    res = smk(tmp_path, "results/tables.md", "-n", "--cores", "8", config="config/config.yaml")
+    out = res.stdout
+    for rule in ("download", "extract", "prepare_pascal", "prepare_nyud", "prepare_siftflow", "prepare_context",
+                 "encode_hha", "convert_weights", "train", "evaluate", "time_forward", "tables"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    assert "results/pascal/voc-fcn8s/weights.pt" in out and "results/pascal/voc-fcn16s/weights.pt" in out
+
+
+def test_bad_config_stops_before_any_job(tmp_path, smk):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config" / "test.yaml").read_text().replace("variant: fcn16s", "variant: fcn15s"))
+    res = smk(tmp_path, "results/tables.md", "--cores", "1", config=str(bad), check=False)
+    assert res.returncode != 0
+    assert "experiments.voc-fcn16s.variant" in res.stderr + res.stdout
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()

@@ -12,6 +12,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hha": ("fcnlib.hha", "encode depth maps as HHA (horizontal disparity, height, angle)"),
     "convert-weights": ("fcnlib.models.surgery", "ImageNet classifier → fully convolutional weights"),
     "download": ("fcnlib.download", "fetch a file: mirrors, checksum, resume, atomic"),
+    "extract": ("fcnlib.archive", "extract a tar/zip safely (no paths leaving the target)"),
+    "prepare-pascal": ("fcnlib.data.voc", "merge SBD into VOC and write the paper's splits"),
     "demo-data": ("fcnlib.demo", "write the offline demo's synthetic datasets"),
     "check-config": ("fcnlib.config", "validate a pipeline config file"),
 }

@@ -1,0 +1,92 @@
+"""SBD (Hariharan et al. 2011, benchmark.tgz): find the dataset folder, convert cls/*.mat to palette PNGs.
+
+Conversion runs in a process pool; each PNG is written atomically and existing PNGs are skipped, so a
+killed run resumes where it stopped and a finished run costs only a directory listing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError
+from ..io import write_label_png
+
+SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"
+
+
+def find_sbd_root(sbd_dir: Path) -> Path:
+    """The folder holding cls/, img/, train.txt, val.txt inside an extracted benchmark.tgz."""
+    sbd_dir = Path(sbd_dir)
+    for cand in (sbd_dir / SBD_SUBDIR, sbd_dir / "dataset", sbd_dir):
+        if (cand / "cls").is_dir() and (cand / "train.txt").is_file():
+            return cand
+    raise DataError(f"{sbd_dir}: no SBD dataset folder (expected {sbd_dir / SBD_SUBDIR} with cls/, img/, "
+                    f"train.txt, val.txt); point sbd_dir at the extracted benchmark.tgz, or delete the "
+                    f"extracted folder and rerun the extract rule")
+
+
+def read_sbd_cls(mat_path: Path) -> np.ndarray:
+    """Class-id map (H×W uint8, 0 = background, 1..20) of one SBD cls/*.mat file."""
+    from scipy.io import loadmat
+
+    try:
+        seg = loadmat(mat_path)["GTcls"][0]["Segmentation"][0]
+    except FileNotFoundError:
+        raise DataError(f"{mat_path}: SBD label file not found; the SBD archive was extracted "
+                        f"incompletely — delete the extracted folder and rerun the extract rule") from None
+    except (KeyError, IndexError, ValueError, TypeError, OSError) as e:
+        raise DataError(f"{mat_path}: not an SBD GTcls .mat file ({type(e).__name__}: {e}); the file is "
+                        f"truncated — delete benchmark.tgz and its extracted folder and rerun") from None
+    seg = np.asarray(seg)
+    if seg.ndim != 2 or seg.size == 0:
+        raise DataError(f"{mat_path}: GTcls.Segmentation has shape {seg.shape}, expected H×W")
+    if seg.max() > 20 or seg.min() < 0:
+        raise DataError(f"{mat_path}: class ids {int(seg.min())}..{int(seg.max())} outside 0..20; not an "
+                        f"SBD class label file")
+    return seg.astype(np.uint8)
+
+
+def _convert_one(args: tuple[str, str]) -> str:
+    mat, png = args
+    write_label_png(png, read_sbd_cls(Path(mat)))
+    return png
+
+
+def convert_sbd(sbd_root: Path, out_dir: Path, ids: Sequence[str], *, workers: int | None = None,
+                progress: bool = True) -> Path:
+    """Write out_dir/<id>.png for every id from sbd_root/cls/<id>.mat; returns out_dir."""
+    sbd_root, out_dir = Path(sbd_root), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = {p.name[:-4] for p in os.scandir(out_dir) if p.name.endswith(".png")}
+    if not (sbd_root / "cls").is_dir():
+        raise DataError(f"{sbd_root / 'cls'}: SBD cls folder not found; pass the dataset folder "
+                        f"(see find_sbd_root), or delete the extracted SBD folder and rerun the extract rule")
+    have = {p.name[:-4] for p in os.scandir(sbd_root / "cls") if p.name.endswith(".mat")}
+    todo = [i for i in dict.fromkeys(ids) if i not in done]
+    missing = [i for i in todo if i not in have]
+    if missing:
+        raise DataError(f"{sbd_root / 'cls' / (missing[0] + '.mat')}: SBD label for id {missing[0]} is "
+                        f"missing ({len(missing)} ids in all); the SBD archive is incomplete — delete it "
+                        f"and its extracted folder and rerun")
+    jobs = [(str(sbd_root / "cls" / f"{i}.mat"), str(out_dir / f"{i}.png")) for i in todo]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    bar = tqdm(total=len(jobs), desc="SBD .mat → PNG", unit="img", disable=not progress or not jobs)
+    with bar:
+        if workers == 1:
+            for j in jobs:
+                _convert_one(j)
+                bar.update()
+        else:
+            # fork: workers need nothing but this module, and spawn would re-import the package per worker.
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                for _ in pool.map(_convert_one, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers)))):
+                    bar.update()
+    return out_dir

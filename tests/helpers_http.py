@@ -1,0 +1,147 @@
+"""A loopback HTTP server (one thread) whose routes can misbehave the ways real mirrors do.
+
+Each route serves a byte string and can: ignore Range, serve a corrupted body, answer an error status,
+drop the connection after N bytes on its first request, or trickle slowly. Every request is logged with
+the Range header it carried and the number of body bytes sent, so tests can prove a resume fetched less.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Route:
+    body: bytes
+    range: bool = True            # honour "Range: bytes=N-" with 206
+    corrupt: bool = False         # flip one byte in the middle of what is served
+    status: int = 200             # e.g. 404 / 500 for a dead mirror
+    cut_first: int | None = None  # first request: close the connection after this many body bytes
+    delay: float = 0.0            # seconds to sleep per chunk (slow server)
+    chunk: int = 64 * 1024
+
+
+@dataclass
+class Hit:
+    path: str
+    range: str | None
+    status: int
+    sent: int = 0
+
+
+@dataclass
+class LoopbackServer:
+    routes: dict[str, Route] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def add(self, path: str, body: bytes, **kw: object) -> str:
+        self.routes[path] = Route(body, **kw)  # type: ignore[arg-type]
+        return self.url(path)
+
+    def sent(self, path: str) -> list[int]:
+        return [h.sent for h in self.hits if h.path == path]
+
+
+def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # keep pytest output quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            route = server.routes.get(self.path)
+            rng = self.headers.get("Range")
+            if route is None or route.status != 200:
+                status = 404 if route is None else route.status
+                server.hits.append(Hit(self.path, rng, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                return
+            body = route.body
+            if route.corrupt:
+                mid = len(body) // 2
+                body = body[:mid] + bytes([body[mid] ^ 0xFF]) + body[mid + 1:]
+            start = 0
+            m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+            if route.range and m:
+                start = int(m.group(1))
+                if start >= len(body):
+                    server.hits.append(Hit(self.path, rng, 416))
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            payload = body[start:]
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            hit = Hit(self.path, rng, 206 if start else 200)
+            server.hits.append(hit)
+            first = sum(1 for h in server.hits if h.path == self.path) == 1
+            limit = route.cut_first if (first and route.cut_first is not None) else len(payload)
+            pos = 0
+            try:
+                while pos < limit:
+                    piece = payload[pos:min(pos + route.chunk, limit)]
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    pos += len(piece)
+                    hit.sent = pos
+                    if route.delay:
+                        time.sleep(route.delay)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            self.close_connection = True
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serve() -> Iterator[LoopbackServer]:
+    state = LoopbackServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    with serve() as s:
+        yield s
+
+
+def dead_url(path: str = "/gone") -> str:
+    """A loopback URL where nothing listens (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"

@@ -1,0 +1,277 @@
+"""Score a weights file on a dataset split (metrics.json) and time its forward pass.
+
+Whole images, batch 1, no resizing: FCNs take any input size and the paper scores at full resolution.
+Device choice and device naming live here once; the trainer imports `resolve_device` from this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ConfigError, DataError
+from .io import atomic_write_json, read_json, write_label_png
+from .metrics import SCORE_KEYS, ConfusionMatrix
+
+PathLike = str | os.PathLike
+
+# Channels each input modality contributes (same order rule as fcnlib.data: concatenated as listed).
+_MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1, "rawdepth": 1}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" → the first CUDA GPU when one is usable, else CPU; "cpu"/"cuda"/"cuda:N" as given.
+
+    Asking for CUDA on a machine without it is a config error, not a silent CPU fallback: a run that
+    was meant for a GPU would otherwise take days without saying why.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        name = str(device).strip().lower()
+        if name in ("", "auto"):
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"device={device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!s} requested but CUDA is not available here; "
+                          f"use device=auto or cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={device!s} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def device_name(device: str | torch.device = "auto") -> str:
+    """A human name for tables: the CUDA device name, or the CPU model with the threads torch uses."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------------
+def sha256_file(path: PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def input_channels(meta: dict[str, Any]) -> int:
+    """Input channels a model expects, from the modalities stored with its weights."""
+    mods = meta.get("modalities") or ["rgb"]
+    return sum(_MODALITY_CHANNELS.get(m, 3) for m in mods)
+
+
+def _named(values: list[float], names: list[str]) -> dict[str, float | None]:
+    return {name: (None if math.isnan(v) else v) for name, v in zip(names, values, strict=True)}
+
+
+def scores_to_json(cm: ConfusionMatrix, class_names: list[str] | None) -> dict[str, Any]:
+    """ConfusionMatrix.scores() in metrics.json form: NaN → null, per-class values keyed by class name."""
+    s = cm.scores()
+    names = list(class_names) if class_names and len(class_names) == cm.n else [str(i) for i in range(cm.n)]
+    out: dict[str, Any] = {k: (None if math.isnan(s[k]) else s[k]) for k in SCORE_KEYS}
+    out["per_class_iu"] = _named(s["per_class_iu"], names)
+    out["per_class_acc"] = _named(s["per_class_acc"], names)
+    out["pixels"] = int(cm.mat.sum())
+    return out
+
+
+def _load(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from .models import load_model  # imported late: fcnlib.models is heavy and metrics users don't need it
+
+    model, meta = load_model(Path(weights), device)
+    model.eval()
+    return model, meta
+
+
+def _preprocessing(meta: dict[str, Any], weights: PathLike) -> dict[str, Any]:
+    from .models.preprocessing import Preprocessing
+
+    pre = meta.get("preprocessing")
+    mods = meta.get("modalities") or ["rgb"]
+    if not isinstance(pre, dict) or any(m not in pre for m in mods):
+        raise DataError(f"{weights}: weights carry no preprocessing for modalities {mods}; re-save them with "
+                        f"fcnlib.models.save_model (meta['preprocessing'] per modality)")
+    return {m: Preprocessing.from_dict(pre[m]) for m in mods}
+
+
+def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
+    """Model output (tensor or {head: tensor}) → {head: N×C×H×W logits} keyed like the dataset."""
+    if isinstance(out, dict):
+        return out
+    return {heads[0]: out}
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str]) -> dict[str, torch.Tensor]:
+    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit."""
+    with torch.inference_mode():
+        out = _as_heads(model(x.unsqueeze(0)), heads)
+    preds = {}
+    for h, logits in out.items():
+        if logits.shape[-2:] != x.shape[-2:]:
+            raise DataError(f"model output {tuple(logits.shape[-2:])} differs from input "
+                            f"{tuple(x.shape[-2:])}; the weights' architecture does not crop to the input")
+        p = logits[0].argmax(0)
+        preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
+    return preds
+
+
+def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: str | torch.device = "auto",
+             max_images: int | None = None, predictions_dir: PathLike | None = None, progress: bool = True,
+             config_hash: str | None = None) -> dict[str, Any]:
+    """Score `weights` on `split` of a prepared dataset; returns the metrics.json content.
+
+    One confusion matrix per head accumulated over the whole split. For a two-headed net (SIFT Flow)
+    the semantic head's metrics are at top level, the geometric head's under "geo", plus "geo_acc".
+    """
+    from .data import SegDataset
+
+    dev = resolve_device(device)
+    model, meta = _load(weights, dev)
+    pre = _preprocessing(meta, weights)
+    mods = list(meta.get("modalities") or ["rgb"])
+    ds = SegDataset(dataset_json, split, modalities=mods, preprocessing=pre, max_images=max_images)
+    heads = list(ds.num_classes)
+    classes = ds.classes
+    mclasses = meta.get("classes")
+    if isinstance(mclasses, list) and len(heads) == 1 and len(mclasses) != ds.num_classes[heads[0]]:
+        raise DataError(f"{weights}: weights predict {len(mclasses)} classes but {dataset_json} has "
+                        f"{ds.num_classes[heads[0]]}; evaluate them on the dataset they were trained for")
+    cms = {h: ConfusionMatrix(n) for h, n in ds.num_classes.items()}
+    pred_dir = Path(predictions_dir) if predictions_dir is not None else None
+
+    from tqdm import tqdm
+
+    n_images = 0
+    for i in tqdm(range(len(ds)), desc=f"evaluate {Path(weights).name} on {split}", unit="img",
+                  disable=not progress):
+        x, y = ds[i]
+        labels = y if isinstance(y, dict) else {heads[0]: y}
+        preds = predict(model, x.to(dev), heads)
+        missing = [h for h in heads if h not in preds]
+        if missing:
+            raise DataError(f"{weights}: model has no output for heads {missing} of {dataset_json}; "
+                            f"evaluate it on the dataset it was trained for")
+        for h in heads:
+            cms[h].update(labels[h], preds[h])
+            if pred_dir is not None:
+                sub = pred_dir if h == heads[0] else pred_dir / h
+                write_label_png(sub / f"{ds.ids[i]}.png", preds[h].numpy())
+        n_images += 1
+    if n_images == 0:
+        raise DataError(f"{dataset_json}: split '{split}' has no images to evaluate; check its split list")
+
+    main = "sem" if "sem" in heads else heads[0]
+    result = scores_to_json(cms[main], classes.get(main))
+    for h in heads:
+        if h != main:
+            result[h] = scores_to_json(cms[h], classes.get(h))
+    if "geo" in result:
+        result["geo_acc"] = result["geo"]["pixel_acc"]
+    dmeta = read_json(dataset_json)
+    result.update({
+        "n_images": n_images,
+        "split": split,
+        "dataset": ds.name,
+        "dataset_source": dmeta.get("source"),
+        "heads": {h: ds.num_classes[h] for h in heads},
+        "weights": str(weights),
+        "weights_sha256": sha256_file(weights),
+        "config_hash": config_hash if config_hash is not None else meta.get("config_hash"),
+        "device": device_name(dev),
+    })
+    return result
+
+
+def evaluate_file(weights: PathLike, dataset_json: PathLike, split: str, out_json: PathLike,
+                  **kwargs: Any) -> dict[str, Any]:
+    """evaluate(...) and write the result to `out_json` atomically (the metrics.json of a rule)."""
+    result = evaluate(weights, dataset_json, split, **kwargs)
+    atomic_write_json(out_json, result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------
+def _model_in_channels(model: torch.nn.Module) -> int:
+    """Input channels from the model's build arguments (late fusion: both members), else its first conv."""
+    arch = getattr(model, "arch", None)
+    if isinstance(arch, dict):
+        if arch.get("fusion") == "late":
+            return sum(int(m.get("in_channels", 3)) for m in arch.get("members", []))
+        if "in_channels" in arch:
+            return int(arch["in_channels"])
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            return int(mod.in_channels)
+    raise ConfigError("time_forward: model has no Conv2d; pass in_channels explicitly")
+
+
+def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup: int = 1,
+                 device: str | torch.device = "auto", in_channels: int | None = None) -> dict[str, Any]:
+    """Median wall time of `runs` forward passes of a 1×C×size×size input after `warmup` passes.
+
+    The paper averages 20 trials on a K40c; the median is robust to the other jobs sharing our machine.
+    """
+    if runs < 1 or warmup < 0 or size < 1:
+        raise ConfigError(f"time_forward: need runs ≥ 1, warmup ≥ 0, size ≥ 1 (got {runs}, {warmup}, {size})")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    c = in_channels if in_channels is not None else _model_in_channels(model)
+    x = torch.zeros(1, c, size, size, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for k in range(warmup + runs):
+            sync()
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            if k >= warmup:
+                times.append((time.perf_counter() - t0) * 1000.0)
+    return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
+            "times_ms": [round(t, 3) for t in times], "device": device_name(dev)}
+
+
+def time_weights(weights: PathLike, size: int = 500, runs: int = 5, warmup: int = 1,
+                 device: str | torch.device = "auto") -> dict[str, Any]:
+    """time_forward for a weights file, with the input channels its modalities need."""
+    dev = resolve_device(device)
+    model, meta = _load(weights, dev)
+    out = time_forward(model, size=size, runs=runs, warmup=warmup, device=dev,
+                       in_channels=input_channels(meta))
+    out["weights_sha256"] = sha256_file(weights)
+    return out
+

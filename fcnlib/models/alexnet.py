@@ -1,0 +1,39 @@
+"""FCN-AlexNet backbone exactly as the authors' voc-fcn-alexnet net: CaffeNet layer order (pool before
+LRN), conv1 11×11 stride 4 pad 100, grouped conv2/4/5, fc6 as a 6×6 conv, fc7 1×1."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .vgg import Backbone, conv_relu, scaled
+
+
+def _lrn() -> nn.LocalResponseNorm:
+    # Caffe LRN (ACROSS_CHANNELS, local_size 5, alpha 1e-4, beta 0.75, k 1): same formula as PyTorch's.
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+
+class AlexNet(Backbone):
+    """Channel counts at width<1 are rounded to even numbers because conv2/4/5 use two groups."""
+
+    skip_taps = ()  # the paper (Table 1) only has FCN-32s for AlexNet
+
+    def __init__(self, width: float = 1.0, in_channels: int = 3, conv1_pad: int = 100) -> None:
+        super().__init__()
+        w = lambda c: scaled(c, width, multiple=2)  # noqa: E731
+        c = conv_relu(self, "conv1", "relu1", in_channels, w(96), 11, stride=4, pad=conv1_pad)
+        self.add("pool1", nn.MaxPool2d(3, stride=2, ceil_mode=True))
+        self.add("norm1", _lrn())
+        c = conv_relu(self, "conv2", "relu2", c, w(256), 5, pad=2, groups=2)
+        self.add("pool2", nn.MaxPool2d(3, stride=2, ceil_mode=True))
+        self.add("norm2", _lrn())
+        c = conv_relu(self, "conv3", "relu3", c, w(384), 3, pad=1)
+        c = conv_relu(self, "conv4", "relu4", c, w(384), 3, pad=1, groups=2)
+        c = conv_relu(self, "conv5", "relu5", c, w(256), 3, pad=1, groups=2)
+        self.add("pool5", nn.MaxPool2d(3, stride=2, ceil_mode=True))
+        f = scaled(4096, width)
+        conv_relu(self, "fc6", "relu6", c, f, 6)
+        self.add("drop6", nn.Dropout(0.5))
+        conv_relu(self, "fc7", "relu7", f, f, 1)
+        self.add("drop7", nn.Dropout(0.5))
+        self.out_channels = f

@@ -1,0 +1,210 @@
+"""FCN-32s/16s/8s (and 8s at-once) on any backbone, with Caffe-exact crops computed from the geometry.
+
+One `FCN` class covers every variant: the variant only decides which skip taps are fused (none, pool4,
+pool4+pool3). Crop offsets come from `stats.crop_offset` over the actual modules, and for VGG16 at pad 100
+they are checked against the authors' constants (32s 19; 16s 5/27; 8s 5/9/31).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from . import stats
+from .alexnet import AlexNet
+from .googlenet import GoogLeNet
+from .vgg import VGG16, Backbone, run_trunk
+
+VARIANTS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
+BACKBONES = {"vgg16": VGG16, "alexnet": AlexNet, "googlenet": GoogLeNet}
+_SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2, "fcn8s-atonce": 2}
+# names of the 2× upsamplers before each fusion, and of the final upsampler, per number of skips
+_UP_NAMES = ("upscore2", "upscore_pool4")
+_FINAL_NAME = {0: "upscore", 1: "upscore16", 2: "upscore8"}
+_ATONCE_SCALE = {"pool4": 0.01, "pool3": 0.0001}
+CAFFE_OFFSETS = {"fcn32s": (19,), "fcn16s": (5, 27), "fcn8s": (5, 9, 31), "fcn8s-atonce": (5, 9, 31)}
+
+
+def bilinear_kernel(size: int) -> np.ndarray:
+    """2-D bilinear interpolation filter of a size×size deconvolution (the authors' surgery.upsample_filt)."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = np.arange(size, dtype=np.float64)
+    f = 1 - np.abs(og - center) / factor
+    return np.outer(f, f).astype(np.float32)
+
+
+def bilinear_(deconv: nn.ConvTranspose2d) -> None:
+    """Bilinear init: channel i upsamples channel i only (off-diagonal filters zero)."""
+    cin, cout, kh, kw = deconv.weight.shape
+    if cin != cout or kh != kw:
+        raise ConfigError(f"bilinear init needs a square C→C deconvolution, got {tuple(deconv.weight.shape)}")
+    w = torch.zeros_like(deconv.weight)
+    idx = torch.arange(cin)
+    w[idx, idx] = torch.from_numpy(bilinear_kernel(kh))
+    with torch.no_grad():
+        deconv.weight.copy_(w)
+
+
+def _score(cin: int, n: int) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, n, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _deconv(n: int, k: int, s: int, frozen: bool) -> nn.ConvTranspose2d:
+    d = nn.ConvTranspose2d(n, n, k, stride=s, bias=False)
+    bilinear_(d)
+    d.weight.requires_grad_(not frozen)
+    return d
+
+
+def _crop(x: torch.Tensor, off: int, ref: torch.Tensor) -> torch.Tensor:
+    h, w = ref.shape[-2:]
+    return x[:, :, off:off + h, off:off + w]
+
+
+class FCN(nn.Module):
+    """Trunk layers registered at top level (Caffe names) + per-head score/upsampling layers."""
+
+    def __init__(self, backbone: Backbone, variant: str, heads: dict[str, int], single: bool,
+                 arch: dict[str, Any]) -> None:
+        super().__init__()
+        self.arch = dict(arch)
+        self.variant = variant
+        self.single = single  # forward returns a tensor, not a dict
+        self.trunk_names = [n for n, _ in backbone.named_children()]
+        for n, m in backbone.named_children():
+            self.add_module(n, m)
+        nskip = _SKIPS[variant]
+        if nskip > len(backbone.skip_taps):
+            raise ConfigError(f"{variant} needs skip layers {('pool4', 'pool3')[:nskip]} but the "
+                              f"{arch['backbone']} FCN of the paper has only fcn32s; use variant fcn32s")
+        self.taps = backbone.skip_taps[:nskip]
+        self.tap_scale = {t: _ATONCE_SCALE[t] for t in self.taps} if variant == "fcn8s-atonce" else {}
+        self.heads = dict(heads)
+
+        # --- geometry: where every blob sits in input pixels, hence the crop offsets and final kernel
+        g, at = stats.Geom(), {}
+        for n, m in backbone.named_children():
+            g = stats.step(g, m)
+            at[n] = g
+        cur, offsets = g, []
+        for t in self.taps:
+            cur = stats.upsample(cur, 4, 2)
+            offsets.append(stats.crop_offset(at[t], cur, f"score_{t} crop"))
+        if cur.scale.denominator != 1:
+            raise ConfigError(f"{variant}: stride {cur.scale} before the final upsampler is not an integer")
+        f = int(cur.scale)
+        # kernel 2f as in the VGG nets; 2f−1 where 2f would leave a half-pixel offset (FCN-AlexNet uses 63)
+        k_final = 2 * f if (stats.upsample(cur, 2 * f, f).shift.denominator == 1) else 2 * f - 1
+        offsets.append(stats.crop_offset(stats.upsample(cur, k_final, f), stats.Geom(), "final crop"))
+        self.offsets = tuple(offsets)
+        self.final_kernel, self.final_stride = k_final, f
+
+        for h, n in self.heads.items():
+            sfx = "" if single else f"_{h}"
+            self.add_module(f"score_fr{sfx}", _score(backbone.out_channels, n))
+            for i, t in enumerate(self.taps):
+                self.add_module(f"{_UP_NAMES[i]}{sfx}", _deconv(n, 4, 2, frozen=False))
+                self.add_module(f"score_{t}{sfx}", _score(backbone.tap_channels[t], n))
+            self.add_module(f"{_FINAL_NAME[nskip]}{sfx}", _deconv(n, k_final, f, frozen=True))
+
+    def trunk(self) -> list[tuple[str, nn.Module]]:
+        return [(n, getattr(self, n)) for n in self.trunk_names]
+
+    def score_layer_names(self) -> list[str]:
+        """Top-level names of the layers that are not part of the trunk (score + upsampling)."""
+        return [n for n, _ in self.named_children() if n not in self.trunk_names]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        feat, taps = run_trunk(self.trunk(), x, self.taps)
+        for t, s in self.tap_scale.items():
+            taps[t] = taps[t] * s
+        out = {}
+        for h in self.heads:
+            sfx = "" if self.single else f"_{h}"
+            score = self._modules[f"score_fr{sfx}"](feat)
+            for i, t in enumerate(self.taps):
+                up = self._modules[f"{_UP_NAMES[i]}{sfx}"](score)
+                skip = self._modules[f"score_{t}{sfx}"](taps[t])
+                score = up + _crop(skip, self.offsets[i], up)
+            up = self._modules[f"{_FINAL_NAME[len(self.taps)]}{sfx}"](score)
+            out[h] = _crop(up, self.offsets[-1], x)
+        return out[next(iter(out))] if self.single else out
+
+
+def build_backbone(backbone: str = "vgg16", width: float = 1.0, in_channels: int = 3, **kw: Any) -> Backbone:
+    if backbone not in BACKBONES:
+        raise ConfigError(f"backbone={backbone!r}; use one of {sorted(BACKBONES)}")
+    if not (isinstance(width, int | float) and 0 < width <= 4):
+        raise ConfigError(f"width={width!r}; use a multiplier in (0, 4], 1.0 = the paper's net")
+    if not (isinstance(in_channels, int) and in_channels >= 1):
+        raise ConfigError(f"in_channels={in_channels!r}; use 3 (RGB/HHA), 1 (depth) or 4 (RGB-D)")
+    return BACKBONES[backbone](width=float(width), in_channels=in_channels, **kw)
+
+
+def build_fcn(variant: str, backbone: str = "vgg16", num_classes: int = 21, width: float = 1.0,
+              in_channels: int = 3, heads: dict[str, int] | None = None) -> FCN:
+    """The one model builder. `heads={"sem": 33, "geo": 3}` → forward returns {head: N×C×H×W logits}."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant={variant!r}; use one of {VARIANTS} (fcn32s-fixed = fcn32s + "
+                          f"freeze_except_score)")
+    if heads is not None:
+        if not isinstance(heads, dict) or not heads or not all(
+                isinstance(k, str) and k.isidentifier() and isinstance(v, int) and v >= 1
+                for k, v in heads.items()):
+            raise ConfigError(f"heads={heads!r}; use a dict of head name → number of classes, e.g. "
+                              f"{{'sem': 33, 'geo': 3}}")
+    elif not (isinstance(num_classes, int) and num_classes >= 1):
+        raise ConfigError(f"num_classes={num_classes!r}; use a positive integer")
+    arch = {"variant": variant, "backbone": backbone, "num_classes": num_classes, "width": float(width),
+            "in_channels": in_channels, "heads": None if heads is None else dict(heads)}
+    bb = build_backbone(backbone, width, in_channels)
+    model = FCN(bb, variant, heads if heads is not None else {"score": num_classes}, heads is None, arch)
+    if backbone == "vgg16" and model.offsets != CAFFE_OFFSETS[variant]:
+        raise AssertionError(f"computed crop offsets {model.offsets} differ from Caffe's "
+                             f"{CAFFE_OFFSETS[variant]} for {variant}")
+    return model
+
+
+def freeze_except_score(model: nn.Module) -> nn.Module:
+    """FCN-32s-fixed: only the score layers learn (trunk and upsamplers frozen)."""
+    for n, m in model.named_children():
+        learn = n.startswith("score_")
+        for p in m.parameters():
+            p.requires_grad_(learn)
+    return model
+
+
+class LateFusion(nn.Module):
+    """Sum of two nets' score maps (RGB-HHA): w_a·net_a(x[:, :split]) + w_b·net_b(x[:, split:])."""
+
+    def __init__(self, net_a: nn.Module, net_b: nn.Module, split: int = 3,
+                 weights: tuple[float, float] = (0.5, 0.5)) -> None:
+        super().__init__()
+        self.net_a, self.net_b, self.split = net_a, net_b, int(split)
+        self.weights = (float(weights[0]), float(weights[1]))
+        self.arch = {"fusion": "late", "members": [dict(getattr(net_a, "arch", {})),
+                                                   dict(getattr(net_b, "arch", {}))],
+                     "weights": list(self.weights), "split": self.split}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        wa, wb = self.weights
+        a, b = self.net_a(x[:, :self.split]), self.net_b(x[:, self.split:])
+        if isinstance(a, dict):
+            return {k: wa * a[k] + wb * b[k] for k in a}
+        return wa * a + wb * b
+
+
+def build_late_fusion(net_a: nn.Module, net_b: nn.Module, split: int = 3,
+                      weights: tuple[float, float] = (0.5, 0.5)) -> LateFusion:
+    ca = getattr(net_a, "arch", {}).get("in_channels", split)
+    if ca != split:
+        raise ConfigError(f"late fusion split={split} but the first net takes {ca} input channels")
+    return LateFusion(net_a, net_b, split, weights)

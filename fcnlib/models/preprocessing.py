@@ -1,0 +1,120 @@
+"""How raw pixels become network input — carried by every weights file so nothing else has to guess.
+
+The mix-up the SPEC warns about (Caffe VGG: BGR, 0–255, mean only; torchvision: RGB, 0–1, mean/std) is
+settled here once: a weights file says which `Preprocessing` its filters expect.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+# Means typed once (SPEC §3; Caffe means are in BGR order as the authors' data layers use them).
+VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
+NYUD_HHA_MEAN = (132.431, 94.076, 118.477)
+NYUD_LOG_DEPTH_MEAN = 7.844
+SIFTFLOW_MEAN_BGR = (114.578, 115.294, 108.353)
+
+_ORDERS = ("RGB", "BGR")
+_TRANSFORMS = (None, "log")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """channel_order: order the net wants ("RGB" = as stored on disk, "BGR" = flipped);
+    scale: 255.0 if the net wants 0–255 input, 1.0 for 0–1; mean/std in the net's order and scaled units;
+    transform: None, or "log" for a 1-channel depth map in millimetres (log(depth) − mean)."""
+
+    channel_order: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...] | None = None
+    transform: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in _ORDERS:
+            raise ConfigError(f"preprocessing.channel_order={self.channel_order!r}; use one of {_ORDERS}")
+        if self.transform not in _TRANSFORMS:
+            raise ConfigError(f"preprocessing.transform={self.transform!r}; use None or 'log'")
+        if not (isinstance(self.scale, int | float) and self.scale > 0):
+            raise ConfigError(f"preprocessing.scale={self.scale!r}; use 255.0 (0–255 input) or 1.0 (0–1)")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        if self.std is not None:
+            object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+            if len(self.std) != len(self.mean) or any(s <= 0 for s in self.std):
+                raise ConfigError(f"preprocessing.std={self.std}: need {len(self.mean)} positive values")
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def apply(self, img: np.ndarray) -> torch.Tensor:
+        """H×W×C uint8 (RGB as PIL reads it) or H×W depth (mm, transform="log") → float32 C×H×W tensor."""
+        a = np.asarray(img)
+        if self.transform == "log":
+            if a.ndim == 3 and a.shape[2] == 1:
+                a = a[..., 0]
+            if a.ndim != 2:
+                raise ConfigError(f"log-depth preprocessing needs an H×W depth map, got shape {a.shape}")
+            # Missing depth (0) would give −inf; clamp to 1 mm so it maps to a finite, far-from-mean value.
+            x = np.log(np.maximum(a.astype(np.float32), 1.0))[None]
+        else:
+            if a.ndim == 2:
+                a = a[..., None]
+            if a.ndim != 3 or a.shape[2] != self.channels:
+                raise ConfigError(f"preprocessing expects H×W×{self.channels} images, got shape {a.shape}")
+            x = a.astype(np.float32).transpose(2, 0, 1)
+            if self.channel_order == "BGR":
+                x = x[::-1]
+            if self.scale != 255.0:
+                x = x * np.float32(self.scale / 255.0)
+        x = x - np.asarray(self.mean, np.float32)[:, None, None]
+        if self.std is not None:
+            x = x / np.asarray(self.std, np.float32)[:, None, None]
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = None if self.std is None else list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        if not isinstance(d, dict) or not {"channel_order", "scale", "mean"} <= set(d):
+            raise ConfigError(f"preprocessing {d!r} must be a dict with channel_order, scale, mean "
+                              "(see fcnlib.models.preprocessing presets)")
+        unknown = set(d) - {"channel_order", "scale", "mean", "std", "transform"}
+        if unknown:
+            raise ConfigError(f"preprocessing has unknown keys {sorted(unknown)}")
+        mean = d["mean"]
+        mean = (mean,) if isinstance(mean, int | float) else tuple(mean)
+        if any(not math.isfinite(float(m)) for m in mean):
+            raise ConfigError(f"preprocessing.mean={mean} must be finite numbers")
+        std = d.get("std")
+        return cls(d["channel_order"], float(d["scale"]), mean,
+                   None if std is None else tuple(std), d.get("transform"))
+
+
+CAFFE_VGG = Preprocessing("BGR", 255.0, VGG_MEAN_BGR)
+TORCHVISION = Preprocessing("RGB", 1.0, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)
+NYUD_RGB_CAFFE = Preprocessing("BGR", 255.0, NYUD_MEAN_BGR)
+HHA = Preprocessing("RGB", 255.0, NYUD_HHA_MEAN)  # HHA PNG channels as stored, no flip
+DEPTH_LOG = Preprocessing("RGB", 255.0, (NYUD_LOG_DEPTH_MEAN,), transform="log")
+SIFTFLOW_CAFFE = Preprocessing("BGR", 255.0, SIFTFLOW_MEAN_BGR)
+# torchvision's GoogLeNet (transform_input=True) expects RGB in [-1, 1].
+TORCHVISION_GOOGLENET = Preprocessing("RGB", 1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+PRESETS: dict[str, Preprocessing] = {
+    "caffe_vgg": CAFFE_VGG, "torchvision": TORCHVISION, "nyud_rgb_caffe": NYUD_RGB_CAFFE, "hha": HHA,
+    "depth_log": DEPTH_LOG, "siftflow_caffe": SIFTFLOW_CAFFE, "torchvision_googlenet": TORCHVISION_GOOGLENET,
+}

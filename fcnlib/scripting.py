@@ -93,12 +93,8 @@ def run(main: Callable[[Any], None], smk: Any | None = None) -> None:
     """Run `main(job)`; an FcnError becomes one clear line on stderr (and in the log) and exit 1."""
     job = smk if smk is not None else job_from_cli()
     threads = int(getattr(job, "threads", 1) or 1)
-    try:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    except ImportError:
-        pass
+    if "torch" in sys.modules:  # only steps that use torch pay for importing it
+        sys.modules["torch"].set_num_threads(max(1, threads))
     t0 = time.time()
     log = list(getattr(job, "log", []) or [])
     try:

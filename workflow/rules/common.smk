@@ -46,6 +46,7 @@ wildcard_constraints:
     source="|".join(re.escape(s) for s in ARCHIVE_SOURCES),
     backbone="vgg16|alexnet|googlenet",
     split="[A-Za-z0-9_]+",
+    group="|".join(re.escape(g) for kind in config.get("figures", {}).values() for g in kind) or "none",
 
 
 def raw(source):
@@ -103,7 +104,7 @@ def timed_experiments():
 def figure_targets():
     figs = config.get("figures", {})
     out = [f"results/figures/fig4_{group}.png" for group in figs.get("fig4", {})]
-    out += [f"results/figures/curves_{group}.png" for group in figs.get("learning_curves", {})]
+    out += [f"results/figures/curves_{group}{t}.png" for group in figs.get("learning_curves", {}) for t in ("", "_time")]
     out += [f"results/figures/per_class_{d}.png" for d in USED_DATASETS]
     return out
 

@@ -29,7 +29,10 @@ rule learning_curves:
     input:
         lambda w: [f"{exp_dir(e)}/log.jsonl" for e in config["figures"]["learning_curves"][w.group]],
     output:
-        report("results/figures/curves_{group}.png", caption="../report/learning_curves.rst", category="Figures"),
+        iterations=report("results/figures/curves_{group}.png", caption="../report/learning_curves.rst",
+                          category="Figures"),
+        wall_time=report("results/figures/curves_{group}_time.png", caption="../report/learning_curves.rst",
+                         category="Figures"),
     params:
         names=lambda w: config["figures"]["learning_curves"][w.group],
         code=CODE["report"],

@@ -8,6 +8,7 @@ rule convert_weights:
         "data/weights/{backbone}.pt",
     params:
         format=lambda w: config["backbones"][w.backbone]["format"],
+        width=config.get("width", 1.0),
         code=CODE["weights"],
     log:
         "logs/weights/{backbone}.log",

@@ -7,7 +7,9 @@ from fcnlib.scripting import run
 
 
 def main(job):
-    convert_imagenet_file(Path(job.input[0]), Path(job.output[0]), job.wildcards.backbone, job.params.format)
+    convert_imagenet_file(Path(job.input[0]), Path(job.output[0]), job.wildcards.backbone, job.params.format,
+                          width=float(job.params.width))
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -27,4 +27,5 @@ def main(job):
         logging.warning("%s has no published checksum; recorded sha256 %s — pin it in the config", dest, digest)
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -33,4 +33,5 @@ def main(job):
     atomic_write_json(job.output[0], {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in outs})
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

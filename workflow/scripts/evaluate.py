@@ -12,4 +12,5 @@ def main(job):
                   config_hash=job.params.config_hash)
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -12,4 +12,5 @@ def main(job):
                       job.params.split, int(job.params.n), Path(job.output[0]), device=job.params.device)
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -11,4 +11,5 @@ def main(job):
     make_demo(out, width=float(job.params.width), **dict(job.params.demo))
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

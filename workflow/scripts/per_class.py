@@ -10,4 +10,5 @@ def main(job):
     per_class_bars(dict(zip(job.params.names, map(Path, job.input), strict=True)), Path(job.output[0]))
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

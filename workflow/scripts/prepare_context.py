@@ -11,4 +11,5 @@ def main(job):
                     Path(job.input.classes59), source=job.params.source, workers=job.threads)
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

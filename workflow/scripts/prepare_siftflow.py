@@ -12,4 +12,5 @@ def main(job):
                      source=job.params.source, workers=job.threads)
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

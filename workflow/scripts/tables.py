@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from fcnlib.evaluate import resolve_device
+from fcnlib.evaluate import device_name
 from fcnlib.scripting import run
 from fcnlib.tables import write_tables
 
@@ -21,8 +21,9 @@ def main(job):
                 t = json.loads(timing.read_text())
                 rec["stats"], rec["timing"] = t["stats"], t["timing"]
         records.append(rec)
-    header = dict(job.params.header, device=str(resolve_device("auto")))
+    header = dict(job.params.header, device=device_name("auto"))
     write_tables(records, header, Path(job.output.md), Path(job.output.json))
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

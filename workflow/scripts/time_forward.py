@@ -20,4 +20,5 @@ def main(job):
                                       "stats_run_width": net_stats(model), "arch": arch})
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -18,4 +18,5 @@ def main(job):
     (work / "weights.pt").replace(out)  # declared weights last
 
 
-run(main, globals().get("snakemake"))
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -592,17 +592,24 @@ def vgg16_state_dict(width: float, seed: int = 0) -> dict[str, Any]:
     return init.sd
 
 
-def alexnet_state_dict(width: float, seed: int = 0) -> dict[str, Any]:
-    """torchvision alexnet keys (features.0/3/6/8/10, classifier.1/4/6)."""
+def alexnet_caffe_blobs(width: float, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Caffe AlexNet blobs (conv1..conv5 with the two-group conv2/4/5, fc6..fc8 as inner products), as in
+    bvlc_alexnet.caffemodel — the FCN-AlexNet of Table 1 starts from Caffe's AlexNet, whose shapes
+    torchvision's AlexNet does not share."""
+    from .models.vgg import scaled
+
     init = _Init(seed)
-    c = [_ch(x, width) for x in (64, 192, 384, 256, 256)]
-    for (idx, k), cin, cout in zip(((0, 11), (3, 5), (6, 3), (8, 3), (10, 3)), [3] + c[:-1], c, strict=True):
-        init.conv(f"features.{idx}", cin, cout, k)
-    fc = _ch(4096, width)
-    init.linear("classifier.1", c[-1] * 6 * 6, fc)
-    init.linear("classifier.4", fc, fc)
-    init.linear("classifier.6", fc, 1000)
-    return init.sd
+    w = lambda c: scaled(c, width, multiple=2)  # noqa: E731
+    convs = (("conv1", 3, w(96), 11, 1), ("conv2", w(96), w(256), 5, 2), ("conv3", w(256), w(384), 3, 1),
+             ("conv4", w(384), w(384), 3, 2), ("conv5", w(384), w(256), 3, 2))
+    for name, cin, cout, k, groups in convs:
+        init.conv(name, cin // groups, cout, k)
+    fc = scaled(4096, width)
+    init.linear("fc6", w(256) * 6 * 6, fc)
+    init.linear("fc7", fc, fc)
+    init.linear("fc8", fc, 1000)
+    names = [c[0] for c in convs] + ["fc6", "fc7", "fc8"]
+    return {n: [init.sd[f"{n}.weight"].numpy(), init.sd[f"{n}.bias"].numpy()] for n in names}
 
 
 def googlenet_state_dict(width: float, seed: int = 0) -> dict[str, Any]:
@@ -635,10 +642,11 @@ def googlenet_state_dict(width: float, seed: int = 0) -> dict[str, Any]:
 
 def _weights(out: Path, seed: int, width: float) -> None:
     from .io import atomic_save_torch
+    from .models.caffe import write_caffemodel
 
-    for name, fn, salt in (("vgg16", vgg16_state_dict, 11), ("alexnet", alexnet_state_dict, 12),
-                           ("googlenet", googlenet_state_dict, 13)):
+    for name, fn, salt in (("vgg16", vgg16_state_dict, 11), ("googlenet", googlenet_state_dict, 13)):
         atomic_save_torch(fn(width, seed * 1000 + salt), out / f"{name}.pth")
+    write_caffemodel(out / "bvlc_alexnet.caffemodel", alexnet_caffe_blobs(width, seed * 1000 + 12), net_name="AlexNet")
 
 
 # -- entry points ----------------------------------------------------------------------------------------
@@ -660,7 +668,7 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
     Files: VOCtrainval_25-May-2011.tar, VOCtrainval_11-May-2012.tar, benchmark.tgz, seg11valid.txt,
     train_noval.txt (pascal); nyud.tar.gz (nyud); SiftFlowDataset.zip, siftflow-trainval.txt,
     siftflow-test.txt (siftflow); VOCtrainval_03-May-2010.tar, trainval.tar.gz, classes-59.txt (context); vgg16.pth,
-    alexnet.pth, googlenet.pth (weights); manifest.json (last). `n_train`/`n_val` are per-dataset
+    bvlc_alexnet.caffemodel, googlenet.pth (weights); manifest.json (last). `n_train`/`n_val` are per-dataset
     train/val image counts (test sets get n_val), `image_size` the (min, max) side in px (or the max
     side alone), `siftflow_size` the side of the square SIFT Flow images (default: the mean of those),
     `width` the backbone channel factor.

@@ -44,13 +44,9 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def _hashers(md5: str | None, sha256: str | None) -> dict[str, hashlib._Hash]:
-    h: dict[str, hashlib._Hash] = {}
-    if md5:
-        h["md5"] = hashlib.md5(usedforsecurity=False)
-    if sha256:
-        h["sha256"] = hashlib.sha256()
-    return h
+def _hashers(sums: dict[str, str]) -> dict[str, hashlib._Hash]:
+    """One digest per expected checksum (md5/sha1 as published for old archives, not for security)."""
+    return {name: hashlib.new(name, usedforsecurity=False) for name in sums}
 
 
 def _feed_file(path: Path, hashers: dict[str, hashlib._Hash], limit: int | None = None) -> int:
@@ -70,21 +66,20 @@ def _feed_file(path: Path, hashers: dict[str, hashlib._Hash], limit: int | None 
     return n
 
 
-def _check(path: Path, size: int | None, md5: str | None, sha256: str | None,
+def _check(path: Path, size: int | None, sums: dict[str, str],
            hashers: dict[str, hashlib._Hash] | None = None) -> str | None:
     """None when `path` matches; else the reason. `hashers` may hold digests already fed with the file."""
     actual = path.stat().st_size
     if size is not None and actual != size:
         return f"size {actual} B, expected {size} B"
     if hashers is None:
-        hashers = _hashers(md5, sha256)
+        hashers = _hashers(sums)
         if hashers:
             _feed_file(path, hashers)
-    for name, want in (("md5", md5), ("sha256", sha256)):
-        if want:
-            got = hashers[name].hexdigest()
-            if got.lower() != want.lower():
-                return f"{name} {got}, expected {want}"
+    for name, want in sums.items():
+        got = hashers[name].hexdigest()
+        if got.lower() != want.lower():
+            return f"{name} {got}, expected {want}"
     return None
 
 
@@ -157,8 +152,8 @@ class _EmptyStream:
         pass
 
 
-def _fetch(url: str, part: Path, size: int | None, md5: str | None, sha256: str | None,
-           timeout: float, progress: bool, label: str) -> None:
+def _fetch(url: str, part: Path, size: int | None, sums: dict[str, str], timeout: float, progress: bool,
+           label: str) -> None:
     """Bring `part` to the complete, verified file from one URL (resuming), or raise _MirrorFailed."""
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset > size:
@@ -169,7 +164,7 @@ def _fetch(url: str, part: Path, size: int | None, md5: str | None, sha256: str 
         try:
             if size is not None and total is not None and total != size:
                 raise _MirrorFailed(f"server reports {total} B, expected {size} B")
-            hashers = _hashers(md5, sha256)
+            hashers = _hashers(sums)
             mode = "ab" if start > 0 else "wb"
             if start > 0:
                 _feed_file(part, hashers, limit=start)
@@ -202,7 +197,7 @@ def _fetch(url: str, part: Path, size: int | None, md5: str | None, sha256: str 
         if total is not None and part.stat().st_size < total:
             raise _MirrorFailed(f"connection closed after {part.stat().st_size} of {total} B; "
                                 f"the partial file {part} is kept for resuming", transient=True)
-        reason = _check(part, size, md5, sha256, hashers)
+        reason = _check(part, size, sums, hashers)
         if reason is None:
             return
         part.unlink()
@@ -215,18 +210,20 @@ def _fetch(url: str, part: Path, size: int | None, md5: str | None, sha256: str 
 
 
 def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: str | None = None,
-             sha256: str | None = None, cache_dirs: Sequence[Path] = (), progress: bool = True,
+             sha256: str | None = None, sha1: str | None = None, cache_dirs: Sequence[Path] = (), progress: bool = True,
              timeout: float = 60.0, retries: int = 3) -> Path:
     """Fetch `dest` from the first working source: `dest` itself, cache dirs, then each URL in order.
 
-    Every candidate is verified against `size`/`md5`/`sha256` before it is renamed to `dest`.
+    Every candidate is verified against `size` and every checksum given (md5, sha1, sha256) before it
+    is renamed to `dest`.
     A dropped connection is retried `retries` times per URL, resuming from the kept part file.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    sums = {k: v for k, v in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if v}
     tried: list[str] = []
     if dest.exists():
-        reason = _check(dest, size, md5, sha256)
+        reason = _check(dest, size, sums)
         if reason is None:
             return dest
         tried.append(f"existing {dest} ({reason}; replaced)")
@@ -237,7 +234,7 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
         if not cand.is_file():
             tried.append(f"cache {cand} (not present)")
             continue
-        reason = _check(cand, size, md5, sha256)
+        reason = _check(cand, size, sums)
         if reason is not None:
             tried.append(f"cache {cand} ({reason}; left untouched)")
             continue
@@ -249,7 +246,7 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
         reason = "not tried"
         for _ in range(max(1, retries)):
             try:
-                _fetch(url, part, size, md5, sha256, timeout, progress, dest.name)
+                _fetch(url, part, size, sums, timeout, progress, dest.name)
             except _MirrorFailed as e:
                 reason = str(e)
                 if e.transient:
@@ -262,7 +259,7 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
             return dest
         tried.append(f"{url} ({reason})")
 
-    checks = ", ".join(f"{k} {v}" for k, v in (("size", size), ("md5", md5), ("sha256", sha256)) if v)
+    checks = ", ".join(f"{k} {v}" for k, v in ({"size": size} | sums).items() if v)
     where = " or ".join([str(dest)] + [str(Path(d) / dest.name) for d in cache_dirs])
     raise DownloadError(
         f"could not download {dest.name}: tried " + "; ".join(tried or ["no URL given"])
@@ -278,13 +275,14 @@ def cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True, type=Path, help="destination file")
     p.add_argument("--md5")
     p.add_argument("--sha256")
+    p.add_argument("--sha1")
     p.add_argument("--size", type=int)
     p.add_argument("--cache-dir", action="append", type=Path, default=[],
                    help="folder where a hand-downloaded copy may be found (repeatable)")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    path = download(a.urls, a.output, size=a.size, md5=a.md5, sha256=a.sha256, cache_dirs=a.cache_dir,
+    path = download(a.urls, a.output, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
                     progress=not a.no_progress, timeout=a.timeout)
     print(path)
     return 0

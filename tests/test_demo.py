@@ -51,7 +51,7 @@ def test_same_seed_same_bytes_other_seed_differs(demo, tmp_path):
     expected = {"VOCtrainval_25-May-2011.tar", "VOCtrainval_11-May-2012.tar", "benchmark.tgz", "seg11valid.txt",
                 "train_noval.txt", "nyud.tar.gz", "SiftFlowDataset.zip", "siftflow-trainval.txt",
                 "siftflow-test.txt", "VOCtrainval_03-May-2010.tar", "trainval.tar.gz", "classes-59.txt",
-                "vgg16.pth", "alexnet.pth", "googlenet.pth"}
+                "vgg16.pth", "bvlc_alexnet.caffemodel", "googlenet.pth"}
     assert set(m1) == expected
     for name, entry in m1.items():
         data = (demo / name).read_bytes()
@@ -172,8 +172,11 @@ def test_weights_in_torchvision_format(demo):
     conv_std = float(sd["features.28.weight"].std())
     assert abs(conv_std - (2 / (32 * 9)) ** 0.5) < 0.01  # kaiming normal, fan_out
 
-    ax = torch.load(demo / "alexnet.pth", weights_only=True)
-    assert ax["features.0.weight"].shape == (4, 3, 11, 11) and ax["classifier.1.weight"].shape == (256, 16 * 36)
+    from fcnlib.models.caffe import read_caffemodel
+
+    ax = read_caffemodel(demo / "bvlc_alexnet.caffemodel")  # Caffe AlexNet: grouped conv2/4/5
+    assert ax["conv1"][0].shape == (6, 3, 11, 11) and ax["conv2"][0].shape == (16, 3, 5, 5)
+    assert ax["fc6"][0].shape == (256, 16 * 36) and ax["fc8"][0].shape == (1000, 256)
     gn = torch.load(demo / "googlenet.pth", weights_only=True)
     assert gn["conv1.conv.weight"].shape == (4, 3, 7, 7) and "conv1.conv.bias" not in gn
     assert gn["inception3a.branch3.1.conv.weight"].shape[-1] == 3  # torchvision's 3×3 "5×5" branch
@@ -193,5 +196,5 @@ def test_int_image_size_as_the_test_config_passes_it(tmp_path):
 def test_cli_writes_requested_parts(tmp_path):
     assert cli(["-o", str(tmp_path / "w"), "--parts", "weights", "--width", "0.125"]) == 0
     man = json.loads((tmp_path / "w" / "manifest.json").read_text())
-    assert set(man) == {"vgg16.pth", "alexnet.pth", "googlenet.pth"}
+    assert set(man) == {"vgg16.pth", "bvlc_alexnet.caffemodel", "googlenet.pth"}
     assert torch.load(tmp_path / "w" / "vgg16.pth", weights_only=True)["features.0.weight"].shape[0] == 8

@@ -194,3 +194,14 @@ def test_complete_part_file_answered_416(tmp_path: Path) -> None:
         download([srv.add("/f.bin", BODY)], dest, md5=MD5, progress=False)
         assert [(h.status, h.sent) for h in srv.hits] == [(416, 0)]
     assert dest.read_bytes() == BODY and not part_path(dest).exists()
+
+
+def test_sha1_checksums_are_verified(tmp_path: Path) -> None:
+    """Caffe's model zoo publishes sha1 (bvlc_alexnet.caffemodel); a mismatch leaves no file."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(BODY)
+    good = hashlib.sha1(BODY, usedforsecurity=False).hexdigest()
+    assert download([src.as_uri()], tmp_path / "ok.bin", sha1=good, progress=False).read_bytes() == BODY
+    with pytest.raises(DownloadError, match="sha1"):
+        download([src.as_uri()], tmp_path / "bad.bin", sha1="0" * 40, progress=False)
+    assert not (tmp_path / "bad.bin").exists()

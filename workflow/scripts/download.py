@@ -19,9 +19,9 @@ def main(job):
         entry = json.loads(manifest_path.read_text())[spec["filename"]]
         spec["urls"] = [(manifest_path.parent.resolve() / spec["filename"]).as_uri()]
         spec["sha256"], spec["size"] = entry["sha256"], entry["size"]
-    download(spec["urls"], dest, size=spec.get("size"), md5=spec.get("md5"), sha256=spec.get("sha256"),
-             cache_dirs=[Path(d) for d in job.params.cache_dirs])
-    if not (spec.get("md5") or spec.get("sha256")):
+    download(spec["urls"], dest, size=spec.get("size"), md5=spec.get("md5"), sha1=spec.get("sha1"),
+             sha256=spec.get("sha256"), cache_dirs=[Path(d) for d in job.params.cache_dirs])
+    if not any(spec.get(k) for k in ("md5", "sha1", "sha256")):
         digest = hashlib.sha256(dest.read_bytes()).hexdigest()
         atomic_write_text(f"{dest}.sha256", f"{digest}  {dest.name}\n")
         logging.warning("%s has no published checksum; recorded sha256 %s — pin it in the config", dest, digest)

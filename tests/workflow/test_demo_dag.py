@@ -43,7 +43,7 @@ def test_every_output_exists_and_parses(demo_run):
             assert im.size[0] > 100 and im.size[1] > 100
             assert np.asarray(im.convert("L")).std() > 0, f"{png} is blank"
     assert sorted(p.name for p in (demo_run / "results" / "figures").glob("*.png")) == sorted(
-        ["fig4_pascal.png", "curves_staged.png", "per_class_pascal.png", "per_class_nyud.png",
+        ["fig4_pascal.png", "curves_staged.png", "curves_staged_time.png", "per_class_pascal.png", "per_class_nyud.png",
          "per_class_siftflow.png", "per_class_context.png"])
     hha = list((demo_run / "data" / "nyud" / "hha").glob("*.png"))
     assert hha and json.loads((demo_run / "data" / "nyud" / "hha" / "manifest.json").read_text())

@@ -9,7 +9,7 @@ rule fig4:
     output:
         report("results/figures/fig4_{group}.png", caption="../report/fig4.rst", category="Figures"),
     params:
-        names=lambda w: config["figures"]["fig4"][w.group],
+        labels=lambda w: [f"FCN-{EXPERIMENTS[e]['variant'][3:]} ({e})" for e in config["figures"]["fig4"][w.group]],
         dataset_json=lambda w: dataset_json(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"]),
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],

@@ -14,8 +14,10 @@ if "experiments" not in config:
     config.clear()
     config.update(_base)
 
+# Name the file(s) the config came from, so a bad key points at the file to fix.
+_CONFIG_SOURCE = " + ".join(str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"]))
 try:
-    fcncfg.validate_config(config, source="config")
+    fcncfg.validate_config(config, source=_CONFIG_SOURCE)
 except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
 

@@ -1,0 +1,40 @@
+"""Fixtures shared by the end-to-end suites (tests/workflow, tests/faults): one run of the reduced demo DAG
+per session, in a temp dir, reused as the reference by every suite that needs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config/test.yaml", check: bool = True,
+              timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(ROOT / config), *args]
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return res
+
+
+@pytest.fixture(scope="session")
+def smk():
+    """`smk(workdir, *args, config=..., check=True)` runs Snakemake on this repo's Snakefile."""
+    return snakemake
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The reduced demo DAG (config/test.yaml) run once to completion. FCN_DEMO_RUN=<dir> reuses a finished
+    run instead (local iteration on the end-to-end suites; they copy it and never modify it)."""
+    if os.environ.get("FCN_DEMO_RUN"):
+        return Path(os.environ["FCN_DEMO_RUN"])
+    work = tmp_path_factory.mktemp("demo_run")
+    snakemake(work, "results/tables.md", "all", "--cores", "2")
+    return work

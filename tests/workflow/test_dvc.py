@@ -1,0 +1,173 @@
+"""dvc.yaml on a tiny configuration: repro, no-op repro, a param change, push, fresh clone, pull.
+
+A throwaway git repository is built from the working tree's workflow files; its config/demo.yaml is
+replaced by a two-experiment cut of config/test.yaml (FCN-32s → FCN-16s on demo PASCAL), so the real
+`demo` stage of dvc.yaml runs the real Snakefile in a couple of minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+pytest.importorskip("dvc", reason="dvc is not installed (pip install 'fcnlib[dvc]')")
+
+RUN = "runs/demo"
+W32 = f"{RUN}/results/pascal/voc-fcn32s/weights.pt"
+W16 = f"{RUN}/results/pascal/voc-fcn16s/weights.pt"
+SNAKE_ALL = ["snakemake", "all", "--configfile", "config/demo.yaml", "--directory", RUN, "--cores", "1"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.setdefault("GIT_AUTHOR_NAME", "test")
+    env.setdefault("GIT_AUTHOR_EMAIL", "test@example.org")
+    env.setdefault("GIT_COMMITTER_NAME", "test")
+    env.setdefault("GIT_COMMITTER_EMAIL", "test@example.org")
+    return env
+
+
+def run(cwd: Path, *cmd: str, timeout: int = 900) -> str:
+    r = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
+    return out
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def jobs_run(log: str) -> list[str]:
+    """Rule names of the jobs a Snakemake run executed (excluding the `all` target)."""
+    return [r for r in re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M) if r != "all"]
+
+
+def _tiny_config() -> dict:
+    c = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    c["name"] = "dvc-test"
+    c["experiments"] = {k: v for k, v in c["experiments"].items() if k in ("voc-fcn32s", "voc-fcn16s")}
+    c["tables"] = {"table2": {"FCN-32s": "voc-fcn32s", "FCN-16s": "voc-fcn16s"}}
+    c["figures"] = {"learning_curves": {"staged": ["voc-fcn32s", "voc-fcn16s"]}}
+    return c
+
+
+def _make_repo(dest: Path) -> Path:
+    """A git repository holding what a checkout of this project holds (no data, results, caches)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
+    for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles", "dvc.yaml", ".dvcignore",
+                 ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore"):
+        src, dst = REPO / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree(src, dst, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst))
+    for keep in ("data/.gitkeep", "results/.gitkeep"):
+        (dest / keep).parent.mkdir(exist_ok=True)
+        (dest / keep).touch()
+    (dest / "config" / "demo.yaml").write_text(yaml.safe_dump(_tiny_config(), sort_keys=False))
+    run(dest, "git", "init", "-q")
+    run(dest, "git", "add", "-A")
+    run(dest, "git", "commit", "-qm", "fcn-pipeline test checkout")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (REPO / "Snakefile").exists():
+        pytest.skip("Snakefile not written yet")
+    return _make_repo(tmp_path_factory.mktemp("dvc") / "repo")
+
+
+@pytest.fixture(scope="module")
+def reproduced(repo: Path) -> tuple[Path, str]:
+    log = run(repo, "dvc", "repro", "demo")
+    return repo, log
+
+
+def test_repro_builds_everything_through_snakemake(reproduced: tuple[Path, str]) -> None:
+    repo, log = reproduced
+    assert "Running stage 'demo'" in log
+    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png"):
+        assert (repo / f).stat().st_size > 0, f
+    assert jobs_run(log).count("train") == 2
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["demo"]
+    assert {o["path"] for o in lock["outs"]} == {f"{RUN}/{d}" for d in ("data", "results", "logs", "benchmarks")}
+    assert lock["params"]["config/demo.yaml"]["name"] == "dvc-test"
+
+
+def test_second_repro_is_a_no_op(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    before = (repo / W16).stat().st_mtime_ns
+    log = run(repo, "dvc", "repro", "demo")
+    assert "didn't change, skipping" in log and "Running stage" not in log, log
+    assert (repo / W16).stat().st_mtime_ns == before
+    assert "up to date" in run(repo, "dvc", "status", "demo")
+
+
+def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "demo built")
+    w32, w16 = sha(repo / W32), sha(repo / W16)
+    t32 = (repo / W32).stat().st_mtime_ns
+
+    cfg = yaml.safe_load((repo / "config/demo.yaml").read_text())
+    cfg["experiments"]["voc-fcn16s"]["iterations"] = 4  # was the recipe's 6
+    (repo / "config/demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert "experiments.voc-fcn16s.iterations" in run(repo, "dvc", "params", "diff")
+
+    log = run(repo, "dvc", "repro", "demo")
+    ran = jobs_run(log)
+    # persist: true kept the outputs, so Snakemake reran FCN-16s and the report, nothing upstream
+    assert ran.count("train") == 1 and ran.count("evaluate") == 1, ran
+    assert not {"make_demo_sources", "download", "extract", "prepare_pascal", "convert_weights"} & set(ran), ran
+    assert "exp=voc-fcn16s" in log and "exp=voc-fcn32s" not in log
+    assert sha(repo / W32) == w32 and (repo / W32).stat().st_mtime_ns == t32
+    assert sha(repo / W16) != w16
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "fcn16s: 4 iterations")
+
+
+def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path: Path) -> None:
+    repo, _ = reproduced
+    if run(repo, "git", "status", "--porcelain").strip():  # run alone: commit the lock first
+        run(repo, "git", "add", "-A")
+        run(repo, "git", "commit", "-qm", "lock")
+    run(repo, "dvc", "push", "demo")
+    remote = repo / "dvc-remote"  # the default remote: ../dvc-remote from .dvc/config
+    assert any(p.is_file() for p in remote.rglob("*"))
+
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    assert not (clone / W16).exists()
+    # the clone's own ./dvc-remote is empty: point it at the shared one (per clone, not committed)
+    run(clone, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(clone, "dvc", "pull", "demo")
+    assert sha(clone / W16) == sha(repo / W16) and sha(clone / W32) == sha(repo / W32)
+    assert "up to date" in run(clone, "dvc", "status", "demo")
+
+    # checkout order scrambles mtimes; --touch re-stamps outputs in DAG order without running anything
+    touched = run(clone, *SNAKE_ALL, "--touch")
+    assert sha(clone / W16) == sha(repo / W16)
+    assert "Touching output file" in touched or "steps (100%) done" in touched
+    dry = run(clone, *SNAKE_ALL, "-n")
+    assert "Nothing to be done" in dry, dry[-3000:]
+    assert "didn't change" in run(clone, "dvc", "repro", "demo")
+
+    # --touch also recorded the clone's params: a later config edit reruns exactly what depends on it
+    cfg = yaml.safe_load((clone / "config/demo.yaml").read_text())
+    cfg["experiments"]["voc-fcn32s"]["iterations"] = 2
+    (clone / "config/demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    planned = jobs_run(run(clone, *SNAKE_ALL, "-n"))
+    assert planned.count("train") == 2 and "prepare_pascal" not in planned, planned  # 32s, then 16s

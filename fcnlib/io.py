@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,12 +23,28 @@ from .errors import DataError
 PathLike = str | os.PathLike
 
 
+def _remove_stale_tmps(path: Path) -> None:
+    """Temp files of `path` left by a killed writer (SIGKILL skips cleanup): their pid no longer runs."""
+    for t in path.parent.glob(f".{glob_escape(path.name)}.*-*.tmp"):
+        pid = t.name[len(path.name) + 2:].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                t.unlink()
+        except PermissionError:
+            pass
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_tmps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -138,10 +155,13 @@ def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None =
     if bad.any():
         vals = np.unique(arr[bad])[:8].tolist()
         raise DataError(f"{path}: label values {vals} are outside 0..{num_classes - 1} (and not the ignore "
-                        f"value {ignore_index}); the file belongs to another dataset or was saved in colour")
+                        f"value {ignore_index}); the file belongs to another dataset or was saved in colour — "
+                        f"regenerate it (delete it and rerun the prepare rule) or remove its id from the split "
+                        f"list")
     if shape is not None and arr.shape != tuple(shape):
         raise DataError(f"{path}: label size {arr.shape[1]}×{arr.shape[0]} differs from its image "
-                        f"{shape[1]}×{shape[0]}; the label belongs to another image")
+                        f"{shape[1]}×{shape[0]}; the label belongs to another image — regenerate it (delete it "
+                        f"and rerun the prepare rule) or remove its id from the split list")
     return arr.astype(np.uint8)
 
 

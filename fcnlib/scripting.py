@@ -104,7 +104,11 @@ def run(main: Callable[[Any], None], smk: Any | None = None) -> None:
             logging.info("done in %.1f s", time.time() - t0)
     except FcnError as e:
         if log:
-            with open(log[0], "a") as f:
-                f.write(f"error: {e}\n")
+            with open(log[0], "ab+") as f:
+                # a progress bar (\r, no newline) may end the log: the error gets a line of its own
+                end = f.seek(0, os.SEEK_END)
+                f.seek(max(0, end - 1))
+                sep = b"" if end == 0 or f.read(1) == b"\n" else b"\n"
+                f.write(sep + f"error: {e}\n".encode())
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

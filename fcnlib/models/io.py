@@ -79,4 +79,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise WeightsError(f"{path}: meta['arch'] is invalid ({e})") from None
     check_state_dict(model, obj["state_dict"], str(path))
     model.load_state_dict(obj["state_dict"])
+    model.fcn_source = str(path)  # so later errors about this net (e.g. staged init) can name its file
     return model.to(device).eval(), meta

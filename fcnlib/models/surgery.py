@@ -280,9 +280,10 @@ def staged_init(child: nn.Module, parent: nn.Module | dict[str, torch.Tensor]) -
            if k in psd and tuple(psd[k].shape) != tuple(v.shape)]
     copied = [k for k in csd if k in psd and k not in {b.split(" ")[0] for b in bad}]
     if bad or not copied:
-        raise WeightsError(f"staged init: parent does not fit child — wrong shapes {bad[:4]}"
+        where = getattr(parent, "fcn_source", None) or "staged init"
+        raise WeightsError(f"{where}: staged-init parent does not fit the child — wrong shapes {bad[:4]}"
                            f"{'' if copied else ', no common layers'}; the parent must have the same "
-                           f"backbone, width and classes")
+                           f"backbone, width and classes — retrain it or point init at the matching net")
     with torch.no_grad():
         for k in copied:
             csd[k].copy_(psd[k])

@@ -7,7 +7,6 @@ Device choice and device naming live here once; the trainer imports `resolve_dev
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import platform
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, DataError
-from .io import atomic_write_json, read_json, write_label_png
+from .io import atomic_write_json, read_json, sha256_file, write_label_png
 from .metrics import SCORE_KEYS, ConfusionMatrix
 
 PathLike = str | os.PathLike
@@ -78,14 +77,6 @@ def device_name(device: str | torch.device = "auto") -> str:
 # ---------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------
-def sha256_file(path: PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def input_channels(meta: dict[str, Any]) -> int:
     """Input channels a model expects, from the modalities stored with its weights."""
     mods = meta.get("modalities") or ["rgb"]

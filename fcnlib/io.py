@@ -84,6 +84,17 @@ def atomic_save_torch(obj: Any, path: PathLike) -> None:
         torch.save(obj, f)
 
 
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (weights and archives can be GBs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_json(path: PathLike) -> Any:
     try:
         with open(path) as f:

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..io import atomic_write_json
 from . import splits as S
+from .dataset import start_prepare
 from .sbd import convert_sbd, find_sbd_root
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -122,13 +123,9 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
 
     *_dir are the extracted archive roots. Returns the dataset.json content.
     """
-    if source not in ("real", "demo"):
-        raise ConfigError(f"prepare_pascal: source must be 'real' or 'demo', got {source!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # dataset.json is the completion marker: drop an old one so a failed rerun cannot leave it looking valid.
-    with contextlib.suppress(FileNotFoundError):
-        (out_dir / "dataset.json").unlink()
+    # dataset.json is the completion marker: start_prepare drops an old one so a failed rerun cannot
+    # leave it looking valid.
+    out_dir = start_prepare(out_dir, source, "prepare_pascal")
     v11 = find_voc_root(voc2011_dir, 2011)
     sbd = find_sbd_root(sbd_dir)
     seg = v11 / "ImageSets" / "Segmentation"

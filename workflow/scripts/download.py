@@ -1,12 +1,11 @@
 """Fetch one source file: mirrors in order, size + checksum, HTTP Range resume, atomic rename."""
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 from fcnlib.download import download
-from fcnlib.io import atomic_write_text
+from fcnlib.io import atomic_write_text, sha256_file
 from fcnlib.scripting import run
 
 
@@ -22,7 +21,7 @@ def main(job):
     download(spec["urls"], dest, size=spec.get("size"), md5=spec.get("md5"), sha1=spec.get("sha1"),
              sha256=spec.get("sha256"), cache_dirs=[Path(d) for d in job.params.cache_dirs])
     if not any(spec.get(k) for k in ("md5", "sha1", "sha256")):
-        digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+        digest = sha256_file(dest)
         atomic_write_text(f"{dest}.sha256", f"{digest}  {dest.name}\n")
         logging.warning("%s has no published checksum; recorded sha256 %s — pin it in the config", dest, digest)
 

@@ -1,10 +1,9 @@
 """Encode every NYUD depth map of every split as HHA; the manifest is written last."""
 
-import hashlib
 from pathlib import Path
 
 from fcnlib.hha import CAMERAS, Camera, encode_dataset
-from fcnlib.io import atomic_write_json, read_json
+from fcnlib.io import atomic_write_json, read_json, sha256_file
 from fcnlib.scripting import run
 
 
@@ -30,7 +29,7 @@ def main(job):
     scale = meta["splits"][next(iter(meta["splits"]))]["images"]["depth"].get("scale_m", job.params.depth_scale)
     out_dir = Path(job.output[0]).parent
     outs = encode_dataset(depth, out_dir, camera, float(scale), raw_paths=raw, workers=job.threads)
-    atomic_write_json(job.output[0], {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in outs})
+    atomic_write_json(job.output[0], {p.name: sha256_file(p) for p in outs})
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

@@ -124,6 +124,12 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         feat, taps = run_trunk(self.trunk(), x, self.taps)
+        return self.run_heads(feat, taps, x)
+
+    def run_heads(self, feat: torch.Tensor, taps: dict[str, torch.Tensor], x: torch.Tensor
+                  ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Score layers, skips and crops on the trunk's output — separate so that another way of running
+        the trunk (fcnlib.fast's exact padding skip) reuses them unchanged. `x` only gives the crop size."""
         for t, s in self.tap_scale.items():
             taps[t] = taps[t] * s
         out = {}

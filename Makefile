@@ -6,23 +6,30 @@ CORES ?= 2
 
 .PHONY: demo test lint bench clean-demo
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.base:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch where this machine has it (small, no CUDA download); any torch ≥2.2 works.
 	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.2"
-	$(PY) -m pip install -q -e ".[workflow,dvc,dev]"
 	touch $@
 
-demo: $(VENV)/.installed
-	$(VENV)/bin/snakemake results/tables.md --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
+$(VENV)/.demo: $(VENV)/.base pyproject.toml
+	$(PY) -m pip install -q -e ".[workflow]"
+	touch $@
 
-test: $(VENV)/.installed
+$(VENV)/.test: $(VENV)/.base pyproject.toml
+	$(PY) -m pip install -q -e ".[workflow,cluster,dvc,dev]"
+	touch $@
+
+demo: $(VENV)/.demo
+	$(VENV)/bin/snakemake results/tables.md all --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
+
+test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
 	$(VENV)/bin/pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.test
 	$(PY) bench/run.py
 
 clean-demo:

@@ -31,7 +31,8 @@ def load_yaml(path: str | Path) -> Any:
     """safe_load only: a YAML file with python tags is refused, naming the file."""
     try:
         with open(path) as f:
-            return yaml.safe_load(f)
+            # the C loader is as strict as safe_load (same constructors) and ~8× faster
+            return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
@@ -44,11 +45,32 @@ def _key_path(error: Any) -> str:
     return ".".join(parts) if parts else "<top level>"
 
 
-def validate_config(config: dict, source: str = "config") -> dict:
+def validate_config(config: dict, source: str = "config", cache_dir: str | Path | None = None) -> dict:
     """Check `config` against the JSON schema and the cross-references the schema cannot express.
 
-    Raises ConfigError whose message names the offending key. Returns the config unchanged.
+    Raises ConfigError whose message names the offending key. Returns the config unchanged. With
+    `cache_dir`, a config already validated against the same schema and code is not schema-checked
+    again (jsonschema's import and run are most of a dry run's own time); references always are.
     """
+    marker = None
+    if cache_dir is not None:
+        key = config_hash([config, SCHEMA_PATH.read_text(), Path(__file__).read_text()])
+        marker = Path(cache_dir) / f"fcn-config-valid-{key}"
+        if marker.exists():
+            _check_references(config, source)
+            return config
+    _validate_schema(config, source)
+    _check_references(config, source)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only workdir only loses the cache
+    return config
+
+
+def _validate_schema(config: dict, source: str) -> None:
     import jsonschema
 
     schema = load_yaml(SCHEMA_PATH)
@@ -67,8 +89,6 @@ def validate_config(config: dict, source: str = "config") -> dict:
             msg = f"{source}: at '{_key_path(e)}': {e.message}"
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(msg + more)
-    _check_references(config, source)
-    return config
 
 
 def _check_references(config: dict, source: str) -> None:
@@ -207,6 +227,7 @@ def train_config(config: dict, name: str) -> dict:
             "bias_decay": recipe["bias_decay"],
             "loss": recipe["loss"],
             "optimizer": recipe["optimizer"],
+            **{k: float(recipe[k]) for k in ("score_lr_mult", "dropout") if k in recipe},
         },
         "iterations": int(exp["iterations"]),
         "val_every": int(recipe["val_every"]),

@@ -101,3 +101,17 @@ def test_code_hash_tracks_module_contents(tmp_path, monkeypatch):
 def test_table_rows_cover_every_paper_table(paper):
     tables = {r["table"] for r in fcncfg.table_rows(paper)}
     assert tables == {"table1", "table2", "table3", "table4", "table5", "context", "ablations"}
+
+
+def test_validation_cache_skips_only_the_schema(paper, tmp_path, monkeypatch):
+    calls = []
+    real = fcncfg._validate_schema
+    monkeypatch.setattr(fcncfg, "_validate_schema", lambda c, s: calls.append(1) or real(c, s))
+    fcncfg.validate_config(paper, cache_dir=tmp_path)
+    fcncfg.validate_config(paper, cache_dir=tmp_path)
+    assert len(calls) == 1
+    # a changed config is schema-checked again, and broken references are caught even on a cache hit
+    with pytest.raises(ConfigError, match="training.threads"):
+        fcncfg.validate_config(_mutate(paper, ("training", "threads"), "eight"), cache_dir=tmp_path)
+    with pytest.raises(ConfigError, match="experiments.voc-fcn16s.init"):
+        fcncfg.validate_config(_mutate(paper, ("experiments", "voc-fcn16s", "init"), "nope"), cache_dir=tmp_path)

@@ -17,7 +17,7 @@ if "experiments" not in config:
 # Name the file(s) the config came from, so a bad key points at the file to fix.
 _CONFIG_SOURCE = " + ".join(str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"]))
 try:
-    fcncfg.validate_config(config, source=_CONFIG_SOURCE)
+    fcncfg.validate_config(config, source=_CONFIG_SOURCE, cache_dir=".snakemake/fcn")
 except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
 

@@ -14,8 +14,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def snakemake(workdir: Path, *args: str, config: str = "config/test.yaml", check: bool = True,
               timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(ROOT / config), *args]
+    # --configfile takes several values: it goes last, or it would swallow the targets
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args,
+           "--configfile", str(ROOT / config)]
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and res.returncode != 0:

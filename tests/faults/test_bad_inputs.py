@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from faultlib import CONFIG, copy_workdir, error_lines, leftovers, reap, run_smk
+from faultlib import CONFIG, error_lines, leftovers, run_smk
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -37,14 +37,6 @@ class Case:
     log: str  # the job's log
     fix: tuple[str, ...]  # words of which at least one must appear in the message (the fix)
     also_absent: tuple[str, ...] = ()  # e.g. files a path traversal would have written
-
-
-@pytest.fixture
-def work(demo_run: Path, tmp_path: Path):
-    w = copy_workdir(demo_run, tmp_path / "w")
-    yield w
-    reap(w)
-    shutil.rmtree(w, ignore_errors=True)
 
 
 def _run_cases(work: Path, cases: list[Case]) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from faultlib import (
-    copy_workdir,
     diff_trees,
     error_lines,
     kill_job,
@@ -84,14 +83,6 @@ STAGES = [
 @pytest.fixture(scope="module")
 def ref_digest(demo_run: Path) -> dict[str, str]:
     return tree_digest(demo_run)
-
-
-@pytest.fixture
-def work(demo_run: Path, tmp_path: Path):
-    w = copy_workdir(demo_run, tmp_path / "w")
-    yield w
-    reap(w)
-    shutil.rmtree(w, ignore_errors=True)
 
 
 def _assert_matches_reference(work: Path, ref_digest: dict[str, str]) -> None:

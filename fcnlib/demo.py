@@ -13,7 +13,6 @@ texture (learnable by a small random-init net in a few hundred steps), and many 
 from __future__ import annotations
 
 import argparse
-import colorsys
 import gzip
 import io
 import os
@@ -127,21 +126,39 @@ def _write_zip(path: Path, members: dict[str, bytes]) -> None:
 # -- appearance and scene painting ------------------------------------------------------------------
 
 
+BACKGROUND_RGB = (118.0, 112.0, 100.0)  # VOC's muted grey-brown background, as in real photos
+
+
+def _palette_order(levels: Sequence[float] = (20.0, 90.0, 160.0, 230.0)) -> np.ndarray:
+    """The 64 colours of a 4×4×4 RGB grid in farthest-point order, starting away from the background:
+    the first k colours are as far apart as the grid allows for every k, so any dataset's classes (and
+    the first classes of each) differ clearly by colour, as real object classes do to a trained net."""
+    grid = np.array([(r, g, b) for r in levels for g in levels for b in levels], np.float64)
+    chosen = [np.array(BACKGROUND_RGB)]
+    order: list[int] = []
+    dist = np.full(len(grid), np.inf)
+    for _ in range(len(grid)):
+        dist = np.minimum(dist, np.linalg.norm(grid - chosen[-1], axis=1))
+        dist[order] = -1.0
+        k = int(np.argmax(dist))
+        order.append(k)
+        chosen.append(grid[k])
+    return grid[order].astype(np.float32)
+
+
+_PALETTE = _palette_order()
+
+
 def class_appearance(n: int, salt: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per class: base colour (n×3 float), texture kind (0–4) and texture period (px); fixed, seed-free.
 
-    Hues step by the golden ratio so neighbouring ids differ most; saturation/value and texture cycle
-    with co-prime periods so two classes rarely share both colour and texture.
+    Appearance j = i + salt takes colour j of a farthest-point ordering of a 64-colour RGB grid (so a
+    dataset's classes differ clearly by colour) and a texture kind/period cycling with co-prime periods.
     """
-    colours = np.zeros((n, 3), np.float32)
-    for i in range(n):
-        j = i + salt
-        h = (j * 0.6180339887) % 1.0
-        s = (0.9, 0.6, 0.75)[j % 3]
-        v = (0.95, 0.6, 0.8, 0.45)[j % 4]
-        colours[i] = np.array(colorsys.hsv_to_rgb(h, s, v), np.float32) * 255.0
-    kinds = np.array([(i + salt) % 5 for i in range(n)], np.int64)
-    periods = np.array([3.0 + ((i + salt) * 3) % 5 for i in range(n)], np.float32)
+    j = np.arange(n) + salt
+    colours = _PALETTE[j % len(_PALETTE)].copy()
+    kinds = (j % 5).astype(np.int64)
+    periods = (3.0 + (j * 3) % 5).astype(np.float32)
     return colours, kinds, periods
 
 
@@ -198,9 +215,9 @@ def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
         mask = np.zeros((h, w), bool)
         mask[y0:y0 + int(rng.integers(8, max(9, h // 2))), x0:x0 + int(rng.integers(8, max(9, w // 2)))] = True
         return mask
-    if kind == "thin":  # pole, wire or bar, 1–3 px wide
+    if kind == "thin":  # pole, wire or bar, 2–4.5 px wide: visible at stride 8, lost at stride 32
         orient = rng.integers(0, 3)
-        width = float(rng.choice([1.2, 2.0, 3.0]))
+        width = float(rng.choice([2.0, 3.0, 4.5]))
         if orient == 0:  # vertical pole
             x = rng.uniform(0.05, 0.95) * w
             return _segment(h, w, rng.uniform(0, 0.3) * h, x, rng.uniform(0.7, 1.0) * h, x, width)
@@ -209,16 +226,16 @@ def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
             return _segment(h, w, y, rng.uniform(0, 0.3) * w, y, rng.uniform(0.7, 1.0) * w, width)
         return _segment(h, w, rng.uniform(0, 0.3) * h, rng.uniform(0, 1) * w,
                         rng.uniform(0.7, 1.0) * h, rng.uniform(0, 1) * w, width)
-    # "small": a cluster of 2–5 tiny discs
+    # "small": a cluster of 2–5 small discs
     mask = np.zeros((h, w), bool)
     for _ in range(int(rng.integers(2, 6))):
-        r = rng.uniform(1.5, 3.5)
+        r = rng.uniform(2.5, 5.0)
         mask |= _ellipse(h, w, rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w, r, r, 0.0)
     return mask
 
 
 _SHAPES = ("blob", "rect", "thin", "small")
-_SHAPE_P = (0.4, 0.15, 0.3, 0.15)
+_SHAPE_P = (0.55, 0.25, 0.15, 0.05)  # mostly whole objects, as in VOC; enough thin ones for Figure 4
 
 
 def _void_band(classes: np.ndarray) -> np.ndarray:
@@ -287,7 +304,7 @@ def _pascal(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[in
     n_obj_classes = len(VOC_CLASSES) - 1
     app = class_appearance(len(VOC_CLASSES))
     # background gets a muted grey-brown so objects stand out by colour, as in real photos
-    app[0][0] = np.array([118.0, 112.0, 100.0], np.float32)
+    app[0][0] = np.array(BACKGROUND_RGB, np.float32)
     for k, iid in enumerate(all_ids):
         r = np.random.default_rng([seed, 1, k])
         h, w = _size(r, image_size)
@@ -642,7 +659,7 @@ def googlenet_state_dict(width: float, seed: int = 0, fan_in: bool = False) -> d
     return init.sd
 
 
-PRETRAIN_CLASSES = 100  # "ImageNet" stand-in: classifies patches of the first 100 class appearances
+PRETRAIN_CLASSES = 64  # "ImageNet" stand-in: classifies patches of the 64 class appearances
 PRETRAIN_PATCH = 32      # px; one pool5 cell of VGG16
 
 

@@ -326,8 +326,9 @@ def read_depth(path: Path | str, scale_m: float) -> np.ndarray:
         units = _SCALE_HINT.get(scale_m, f"{scale_m} m per unit")
         guess = float(np.median(raw[raw > 0]))
         fits = [s for s in (0.001, 0.0001, 1.0) if 0.3 <= guess * s <= 15.0]
-        fix = f"pass --depth-scale {fits[0]:g}" if fits else "check that this is a depth map in a known unit"
-        raise DataError(f"{path}: median depth {med:.4g} m assuming {units} (--depth-scale {scale_m:g}) is "
+        fix = (f"set datasets.nyud.depth_scale: {fits[0]:g} in the config (CLI: --depth-scale {fits[0]:g})"
+               if fits else "check that this is a depth map in a known unit")
+        raise DataError(f"{path}: median depth {med:.4g} m assuming {units} (depth scale {scale_m:g}) is "
                         f"not an indoor scene (expected 0.3–15 m); {fix}")
     return depth
 

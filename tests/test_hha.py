@@ -188,7 +188,8 @@ def test_read_depth_refuses_wrong_units(tmp_path):
     _write_depth(p, depth, 0.0001)  # NYU-toolbox style 0.1 mm units
     got = read_depth(p, 0.0001)
     assert np.allclose(got, depth, atol=6e-5) and got.dtype == np.float64
-    with pytest.raises(DataError, match=r"d\.png.*assuming millimetres.*--depth-scale 0\.0001"):
+    fix = r"datasets\.nyud\.depth_scale: 0\.0001.*--depth-scale 0\.0001"
+    with pytest.raises(DataError, match=r"d\.png.*assuming millimetres.*" + fix):
         read_depth(p, 0.001)  # read as mm: tens of metres
     mm = tmp_path / "mm.png"
     _write_depth(mm, depth, 0.001)

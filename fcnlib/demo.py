@@ -215,9 +215,9 @@ def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
         mask = np.zeros((h, w), bool)
         mask[y0:y0 + int(rng.integers(8, max(9, h // 2))), x0:x0 + int(rng.integers(8, max(9, w // 2)))] = True
         return mask
-    if kind == "thin":  # pole, wire or bar, 2–4.5 px wide: visible at stride 8, lost at stride 32
+    if kind == "thin":  # pole, wire or bar, 3–6 px wide: resolvable at stride 8, lost at stride 32
         orient = rng.integers(0, 3)
-        width = float(rng.choice([2.0, 3.0, 4.5]))
+        width = float(rng.choice([3.0, 4.5, 6.0]))
         if orient == 0:  # vertical pole
             x = rng.uniform(0.05, 0.95) * w
             return _segment(h, w, rng.uniform(0, 0.3) * h, x, rng.uniform(0.7, 1.0) * h, x, width)

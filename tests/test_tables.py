@@ -162,6 +162,22 @@ def test_disagreement_ranks_images_where_nets_differ():
     assert figures.disagreement([a], gt) == 0.0
 
 
+def test_thin_mask_and_gain_pick_fine_structures_the_finest_net_recovers():
+    gt = np.zeros((20, 20), np.uint8)
+    gt[2:12, 2:12] = 3  # a 10×10 block: survives the 5×5 opening
+    gt[:, 16:18] = 7    # a 2-px pole: thin
+    gt[15, :10] = 255   # void is never thin
+    thin = figures.thin_mask(gt)
+    assert thin[:, 16:18].all() and thin.sum() == 40
+    assert not thin[4:10, 4:10].any() and not thin[15, :10].any()
+    coarse = np.where(gt == 3, 3, 0)      # FCN-32s: the block, no pole
+    fine = np.where(gt == 255, 0, gt)     # FCN-8s: block and pole
+    assert figures.thin_gain([coarse, fine], gt) == 40
+    assert figures.thin_gain([fine, coarse], gt) == -40
+    assert figures.thin_gain([coarse], gt) == 0
+    assert figures.thin_gain([coarse, fine], np.where(gt == 7, 0, gt).astype(np.uint8)) == 0
+
+
 def test_learning_curves_and_per_class_bars(tmp_path):
     logs = {}
     for name, slow in (("whole image", 1.0), ("sampling p=0.25", 2.5)):

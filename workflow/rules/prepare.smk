@@ -8,6 +8,7 @@ rule extract:
         directory("data/extracted/{source}"),
     params:
         code=CODE["extract"],
+    priority: 50  # data first, so every dataset is ready before the trainings share the cores
     log:
         "logs/extract/{source}.log",
     benchmark:
@@ -32,6 +33,7 @@ rule prepare_pascal:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
+    priority: 50  # data first, so every dataset is ready before the trainings share the cores
     log:
         "logs/prepare/pascal.log",
     benchmark:
@@ -52,6 +54,7 @@ rule prepare_nyud:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
+    priority: 50  # data first, so every dataset is ready before the trainings share the cores
     log:
         "logs/prepare/nyud.log",
     benchmark:
@@ -72,6 +75,7 @@ rule prepare_siftflow:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
+    priority: 50  # data first, so every dataset is ready before the trainings share the cores
     log:
         "logs/prepare/siftflow.log",
     benchmark:
@@ -93,6 +97,7 @@ rule prepare_context:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
+    priority: 50  # data first, so every dataset is ready before the trainings share the cores
     log:
         "logs/prepare/context.log",
     benchmark:

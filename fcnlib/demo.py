@@ -667,7 +667,7 @@ def pretrain_patches(rng: np.random.Generator, n: int, n_classes: int = PRETRAIN
                      size: int = PRETRAIN_PATCH) -> tuple[np.ndarray, np.ndarray]:
     """The stand-in's "ImageNet": n RGB patches (N×size×size×3 uint8) and their class ids. Each patch
     shows an object of its class (an ellipse over the patch centre) on a region of another class, painted
-    like the demo datasets (appearance ids 0..n_classes-1 cover every dataset's salted appearances)."""
+    like the demo datasets (appearance ids 0..63: every colour of the grid, as the datasets use them)."""
     app = class_appearance(n_classes)
     labels = rng.integers(0, n_classes, n)
     other = rng.integers(0, n_classes, n)

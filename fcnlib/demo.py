@@ -2,12 +2,12 @@
 
 The demo files go through exactly the extract/prepare code the real downloads go through (same tar/zip
 layouts, JPEG/PNG/MAT encodings, split-list relationships), only small: ~64–96 px images, a few dozen
-per split, ImageNet "weights" at a reduced width. The same seed gives the same bytes on every run
+to a few hundred per split, ImageNet "weights" at a reduced width. The same seed gives the same bytes on every run
 (fixed archive mtimes/owners, sorted members, fixed encoder settings, MAT headers without dates).
 
-Images are built to make the paper's effects visible at toy scale: every class has its own colour and
-texture (learnable by a small random-init net in a few hundred steps), and many objects are thin
-(poles, wires, bars) or tiny, so FCN-8s's skip fusion beats FCN-32s's coarse output.
+Images are built to make the paper's effects visible at toy scale: every class has its own colour (a
+farthest-point palette) and texture, objects are mostly whole blobs and boxes as in VOC, and some are
+3–6 px bars or small discs that FCN-8s's skip fusion resolves and FCN-32s's coarse output loses.
 """
 
 from __future__ import annotations
@@ -134,15 +134,12 @@ def _palette_order(levels: Sequence[float] = (20.0, 90.0, 160.0, 230.0)) -> np.n
     the first k colours are as far apart as the grid allows for every k, so any dataset's classes (and
     the first classes of each) differ clearly by colour, as real object classes do to a trained net."""
     grid = np.array([(r, g, b) for r in levels for g in levels for b in levels], np.float64)
-    chosen = [np.array(BACKGROUND_RGB)]
+    dist = np.linalg.norm(grid - np.array(BACKGROUND_RGB), axis=1)  # to the nearest colour taken so far
     order: list[int] = []
-    dist = np.full(len(grid), np.inf)
     for _ in range(len(grid)):
-        dist = np.minimum(dist, np.linalg.norm(grid - chosen[-1], axis=1))
-        dist[order] = -1.0
         k = int(np.argmax(dist))
         order.append(k)
-        chosen.append(grid[k])
+        dist = np.minimum(dist, np.linalg.norm(grid - grid[k], axis=1))  # grid[k] itself drops to 0
     return grid[order].astype(np.float32)
 
 

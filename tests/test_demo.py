@@ -199,3 +199,16 @@ def test_cli_writes_requested_parts(tmp_path):
     man = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert set(man) == {"vgg16.pth", "bvlc_alexnet.caffemodel", "googlenet.pth"}
     assert torch.load(tmp_path / "w" / "vgg16.pth", weights_only=True)["features.0.weight"].shape[0] == 8
+
+
+def test_class_colours_are_far_apart_and_away_from_the_background():
+    """Every dataset's classes must differ clearly by colour (farthest-point palette), and none may
+    look like VOC's grey-brown background."""
+    from fcnlib.demo import BACKGROUND_RGB, class_appearance
+
+    for n, salt in ((21, 0), (34, 3), (60, 7)):
+        colours = class_appearance(n, salt)[0].astype(float)
+        d = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+        assert d[~np.eye(n, dtype=bool)].min() >= 69.9, (n, salt)
+    voc = class_appearance(21)[0][1:].astype(float)
+    assert np.linalg.norm(voc - np.array(BACKGROUND_RGB), axis=1).min() >= 70

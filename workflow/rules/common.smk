@@ -41,6 +41,10 @@ CODE = {
     "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "models/"),
 }
 
+# Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the
+# trainings share the cores (otherwise a late dataset's training chain ends the run alone).
+DATA_FIRST = 50
+
 wildcard_constraints:
     dataset="|".join(USED_DATASETS),
     exp="|".join(re.escape(e) for e in EXPERIMENTS),

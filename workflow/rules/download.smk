@@ -29,7 +29,7 @@ rule download:
         spec=lambda w: SOURCES[source_of_file(w.file)],
         cache_dirs=config.get("cache_dirs", []),
         code=CODE["download"],
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/download/{file}.log",
     benchmark:

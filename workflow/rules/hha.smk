@@ -12,7 +12,7 @@ rule encode_hha:
         depth_scale=config["datasets"].get("nyud", {}).get("depth_scale", 0.001),
         code=CODE["hha"],
     threads: config["workers"]
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/hha/encode_hha.log",
     benchmark:

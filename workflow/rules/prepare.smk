@@ -8,7 +8,7 @@ rule extract:
         directory("data/extracted/{source}"),
     params:
         code=CODE["extract"],
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/extract/{source}.log",
     benchmark:
@@ -33,7 +33,7 @@ rule prepare_pascal:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/prepare/pascal.log",
     benchmark:
@@ -54,7 +54,7 @@ rule prepare_nyud:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/prepare/nyud.log",
     benchmark:
@@ -75,7 +75,7 @@ rule prepare_siftflow:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/prepare/siftflow.log",
     benchmark:
@@ -97,7 +97,7 @@ rule prepare_context:
         source=config["source"],
         code=CODE["prepare"],
     threads: config["workers"]
-    priority: 50  # data first, so every dataset is ready before the trainings share the cores
+    priority: DATA_FIRST
     log:
         "logs/prepare/context.log",
     benchmark:

@@ -122,6 +122,11 @@ def _check_references(config: dict, source: str) -> None:
             seen.add(n)
             init = exps[n].get("init", "imagenet")
             todo += init if isinstance(init, list) else ([] if init == "imagenet" else [init])
+    for rname, recipe in config["recipes"].items():
+        for exp_name in (recipe.get("by_experiment") or {}):
+            if exp_name not in exps:
+                raise ConfigError(f"{source}: at 'recipes.{rname}.by_experiment.{exp_name}': not an experiment; "
+                                  f"use a name under 'experiments' or remove the entry")
     for b, spec in config["backbones"].items():
         if spec["source"] not in config["sources"]:
             raise ConfigError(f"{source}: at 'backbones.{b}.source': {spec['source']!r} is not under 'sources'")
@@ -155,8 +160,40 @@ def experiment(config: dict, name: str) -> dict:
     exp.setdefault("augment", dict(tr["augment"]))
     exp.setdefault("loss_sampling", tr["loss_sampling"])
     exp.setdefault("class_balance", tr["class_balance"])
-    exp.setdefault("iterations", config["recipes"][exp["recipe"]]["iterations"])
+    exp.setdefault("iterations", resolve_recipe(config, name)["iterations"])
     return exp
+
+
+_OVERRIDE_LEVELS = ("by_backbone", "by_dataset", "by_experiment")
+
+
+def resolve_recipe(config: dict, name: str) -> dict:
+    """The recipe one experiment trains with: the recipe's keys, then its `by_backbone`, `by_dataset` and
+    `by_experiment` entries for this experiment in that order (later wins), `lr` reduced to the number of
+    the experiment's variant. The experiment's own `lr` and `iterations` keys win over all of them.
+
+    This is how one `released` recipe follows each of the authors' solvers (FCN-AlexNet's normalised loss
+    and iter_size 20, NYUD's validation interval, PASCAL-Context's 400k iterations, ...)."""
+    raw = config["experiments"][name]
+    recipe_name = raw.get("recipe", config["training"]["recipe"])
+    base = copy.deepcopy(config["recipes"][recipe_name])
+    variant = raw["variant"]
+    lr = base.pop("lr")[variant]
+    keys = (raw.get("backbone", "vgg16"), raw["dataset"], name)
+    for level, key in zip(_OVERRIDE_LEVELS, keys, strict=True):
+        over = copy.deepcopy((base.get(level) or {}).get(key) or {})
+        if "lr" in over:
+            o = over.pop("lr")
+            lr = o if not isinstance(o, dict) else o.get(variant, lr)
+        base.update(over)
+    for level in _OVERRIDE_LEVELS:
+        base.pop(level, None)
+    base["lr"] = float(raw.get("lr", lr))
+    base["iterations"] = int(raw.get("iterations", base["iterations"]))
+    base.setdefault("iter_size", 1)
+    base.setdefault("learn_upsampling", True)
+    base["name"] = recipe_name
+    return base
 
 
 def parents(config: dict, name: str) -> list[str]:
@@ -191,8 +228,8 @@ def train_config(config: dict, name: str) -> dict:
     """The flat, fully resolved dict `fcnlib.train.train` takes (paths relative to the workdir)."""
     exp = experiment(config, name)
     recipe_name = exp["recipe"]
-    recipe = copy.deepcopy(config["recipes"][recipe_name])
-    lr = exp.get("lr", recipe["lr"][exp["variant"]])
+    recipe = resolve_recipe(config, name)
+    lr = recipe["lr"]
     tr = config["training"]
     arch = _arch(config, exp)
     if _is_fused(config, name):
@@ -227,6 +264,8 @@ def train_config(config: dict, name: str) -> dict:
             "bias_decay": recipe["bias_decay"],
             "loss": recipe["loss"],
             "optimizer": recipe["optimizer"],
+            "iter_size": int(recipe["iter_size"]),
+            "learn_upsampling": bool(recipe["learn_upsampling"]),
             **{k: float(recipe[k]) for k in ("score_lr_mult", "dropout") if k in recipe},
         },
         "iterations": int(exp["iterations"]),

@@ -31,7 +31,9 @@ Decisions worth knowing (they are what makes results exact and resumable):
   weights are written last (atomically) and the resume file is removed after them.
 * Optional keys beyond the paper's recipe (defaults = the paper): recipe.score_lr_mult (lr factor of
   the score layers), recipe.dropout (overrides fc6/fc7 dropout 0.5) — for the tiny random-init demo
-  nets only; init kind "none" (random init, tests/ablations).
+  nets only; init kind "none" (random init, tests/ablations); recipe.learn_upsampling (default true:
+  the 2× upsamplers learn, as in the CVPR experiments; false: every upscore* frozen at bilinear and
+  re-set after staged init, as the authors' released solvers — see freeze_upsampling).
 * Threads: the trainer leaves torch's thread count to the caller (workflow `threads:`); on a shared
   CPU, oversubscribed intra-op threads are ~10× slower than one.
 """
@@ -329,6 +331,8 @@ def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, d
             pre = dict(init.get("preprocessing") or {})
             for m in mods:
                 pre.setdefault(m, Preprocessing("RGB", 1.0, (0.5,) * MODALITY_CHANNELS[m]).to_dict())
+    if not cfg["recipe"].get("learn_upsampling", True):
+        freeze_upsampling(model)
     if fixed:
         freeze_except_score(model)
     if cfg["recipe"].get("dropout") is not None:
@@ -342,6 +346,22 @@ def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, d
         raise WeightsError(f"{init.get('path') or init.get('paths')}: carries no preprocessing for "
                            f"modalities {missing}; retrain or reconvert that weights file")
     return model, pre, arch_meta
+
+
+def freeze_upsampling(model: nn.Module) -> list[str]:
+    """Released nets (recipe learn_upsampling: false): every interpolation layer (upscore*) is bilinear and
+    never learns — lr_mult 0 in the authors' net.py, re-set by surgery.interp in solve.py after the parent's
+    weights are copied, so a parent's learned 2× kernels are not carried over. Frozen = requires_grad False
+    (left out of the optimizer; fcnlib.models may run such layers as grouped convs). Returns their names."""
+    from .models.fcn import bilinear_
+
+    names = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.ConvTranspose2d) and name.rsplit(".", 1)[-1].startswith("upscore"):
+            bilinear_(mod)
+            mod.weight.requires_grad_(False)
+            names.append(name)
+    return names
 
 
 def _as_pre(p: Any) -> Any:
@@ -842,5 +862,5 @@ def _check_heads(c: Mapping[str, Any], arch_meta: Mapping[str, Any], heads: Mapp
                               f"set arch.heads to them")
 
 
-__all__ = ["train", "check_config", "segmentation_loss", "median_frequency_weights", "validate",
+__all__ = ["train", "check_config", "freeze_upsampling", "segmentation_loss", "median_frequency_weights", "validate",
            "batch_indices", "build_model", "amp_dtype", "load_checkpoint"]

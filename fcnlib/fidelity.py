@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import config as fcncfg
+from .paper import CVPR_RECIPE
 
 REPO = "shelhamer/fcn.berkeleyvision.org"
 COMMIT = "1305c7378a9f0ab44b2c936f4d60e4687e3d8743"
@@ -262,7 +263,8 @@ def _ours(config: dict, name: str) -> dict[str, Any]:
                                + "+".join(fcncfg.parents(config, name)))
     learn = SCORE_ONLY if cfg["fixed"] else (PAPER_LEARN if r["learn_upsampling"] else ALL_LEARN)
     return {
-        "loss": _loss_kind(r["loss"], r["batch_size"] * r["iter_size"]), "lr": r["lr"], "momentum": r["momentum"], "batch size": r["batch_size"],
+        "loss": _loss_kind(r["loss"], r["batch_size"] * r["iter_size"]), "lr": r["lr"],
+        "momentum": r["momentum"], "batch size": r["batch_size"],
         "iter_size": r["iter_size"], "weight decay": r["weight_decay"],
         "bias lr, decay": (float(r["bias_lr_mult"]), bool(r["bias_decay"])),
         "layers that learn": learn, "iterations": cfg["iterations"], "validation every": cfg["val_every"],
@@ -322,10 +324,10 @@ def _paper(name: str, o: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     return {
         "loss": (f"{CVPR} §4.3 (lr 1e-4 at batch 20: the per-pixel-normalised loss)", "pixel-mean"),
         "lr": (f"{CVPR} §4.3 (FCN-32s per backbone)", lr),
-        "momentum": (f"{CVPR} §4.3", 0.9),
-        "batch size": (f"{CVPR} §4.3 (minibatch of 20 images)", 20),
+        "momentum": (f"{CVPR} §4.3", CVPR_RECIPE["momentum"]),
+        "batch size": (f"{CVPR} §4.3 (minibatch of 20 images)", CVPR_RECIPE["batch"]),
         "iter_size": (f"{CVPR} §4.3 (one minibatch)", 1),
-        "weight decay": (f"{CVPR} §4.3 (5e-4 or 2e-4)", 5e-4),
+        "weight decay": (f"{CVPR} §4.3 (5e-4 or 2e-4)", CVPR_RECIPE["weight_decay"]),
         "bias lr, decay": (f"{CVPR} §4.3 (biases: doubled lr)", 2.0),
         "layers that learn": (("PAMI Table 2 (FCN-32s-fixed)", SCORE_ONLY) if o["_fixed"] else
                               (f"{CVPR} §3.3, §4.2 (final upsampler fixed bilinear)", PAPER_LEARN)),

@@ -43,7 +43,7 @@ class Solver:
     step: int = 4000
     init: str = "imagenet:" + VGG16_CAFFE   # solve.py weights: imagenet:<file>, stage:<dir>, fusion:<...>
     val: str = "seg11valid"           # the list solve.py scores
-    bias: tuple[float, bool] = (2.0, False)  # net.py conv bias lr_mult, decay (decay_mult > 0)
+    bias: tuple[float, bool, float, bool] = (2.0, False, 2.0, False)  # net.py bias lr_mult, decay: trunk, score
 
 
 SOLVERS: dict[str, Solver] = {s.dir: s for s in (
@@ -52,7 +52,7 @@ SOLVERS: dict[str, Solver] = {s.dir: s for s in (
     Solver("voc-fcn8s", 1e-14, init="stage:voc-fcn16s"),
     Solver("voc-fcn8s-atonce", 1e-10, steps=75),
     Solver("voc-fcn-alexnet", 1e-4, momentum=0.9, iter_size=20, normalize=True, init="imagenet:" + CAFFENET,
-           bias=(1.0, True)),
+           bias=(1.0, True, 2.0, False)),
     Solver("nyud-fcn32s-color", 1e-10, steps=50, step=2000, val="test"),
     Solver("nyud-fcn32s-color-d", 1e-10, steps=50, step=2000, val="test"),
     Solver("nyud-fcn32s-hha", 1e-10, steps=50, step=2000, val="test"),
@@ -111,9 +111,6 @@ REASONS: dict[tuple[str, str, str], str] = {
     ("paper", "voc-fcn8s-atonce", "lr"):
         "FCN-8s at-once is not in the CVPR text (PAMI 2016, released files); ours: the FCN-32s lr, as it "
         "also starts from ImageNet",
-    ("released", "voc-alexnet-fcn32s", "bias lr, decay"):
-        "voc-fcn-alexnet/net.py gives no param to conv1–fc7 (biases lr ×1 with decay) and ×2/no decay only "
-        "to score_fr; ours has one bias rule per recipe (×2, no decay). Biases are 0.02% of the parameters",
     ("released", "nyud-rgbhha-fcn32s", "init"):
         "the authors fused their 28k colour and 60k HHA snapshots (picked by them; the choice is not in the "
         "repository); ours fuses the final nyud-rgb-fcn32s and nyud-hha-fcn32s nets",
@@ -219,8 +216,15 @@ def _loss_text(loss: str) -> str:
     return _LOSS_TEXT.get(loss, loss)
 
 
-def _bias_text(b: tuple[float, bool]) -> str:
-    return f"lr ×{_num(b[0])}, {'decay' if b[1] else 'no decay'}"
+def _bias_text(b: tuple) -> str:
+    if len(b) == 2:
+        return f"lr ×{_num(b[0])} (trunk), ×{_num(b[1])} (score)" if b[0] != b[1] else f"lr ×{_num(b[0])}"
+
+    def one(m: float, d: bool) -> str:
+        return f"lr ×{_num(m)}, {'decay' if d else 'no decay'}"
+    if tuple(b[:2]) == tuple(b[2:]):
+        return one(*b[:2])
+    return f"trunk {one(*b[:2])}; score {one(*b[2:])}"
 
 
 def _init_text(init: str) -> str:
@@ -266,7 +270,9 @@ def _ours(config: dict, name: str) -> dict[str, Any]:
         "loss": _loss_kind(r["loss"], r["batch_size"] * r["iter_size"]), "lr": r["lr"],
         "momentum": r["momentum"], "batch size": r["batch_size"],
         "iter_size": r["iter_size"], "weight decay": r["weight_decay"],
-        "bias lr, decay": (float(r["bias_lr_mult"]), bool(r["bias_decay"])),
+        "bias lr, decay": (float(r.get("trunk_bias_lr_mult", r["bias_lr_mult"])),
+                           bool(r.get("trunk_bias_decay", r["bias_decay"])),
+                           float(r["bias_lr_mult"]), bool(r["bias_decay"])),
         "layers that learn": learn, "iterations": cfg["iterations"], "validation every": cfg["val_every"],
         "validation split": cfg["val_split"], "init": init_v,
         "_backbone": exp["backbone"], "_variant": exp["variant"], "_fixed": cfg["fixed"],
@@ -328,7 +334,7 @@ def _paper(name: str, o: dict[str, Any]) -> dict[str, tuple[str, Any]]:
         "batch size": (f"{CVPR} §4.3 (minibatch of 20 images)", CVPR_RECIPE["batch"]),
         "iter_size": (f"{CVPR} §4.3 (one minibatch)", 1),
         "weight decay": (f"{CVPR} §4.3 (5e-4 or 2e-4)", CVPR_RECIPE["weight_decay"]),
-        "bias lr, decay": (f"{CVPR} §4.3 (biases: doubled lr)", 2.0),
+        "bias lr, decay": (f"{CVPR} §4.3 (biases: doubled lr; decay not stated)", (2.0, 2.0)),
         "layers that learn": (("PAMI Table 2 (FCN-32s-fixed)", SCORE_ONLY) if o["_fixed"] else
                               (f"{CVPR} §3.3, §4.2 (final upsampler fixed bilinear)", PAPER_LEARN)),
         "iterations": (f"{CVPR} (not stated)", None),
@@ -359,8 +365,8 @@ def rows(config: dict) -> list[Row]:
                             ref["init"] = (f"no folder in {REPO}", None)
             for setting, (src, a) in ref.items():
                 ours = o[setting]
-                if setting == "bias lr, decay" and not isinstance(a, tuple):
-                    ours = ours[0]
+                if setting == "bias lr, decay" and a is not None and len(a) == 2:
+                    ours = (ours[0], ours[2])  # the text gives the lr factor only
                 if a is None:
                     status = NO_VALUE
                 else:

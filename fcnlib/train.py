@@ -581,16 +581,24 @@ def _param_groups(model: nn.Module, r: Mapping[str, Any]) -> list[dict[str, Any]
     """
     lr, wd = float(r["lr"]), float(r["weight_decay"])
     smult = float(r.get("score_lr_mult", 1.0))
-    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    # optional: the trunk's biases (conv*, fc6, fc7) by their own rule — voc-fcn-alexnet/net.py gives them
+    # Caffe's default lr ×1 with decay, and ×2 without decay only to score_fr
+    trunk_rule = "trunk_bias_lr_mult" in r or "trunk_bias_decay" in r
+    buckets: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        in_head = any(part.startswith(("score", "upscore")) for part in name.split(".")[:-1])
         is_score = any(part.startswith("score") for part in name.split(".")[:-1])
-        buckets.setdefault((name.endswith("bias"), is_score and smult != 1.0), []).append(p)
+        is_bias = name.endswith("bias")
+        key = (is_bias, is_score and smult != 1.0, trunk_rule and is_bias and not in_head)
+        buckets.setdefault(key, []).append(p)
     groups = []
-    for (is_bias, is_score), params in sorted(buckets.items()):
-        g_lr = lr * (float(r["bias_lr_mult"]) if is_bias else 1.0) * (smult if is_score else 1.0)
-        g_wd = (wd if r["bias_decay"] else 0.0) if is_bias else wd
+    for (is_bias, is_score, trunk_bias), params in sorted(buckets.items()):
+        b_mult = float(r.get("trunk_bias_lr_mult", r["bias_lr_mult"]) if trunk_bias else r["bias_lr_mult"])
+        b_decay = bool(r.get("trunk_bias_decay", r["bias_decay"]) if trunk_bias else r["bias_decay"])
+        g_lr = lr * (b_mult if is_bias else 1.0) * (smult if is_score else 1.0)
+        g_wd = (wd if b_decay else 0.0) if is_bias else wd
         groups.append({"params": params, "lr": g_lr, "weight_decay": g_wd})
     return groups
 

@@ -90,3 +90,21 @@ def test_released_freezes_late_fusion_members(tmp_path):
     assert len(ups) == 2
     for n, m in ups.items():
         assert not m.weight.requires_grad and torch.equal(m.weight, _bilinear_copy(m)), n
+
+
+def test_trunk_bias_rule_of_fcn_alexnet():
+    """voc-fcn-alexnet/net.py: conv1–fc7 biases lr ×1 with decay, score_fr bias ×2 without."""
+    net = build_fcn("fcn32s", "alexnet", num_classes=3, width=WIDTH)
+    r = {"lr": 1e-4, "weight_decay": 5e-4, "bias_lr_mult": 2.0, "bias_decay": False,
+         "trunk_bias_lr_mult": 1.0, "trunk_bias_decay": True}
+    by_param = {id(p): (g["lr"], g["weight_decay"]) for g in T._param_groups(net, r) for p in g["params"]}
+    named = dict(net.named_parameters())
+    assert by_param[id(named["conv1.bias"])] == (1e-4, 5e-4)
+    assert by_param[id(named["fc7.bias"])] == (1e-4, 5e-4)
+    assert by_param[id(named["score_fr.bias"])] == (2e-4, 0.0)
+    assert by_param[id(named["conv1.weight"])] == (1e-4, 5e-4)
+    # without the keys: one rule for every bias (the VGG nets), groups as before
+    r2 = {k: v for k, v in r.items() if not k.startswith("trunk")}
+    by_param = {id(p): (g["lr"], g["weight_decay"]) for g in T._param_groups(net, r2) for p in g["params"]}
+    assert by_param[id(named["conv1.bias"])] == by_param[id(named["score_fr.bias"])] == (2e-4, 0.0)
+    assert len(T._param_groups(net, r2)) == 2

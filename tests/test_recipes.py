@@ -32,6 +32,9 @@ def test_released_alexnet_follows_voc_fcn_alexnet(paper):
     r = c["recipe"]
     assert (r["loss"], r["lr"], r["momentum"], r["iter_size"], r["batch_size"]) == ("mean", 1e-4, 0.9, 20, 1)
     assert r["learn_upsampling"] is False
+    assert (r["trunk_bias_lr_mult"], r["trunk_bias_decay"], r["bias_lr_mult"], r["bias_decay"]) == \
+        (1.0, True, 2.0, False)
+    assert "trunk_bias_lr_mult" not in _r(paper, "voc-fcn32s")["recipe"]
     src = paper["backbones"]["alexnet"]
     assert paper["sources"][src["source"]]["filename"] == "bvlc_reference_caffenet.caffemodel"
     assert src["format"] == "caffe"

@@ -119,7 +119,7 @@ REASONS: dict[tuple[str, str, str], str] = {
         "the FCN-AlexNet solver's scheme (normalised loss, momentum 0.9, iter_size 20) at the CVPR text's "
         "GoogLeNet lr 5e-5, from bvlc_googlenet as the paper",
     ("released", "voc-fcn32s-fixed", "layers that learn"):
-        "FCN-32s-fixed (PAMI Table 2) has no authors' solver: only the score layer learns, on voc-fcn32s's "
+        "FCN-32s-fixed (CVPR Table 2) has no authors' solver: only the score layer learns, on voc-fcn32s's "
         "recipe otherwise",
     ("released", "nyud-rgbhha-fcn16s", "init"):
         "no authors' solver for Table 4's FCN-16s RGB-HHA: staged from our nyud-rgbhha-fcn32s, other "
@@ -133,7 +133,7 @@ REASONS: dict[tuple[str, str, str], str] = {
         "Table 4's FCN-16s RGB-HHA: the text does not say how it was started; ours staged from "
         "nyud-rgbhha-fcn32s",
     ("paper", "voc-fcn32s-fixed", "layers that learn"):
-        "FCN-32s-fixed (PAMI Table 2): only the score layer learns",
+        "FCN-32s-fixed (CVPR Table 2): only the score layer learns",
 }
 
 #: ImageNet weights from torchvision instead of the authors' Caffe file: allowed, and labelled as such.
@@ -151,7 +151,7 @@ NOTES = [
     "50 × 2,000; PASCAL-Context 50 × 8,000.",
     "**Upsamplers.** Recipe `released` freezes every upscore* layer at bilinear and re-applies bilinear after "
     "copying the parent's weights (surgery.interp in solve.py), so no learned kernel is carried from 16s into 8s. "
-    "Recipe `paper` learns the 2× ones from bilinear and keeps the final one fixed (CVPR §3.3/§4.2); the "
+    "Recipe `paper` learns the 2× ones from bilinear and keeps the final one fixed (CVPR §4.3, Dense Prediction); the "
     "README FAQ says the original experiments learned them, with no significant difference in accuracy.",
     "**Gradient accumulation** (`iter_size`, FCN-AlexNet 20): one update is iter_size × batch_size images and "
     "equals one batch of that size (issue 16's trainer). With a normalised loss this is the pixel-weighted mean "
@@ -307,7 +307,7 @@ def _released(s: Solver, d: str, fixed: bool) -> dict[str, tuple[str, Any]]:
         "iter_size": (f"{solver} iter_size", s.iter_size),
         "weight decay": (f"{solver} weight_decay", s.weight_decay),
         "bias lr, decay": (f"{net} param lr_mult/decay_mult", s.bias),
-        "layers that learn": (("PAMI Table 2 (FCN-32s-fixed)", SCORE_ONLY) if fixed else
+        "layers that learn": (("CVPR Table 2 (FCN-32s-fixed)", SCORE_ONLY) if fixed else
                               (f"{net} Deconvolution lr_mult 0; {solve} surgery.interp", ALL_LEARN)),
         "iterations": (f"{solve} {s.steps} × step({s.step})", s.steps * s.step),
         "validation every": (f"{solve} step({s.step})", s.step),
@@ -335,10 +335,10 @@ def _paper(name: str, o: dict[str, Any]) -> dict[str, tuple[str, Any]]:
         "iter_size": (f"{CVPR} §4.3 (one minibatch)", 1),
         "weight decay": (f"{CVPR} §4.3 (5e-4 or 2e-4)", CVPR_RECIPE["weight_decay"]),
         "bias lr, decay": (f"{CVPR} §4.3 (biases: doubled lr; decay not stated)", (2.0, 2.0)),
-        "layers that learn": (("PAMI Table 2 (FCN-32s-fixed)", SCORE_ONLY) if o["_fixed"] else
-                              (f"{CVPR} §3.3, §4.2 (final upsampler fixed bilinear)", PAPER_LEARN)),
+        "layers that learn": (("CVPR Table 2 (FCN-32s-fixed)", SCORE_ONLY) if o["_fixed"] else
+                              (f"{CVPR} §4.3 Dense Prediction (final upsampler fixed bilinear)", PAPER_LEARN)),
         "iterations": (f"{CVPR} (not stated)", None),
-        "init": (f"{CVPR} §4.1, §4.2", init),
+        "init": (f"{CVPR} §4.1 (ImageNet nets), §4.2 (staging); SPEC §3", init),
     }
 
 

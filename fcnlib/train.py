@@ -357,8 +357,9 @@ def freeze_upsampling(model: nn.Module) -> list[str]:
 
     names = []
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.ConvTranspose2d) and name.rsplit(".", 1)[-1].startswith("upscore"):
-            bilinear_(mod)
+        w = getattr(mod, "weight", None)
+        if name.rsplit(".", 1)[-1].startswith("upscore") and isinstance(w, torch.Tensor) and w.dim() == 4:
+            bilinear_(mod)  # C×C×k×k, channel i from channel i only (as surgery.interp)
             mod.weight.requires_grad_(False)
             names.append(name)
     return names

@@ -52,6 +52,8 @@ class Released:
     heads: Mapping[str, int] | None = field(default=None)
 
 
+_SIFT = {"sem": paper.NUM_CLASSES["siftflow_sem"], "geo": paper.NUM_CLASSES["siftflow_geo"]}
+
 MODELS: Mapping[str, Released] = {
     "voc-fcn32s": Released("fcn32s-heavy-pascal.caffemodel", "pascal", "fcn32s", table2_row="FCN-32s",
                            paper_row=("table2", "FCN-32s")),
@@ -73,13 +75,13 @@ MODELS: Mapping[str, Released] = {
                                       modalities=("rgb", "hha"), fusion=True,
                                       paper_row=("table4", "FCN-32s RGB-HHA")),
     "siftflow-fcn32s": Released("siftflow-fcn32s-heavy.caffemodel", "siftflow", "fcn32s",
-                                heads={"sem": 33, "geo": 3}),
+                                heads=_SIFT),
     "siftflow-fcn16s": Released("siftflow-fcn16s-heavy.caffemodel", "siftflow", "fcn16s",
-                                heads={"sem": 33, "geo": 3}, paper_row=("table5", "FCN-16s"),
+                                heads=_SIFT, paper_row=("table5", "FCN-16s"),
                                 remark="the authors' README: semantic scores of this release are 'not quite "
                                        "right' (missing classes); geometric ones are fine"),
     "siftflow-fcn8s": Released("siftflow-fcn8s-heavy.caffemodel", "siftflow", "fcn8s",
-                               heads={"sem": 33, "geo": 3}),
+                               heads=_SIFT),
     "pascalcontext-fcn32s": Released("pascalcontext-fcn32s-heavy.caffemodel", "context", "fcn32s",
                                      paper_row=("context", "FCN-32s")),
     "pascalcontext-fcn16s": Released("pascalcontext-fcn16s-heavy.caffemodel", "context", "fcn16s",
@@ -107,8 +109,8 @@ def by_caffemodel(filename: str) -> str | None:
 def arch(name: str, width: float = 1.0) -> dict[str, Any]:
     """`build_from_arch` description of our net equivalent to the released one (width < 1: demo stand-ins)."""
     m = _model(name)
-    n = paper.NUM_CLASSES[m.dataset] if m.heads is None else None
-    one = {"variant": m.variant, "backbone": m.backbone, "num_classes": n if n is not None else 21,
+    n = paper.NUM_CLASSES[m.dataset] if m.heads is None else next(iter(m.heads.values()))
+    one = {"variant": m.variant, "backbone": m.backbone, "num_classes": n,
            "width": float(width), "in_channels": 3, "heads": None if m.heads is None else dict(m.heads)}
     if m.fusion:
         return {"fusion": "late", "members": [dict(one), dict(one)], "weights": [0.5, 0.5], "split": 3}

@@ -368,13 +368,17 @@ def cli(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         name = a.released or released.by_caffemodel(a.src)
-        if name is None and _is_fcn_caffemodel(a.src):
-            raise WeightsError(f"{a.src}: a trained FCN caffemodel under an unknown file name; name it with "
-                               f"--released (one of {', '.join(sorted(released.MODELS))})")
         if name is not None:
             out = released.convert(a.src, a.output, name, a.width)
         else:
-            out = convert_imagenet_file(a.src, a.output, a.backbone, a.fmt, a.width)
+            try:
+                out = convert_imagenet_file(a.src, a.output, a.backbone, a.fmt, a.width)
+            except WeightsError:
+                if _is_fcn_caffemodel(a.src):  # not a classifier: a trained FCN under another file name
+                    raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "
+                                       f"which with --released (one of {', '.join(sorted(released.MODELS))})"
+                                       ) from None
+                raise
     except FcnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ include: "workflow/rules/weights.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/released.smk"
 
 
 rule all:
@@ -19,4 +20,5 @@ rule all:
         "results/tables.md",
         "results/tables.json",
         figure_targets(),
+        ["results/released.md", "results/released.json"] if RELEASED else [],
     default_target: True

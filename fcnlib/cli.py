@@ -10,7 +10,7 @@ from .errors import FcnError
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("fcnlib.segment", "segment images with trained weights (palette PNGs, overlays)"),
     "hha": ("fcnlib.hha", "encode depth maps as HHA (horizontal disparity, height, angle)"),
-    "convert-weights": ("fcnlib.models.surgery", "ImageNet classifier → fully convolutional weights"),
+    "convert-weights": ("fcnlib.models.surgery", "ImageNet classifier or released FCN caffemodel → our weights"),
     "download": ("fcnlib.download", "fetch a file: mirrors, checksum, resume, atomic"),
     "extract": ("fcnlib.archive", "extract a tar/zip safely (no paths leaving the target)"),
     "prepare-pascal": ("fcnlib.data.voc", "merge SBD into VOC and write the paper's splits"),

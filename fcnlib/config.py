@@ -139,6 +139,9 @@ def _check_references(config: dict, source: str) -> None:
             for n in names:
                 if n not in exps:
                     raise ConfigError(f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment")
+    from .released import check_config as _check_released  # no torch at import: cheap here
+
+    _check_released(config, source)
     for name, spec in config["sources"].items():
         if not spec.get("demo") and not spec.get("urls"):
             raise ConfigError(f"{source}: at 'sources.{name}': give 'urls' (or 'demo: true' in a demo config)")

@@ -71,9 +71,33 @@ def _check_header(header: Mapping[str, Any]) -> dict[str, Any]:
     return h
 
 
-def build_tables(records: Sequence[Mapping[str, Any]], header: Mapping[str, Any]) -> dict[str, Any]:
-    """The tables.json content: every paper table with our value and the paper's for each cell."""
+def _released_cells(released: Sequence[Mapping[str, Any]] | None, header: Mapping[str, Any]
+                    ) -> dict[tuple[str, str], tuple[str, float | None]]:
+    """(table, row) → (released model, our mean IU of it in percent): the "released" column, measured."""
+    out: dict[tuple[str, str], tuple[str, float | None]] = {}
+    for r in released or ():
+        tkey, row = r.get("table"), r.get("row")
+        if tkey not in paper.TABLES or row not in paper.TABLES[tkey]["rows"] \
+                or "released_mean_iu" not in paper.TABLES[tkey]["columns"]:
+            raise ConfigError(f"released model {r.get('name')!r}: {tkey} / {row} has no released-model "
+                              f"column; fix fcnlib.released.MODELS")
+        m, _ = _load_metrics(r.get("metrics"))
+        if m is not None and header["source"] == "real" and m.get("dataset_source") == "demo":
+            raise ConfigError(f"{r.get('metrics')}: metrics come from DEMO data but the tables header says "
+                              f"source=real; label the run 'demo'")
+        out[tkey, row] = (str(r.get("name")), None if m is None else _pct(m.get("mean_iu")))
+    return out
+
+
+def build_tables(records: Sequence[Mapping[str, Any]], header: Mapping[str, Any],
+                 released: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The tables.json content: every paper table with our value and the paper's for each cell.
+
+    `released`: [{table, row, name, metrics}] — our scores of the authors' released caffemodels, which
+    fill the "released caffemodel" column (the paper's side of that cell is the README's number).
+    """
     header = _check_header(header)
+    rel_cells = _released_cells(released, header)
     placed: dict[tuple[str, str], Mapping[str, Any]] = {}
     for rec in records:
         tkey, row = rec.get("table"), rec.get("row")
@@ -114,6 +138,10 @@ def build_tables(records: Sequence[Mapping[str, Any]], header: Mapping[str, Any]
                              delta_mean_iu=None if p_iu is None or o_iu is None else round(o_iu - p_iu, 4),
                              n_images=metrics.get("n_images"), split=metrics.get("split"),
                              dataset=metrics.get("dataset"))
+            if (tkey, row) in rel_cells:
+                name, value = rel_cells[tkey, row]
+                entry["ours"] = {**entry["ours"], "released_mean_iu": value}
+                entry["released_model"] = name
             rows.append(entry)
         tables[tkey] = {"title": tdef["title"], "caption": tdef["caption"], "columns": cols, "rows": rows}
     _ablation_effects(tables["ablations"]["rows"], tables["table2"]["rows"])
@@ -234,6 +262,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
                     exp += f"; {r['note']}"
             else:
                 exp = f"**not run**: {r['reason']}" if r.get("reason") else "**not run**"
+            if r.get("released_model"):
+                exp += f"; released: results/released/{r['released_model']}"
             cells.append(exp)
             if has_remark:
                 cells.append(r.get("remark") or "")
@@ -243,9 +273,9 @@ def render_markdown(data: Mapping[str, Any]) -> str:
 
 
 def write_tables(records: Sequence[Mapping[str, Any]], header: Mapping[str, Any], out_md: PathLike,
-                 out_json: PathLike) -> dict[str, Any]:
+                 out_json: PathLike, released: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Build both outputs from the experiment records and write them atomically; returns the JSON data."""
-    data = build_tables(records, header)
+    data = build_tables(records, header, released)
     atomic_write_json(out_json, data)
     atomic_write_text(out_md, render_markdown(data))
     return data

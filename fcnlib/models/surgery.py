@@ -12,6 +12,7 @@ import os
 import pickle
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -290,23 +291,42 @@ def staged_init(child: nn.Module, parent: nn.Module | dict[str, torch.Tensor]) -
     return copied
 
 
-def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any]) -> nn.Module:
+def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
+                           layer_map: Callable[[nn.Module], dict[str, list[str]]] | None = None) -> nn.Module:
     """The authors' released FCN caffemodel (e.g. fcn8s-heavy-pascal) → our FCN built from `arch`.
 
-    Our state-dict keys are the Caffe layer names, so this is a name-for-name copy; the at-once net's
-    fixed Scale layers (scale_pool4/3) are constants here and their blobs are dropped.
+    Our state-dict keys are the Caffe layer names, so by default this is a name-for-name copy;
+    `layer_map(model)` → {caffe layer: [our module prefixes]} renames (the colour-HHA net's per-tower
+    suffixes, its one shared upscore filling both towers). The at-once net's fixed Scale layers
+    (scale_pool4/3) are constants here: their blobs must hold our constants, then they are dropped.
+    Every layer of the model must be filled and every layer of the file used.
     """
     from .caffe import read_caffemodel
+    from .fcn import _ATONCE_SCALE
     from .io import build_from_arch, check_state_dict
 
     model = build_from_arch(arch)
-    sd = {}
+    names = layer_map(model) if layer_map is not None else None
+    sd, unused = {}, []
     for name, blobs in read_caffemodel(src).items():
         if name.startswith("scale_pool"):
+            want = _ATONCE_SCALE.get(name[len("scale_"):])
+            got = float(np.asarray(blobs[0]).reshape(-1)[0])
+            if want is None or not np.isclose(got, want, rtol=1e-6, atol=0.0):
+                raise WeightsError(f"{src}: layer {name} scales by {got} but our at-once net uses "
+                                   f"{want}; this is not the authors' at-once net")
             continue
-        sd[f"{name}.weight"] = torch.from_numpy(np.ascontiguousarray(blobs[0]))
-        if len(blobs) > 1:
-            sd[f"{name}.bias"] = torch.from_numpy(np.ascontiguousarray(blobs[1]).reshape(-1))
+        targets = [name] if names is None else names.get(name)
+        if not targets:
+            unused.append(name)
+            continue
+        for t in targets:
+            sd[f"{t}.weight"] = torch.from_numpy(np.ascontiguousarray(blobs[0]))
+            if len(blobs) > 1:
+                sd[f"{t}.bias"] = torch.from_numpy(np.ascontiguousarray(blobs[1]).reshape(-1))
+    if unused:
+        raise WeightsError(f"{src}: layers {unused[:6]} have no place in the {arch.get('variant', 'fusion')} "
+                           f"net; the caffemodel is another released model — pick the matching one")
     own = model.state_dict()
     for k, v in sd.items():  # fc6/fc7 of very old files may be stored 2-D; reshape where the count fits
         if k in own and v.shape != own[k].shape and v.numel() == own[k].numel():
@@ -316,23 +336,51 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any]) -> nn.M
     return model
 
 
+def _is_fcn_caffemodel(src: str | os.PathLike) -> bool:
+    """A trained FCN (has score layers) rather than an ImageNet classifier — decided from the file."""
+    if not str(src).endswith(".caffemodel") or not Path(src).is_file():
+        return False
+    from .caffe import read_caffemodel
+
+    return any(n.startswith("score_fr") for n in read_caffemodel(src))
+
+
 def cli(argv: list[str] | None = None) -> int:
-    """`fcn convert-weights SRC -o DST --backbone vgg16 --format caffe|torchvision`."""
+    """`fcn convert-weights SRC -o DST --backbone vgg16 --format caffe|torchvision` (ImageNet classifier), or
+    `fcn convert-weights fcn8s-heavy-pascal.caffemodel -o DST [--released voc-fcn8s]` (the authors' FCN)."""
+    from .. import released
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "convert-weights":
         argv = argv[1:]
     ap = argparse.ArgumentParser(prog="fcn convert-weights",
-                                 description="ImageNet classifier → fully convolutional weights file")
-    ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth)")
+                                 description="ImageNet classifier → fully convolutional weights file, or one "
+                                             "of the authors' released FCN caffemodels → our weights file")
+    ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth), or a released FCN "
+                                ".caffemodel")
     ap.add_argument("-o", "--output", required=True, help="output .pt file")
     ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES))
     ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt")
     ap.add_argument("--width", type=float, default=1.0, help="width of a reduced stand-in (default 1.0)")
+    ap.add_argument("--released", choices=sorted(released.MODELS), default=None,
+                    help="which released FCN the caffemodel is (default: from its file name, e.g. "
+                         "fcn8s-heavy-pascal.caffemodel → voc-fcn8s)")
     a = ap.parse_args(argv)
     try:
-        out = convert_imagenet_file(a.src, a.output, a.backbone, a.fmt, a.width)
+        name = a.released or released.by_caffemodel(a.src)
+        if name is not None:
+            out = released.convert(a.src, a.output, name, a.width)
+        else:
+            try:
+                out = convert_imagenet_file(a.src, a.output, a.backbone, a.fmt, a.width)
+            except WeightsError:
+                if _is_fcn_caffemodel(a.src):  # not a classifier: a trained FCN under another file name
+                    raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "
+                                       f"which with --released (one of {', '.join(sorted(released.MODELS))})"
+                                       ) from None
+                raise
     except FcnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (f" (released {name})" if name else ""))
     return 0

@@ -52,6 +52,32 @@ def test_every_output_exists_and_parses(demo_run):
         assert (demo_run / "benchmarks").exists()
 
 
+def test_released_standins_are_converted_scored_and_fill_table2(demo_run):
+    """download → convert → the same evaluation → released.md, and Table 2's released column measured."""
+    cfg = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
+    from fcnlib.models import load_model
+    from fcnlib.released import MODELS
+
+    assert cfg["released"], "the test config scores at least one released stand-in"
+    data = json.loads((demo_run / "results" / "released.json").read_text())
+    assert [r["name"] for r in data["rows"]] == list(cfg["released"])
+    for r in data["rows"]:
+        d = demo_run / "results" / "released" / r["name"]
+        _, meta = load_model(d / "weights.pt")
+        assert meta["released"] == r["name"] and meta["source"] == MODELS[r["name"]].caffemodel
+        m = json.loads((d / r["split"] / "metrics.json").read_text())
+        assert 0.0 <= m["mean_iu"] <= 1.0 and m["n_images"] > 0
+        assert r["ours"]["mean_iu"] == round(100 * m["mean_iu"], 4)
+    assert "DEMO" in (demo_run / "results" / "released.md").read_text()
+    t2 = json.loads((demo_run / "results" / "tables.json").read_text())["tables"]["table2"]["rows"]
+    for r in data["rows"]:
+        row = MODELS[r["name"]].table2_row
+        if row:
+            cell = next(x for x in t2 if x["row"] == row)
+            assert cell["ours"]["released_mean_iu"] == r["ours"]["mean_iu"], row
+    assert list((demo_run / "logs" / "released").rglob("*.log"))
+
+
 def test_rerun_does_nothing(demo_run, smk):
     res = smk(demo_run, "results/tables.md", "all", "-n", "--cores", "2")
     assert "Nothing to be done" in res.stdout + res.stderr
@@ -61,9 +87,12 @@ def test_full_paper_dag_without_data(tmp_path, smk):
     res = smk(tmp_path, "results/tables.md", "-n", "--cores", "8", config="config/config.yaml")
     out = res.stdout
     for rule in ("download", "extract", "prepare_pascal", "prepare_nyud", "prepare_siftflow", "prepare_context",
-                 "encode_hha", "convert_weights", "train", "evaluate", "time_forward", "tables"):
+                 "encode_hha", "convert_weights", "train", "evaluate", "time_forward", "tables",
+                 "convert_released", "evaluate_released", "released_report"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "results/pascal/voc-fcn8s/weights.pt" in out and "results/pascal/voc-fcn16s/weights.pt" in out
+    assert "data/raw/fcn8s-heavy-pascal.caffemodel" in out
+    assert "results/released/voc-fcn8s/seg11valid/metrics.json" in out
 
 
 def test_bad_config_stops_before_any_job(tmp_path, smk):

@@ -4,6 +4,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from fcnlib import config as fcncfg
+from fcnlib import released as fcnreleased
 from fcnlib.errors import ConfigError
 
 # `--configfile X` replaces the default config entirely (a Snakefile `configfile:` would be
@@ -25,13 +26,15 @@ SOURCES = config["sources"]
 DEMO = config["source"] == "demo"
 EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experiments"]}
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
+# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.released).
+RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items()
                    if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
 # Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
 CODE = {
     "download": fcncfg.code_hash("download.py"),
-    "demo": fcncfg.code_hash("demo.py", "scenes.py", "hha.py"),
+    "demo": fcncfg.code_hash("demo.py", "scenes.py", "hha.py", "released.py"),
     "extract": fcncfg.code_hash("archive.py"),
     "prepare": fcncfg.code_hash("data/"),
     "hha": fcncfg.code_hash("hha.py"),
@@ -39,6 +42,7 @@ CODE = {
     "train": fcncfg.code_hash("train.py", "models/", "data/", "metrics.py", "evaluate.py"),
     "evaluate": fcncfg.code_hash("evaluate.py", "metrics.py", "models/", "data/"),
     "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "models/"),
+    "released": fcncfg.code_hash("released.py", "paper.py", "models/"),
 }
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the
@@ -52,6 +56,7 @@ wildcard_constraints:
     source="|".join(re.escape(s) for s in ARCHIVE_SOURCES),
     backbone="vgg16|alexnet|googlenet",
     split="[A-Za-z0-9_]+",
+    name="|".join(re.escape(n) for n in RELEASED) or "none",
     group="|".join(re.escape(g) for kind in config.get("figures", {}).values() for g in kind) or "none",
 
 
@@ -84,6 +89,11 @@ def weights(exp):
 
 def metrics(exp, split):
     return f"{exp_dir(exp)}/{split}/metrics.json"
+
+
+def released_metrics(name):
+    """Our score of one released caffemodel on its dataset's validation split."""
+    return f"results/released/{name}/{RELEASED[name]['split']}/metrics.json"
 
 
 def dataset_inputs(dataset, modalities):

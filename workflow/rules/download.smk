@@ -9,6 +9,7 @@ rule make_demo_sources:
     params:
         demo=config.get("demo", {}),
         width=config.get("width", 1.0),
+        released=sorted(config.get("released", {})),
         code=CODE["demo"],
     log:
         "logs/demo/make_demo_sources.log",

@@ -70,6 +70,7 @@ rule tables:
     input:
         metrics=[metrics(e, s) for e, s in evaluations()],
         timing=[f"{exp_dir(e)}/timing.json" for e in timed_experiments()],
+        released=[released_metrics(n) for n, e in RELEASED.items() if e["table2_row"]],
     output:
         md=report("results/tables.md", caption="../report/tables.rst", category="Tables"),
         json="results/tables.json",
@@ -81,6 +82,8 @@ rule tables:
             "width": config.get("width", 1.0),
             "iterations": {e: EXPERIMENTS[e]["iterations"] for e in EXPERIMENTS},
         },
+        released=[{"table": "table2", "row": e["table2_row"], "name": n, "metrics": released_metrics(n)}
+                  for n, e in RELEASED.items() if e["table2_row"]],
         code=CODE["report"],
     log:
         "logs/report/tables.log",

@@ -8,7 +8,8 @@ from fcnlib.scripting import run
 
 def main(job):
     out = Path(job.output[0]).parent
-    make_demo(out, width=float(job.params.width), **dict(job.params.demo))
+    make_demo(out, width=float(job.params.width), released=list(job.params.get("released", [])),
+              **dict(job.params.demo))
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

@@ -22,7 +22,8 @@ def main(job):
                 rec["stats"], rec["timing"] = t["stats"], t["timing"]
         records.append(rec)
     header = dict(job.params.header, device=device_name("auto"))
-    write_tables(records, header, Path(job.output.md), Path(job.output.json))
+    write_tables(records, header, Path(job.output.md), Path(job.output.json),
+                 released=list(job.params.get("released", [])))
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

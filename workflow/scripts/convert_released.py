@@ -1,0 +1,14 @@
+"""One of the authors' released FCN caffemodels → our weights file (arch, preprocessing, classes in meta)."""
+
+from pathlib import Path
+
+from fcnlib.released import convert
+from fcnlib.scripting import run
+
+
+def main(job):
+    convert(Path(job.input[0]), Path(job.output[0]), job.wildcards.name, width=float(job.params.width))
+
+
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

@@ -27,6 +27,11 @@ class Route:
     cut_first: int | None = None  # first request: close the connection after this many body bytes
     delay: float = 0.0            # seconds to sleep per chunk (slow server)
     chunk: int = 64 * 1024
+    redirect: str | None = None   # answer 302 to this Location instead of a body
+    no_length: bool = False       # send no Content-Length (the body ends when the connection closes)
+    endless: bool = False         # repeat the body forever (with no_length: a body without end)
+    splice: bytes | None = None   # a Range request is served from these bytes instead (a spliced resume)
+    content_range: str | None = None  # send this Content-Range on a 206 instead of the true one
 
 
 @dataclass
@@ -64,6 +69,14 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             route = server.routes.get(self.path)
             rng = self.headers.get("Range")
+            if route is not None and route.redirect:
+                server.hits.append(Hit(self.path, rng, 302))
+                self.send_response(302)
+                self.send_header("Location", route.redirect)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                return
             if route is None or route.status != 200:
                 status = 404 if route is None else route.status
                 server.hits.append(Hit(self.path, rng, status))
@@ -80,6 +93,8 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             m = re.fullmatch(r"bytes=(\d+)-", rng or "")
             if route.range and m:
                 start = int(m.group(1))
+                if route.splice is not None:
+                    body = route.splice
                 if start >= len(body):
                     server.hits.append(Hit(self.path, rng, 416))
                     self.send_response(416)
@@ -88,21 +103,25 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                     self.end_headers()
                     return
                 self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.send_header("Content-Range", route.content_range or f"bytes {start}-{len(body) - 1}/{len(body)}")
             else:
                 self.send_response(200)
             payload = body[start:]
-            self.send_header("Content-Length", str(len(payload)))
+            if not route.no_length:
+                self.send_header("Content-Length", str(len(payload)))
             self.send_header("Connection", "close")
             self.end_headers()
             hit = Hit(self.path, rng, 206 if start else 200)
             server.hits.append(hit)
             first = sum(1 for h in server.hits if h.path == self.path) == 1
             limit = route.cut_first if (first and route.cut_first is not None) else len(payload)
+            if route.endless:
+                limit = 1 << 62
             pos = 0
             try:
                 while pos < limit:
-                    piece = payload[pos:min(pos + route.chunk, limit)]
+                    at = pos % len(payload) if route.endless else pos
+                    piece = payload[at:min(at + route.chunk, limit - pos + at)]
                     self.wfile.write(piece)
                     self.wfile.flush()
                     pos += len(piece)

@@ -4,7 +4,7 @@ import json
 import logging
 from pathlib import Path
 
-from fcnlib.download import download
+from fcnlib.download import download, record_path
 from fcnlib.io import atomic_write_text, sha256_file
 from fcnlib.scripting import run
 
@@ -21,9 +21,11 @@ def main(job):
     download(spec["urls"], dest, size=spec.get("size"), md5=spec.get("md5"), sha1=spec.get("sha1"),
              sha256=spec.get("sha256"), cache_dirs=[Path(d) for d in job.params.cache_dirs])
     if not any(spec.get(k) for k in ("md5", "sha1", "sha256")):
-        digest = sha256_file(dest)
-        atomic_write_text(f"{dest}.sha256", f"{digest}  {dest.name}\n")
-        logging.warning("%s has no published checksum; recorded sha256 %s — pin it in the config", dest, digest)
+        rec = record_path(dest)
+        if not rec.exists():  # download() records it when no checksum pins the file (not even its name)
+            atomic_write_text(rec, f"{sha256_file(dest)}  {dest.name}\n")
+        logging.warning("%s has no published checksum; later downloads must match the sha256 recorded in %s "
+                        "(%s) — pin it in the config", dest, rec, rec.read_text().split()[0])
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

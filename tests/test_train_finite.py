@@ -1,0 +1,127 @@
+"""Trainer finiteness (issue 15 item 6, issue 19): non-finite settings refused naming the key; a NaN at
+iteration k refused before its optimizer step, naming k, with no checkpoint or weights holding NaN, and a
+rerun resuming from the last clean state. Both the eager (CPU) and the device-side (CUDA) check paths
+run here: the device-side one is forced on CPU with fused optimizers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fcnlib import finite
+from fcnlib import train as T
+from fcnlib.errors import ConfigError
+from test_train import make_cfg, make_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("toyf"), n=2)
+
+
+@pytest.mark.parametrize("key", ["weight_decay", "bias_lr_mult", "momentum", "lr", "score_lr_mult"])
+def test_nonfinite_recipe_value_names_key(toy, key):
+    with pytest.raises(ConfigError, match=rf"recipe\.{key}=nan"):
+        T.check_config(make_cfg(toy, recipe={key: float("nan")}))
+
+
+def test_nonfinite_loss_sampling_names_key(toy):
+    with pytest.raises(ConfigError, match="loss_sampling=inf"):
+        T.check_config(make_cfg(toy, loss_sampling=float("inf")))
+
+
+def _poison_at(monkeypatch, k: int) -> None:
+    """segmentation_loss returns NaN on its k-th call (= iteration k: one head, no validation loss)."""
+    real = T.segmentation_loss
+    calls = {"n": 0}
+
+    def loss(*a, **kw):
+        calls["n"] += 1
+        out = real(*a, **kw)
+        return out * float("nan") if calls["n"] == k else out
+
+    monkeypatch.setattr(T, "segmentation_loss", loss)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager-cpu", "device-side"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_nan_mid_run_names_iteration_and_never_writes_nan(toy, tmp_path, monkeypatch, lazy, optimizer):
+    monkeypatch.setattr(finite, "LAZY", lazy)
+    cfg = make_cfg(toy, iterations=8, checkpoint_every=2, log_every=4, amp="off", channels_last=False,
+                   recipe={"optimizer": optimizer, "lr": 1e-3})
+    out, resume, log = tmp_path / "w.pt", tmp_path / "resume.pt", tmp_path / "log.jsonl"
+    _poison_at(monkeypatch, 5)
+    with pytest.raises(ConfigError, match="iteration 5") as e:
+        T.train(cfg, out, resume, log, device="cpu")
+    assert "weight_decay" in str(e.value)  # the message quotes every setting, not only lr
+    assert not out.exists()
+    ck = T.load_checkpoint(resume)
+    # eager: raised at 5, last checkpoint 4; device-side: raised at the next poll (log at 8 / checkpoint at
+    # 6), before that checkpoint was written
+    assert ck["iteration"] == 4
+    assert not finite.state_nonfinite(ck["model"]) and not finite.state_nonfinite(ck["optimizer"])
+    monkeypatch.undo()
+    monkeypatch.setattr(finite, "LAZY", lazy)
+    s = T.train(cfg, out, resume, log, device="cpu")
+    assert s["resumed_from"] == 4 and out.exists()
+    w = torch.load(out, weights_only=True)["state_dict"]
+    assert not finite.state_nonfinite(w)
+    # the rerun equals a straight clean run
+    d = tmp_path / "straight"
+    d.mkdir()
+    T.train(cfg, d / "w.pt", d / "r.pt", d / "l.jsonl", device="cpu")
+    w2 = torch.load(d / "w.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(w[k], w2[k]) for k in w)
+
+
+def test_device_side_skip_leaves_weights_and_momentum_untouched():
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.1, fused=True)
+    g = finite.StepGuard(opt, None, torch.device("cpu"), "x")
+    g.lazy = True
+    p.grad = torch.tensor([1.0, float("nan"), 1.0, 1.0])
+    g.step(torch.tensor(1.0), 1)  # no raise: recorded on the device
+    assert torch.equal(p.data, torch.ones(4))
+    assert torch.equal(opt.state[p]["momentum_buffer"], torch.zeros(4))  # not garbage
+    p.grad = torch.ones(4)
+    g.step(torch.tensor(2.0), 2)
+    ref = torch.nn.Parameter(torch.ones(4))
+    ro = torch.optim.SGD([ref], lr=0.1, momentum=0.9, weight_decay=0.1)
+    ref.grad = torch.ones(4)
+    ro.step()
+    assert torch.equal(p.data, ref.data)  # the skipped step changed nothing; the next is a first step
+    with pytest.raises(ConfigError, match="a gradient became non-finite at iteration 1"):
+        g.poll()
+
+
+def test_poisoned_checkpoint_is_not_resumed(toy, tmp_path):
+    cfg = make_cfg(toy, iterations=4, checkpoint_every=2, amp="off", channels_last=False,
+                   recipe={"optimizer": "sgd", "lr": 1e-3})
+    out, resume, log = tmp_path / "w.pt", tmp_path / "resume.pt", tmp_path / "log.jsonl"
+
+    def stop(it):
+        if it == 2:
+            raise KeyboardInterrupt
+
+    T._iteration_hook = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            T.train(cfg, out, resume, log, device="cpu")
+    finally:
+        T._iteration_hook = None
+    ck = torch.load(resume, weights_only=True)
+    assert ck["iteration"] == 2
+    k = next(iter(ck["model"]))
+    ck["model"][k] = ck["model"][k] * float("nan")
+    torch.save(ck, resume)
+    s = T.train(cfg, out, resume, log, device="cpu")
+    assert s["resumed_from"] is None
+    assert not finite.state_nonfinite(torch.load(out, weights_only=True)["state_dict"])

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train import make_cfg, make_dataset
 
 from fcnlib import finite
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
-from test_train import make_cfg, make_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +125,34 @@ def test_poisoned_checkpoint_is_not_resumed(toy, tmp_path):
     s = T.train(cfg, out, resume, log, device="cpu")
     assert s["resumed_from"] is None
     assert not finite.state_nonfinite(torch.load(out, weights_only=True)["state_dict"])
+
+
+def test_deterministic_setting_trains_alexnet_lrn_bitwise(toy, tmp_path, monkeypatch):
+    """`deterministic: true` applies every switch and the LRN net trains under
+    torch.use_deterministic_algorithms(True) (avg_pool3d's backward would raise on CUDA); two runs equal."""
+    from fcnlib import config as fcncfg
+
+    monkeypatch.delenv("FCN_DETERMINISTIC", raising=False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    base = fcncfg.load_yaml("config/test.yaml")
+    base["training"]["deterministic"] = True
+    assert fcncfg.train_config(base, "voc-fcn32s")["deterministic"] is True
+    del base["training"]["deterministic"]
+    assert "deterministic" not in fcncfg.train_config(base, "voc-fcn32s")  # hashes of existing runs kept
+
+    cfg = make_cfg(toy, iterations=3, amp="off", channels_last=False, deterministic=True,
+                   arch={"variant": "fcn32s", "backbone": "alexnet"}, recipe={"optimizer": "sgd", "lr": 1e-3})
+    prev = torch.are_deterministic_algorithms_enabled()
+    try:
+        ws = []
+        for name in ("a", "b"):
+            T.train(cfg, tmp_path / f"{name}.pt", tmp_path / f"{name}.r.pt", tmp_path / f"{name}.jsonl",
+                    device="cpu")
+            assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+            ws.append(torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"])
+    finally:
+        torch.use_deterministic_algorithms(prev)
+        torch.backends.cudnn.deterministic = False
+    assert all(torch.equal(ws[0][k], ws[1][k]) for k in ws[0])
+    with pytest.raises(ConfigError, match="deterministic="):
+        T.check_config(make_cfg(toy, deterministic="yes"))

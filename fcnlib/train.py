@@ -252,6 +252,20 @@ def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.devic
     return make_scaler(amp, dev, c["recipe"]["loss"], int(pixels), rng)
 
 
+def _batch_bytes(ds: Any, batch_size: int) -> int:
+    """Bytes of one collated batch, from the first image's header (the split's typical size)."""
+    from PIL import Image
+
+    from .loader import batch_nbytes
+
+    try:
+        with Image.open(ds.image_path(0)) as im:
+            w, h = im.size
+    except (OSError, IndexError):
+        w = h = 500
+    return batch_nbytes(batch_size, ds.in_channels, h, w)
+
+
 def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | None) -> str:
     """The settings a divergence message quotes (all of them, not only lr)."""
     from .precision import dtype_name
@@ -650,7 +664,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     SIGTERM/SIGINT. Returns {"experiment", "iterations", "final_loss", "seconds", "device",
     "resumed_from", "val"}.
     """
-    from .data import SegDataset, collate_pad
+    from .data import SegDataset
     from .models import save_model
 
     c = check_config(cfg)
@@ -731,11 +745,17 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     log = _Log(log_path, log_text)
     guard = StepGuard(opt, scaler, dev, c["experiment"], _settings_text(r, c["amp"], amp), tuple(win))
 
+    from .loader import apply_shm_plan, collate_shared, labels_to_device, shm_plan
+
+    plan = shm_plan(int(c["num_workers"]), _batch_bytes(train_ds, r["batch_size"]))
+    apply_shm_plan(plan)  # /dev/shm too small for the batches in flight: says so, and fits them
+    workers = int(plan["num_workers"])
     loader = torch.utils.data.DataLoader(
         _Keyed(train_ds, r["batch_size"]),
         batch_sampler=_Batches(seed, start, n_iter, len(train_ds), r["batch_size"]),
-        collate_fn=collate_pad, num_workers=int(c["num_workers"]), pin_memory=dev.type == "cuda",
-        worker_init_fn=_worker_init if int(c["num_workers"]) > 0 else None,
+        collate_fn=collate_shared, num_workers=workers, pin_memory=dev.type == "cuda",
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=plan["prefetch_factor"] if workers > 0 else None,
         # own generator: creating the iterator must not consume the global RNG (dropout), or a
         # resumed run would diverge from a straight one
         generator=torch.Generator().manual_seed(seed))
@@ -804,7 +824,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                 x = x.to(dev, non_blocking=True)
                 if cl:
                     x = x.contiguous(memory_format=torch.channels_last)
-                y = _to_device(y, dev)
+                y = labels_to_device(y, dev)  # uint8 across processes, int64 on the device
                 with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                     out = model(x)
                 gen = None

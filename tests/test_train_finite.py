@@ -156,3 +156,68 @@ def test_deterministic_setting_trains_alexnet_lrn_bitwise(toy, tmp_path, monkeyp
     assert all(torch.equal(ws[0][k], ws[1][k]) for k in ws[0])
     with pytest.raises(ConfigError, match="deterministic="):
         T.check_config(make_cfg(toy, deterministic="yes"))
+
+
+# --------------------------------------------------------------------------------------------------
+# input pipeline (issue 19): uint8 labels across processes, batches in shared memory, /dev/shm plan
+# --------------------------------------------------------------------------------------------------
+def test_collate_shared_uint8_labels_same_values(toy):
+    from fcnlib.data import SegDataset, collate_pad
+    from fcnlib.loader import collate_shared, labels_to_device
+
+    ds = SegDataset(toy, "train")
+    batch = [ds[0], ds[1]]
+    x0, y0 = collate_pad(batch)
+    x, y = collate_shared(batch)
+    assert y.dtype == torch.uint8 and torch.equal(x, x0)
+    yl = labels_to_device(y, torch.device("cpu"))
+    assert yl.dtype == torch.int64 and torch.equal(yl, y0)
+
+
+def test_collate_shared_in_worker_uses_shared_memory(toy):
+    from fcnlib.data import SegDataset
+    from fcnlib.loader import collate_shared
+
+    ds = SegDataset(toy, "train")
+    dl = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate_shared, num_workers=1)
+    x, y = next(iter(dl))
+    assert y.dtype == torch.uint8 and x.is_shared() and y.is_shared()
+
+
+def test_shm_plan():
+    from fcnlib.loader import batch_nbytes, shm_plan
+
+    b = batch_nbytes(20, 3, 500, 500)
+    assert b == 20 * 500 * 500 * 13
+    assert shm_plan(4, b, free=64 << 30)["message"] is None
+    small = shm_plan(4, b, free=64 << 20)  # Docker's default 64 MB
+    assert small["num_workers"] == 0 and "--shm-size" in small["message"]
+    mid = shm_plan(4, b, free=int(b * 10))
+    assert mid["num_workers"] == 4 and mid["prefetch_factor"] == 1 and mid["strategy"] == "file_system"
+
+
+def test_training_result_unchanged_with_workers(toy, tmp_path):
+    """Workers + uint8 labels + shared-memory batches train to the same weights as the in-process
+    loader (fp32): the pipeline moves the same numbers."""
+    cfg = make_cfg(toy, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2})
+    ws = []
+    for name, nw in (("w0", 0), ("w2", 2)):
+        T.train({**cfg, "num_workers": nw}, tmp_path / f"{name}.pt", tmp_path / f"{name}.r.pt",
+                tmp_path / f"{name}.jsonl", device="cpu")
+        ws.append(torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"])
+    assert all(torch.equal(ws[0][k], ws[1][k]) for k in ws[0])
+
+
+def test_training_result_unchanged_vs_old_collate(toy, tmp_path, monkeypatch):
+    """The old contract (collate_pad, int64 labels moved as they are) trains to the same weights."""
+    from fcnlib import loader
+    from fcnlib.data import collate_pad
+
+    cfg = make_cfg(toy, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2})
+    T.train(cfg, tmp_path / "new.pt", tmp_path / "new.r.pt", tmp_path / "new.jsonl", device="cpu")
+    monkeypatch.setattr(loader, "collate_shared", collate_pad)
+    monkeypatch.setattr(loader, "labels_to_device", lambda y, d: y.to(d))
+    T.train(cfg, tmp_path / "old.pt", tmp_path / "old.r.pt", tmp_path / "old.jsonl", device="cpu")
+    a = torch.load(tmp_path / "new.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "old.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -285,6 +285,8 @@ def train_config(config: dict, name: str) -> dict:
         "amp": tr["amp"],
         "channels_last": tr["channels_last"],
     }
+    if tr.get("deterministic"):  # only when on: existing experiments keep their config hash
+        cfg["deterministic"] = True
     cfg["config_hash"] = config_hash(cfg)
     return cfg
 

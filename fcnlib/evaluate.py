@@ -203,8 +203,21 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
         "weights_sha256": sha256_file(weights),
         "config_hash": config_hash if config_hash is not None else meta.get("config_hash"),
         "device": device_name(dev),
+        "dtype": _compute_dtype(model),
     })
     return result
+
+
+def _compute_dtype(model: torch.nn.Module, device: torch.device | None = None) -> str:
+    """The dtype the forward computes in ("float32", "bfloat16", "float16"), recorded with every score/time."""
+    from . import fast
+    from .precision import dtype_name
+
+    if isinstance(model, fast.FastFCN):
+        amp = model.amp
+        dt = fast.autocast_dtype(device or next(model.parameters()).device) if amp == "auto" else amp
+        return dtype_name(dt)
+    return "float32"
 
 
 def evaluate_file(weights: PathLike, dataset_json: PathLike, split: str, out_json: PathLike,
@@ -248,7 +261,7 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
     if fast_path:
         from . import fast
 
-        model = fast.FastFCN(fast.inference_setup(model, dev))
+        model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
     x = torch.zeros(1, c, size, size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
@@ -261,7 +274,8 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
             if k >= warmup:
                 times.append((time.perf_counter() - t0) * 1000.0)
     return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
-            "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path}
+            "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
+            "dtype": _compute_dtype(model, dev)}
 
 
 def time_weights(weights: PathLike, size: int = 500, runs: int = 5, warmup: int = 1,

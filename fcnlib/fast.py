@@ -2,7 +2,8 @@
 
 What is here, which of it is on by default (FastFCN, inference_setup), and why:
 
-* `autocast_dtype(device)`: bf16 on CUDA (fp16 where the GPU lacks bf16) and on CPUs whose oneDNN has
+* `autocast_dtype(device)`: bf16 on CUDA from compute capability 8.0 (fp16 below: fcnlib.precision) and on
+  CPUs whose oneDNN has
   native bf16 (AVX-512 BF16 / AMX). On CPUs without it (AVX2 only) bf16 convolutions are emulated and
   ~10× *slower* than fp32, so there the answer is None (stay fp32). Reduced precision changes logits by
   ~1e-2 relative; argmax agreement with fp32 is measured (≥98.5% of pixels, tests/test_fast.py).
@@ -56,7 +57,10 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     """Reduced-precision dtype worth autocasting to on `device`, or None to stay in fp32."""
     dev = torch.device(device)
     if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # per generation (fcnlib.precision): bf16 only where cuDNN runs it natively (sm_80+), else fp16
+        from .precision import device_autocast_dtype
+
+        return device_autocast_dtype(dev)
     if dev.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
@@ -84,8 +88,9 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None | str = "auto
         yield
 
 
-def inference_setup(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """eval, no parameter grads, channels_last where it pays, cudnn.benchmark (fixed input sizes)."""
+def inference_setup(model: nn.Module, device: torch.device | str, fixed_size: bool = False) -> nn.Module:
+    """eval, no parameter grads, channels_last where it pays; cudnn.benchmark only for `fixed_size` inputs
+    (timing): evaluation at native sizes would re-tune ~50 conv plans for each of hundreds of H×W."""
     dev = torch.device(device)
     model = model.to(dev).eval()
     for p in model.parameters():
@@ -93,7 +98,9 @@ def inference_setup(model: nn.Module, device: torch.device | str) -> nn.Module:
     if use_channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        from .determinism import deterministic_requested
+
+        torch.backends.cudnn.benchmark = bool(fixed_size) and not deterministic_requested()
     return model
 
 

@@ -74,6 +74,7 @@ _DEFAULTS: dict[str, Any] = {
     "val_max_images": None, "val_every": 0, "log_every": 20, "checkpoint_every": 1000,
     "augment": {"mirror": False, "jitter": 0}, "loss_sampling": 1.0, "class_balance": False, "seed": 0,
     "num_workers": 0, "amp": "auto", "channels_last": "auto", "config_hash": "", "fixed": False,
+    "deterministic": False,
 }
 
 #: Test hook: called as `_iteration_hook(it)` after each completed iteration (None in normal use).
@@ -94,6 +95,10 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     r = c["recipe"]
     if not isinstance(r, Mapping) or [k for k in _RECIPE_KEYS if k not in r]:
         raise ConfigError(f"train config of {exp}: recipe must have keys {list(_RECIPE_KEYS)}, got {r!r}")
+    from .finite import check_finite_settings
+
+    check_finite_settings({k: c[k] for k in ("recipe", "loss_sampling", "iterations", "seed") if k in c},
+                          f"train config of {exp}")  # names the key (weight_decay: .nan used to pass)
     if r["loss"] not in ("sum", "mean"):
         raise ConfigError(f"train config of {exp}: recipe.loss={r['loss']!r}; use 'sum' or 'mean'")
     if r["optimizer"] not in ("sgd", "adam"):
@@ -108,6 +113,8 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"train config of {exp}: loss_sampling={c['loss_sampling']!r}; use 0 < p ≤ 1")
     if c["amp"] not in ("auto", "off", "bf16", "fp16"):
         raise ConfigError(f"train config of {exp}: amp={c['amp']!r}; use auto, off, bf16 or fp16")
+    if not isinstance(c["deterministic"], bool):
+        raise ConfigError(f"train config of {exp}: deterministic={c['deterministic']!r}; use true or false")
     if c["channels_last"] not in ("auto", True, False):
         raise ConfigError(f"train config of {exp}: channels_last={c['channels_last']!r}; use auto/true/false")
     mods = c["modalities"]
@@ -208,6 +215,66 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     from .fast import autocast_dtype
 
     return autocast_dtype(device)  # bf16/fp16 on CUDA and on CPUs with native bf16; else fp32
+
+
+def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path) -> dict[str, Any]:
+    """cudnn.benchmark only when every training image has one size (fcnlib.determinism), every switch of
+    the `deterministic` setting when it is on. Returns the switches applied."""
+    from .determinism import apply_switches, fixed_input_size, resolve_switches
+
+    fixed = False
+    if dev.type == "cuda" and not c["deterministic"]:
+        from .data import SegDataset
+
+        ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
+        fixed = fixed_input_size(ds.image_path(i, m) for i in range(len(ds)) for m in ds.modalities)
+    sw = resolve_switches(dev.type, bool(c["deterministic"]), fixed)
+    apply_switches(sw)
+    return sw
+
+
+def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.device, dataset_json: Path,
+                 pre: Mapping[str, Any]) -> Any:
+    """fp16's GradScaler, its initial scale fitted to the loss normalisation and batch pixels (precision.py)."""
+    from .precision import make_scaler
+
+    if amp != torch.float16:
+        return None
+    from PIL import Image
+
+    from .data import SegDataset
+
+    ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
+    with Image.open(ds.image_path(0)) as im:  # header only: the first image stands for the split's size
+        w, h = im.size
+    pixels = int(c["recipe"]["batch_size"]) * w * h * float(c["loss_sampling"])
+    from .precision import input_range
+
+    rng = max(input_range(p) for p in pre.values()) if pre else 1.0
+    return make_scaler(amp, dev, c["recipe"]["loss"], int(pixels), rng)
+
+
+def _batch_bytes(ds: Any, batch_size: int) -> int:
+    """Bytes of one collated batch, from the first image's header (the split's typical size)."""
+    from PIL import Image
+
+    from .loader import batch_nbytes
+
+    try:
+        with Image.open(ds.image_path(0)) as im:
+            w, h = im.size
+    except (OSError, IndexError):
+        w = h = 500
+    return batch_nbytes(batch_size, ds.in_channels, h, w)
+
+
+def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | None) -> str:
+    """The settings a divergence message quotes (all of them, not only lr)."""
+    from .precision import dtype_name
+
+    keys = ("lr", "momentum", "weight_decay", "bias_lr_mult", "score_lr_mult", "loss", "batch_size")
+    parts = [f"{k} {r[k]}" for k in keys if k in r]
+    return "recipe: " + ", ".join(parts) + f", amp {amp_setting} ({dtype_name(amp)})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -604,13 +671,14 @@ def _param_groups(model: nn.Module, r: Mapping[str, Any]) -> list[dict[str, Any]
     return groups
 
 
-def _make_optimizer(model: nn.Module, r: Mapping[str, Any]) -> torch.optim.Optimizer:
+def _make_optimizer(model: nn.Module, r: Mapping[str, Any], **kw: Any) -> torch.optim.Optimizer:
+    """SGD/Adam over _param_groups; `kw` (fcnlib.finite.optimizer_kwargs): fused kernels on CUDA."""
     groups = _param_groups(model, r)
     if not any(g["params"] for g in groups):
         raise ConfigError("train config: no trainable parameters (fixed net without score layers?)")
     if r["optimizer"] == "adam":
-        return torch.optim.Adam(groups, lr=float(r["lr"]), betas=(float(r["momentum"]), 0.999))
-    return torch.optim.SGD(groups, lr=float(r["lr"]), momentum=float(r["momentum"]))
+        return torch.optim.Adam(groups, lr=float(r["lr"]), betas=(float(r["momentum"]), 0.999), **kw)
+    return torch.optim.SGD(groups, lr=float(r["lr"]), momentum=float(r["momentum"]), **kw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -625,7 +693,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     SIGTERM/SIGINT. Returns {"experiment", "iterations", "final_loss", "seconds", "device",
     "resumed_from", "val"}.
     """
-    from .data import SegDataset, collate_pad
+    from .data import SegDataset
     from .models import save_model
 
     c = check_config(cfg)
@@ -645,14 +713,13 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
 
     tune_malloc()  # glibc keeps big freed buffers: ~9M page faults per 500×500 step otherwise
     cl = use_channels_last(dev) if c["channels_last"] == "auto" else bool(c["channels_last"])
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
 
     dataset_json = Path(c["dataset_json"])
     ds_meta = read_json(dataset_json)
     dataset_name = str(ds_meta.get("name", ""))
     heads = dict(ds_meta.get("heads") or {})
 
+    _setup_backends(c, dev, dataset_json)  # before the model meets the GPU (CUBLAS_WORKSPACE_CONFIG)
     _seed_everything(seed)
     model, pre, arch_meta = build_model(c, dataset_name)
     _check_heads(c, arch_meta, heads, dataset_json)
@@ -660,8 +727,10 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     if cl:
         model.to(memory_format=torch.channels_last)
     model.train()
-    opt = _make_optimizer(model, r)
-    scaler = torch.amp.GradScaler(dev.type) if (amp == torch.float16 and dev.type == "cuda") else None
+    from .finite import StepGuard, check_model_finite, optimizer_kwargs, state_nonfinite
+
+    opt = _make_optimizer(model, r, **optimizer_kwargs(dev))
+    scaler = _make_scaler(c, amp, dev, dataset_json, pre)
 
     aug = c["augment"] or {}
     augment = ({"mirror": bool(aug.get("mirror")), "jitter": int(aug.get("jitter") or 0), "seed": seed}
@@ -685,6 +754,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
             print(f"fcn train: {resume_path}: checkpoint is for another config (hash "
                   f"{ck.get('config_hash')!r} ≠ {c['config_hash']!r}); starting from iteration 0",
                   file=sys.stderr)
+        elif state_nonfinite(ck["model"]) or state_nonfinite(ck["optimizer"]):
+            print(f"fcn train: {resume_path}: checkpoint holds non-finite weights or optimizer state; "
+                  f"ignoring it and starting from iteration 0", file=sys.stderr)
         elif int(ck["iteration"]) <= n_iter:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -700,12 +772,19 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
             print(f"fcn train: resuming {c['experiment']} from iteration {start} ({resume_path})",
                   file=sys.stderr)
     log = _Log(log_path, log_text)
+    guard = StepGuard(opt, scaler, dev, c["experiment"], _settings_text(r, c["amp"], amp), tuple(win))
 
+    from .loader import apply_shm_plan, collate_shared, labels_to_device, shm_plan
+
+    plan = shm_plan(int(c["num_workers"]), _batch_bytes(train_ds, r["batch_size"]))
+    apply_shm_plan(plan)  # /dev/shm too small for the batches in flight: says so, and fits them
+    workers = int(plan["num_workers"])
     loader = torch.utils.data.DataLoader(
         _Keyed(train_ds, r["batch_size"]),
         batch_sampler=_Batches(seed, start, n_iter, len(train_ds), r["batch_size"]),
-        collate_fn=collate_pad, num_workers=int(c["num_workers"]), pin_memory=dev.type == "cuda",
-        worker_init_fn=_worker_init if int(c["num_workers"]) > 0 else None,
+        collate_fn=collate_shared, num_workers=workers, pin_memory=dev.type == "cuda",
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=plan["prefetch_factor"] if workers > 0 else None,
         # own generator: creating the iterator must not consume the global RNG (dropout), or a
         # resumed run would diverge from a straight one
         generator=torch.Generator().manual_seed(seed))
@@ -714,6 +793,8 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                              "val": None}
 
     def checkpoint(pending: bool = False) -> None:
+        state["win"] = list(guard.poll())  # raises for a non-finite step since the last poll
+        check_model_finite(model, f"checkpoint {resume_path}", state["it"], c["experiment"])
         atomic_save_torch({
             "version": CHECKPOINT_VERSION, "experiment": c["experiment"], "config_hash": c["config_hash"],
             "iteration": state["it"], "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -772,7 +853,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                 x = x.to(dev, non_blocking=True)
                 if cl:
                     x = x.contiguous(memory_format=torch.channels_last)
-                y = _to_device(y, dev)
+                y = labels_to_device(y, dev)  # uint8 across processes, int64 on the device
                 with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                     out = model(x)
                 gen = None
@@ -787,31 +868,21 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                                              None if weights is None else weights[_head_key(h, heads)],
                                              keep_prob, gen) for h in outs)
                 opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    opt.step()
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise ConfigError(
-                        f"train config of {c['experiment']}: loss became {lv} at iteration {it} (lr {lr:g}, "
-                        f"loss {reduction}); an unnormalised 'sum' loss needs lr ~1e-10 (released recipe), a "
-                        f"'mean' loss ~1e-4 (paper) — lower recipe.lr")
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                guard.step(loss, it)  # finite loss and gradients before the update; loss stays on device
                 state["it"] = it
+                log_now = bool(c["log_every"] and it % c["log_every"] == 0) or it == n_iter
+                if log_now:
+                    state["win"] = list(guard.poll())  # the one host sync of a log interval
                 state["train_time"] += time.perf_counter() - t0
-                state["last_loss"] = lv
-                state["win"][0] += lv
-                state["win"][1] += 1
                 if bar is not None:
                     bar.update(1)
-                if (c["log_every"] and it % c["log_every"] == 0) or it == n_iter:
+                if log_now:
                     mean_loss = state["win"][0] / max(state["win"][1], 1)
                     log.write({"iter": it, "loss": mean_loss, "time": round(state["train_time"], 3),
                                "lr": lr})
                     state["win"] = [0.0, 0]
+                    guard.reset_window()
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean_loss:.4g}")
                 if (c["val_every"] and it % c["val_every"] == 0) or it == n_iter:
@@ -834,6 +905,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
         "init": {k: v for k, v in c["init"].items()}, "fixed": bool(c["fixed"]), "seed": seed,
         "val": state["val"],
     }
+    guard.poll()
+    state["last_loss"] = guard.last_loss()
+    check_model_finite(model, str(out_weights), n_iter, c["experiment"])
     model.to("cpu")
     model.to(memory_format=torch.contiguous_format)
     save_model(model, meta, out_weights)

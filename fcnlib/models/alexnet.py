@@ -3,14 +3,39 @@ LRN), conv1 11×11 stride 4 pad 100, grouped conv2/4/5, fc6 as a 6×6 conv, fc7 
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .vgg import Backbone, conv_relu, scaled
 
 
+class CaffeLRN(nn.LocalResponseNorm):
+    """Cross-channel LRN, x / (k + alpha/n · Σ_window x²)^beta — PyTorch's formula — computed in fp32 with
+    autocast off (in fp16 any activation above 256 squares past 65504: the window turns inf and the output
+    0) and as a sum of n shifted channel slices instead of avg_pool3d, whose CUDA backward has no
+    deterministic kernel (torch.use_deterministic_algorithms raises). Same state dict (none), same class
+    for the geometry walker (a LocalResponseNorm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ..precision import fp32_region
+
+        dtype = x.dtype
+        with fp32_region(x) as xf:
+            n = self.size
+            sq = F.pad((xf * xf).unsqueeze(1), (0, 0, 0, 0, n // 2, (n - 1) // 2)).squeeze(1)
+            c = xf.shape[1]
+            acc = sq[:, 0:c]
+            for i in range(1, n):
+                acc = acc + sq[:, i:i + c]
+            out = xf / (acc * (self.alpha / n) + self.k).pow(self.beta)
+        # under autocast the next conv casts anyway; outside it keep the input's dtype
+        return out if torch.is_autocast_enabled(x.device.type) else out.to(dtype)
+
+
 def _lrn() -> nn.LocalResponseNorm:
     # Caffe LRN (ACROSS_CHANNELS, local_size 5, alpha 1e-4, beta 0.75, k 1): same formula as PyTorch's.
-    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+    return CaffeLRN(5, alpha=1e-4, beta=0.75, k=1.0)
 
 
 class AlexNet(Backbone):

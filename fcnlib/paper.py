@@ -35,8 +35,9 @@ def _t(title: str, caption: str, columns: tuple[str, ...], rows: dict[str, dict[
                              "rows": MappingProxyType({k: MappingProxyType(v) for k, v in rows.items()})})
 
 
-#: The authors' README scores of their released caffemodels (seg11valid mean IU; the VOC nets' per-directory
-#: READMEs give two decimals). NYUD, SIFT Flow and PASCAL-Context releases come without a number.
+#: Published seg11valid mean IU of the authors' released caffemodels: the authors' README gives 63.6 / 65.0 /
+#: 65.5 / 65.4 and FCN-AlexNet 48.0; the two-decimal VOC values are the re-scoring SPEC §5 cites. The NYUD,
+#: SIFT Flow and PASCAL-Context releases come without a number.
 RELEASED_README_MEAN_IU: Final = MappingProxyType({
     "voc-fcn32s": 63.63, "voc-fcn16s": 65.01, "voc-fcn8s": 65.51, "voc-fcn8s-atonce": 65.40,
     "voc-fcn-alexnet": 48.0,

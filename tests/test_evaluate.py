@@ -21,6 +21,16 @@ from fcnlib.models.preprocessing import CAFFE_VGG
 CLASSES = ["background", "thing", "stuff"]
 
 
+@pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
+def native_bf16(request, monkeypatch) -> bool:
+    """evaluation runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
+    (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
+    from fcnlib import fast
+
+    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    return request.param
+
+
 def save_tiny(path: Path, *, variant: str = "fcn32s", heads: dict | None = None, winner: int | None = None,
               modalities: tuple[str, ...] = ("rgb",)) -> torch.nn.Module:
     """A real build_fcn net at 1/16 width; score layers are zero (the paper's init) so every pixel predicts

@@ -85,7 +85,10 @@ class Upsampler(nn.ConvTranspose2d):
     so the authors' caffemodels and pytorch-fcn checkpoints load unchanged) that runs per class
     (`per_class_upsample`) when its weight is frozen (requires_grad False) and diagonal — the bilinear
     upsamplers: one interpolation kernel per class. A learned one (requires_grad) stays a full C×C one, and
-    so does a frozen weight with any off-diagonal entry. The diagonal test is cached per weight version."""
+    so does a frozen weight with any off-diagonal entry. The diagonal test is cached per weight version.
+    `per_class = False` on an instance forces the full C×C convolution (the reference, bench/run.py)."""
+
+    per_class = True
 
     def _diagonal(self) -> torch.Tensor | None:
         w = self.weight
@@ -107,7 +110,7 @@ class Upsampler(nn.ConvTranspose2d):
         return self._diag
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if not self.weight.requires_grad and output_size is None and x.dim() == 4:
+        if self.per_class and not self.weight.requires_grad and output_size is None and x.dim() == 4:
             d = self._diagonal()
             if d is not None:
                 return per_class_upsample(x, d, self.stride[0])

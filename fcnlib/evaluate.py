@@ -245,10 +245,15 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
     dev = resolve_device(device)
     model = model.to(dev).eval()
     c = in_channels if in_channels is not None else _model_in_channels(model)
+    dtype, cl = "fp32", False
     if fast_path:
         from . import fast
 
-        model = fast.FastFCN(fast.inference_setup(model, dev))
+        if not isinstance(model, fast.FastFCN):
+            model = fast.FastFCN(fast.inference_setup(model, dev))
+        amp = fast.autocast_dtype(dev) if model.amp == "auto" else model.amp
+        dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "fp32")
+        cl = fast.use_channels_last(dev)
     x = torch.zeros(1, c, size, size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
@@ -261,7 +266,8 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
             if k >= warmup:
                 times.append((time.perf_counter() - t0) * 1000.0)
     return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
-            "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path}
+            "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
+            "dtype": dtype, "channels_last": cl}
 
 
 def time_weights(weights: PathLike, size: int = 500, runs: int = 5, warmup: int = 1,

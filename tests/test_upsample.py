@@ -33,10 +33,11 @@ def calls(monkeypatch) -> list[int]:
     return n
 
 
-def _full(monkeypatch) -> None:
+def _full(model: nn.Module) -> None:
     """Force every Upsampler onto the plain C×C nn.ConvTranspose2d (the reference)."""
-    monkeypatch.setattr(fcn.Upsampler, "forward",
-                        lambda self, x, output_size=None: nn.ConvTranspose2d.forward(self, x, output_size))
+    for m in model.modules():
+        if isinstance(m, fcn.Upsampler):
+            m.per_class = False
 
 
 @pytest.mark.parametrize("k,s", [(64, 32), (63, 32), (32, 16), (16, 8), (4, 2), (5, 3), (3, 3)])
@@ -56,10 +57,27 @@ def test_per_class_equals_full_transposed_conv(k, s):
         assert _rel(out32, ref) < 1e-6
 
 
+@pytest.mark.parametrize("k,s", [(64, 32), (63, 32), (16, 8), (5, 3)])
+def test_per_class_crop_equals_crop_of_full(k, s):
+    g = torch.Generator().manual_seed(k + s)
+    c = 3
+    kern = torch.rand(c, k, k, generator=g, dtype=torch.float64)
+    w = torch.zeros(c, c, k, k, dtype=torch.float64)
+    w[torch.arange(c), torch.arange(c)] = kern
+    x = torch.randn(2, c, 6, 5, generator=g, dtype=torch.float64)
+    ref = F.conv_transpose2d(x, w, stride=s)
+    H, W = ref.shape[-2:]
+    for off, h, ww in [(0, H, W), (19, 37, 29), (s - 1, 1, 1), (s, 2 * s, s + 1), (5, H, W), (H - 3, 9, 9)]:
+        out = fcn.per_class_upsample(x, kern, s, (off, h, ww))
+        want = ref[:, :, off:off + h, off:off + ww]
+        assert out.shape == want.shape, (off, h, ww)
+        assert want.numel() == 0 or _rel(out, want) < 1e-12
+
+
 @pytest.mark.parametrize("variant,backbone", [("fcn32s", "vgg16"), ("fcn16s", "vgg16"), ("fcn8s", "vgg16"),
                                               ("fcn8s-atonce", "vgg16"), ("fcn32s", "alexnet"),
                                               ("fcn32s", "googlenet")])
-def test_frozen_net_equals_full_upsamplers(variant, backbone, calls, monkeypatch):
+def test_frozen_net_equals_full_upsamplers(variant, backbone, calls):
     torch.manual_seed(0)
     m = build_fcn(variant, backbone, 21, WIDTH).eval()
     for n, p in m.named_parameters():
@@ -70,8 +88,9 @@ def test_frozen_net_equals_full_upsamplers(variant, backbone, calls, monkeypatch
     out = m(x)
     n_up = sum(isinstance(mod, fcn.Upsampler) for mod in m.modules())
     assert len(calls) == n_up == 1 + len(m.taps)  # every (bilinear, frozen) upsampler ran per class
-    _full(monkeypatch)
+    _full(m)
     ref = m(x)
+    assert len(calls) == n_up  # the reference did not run per class
     assert out.shape == ref.shape == (1, 21, 61, 47)
     assert _rel(out, ref) < 1e-5
 

@@ -4,10 +4,13 @@
     python bench/run.py --quick              # width 0.25 net, 2 reps, short HHA/metrics: a smoke run
     python bench/run.py --only forward,train --reps 5 --json bench/results.json
     python bench/run.py --only trainer       # opt-in: bench/train.py (fcnlib.train's loop, per setting)
+    python bench/run.py --only peak,variants,variants_train   # every net of the paper (bench/variants.py)
 
 Every ratio is baseline time / our time measured in this process (interleaved where the allocator
 allows, medians of --reps), so the load of a shared machine cancels out. Sections: forward 500×500,
-training step 500×500, evaluation (confusion matrix) throughput, HHA per frame, data loading pairs/s,
+training step 500×500, every variant/backbone's forward (FCN-32s/16s/8s, FCN-AlexNet, FCN-GoogLeNet)
+and FCN-8s/32s training step against the measured fp32/bf16 conv peak (bench/variants.py), evaluation
+(confusion matrix) throughput, HHA per frame, data loading pairs/s,
 `snakemake -n` of the full paper DAG. Writes a table to stdout and JSON to --json (not committed).
 """
 
@@ -305,6 +308,9 @@ def table(r: dict[str, Any]) -> str:
         t = r["trainer"]
         lines.append(_row("fcnlib.train loop (bench/train.py)", "", "", f"{t['speedup']:.2f}×",
                           f"fastest setting {t['fastest']} vs fp32 (separate subprocesses)"))
+    import variants
+
+    lines += variants.table_rows(r, _row)
     for k, v in r.get("errors", {}).items():
         lines.append(f"{k}: ERROR {v.splitlines()[-1] if v else ''}")
     return "\n".join(lines)
@@ -317,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (+ its compile time)")
     ap.add_argument("--quick", action="store_true", help="width 0.25, 2 reps, short HHA/metrics")
-    ap.add_argument("--only", default="forward,train,eval,hha,data,dryrun")
+    ap.add_argument("--only", default="forward,train,peak,variants,variants_train,eval,hha,data,dryrun")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     a = ap.parse_args(argv)
@@ -346,6 +352,16 @@ def main(argv: list[str] | None = None) -> int:
         section("eval", lambda: metrics.run(None, images=40 if a.quick else 100, repeats=a.reps))
     if sections & {"forward", "train"}:
         section("net", lambda: bench_net(a.width, a.size, a.reps, device, a.compile, sections))
+    if sections & {"peak", "variants", "variants_train"}:
+        import variants
+
+        fast.tune_malloc()  # baseline and ours alike (bench_net has done it already when it ran)
+        section("peak", lambda: variants.conv_peak(device))
+        pk = r.get("peak")
+        if "variants" in sections:
+            section("variants", lambda: variants.bench_forward(device, a.size, a.reps, a.width, pk))
+        if "variants_train" in sections:
+            section("variants_train", lambda: variants.bench_train(device, a.size, a.reps, a.width, pk))
     if "trainer" in sections and (ROOT / "bench" / "train.py").exists():  # opt-in: minutes per setting
         import train as trainer_bench  # fcnlib.train's own loop, one subprocess per setting
         section("trainer", lambda: trainer_bench.run(None, iters=2 if a.quick else 3, width=a.width))

@@ -258,10 +258,13 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
     dev = resolve_device(device)
     model = model.to(dev).eval()
     c = in_channels if in_channels is not None else _model_in_channels(model)
+    cl = False
     if fast_path:
         from . import fast
 
-        model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
+        if not isinstance(model, fast.FastFCN):
+            model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
+        cl = fast.use_channels_last(dev)
     x = torch.zeros(1, c, size, size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
@@ -275,7 +278,7 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
                 times.append((time.perf_counter() - t0) * 1000.0)
     return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
             "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
-            "dtype": _compute_dtype(model, dev)}
+            "dtype": _compute_dtype(model, dev), "channels_last": cl}
 
 
 def time_weights(weights: PathLike, size: int = 500, runs: int = 5, warmup: int = 1,

@@ -21,6 +21,16 @@ from fcnlib.models.preprocessing import CAFFE_VGG
 CLASSES = ["background", "thing", "stuff"]
 
 
+@pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
+def native_bf16(request, monkeypatch) -> bool:
+    """evaluation runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
+    (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
+    from fcnlib import fast
+
+    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    return request.param
+
+
 def save_tiny(path: Path, *, variant: str = "fcn32s", heads: dict | None = None, winner: int | None = None,
               modalities: tuple[str, ...] = ("rgb",)) -> torch.nn.Module:
     """A real build_fcn net at 1/16 width; score layers are zero (the paper's init) so every pixel predicts
@@ -146,13 +156,23 @@ def test_errors_are_clear(tmp_path):
     assert ev.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def test_time_forward_reports_median_and_device():
+def test_time_forward_reports_median_and_device(native_bf16, monkeypatch):
+    import fcnlib.models.fcn as fcn
+
+    calls = []
+    orig = fcn.per_class_upsample
+    monkeypatch.setattr(fcn, "per_class_upsample", lambda *a: calls.append(1) or orig(*a))
     model = build_fcn("fcn32s", "vgg16", num_classes=3, width=0.0625)
     t = ev.time_forward(model, size=32, runs=3, warmup=1, device="cpu")
     assert t["runs"] == 3 and t["size"] == 32 and len(t["times_ms"]) == 3
     assert t["median_ms"] == pytest.approx(sorted(t["times_ms"])[1], abs=1e-3) and t["median_ms"] > 0
     assert "threads" in t["device"]
     assert not math.isnan(t["median_ms"])
+    # the net's own fast path, its dtype recorded; the frozen bilinear upsampler ran per class every time
+    assert t["fast_path"] and t["dtype"] == ("bfloat16" if native_bf16 else "float32")
+    assert t["channels_last"] == native_bf16 and len(calls) == 4
+    plain = ev.time_forward(model, size=32, runs=1, warmup=0, device="cpu", fast_path=False)
+    assert plain["dtype"] == "float32" and not plain["fast_path"]
 
 
 def test_fig4_from_weights_picks_images_where_nets_differ(tmp_path):

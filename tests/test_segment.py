@@ -17,6 +17,16 @@ from fcnlib.models.preprocessing import CAFFE_VGG, HHA
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
+def native_bf16(request, monkeypatch) -> bool:
+    """`fcn segment` runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
+    (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
+    from fcnlib import fast
+
+    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    return request.param
+
+
 def save_tiny(path: Path, modalities=("rgb",), winner: int | None = None) -> None:
     model = build_fcn("fcn32s", "vgg16", num_classes=21, width=0.0625)
     if winner is not None:

@@ -43,6 +43,7 @@ def save_model(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike) 
             raise ConfigError("save_model: meta has no 'arch' and the model was not made by build_fcn")
         meta["arch"] = model.arch
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    check_finite(path, sd, writing=True)
     atomic_save_torch({"state_dict": sd, "meta": meta}, path)
 
 
@@ -124,11 +125,16 @@ def _check_arch_size(path: str | os.PathLike, arch: dict[str, Any], sd: dict) ->
     return shell
 
 
-def check_finite(path: str | os.PathLike, sd: dict[str, torch.Tensor]) -> None:
-    """A weights file with NaN/inf (a diverged or poisoned training) would give all-background maps."""
+def check_finite(path: str | os.PathLike, sd: dict[str, torch.Tensor], writing: bool = False) -> None:
+    """A weights file with NaN/inf (a diverged or poisoned training) would give all-background maps, so
+    none is read, and none is written (`writing`: the file is not created)."""
     for k, v in sd.items():
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
             n = int((~torch.isfinite(v)).sum())
+            if writing:
+                raise WeightsError(f"{path}: refusing to write weights whose tensor {k!r} holds {n} non-finite "
+                                   f"values (NaN/inf: the training diverged); check the training settings "
+                                   f"(lr, weight_decay, bias_lr_mult) and rerun")
             raise WeightsError(f"{path}: tensor {k!r} holds {n} non-finite values (NaN/inf; the training "
                                f"diverged or the file is damaged); retrain (delete it and rerun) — check "
                                f"the training settings (lr, weight_decay, bias_lr_mult) first")

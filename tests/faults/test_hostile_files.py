@@ -47,15 +47,29 @@ def huge(tmp_path_factory) -> dict[str, Path]:
 
 
 def _tiny_weights(path: Path, nan: str | None = None, arch_edit: dict | None = None) -> Path:
+    """A 1/16-width FCN-32s file; `nan` poisons one tensor (written with torch.save, as a diverged run or
+    an outside file would be: save_model itself refuses)."""
     model = build_fcn("fcn32s", "vgg16", num_classes=21, width=0.0625)
-    if nan:
-        with torch.no_grad():
-            dict(model.named_parameters())[nan].view(-1)[0] = float("nan")
     arch = dict(model.arch, **(arch_edit or {}))
     meta = {"arch": arch, "modalities": ["rgb"], "classes": [f"c{i}" for i in range(21)],
             "preprocessing": {"rgb": CAFFE_VGG.to_dict()}}
     save_model(model, meta, path)
+    if nan:
+        obj = torch.load(path, weights_only=True)
+        obj["state_dict"][nan].view(-1)[0] = float("nan")
+        torch.save(obj, path)
     return path
+
+
+def test_save_model_refuses_nan(tmp_path: Path) -> None:
+    model = build_fcn("fcn32s", "vgg16", num_classes=21, width=0.0625)
+    with torch.no_grad():
+        model.score_fr.bias[3] = float("inf")
+    with pytest.raises(WeightsError) as ei:
+        save_model(model, {}, tmp_path / "weights.pt")
+    msg = str(ei.value)
+    assert msg.startswith(f"{tmp_path / 'weights.pt'}: refusing to write") and "'score_fr.bias'" in msg
+    assert files_under(tmp_path) == set()
 
 
 # ---- images, labels, depth maps -------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from .errors import DataError
 _TMP_MARK = ".extract-"
 _MAX_HOPS = 40  # symlinks followed while resolving one target (Linux's own limit)
 _MAX_LINK_TARGET = 4096
-_FREE_MARGIN = 64 << 20  # keep this much disk free after the extraction
+_FREE_MARGIN = 4 << 20  # keep this much disk free after the extraction
 
 
 def _env_int(name: str, default: int) -> int:
@@ -66,6 +66,10 @@ class Limits:
     max_members: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_MEMBERS", 2_000_000))
     max_ratio: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_RATIO", 100))
     ratio_floor: int = 64 << 20  # a small tree may compress well (synthetic data): the ratio counts above this
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1 << 20 else f"{n / 2**20:.1f} MiB"
 
 
 def _fix(archive: Path) -> str:
@@ -130,8 +134,8 @@ def _clean_stale(dest: Path) -> None:
 class _Plan:
     """The tree an archive describes, built member by member and checked before each one is written."""
 
-    def __init__(self, archive: Path, tmp: Path, limits: Limits, est_bytes: int) -> None:
-        self.archive, self.tmp, self.limits = archive, tmp, limits
+    def __init__(self, archive: Path, tmp: Path, limits: Limits, est_bytes: int, dest: Path) -> None:
+        self.archive, self.tmp, self.limits, self.dest = archive, tmp, limits, dest
         self.kind: dict[str, str] = {"": "d"}  # rel path -> "d" | "f" | "l" ; "" is the root
         self.links: dict[str, tuple[str, str]] = {}  # symlink rel -> (target, member name)
         self.members = 0
@@ -142,9 +146,9 @@ class _Plan:
 
     def _need_space(self, nbytes: int, what: str) -> None:
         if nbytes + _FREE_MARGIN > self.free:
-            raise DataError(f"{self.tmp.parent}: not enough free disk space to extract {self.archive} ({what} "
-                            f"needs {nbytes / 2**20:.0f} MiB, {self.free / 2**20:.0f} MiB free); free disk "
-                            f"space and rerun")
+            raise DataError(f"{self.dest}: not enough free disk space to extract {self.archive} ({what} "
+                            f"needs {_size(nbytes + _FREE_MARGIN)} with the margin, {_size(self.free)} free); "
+                            f"free disk space and rerun")
 
     def add(self, name: str, kind: str, size: int = 0, target: str | None = None) -> str:
         """Register one member (kind "d", "f", "h" hardlink or "l" symlink); returns its relative path."""
@@ -283,8 +287,8 @@ def _mkdir(out: Path, archive: Path) -> None:
         raise _disk_error(out, archive, e) from None
 
 
-def _extract_tar(archive: Path, tmp: Path, limits: Limits) -> None:
-    plan = _Plan(archive, tmp, limits, archive.stat().st_size if not _is_compressed(archive) else 0)
+def _extract_tar(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
+    plan = _Plan(archive, tmp, limits, archive.stat().st_size if not _is_compressed(archive) else 0, dest)
     try:
         with tarfile.open(archive, "r:*") as tf:
             for m in tf:
@@ -367,11 +371,11 @@ def _zip_link_target(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) 
         raise _refuse(archive, info.filename, f"is a symlink whose target {raw[:60]!r} is not UTF-8") from None
 
 
-def _extract_zip(archive: Path, tmp: Path, limits: Limits) -> None:
+def _extract_zip(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
-            plan = _Plan(archive, tmp, limits, sum(max(i.file_size, 0) for i in infos))
+            plan = _Plan(archive, tmp, limits, sum(max(i.file_size, 0) for i in infos), dest)
             todo: list[tuple[zipfile.ZipInfo, str, int]] = []
             for info in infos:  # check every member before writing any
                 mode = info.external_attr >> 16 if info.create_system == 3 else 0
@@ -417,9 +421,9 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Pat
     tmp.mkdir()
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, tmp, limits)
+            _extract_zip(archive, tmp, limits, dest)
         else:
-            _extract_tar(archive, tmp, limits)
+            _extract_tar(archive, tmp, limits, dest)
         if dest.exists() or dest.is_symlink():
             old = dest.parent / f".{dest.name}{_TMP_MARK}{os.getpid()}.old"
             os.replace(dest, old)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def validate_config(config: dict, source: str = "config", cache_dir: str | Path 
     `cache_dir`, a config already validated against the same schema and code is not schema-checked
     again (jsonschema's import and run are most of a dry run's own time); references always are.
     """
+    _check_finite(config, source)
     marker = None
     if cache_dir is not None:
         key = config_hash([config, SCHEMA_PATH.read_text(), Path(__file__).read_text()])
@@ -68,6 +70,20 @@ def validate_config(config: dict, source: str = "config", cache_dir: str | Path 
         except OSError:
             pass  # a read-only workdir only loses the cache
     return config
+
+
+def _check_finite(obj: Any, source: str, path: str = "") -> None:
+    """No number in a config may be NaN or ±inf (YAML `.nan`, `.inf`): JSON-schema bounds let NaN through
+    (every comparison with it is false), and one NaN weight_decay silently poisons every weight."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ConfigError(f"{source}: at '{path or '<top level>'}': {obj!r} is not a finite number; give a "
+                          f"finite value (YAML .nan / .inf are not allowed)")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, source, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            _check_finite(v, source, f"{path}.{i}" if path else str(i))
 
 
 def _validate_schema(config: dict, source: str) -> None:

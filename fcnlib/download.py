@@ -42,7 +42,7 @@ OVERLAP = 64 << 10  # bytes re-fetched before a resume point of an unverifiable 
 USER_AGENT = "fcnlib-download/0.1 (+https://github.com/; FCN reproduction)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _NAME_SHA256 = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|pkl|tar|zip|tar\.gz|tgz)$")
-_FREE_MARGIN = 256 << 20
+_FREE_MARGIN = 4 << 20
 
 
 def _env_float(name: str, default: float) -> float:
@@ -360,8 +360,8 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
             f.seek(start)
             tail = f.read(overlap)
     free = shutil.disk_usage(part.parent).free
-    if expect is not None and expect - keep + _FREE_MARGIN > free:
-        raise _MirrorFailed(f"not enough free disk space on {part.parent} for {expect - keep} more B "
+    if expect is not None and expect - keep + _FREE_MARGIN > free:  # local: no mirror would help
+        raise DownloadError(f"{dest}: not enough free disk space on {part.parent} for {expect - keep} more B "
                             f"({free} B free); free disk space and rerun")
     with open(part, "r+b" if part.exists() else "wb") as out, tqdm(
         total=expect, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
@@ -400,11 +400,11 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
             pos += len(buf)
             win_n += len(buf)
             bar.update(len(buf))
-            if pos - checked_free > (64 << 20):
+            if pos - checked_free > (16 << 20):
                 checked_free = pos
                 if shutil.disk_usage(part.parent).free < _FREE_MARGIN:
-                    raise _MirrorFailed(f"the disk holding {part} is almost full; free disk space and rerun "
-                                        f"(the partial file is kept for resuming)")
+                    raise DownloadError(f"{dest}: the disk holding {part} is almost full; free disk space and "
+                                        f"rerun (the partial file is kept for resuming)")
             if clock.left() <= 0:
                 raise _Deadline()
             if now - win_t >= b.rate_window:

@@ -19,3 +19,7 @@ class DownloadError(FcnError):
 
 class WeightsError(FcnError):
     """A weights file does not fit the requested architecture or is unsafe to load."""
+
+
+class DiskError(FcnError):
+    """An output could not be written (disk full, file size limit, permissions); the old file is kept."""

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import ConfigError, DataError
-from .io import read_depth_png, write_png
+from .io import read_depth_png, set_max_pixels, write_png
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,9 @@ def hha_components(depth_m: np.ndarray, camera: Camera, raw_depth_m: np.ndarray 
     finite = np.isfinite(depth_m).all()
     z_cm = depth_m * 100.0 if finite else np.where(np.isfinite(depth_m), depth_m, 0.0) * 100.0
     bad = ~(z_cm > 0) if raw is None else ~(raw > 0) | ~np.isfinite(raw) | ~(z_cm > 0)
+    if bad.all():  # all zero / NaN / inf: the HHA would be a constant image, not an error
+        raise DataError(f"encode_hha: depth map {depth_m.shape[1]}×{depth_m.shape[0]} has no valid (finite, "
+                        f"positive) pixel; pass a real depth map (the file is empty, corrupt or not depth)")
     valid = None if not bad.any() else ~bad
     h, w = z_cm.shape
     u = (np.arange(1, w + 1, dtype=np.float64) - camera.cx) / camera.fx  # X/Z of each column
@@ -426,7 +429,11 @@ def cli(argv: list[str] | None = None) -> int:
                     help="metres per stored depth unit: 0.001 mm (default), 0.0001 for 0.1 mm, 1 for metres")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--max-pixels", type=int, default=None,
+                    help="refuse depth maps with more pixels (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
     args = ap.parse_args(argv)
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
     camera = _parse_intrinsics(args.intrinsics) if args.intrinsics else CAMERAS[args.camera]
     outs = encode_dataset(args.depth, args.out, camera, args.depth_scale, raw_paths=args.raw_depth,
                           workers=args.workers, progress=not args.no_progress)

@@ -7,9 +7,12 @@ fsync, rename), so a killed job never leaves a truncated file that looks complet
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from glob import escape as glob_escape
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
+from .errors import DataError, DiskError
 
 PathLike = str | os.PathLike
 
@@ -77,11 +80,39 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _os_error_in(e: BaseException | None) -> OSError | None:
+    """The OSError behind an exception (torch.save hides it under an inline_container RuntimeError)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def disk_error(path: PathLike, e: OSError) -> DiskError:
+    """One line naming the file and the cause of a failed write."""
+    path = Path(path)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        cause = {errno.EFBIG: "the file size limit was reached"}.get(e.errno, "no space left on the disk")
+        return DiskError(f"{path}: cannot write it: {cause} ({e.strerror}); free disk space on {path.parent} "
+                         f"and rerun (the previous {path.name}, if any, is kept)")
+    return DiskError(f"{path}: cannot write it ({e.strerror or e}); fix permissions on {path.parent} and rerun "
+                     f"(the previous {path.name}, if any, is kept)")
+
+
 def atomic_save_torch(obj: Any, path: PathLike) -> None:
+    """torch.save through atomic_write; a failed write (disk full) is one DiskError naming `path`."""
     import torch
 
-    with atomic_write(path, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_write(path, "wb") as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as e:
+        ose = _os_error_in(e)
+        if ose is None:
+            raise
+        raise disk_error(path, ose) from None
 
 
 def sha256_file(path: PathLike) -> str:
@@ -119,10 +150,62 @@ def voc_palette(n: int = 256) -> np.ndarray:
     return pal
 
 
+DEFAULT_MAX_PIXELS = 40_000_000  # ≈ 7300×5500; the paper's images are ≤ 0.3 MP
+
+
+class PixelLimitError(DataError):
+    """An image, label or depth map has more pixels than FCN_MAX_IMAGE_PIXELS allows."""
+
+
+def max_image_pixels() -> int:
+    """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
+    small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
+    v = os.environ.get("FCN_MAX_IMAGE_PIXELS", "")
+    if not v:
+        return DEFAULT_MAX_PIXELS
+    try:
+        n = int(float(v))
+    except (ValueError, OverflowError):
+        n = 0
+    if n <= 0:
+        raise DataError(f"FCN_MAX_IMAGE_PIXELS={v!r}: must be a positive number of pixels; set it or unset it")
+    return n
+
+
+def set_max_pixels(n: int) -> None:
+    """What a `--max-pixels` flag does: the cap for this process and the workers it spawns."""
+    if not n > 0:
+        raise DataError(f"--max-pixels {n}: must be a positive number of pixels")
+    os.environ["FCN_MAX_IMAGE_PIXELS"] = str(int(n))
+
+
+@contextlib.contextmanager
+def _open_capped(path: PathLike, kind: str) -> Iterator[Image.Image]:
+    """Image.open with the pixel cap checked from the header, before any pixel is decoded."""
+    cap = max_image_pixels()
+    Image.MAX_IMAGE_PIXELS = cap  # process-wide; PIL itself refuses above 2× this, we refuse above 1×
+    fix = ("downscale it, or if it is genuine raise the limit (FCN_MAX_IMAGE_PIXELS, or --max-pixels "
+           "on fcn segment / fcn hha)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{m.group(1)} pixels" if m else f"more than {2 * cap} pixels"
+        raise PixelLimitError(f"{path}: {kind} has {size}, over the limit of {cap} (a decompression bomb or a "
+                              f"huge file); {fix}") from None
+    with im:
+        w, h = im.size
+        if w * h > cap:
+            raise PixelLimitError(f"{path}: {kind} is {w}×{h} = {w * h} pixels, over the limit of {cap}; {fix}")
+        yield im
+
+
 def read_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
     """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8."""
     try:
-        with Image.open(path) as im:
+        with _open_capped(path, "image") as im:
             im.load()
             arr = np.asarray(im.convert(mode))
     except FileNotFoundError:
@@ -136,7 +219,7 @@ def read_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
 def read_depth_png(path: PathLike) -> np.ndarray:
     """A 16-bit depth PNG as a uint16/int32 H×W array, units left to the caller (see fcnlib.hha)."""
     try:
-        with Image.open(path) as im:
+        with _open_capped(path, "depth map") as im:
             im.load()
             arr = np.asarray(im)
     except FileNotFoundError:
@@ -152,7 +235,7 @@ def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None =
                ignore_index: int = 255) -> np.ndarray:
     """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size."""
     try:
-        with Image.open(path) as im:
+        with _open_capped(path, "label map") as im:
             im.load()
             if im.mode not in ("P", "L", "I", "I;16"):
                 raise DataError(f"{path}: label PNG has mode {im.mode}; expected palette (P) or greyscale "

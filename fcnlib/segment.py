@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, WeightsError
-from .io import atomic_write, read_image, voc_palette, write_label_png
+from .io import PixelLimitError, atomic_write, read_image, set_max_pixels, voc_palette, write_label_png
 
 PathLike = str | os.PathLike
 
@@ -93,10 +93,20 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
                            disable=not progress or len(paths) < 2):
         try:
             image = read_image(path)
+        except PixelLimitError:
+            raise
         except DataError:
             raise DataError(f"{path}: not an image that can be decoded (truncated, or another kind of file); "
                             f"pass JPEG/PNG/BMP/TIFF/WebP images to fcn segment") from None
-        preds = seg(image)
+        try:
+            preds = seg(image)
+        except (MemoryError, RuntimeError) as e:
+            if not isinstance(e, MemoryError) and not any(w in str(e) for w in ("alloc", "out of memory")):
+                raise
+            h, w = image.shape[:2]
+            raise DataError(f"{path}: not enough memory to segment this {w}×{h} image ({type(e).__name__}); "
+                            f"downscale it, use --device cpu/cuda with more memory, or lower --max-pixels "
+                            f"so such images are refused up front") from None
         target = out_dir / f"{name}.png"
         if target.resolve() == path.resolve():
             raise DataError(f"{path}: output would overwrite the input image; pass --out to another folder")
@@ -122,12 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse larger images before decoding (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
     return p
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fcn segment`; fcnlib errors propagate for the dispatcher to print (exit 2)."""
     args = build_parser().parse_args(argv)
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
     written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
                             device=args.device, progress=not args.quiet)
     print(f"wrote {len(written)} label map(s) to {args.out}")

@@ -76,7 +76,17 @@ def read_ids(path: PathLike) -> list[str]:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; rerun the prepare rule") from None
-    return [s.strip() for s in text.splitlines() if s.strip()]
+    ids = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s:
+            continue
+        parts = s.replace("\\", "/").split("/")
+        if s.startswith(("/", "\\")) or (len(s) > 1 and s[1] == ":") or ".." in parts or "\x00" in s:
+            raise DataError(f"{path}: line {n}: id {s!r} is an absolute path or climbs out with '..' (an id names "
+                            f"files inside the dataset); remove or fix that line, or rerun the prepare rule")
+        ids.append(s)
+    return ids
 
 
 class SegDataset(Dataset):

@@ -134,6 +134,9 @@ def _layer(buf, s: int, e: int, name_f: int, blobs_f: int, v0_f: int | None) -> 
 def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     """Layer name → list of float32 blobs (weights, bias, …), in file order; layers without blobs omitted."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a .caffemodel file; give the path of the .caffemodel "
+                           f"inside it")
     try:
         f = open(path, "rb")
     except FileNotFoundError:

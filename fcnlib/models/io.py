@@ -4,6 +4,7 @@ from meta["arch"] (see ARCHITECTURE.md, "Model files")."""
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ def save_model(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike) 
             raise ConfigError("save_model: meta has no 'arch' and the model was not made by build_fcn")
         meta["arch"] = model.arch
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    check_finite(path, sd, writing=True)
     atomic_save_torch({"state_dict": sd, "meta": meta}, path)
 
 
@@ -64,8 +66,84 @@ def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], where: str) 
                            f"written for another net — retrain or pass the matching weights")
 
 
+DEFAULT_MAX_WEIGHTS_BYTES = 8 << 30  # the largest net of the paper (RGB-HHA fusion, fp32) is ~1.1 GB
+_MAX_PACK_RATIO = 20  # torch.save stores tensors uncompressed; a DEFLATE entry expanding more is a bomb
+
+
+def max_weights_bytes() -> int:
+    """Cap on what one weights file may expand to (FCN_MAX_WEIGHTS_BYTES), checked before loading."""
+    v = os.environ.get("FCN_MAX_WEIGHTS_BYTES", "")
+    try:
+        n = int(float(v)) if v else DEFAULT_MAX_WEIGHTS_BYTES
+    except (ValueError, OverflowError):
+        n = 0
+    if n <= 0:
+        raise WeightsError(f"FCN_MAX_WEIGHTS_BYTES={v!r}: must be a positive number of bytes; set it or unset it")
+    return n
+
+
+def check_weights_file(path: str | os.PathLike) -> None:
+    """Refuse, from the zip directory alone, a .pt that would expand past the cap or holds compressed
+    storages (a 2 GB tensor of zeros DEFLATEs to a few MB), before torch allocates anything."""
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a folder, not a weights file; give the weights.pt inside it")
+    if not zipfile.is_zipfile(path):
+        return  # legacy (non-zip) format or not a torch file: safe_torch_load reports it
+    cap = max_weights_bytes()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    total = sum(i.file_size for i in infos)
+    if total > cap:
+        raise WeightsError(f"{path}: expands to {total} B, over the limit of {cap} B; if the file is genuine "
+                           f"raise FCN_MAX_WEIGHTS_BYTES, else delete it and recreate it")
+    for i in infos:
+        if i.compress_type != zipfile.ZIP_STORED and i.file_size > max(1 << 20, _MAX_PACK_RATIO * i.compress_size):
+            raise WeightsError(f"{path}: entry {i.filename!r} is compressed {i.file_size // max(i.compress_size, 1)}×"
+                               f" ({i.compress_size} B → {i.file_size} B); torch.save never compresses, so the "
+                               f"file was crafted or damaged — delete it and recreate it with fcnlib")
+
+
+def _check_arch_size(path: str | os.PathLike, arch: dict[str, Any], sd: dict) -> nn.Module:
+    """Build the net on the meta device (no memory) and check the file's tensors fit it, so an absurd
+    meta (num_classes=3,000,000 in a 1 KB file) is refused before gigabytes are allocated."""
+    try:
+        with torch.device("meta"):
+            shell = build_from_arch(arch)
+    except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: meta['arch'] is invalid ({e}); the file was not written by save_model — "
+                           f"delete it and recreate it") from None
+    need = sum(t.numel() * t.element_size() for t in shell.state_dict().values())
+    cap = max_weights_bytes()
+    if need > cap:
+        raise WeightsError(f"{path}: meta['arch'] {arch!r} describes a net of {need} B, over the limit of "
+                           f"{cap} B; the file is damaged or crafted — delete it and recreate it (if it is "
+                           f"genuine, raise FCN_MAX_WEIGHTS_BYTES)")
+    check_state_dict(shell, sd, str(path))
+    return shell
+
+
+def check_finite(path: str | os.PathLike, sd: dict[str, torch.Tensor], writing: bool = False) -> None:
+    """A weights file with NaN/inf (a diverged or poisoned training) would give all-background maps, so
+    none is read, and none is written (`writing`: the file is not created)."""
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            if writing:
+                raise WeightsError(f"{path}: refusing to write weights whose tensor {k!r} holds {n} non-finite "
+                                   f"values (NaN/inf: the training diverged); check the training settings "
+                                   f"(lr, weight_decay, bias_lr_mult) and rerun")
+            raise WeightsError(f"{path}: tensor {k!r} holds {n} non-finite values (NaN/inf; the training "
+                               f"diverged or the file is damaged); retrain (delete it and rerun) — check "
+                               f"the training settings (lr, weight_decay, bias_lr_mult) first")
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode on `device`, meta). Unsafe pickles and mismatched weights raise WeightsError."""
+    """(model in eval mode on `device`, meta). Unsafe pickles, oversized files or nets, non-finite and
+    mismatched weights raise WeightsError."""
+    check_weights_file(path)
     obj = safe_torch_load(path)
     if not _is_weights_dict(obj):
         raise WeightsError(f"{path}: not an fcnlib model file (needs 'state_dict' and 'meta'); a converted "
@@ -73,6 +151,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     meta = obj["meta"]
     if "arch" not in meta:
         raise WeightsError(f"{path}: meta has no 'arch'; the file was not written by save_model")
+    if not isinstance(meta["arch"], dict):
+        raise WeightsError(f"{path}: meta['arch'] is invalid (not a dict); delete it and recreate it")
+    _check_arch_size(path, meta["arch"], obj["state_dict"])
+    check_finite(path, obj["state_dict"])
     try:
         model = build_from_arch(meta["arch"])
     except ConfigError as e:

@@ -17,9 +17,14 @@ Decisions worth knowing (they are what makes results exact and resumable):
   or "mean" over the kept pixels (paper/demo). Two heads (SIFT Flow): the two losses are summed.
   Optional loss sampling (keep each valid pixel with probability p, seeded per iteration) and
   median-frequency class balancing (weights computed once from the train labels).
-* Device: CUDA when present (cudnn.benchmark, bf16 — else fp16 with a GradScaler — autocast and
-  channels_last under "auto"); on CPU "auto" means fp32, contiguous, so a resumed run is bitwise
+* Device: CUDA when present (bf16 autocast from compute capability 8.0, fp16 with a GradScaler fitted
+  to the loss below — fcnlib.precision — and channels_last under "auto"; cudnn.benchmark only when all
+  training images share one size; `deterministic: true` for bitwise-repeatable CUDA runs —
+  fcnlib.determinism); on CPU "auto" means fp32 (bf16 on native-bf16 CPUs), so a resumed run is bitwise
   identical to a straight one.
+* Finite numbers (fcnlib.finite): settings checked at config time; loss and gradients before every
+  optimizer step, on the device on CUDA (no per-step host sync; the loss is fetched at the log interval);
+  weights before every checkpoint and weights.pt.
 * Checkpoints: every `checkpoint_every` iterations and on SIGTERM/SIGINT, everything needed to
   continue exactly (model, optimizer, scaler, iteration, torch/CUDA/numpy/python RNG states, the data
   order state, the log text, training time) goes atomically to `resume_path` — an undeclared path,

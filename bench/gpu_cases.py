@@ -116,6 +116,7 @@ def deterministic_repeat(device: torch.device, steps: int = 3) -> dict[str, Any]
     bitwise-equal weights, and no 'does not have a deterministic implementation' error."""
     from fcnlib import determinism
     from fcnlib.models import build_fcn
+    from fcnlib.train import segmentation_loss
 
     prev = torch.are_deterministic_algorithms_enabled()
     determinism.apply_switches(determinism.resolve_switches(device.type, True, False))
@@ -134,7 +135,9 @@ def deterministic_repeat(device: torch.device, steps: int = 3) -> dict[str, Any]
                 for _ in range(steps):
                     x = torch.randn(2, 3, 160, 192, device=device, generator=g)
                     y = torch.randint(0, 21, (2, 160, 192), device=device, generator=g)
-                    loss = F.cross_entropy(net(x), y)
+                    # the trainer's loss (per-pixel reduction="none", then summed): NLLLoss with a
+                    # reduction has no deterministic CUDA kernel and would raise here
+                    loss = segmentation_loss(net(x), y, "mean")
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

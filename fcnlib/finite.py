@@ -134,7 +134,7 @@ class StepGuard:
         if flag is None:
             self.opt.step()
             return
-        self.opt.found_inf = flag.to(torch.float32).reshape(())
+        self.opt.found_inf = flag.to(torch.float32).reshape(1)  # GradScaler's protocol: a 1-element float
         self.opt.grad_scale = None
         try:
             self.opt.step()

@@ -897,7 +897,14 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     resume_path.unlink(missing_ok=True)
     return {"experiment": c["experiment"], "iterations": n_iter, "final_loss": state["last_loss"],
             "seconds": state["train_time"], "device": str(dev), "resumed_from": resumed_from,
-            "val": state["val"]}
+            "val": state["val"], "dtype": _dtype_name(amp),
+            "grad_scale": None if scaler is None else float(scaler.get_scale())}
+
+
+def _dtype_name(amp: torch.dtype | None) -> str:
+    from .precision import dtype_name
+
+    return dtype_name(amp)
 
 
 def _head_key(h: str, heads: Mapping[str, int]) -> str:

@@ -267,3 +267,16 @@ def test_training_result_unchanged_raw_vs_float_items(toy_sizes, tmp_path, monke
     losses = [[ln.split('"time"')[0] for ln in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
               for n in ("raw", "flt")]
     assert losses[0] == losses[1]
+
+
+def test_trainer_fp16_summed_loss_scaler_skips_no_step(toy, tmp_path):
+    """amp fp16 with the released recipe's summed loss through the trainer (CPU fp16 autocast): the
+    scaler starts at the fitted scale and never has to lower it (no skipped step)."""
+    from fcnlib import precision
+
+    cfg = make_cfg(toy, iterations=4, amp="fp16", channels_last=False,
+                   recipe={"optimizer": "sgd", "lr": 1e-10, "momentum": 0.99, "loss": "sum"})
+    s = T.train(cfg, tmp_path / "w.pt", tmp_path / "r.pt", tmp_path / "l.jsonl", device="cpu")
+    assert s["dtype"] == "float16"
+    assert s["grad_scale"] == precision.scaler_init_scale("sum", 64 * 64, 1.0)  # 0–1 input ("none" init)
+    assert s["grad_scale"] < 2.0**16

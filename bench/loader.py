@@ -63,13 +63,13 @@ def measure(batch: int = 20, size: int = 500, batches: int = 6, workers: int | N
     """Batches/s of the trainer's loader (first batch excluded: worker start-up)."""
     from fcnlib import train as T
     from fcnlib.data import SegDataset
-    from fcnlib.loader import collate_shared, labels_to_device
+    from fcnlib.loader import collate_shared, labels_to_device, normalize_batch
     from fcnlib.models.preprocessing import CAFFE_VGG
 
     dev = torch.device(device)
     workers = _profile_workers() if workers is None else workers
     with tempfile.TemporaryDirectory() as d:
-        ds = SegDataset(_dataset(Path(d), n_images, size), "train", ["rgb"], {"rgb": CAFFE_VGG})
+        ds = SegDataset(_dataset(Path(d), n_images, size), "train", ["rgb"], {"rgb": CAFFE_VGG}, raw=True)
         dl = torch.utils.data.DataLoader(
             T._Keyed(ds, batch), batch_sampler=T._Batches(0, 0, batches + 1, len(ds), batch),
             collate_fn=collate_shared, num_workers=workers, pin_memory=dev.type == "cuda",
@@ -77,10 +77,10 @@ def measure(batch: int = 20, size: int = 500, batches: int = 6, workers: int | N
         it = iter(dl)
         x, y = next(it)
         moved = {"image_bytes": x.element_size() * x.numel(), "label_bytes": y.element_size() * y.numel(),
-                 "label_dtype": str(y.dtype).replace("torch.", "")}
+                 "image_dtype": str(x.dtype).replace("torch.", ""), "label_dtype": str(y.dtype).replace("torch.", "")}
         t0 = time.perf_counter()
         for x, y in it:
-            x = x.to(dev, non_blocking=True)
+            x = normalize_batch(x.to(dev, non_blocking=True), [CAFFE_VGG])
             y = labels_to_device(y, dev)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)

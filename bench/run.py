@@ -111,7 +111,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     res["malloc_tuned"] = fast.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
 
     # ours: inference as fcnlib.fast sets it up
-    infer = fast.inference_setup(_random_fcn8s(width).to(device), device)
+    infer = fast.inference_setup(_random_fcn8s(width).to(device), device, fixed_size=True)
     fast_net = fast.FastFCN(infer)
     exact_net = fast.FastFCN(infer, amp=None, winograd=False, padskip=True)
     xin = x.contiguous(memory_format=torch.channels_last) if res["channels_last"] else x

@@ -22,7 +22,7 @@ What is here, which of it is on by default (FastFCN, inference_setup), and why:
 * `winograd`: on CPU fp32 inference, 3×3 convolutions go through NNPACK's Winograd kernels (≈2× per conv on
   AVX2, 1.5× for the whole net; fp32 arithmetic, different rounding: ≈1e-5 relative per layer, 4e-6 of the
   largest logit on VGG16-FCN at 500×500, argmax 99.999% equal; tests allow 1e-4).
-* `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark), `compile_model`
+* `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark for fixed sizes only), `compile_model`
   (optional torch.compile with freezing: 1.26× fp32 on that CPU after a 46 s compile), `malloc_env` /
   `tune_malloc` (glibc keeps big freed buffers: otherwise ~9M page faults per 500×500 training step).
 """

@@ -134,7 +134,8 @@ class StepGuard:
         if flag is None:
             self.opt.step()
             return
-        self.opt.found_inf = flag.to(torch.float32).reshape(())
+        self.opt.found_inf = flag.to(torch.float32).reshape(())  # 0-dim, as GradScaler passes it (fused
+        # Adam subtracts it from its 0-dim step counts)
         self.opt.grad_scale = None
         try:
             self.opt.step()

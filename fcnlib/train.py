@@ -270,7 +270,7 @@ def _batch_bytes(ds: Any, batch_size: int) -> int:
             w, h = im.size
     except (OSError, IndexError):
         w = h = 500
-    return batch_nbytes(batch_size, ds.in_channels, h, w)
+    return batch_nbytes(batch_size, ds.in_channels, h, w, raw=getattr(ds, "raw", False))
 
 
 def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | None) -> str:
@@ -740,7 +740,10 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     aug = c["augment"] or {}
     augment = ({"mirror": bool(aug.get("mirror")), "jitter": int(aug.get("jitter") or 0), "seed": seed}
                if (aug.get("mirror") or aug.get("jitter")) else None)
-    train_ds = SegDataset(dataset_json, c["train_split"], c["modalities"], pre, augment)
+    from .loader import raw_ok
+
+    raw = raw_ok(c["modalities"])  # uint8 across processes, normalised on the device (fcnlib.loader)
+    train_ds = SegDataset(dataset_json, c["train_split"], c["modalities"], pre, augment, raw=raw)
     if len(train_ds) == 0:
         raise ConfigError(f"{dataset_json}: split '{c['train_split']}' is empty; check its split list")
     val_ds = (SegDataset(dataset_json, c["val_split"], c["modalities"], pre, None,
@@ -779,7 +782,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     log = _Log(log_path, log_text)
     guard = StepGuard(opt, scaler, dev, c["experiment"], _settings_text(r, c["amp"], amp), tuple(win))
 
-    from .loader import apply_shm_plan, collate_shared, labels_to_device, shm_plan
+    from .loader import apply_shm_plan, collate_shared, labels_to_device, normalize_batch, shm_plan
+
+    pres = [pre[m] for m in c["modalities"]]
 
     plan = shm_plan(int(c["num_workers"]), _batch_bytes(train_ds, r["batch_size"]))
     apply_shm_plan(plan)  # /dev/shm too small for the batches in flight: says so, and fits them
@@ -856,6 +861,8 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                     raise
                 it = state["it"] + 1
                 x = x.to(dev, non_blocking=True)
+                if raw:
+                    x = normalize_batch(x, pres)  # uint8 → float32 on the device, bitwise the CPU result
                 if cl:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = labels_to_device(y, dev)  # uint8 across processes, int64 on the device
@@ -919,7 +926,14 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     resume_path.unlink(missing_ok=True)
     return {"experiment": c["experiment"], "iterations": n_iter, "final_loss": state["last_loss"],
             "seconds": state["train_time"], "device": str(dev), "resumed_from": resumed_from,
-            "val": state["val"]}
+            "val": state["val"], "dtype": _dtype_name(amp),
+            "grad_scale": None if scaler is None else float(scaler.get_scale())}
+
+
+def _dtype_name(amp: torch.dtype | None) -> str:
+    from .precision import dtype_name
+
+    return dtype_name(amp)
 
 
 def _head_key(h: str, heads: Mapping[str, int]) -> str:

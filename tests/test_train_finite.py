@@ -221,3 +221,62 @@ def test_training_result_unchanged_vs_old_collate(toy, tmp_path, monkeypatch):
     a = torch.load(tmp_path / "new.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "old.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def toy_sizes(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("toys"), n=3, sizes=((64, 64), (48, 56), (40, 72)), hha=True)
+
+
+@pytest.mark.parametrize("mods", [["rgb"], ["rgb", "hha"]])
+def test_raw_uint8_items_normalised_on_device_equal_float_items(toy_sizes, mods):
+    """SegDataset(raw=True) + collate + normalize_batch == the float32 path, bitwise, with mirror and
+    jitter fills and batch padding (both 0) — Caffe (BGR, 0–255, mean) and torchvision (std) presets."""
+    from fcnlib.data import SegDataset, collate_pad
+    from fcnlib.loader import collate_shared, normalize_batch
+    from fcnlib.models.preprocessing import CAFFE_VGG, HHA, TORCHVISION
+
+    for pre in ({"rgb": CAFFE_VGG, "hha": HHA}, {"rgb": TORCHVISION, "hha": TORCHVISION}):
+        aug = {"mirror": True, "jitter": 9, "seed": 3}
+        f = SegDataset(toy_sizes, "train", mods, pre, aug)
+        r = SegDataset(toy_sizes, "train", mods, pre, aug, raw=True)
+        for epoch in range(3):
+            f.set_epoch(epoch)
+            r.set_epoch(epoch)
+            xf, yf = collate_pad([f[i] for i in range(3)])
+            xr, yr = collate_shared([r[i] for i in range(3)])
+            assert xr.dtype == torch.uint8 and xr.shape[1] == xf.shape[1] + 1
+            got = normalize_batch(xr, [pre[m] for m in mods])
+            assert torch.equal(got, xf) and torch.equal(yr.long(), yf)
+            assert (got == 0).any()  # fills were exercised
+
+
+def test_training_result_unchanged_raw_vs_float_items(toy_sizes, tmp_path, monkeypatch):
+    """fp32 training with uint8 items normalised on the device == with float items (batch padding,
+    mirror + jitter)."""
+    from fcnlib import loader
+
+    cfg = make_cfg(toy_sizes, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2},
+                   augment={"mirror": True, "jitter": 6})
+    T.train(cfg, tmp_path / "raw.pt", tmp_path / "raw.r.pt", tmp_path / "raw.jsonl", device="cpu")
+    monkeypatch.setattr(loader, "raw_ok", lambda mods: False)
+    T.train(cfg, tmp_path / "flt.pt", tmp_path / "flt.r.pt", tmp_path / "flt.jsonl", device="cpu")
+    a = torch.load(tmp_path / "raw.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "flt.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[ln.split('"time"')[0] for ln in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
+              for n in ("raw", "flt")]
+    assert losses[0] == losses[1]
+
+
+def test_trainer_fp16_summed_loss_scaler_skips_no_step(toy, tmp_path):
+    """amp fp16 with the released recipe's summed loss through the trainer (CPU fp16 autocast): the
+    scaler starts at the fitted scale and never has to lower it (no skipped step)."""
+    from fcnlib import precision
+
+    cfg = make_cfg(toy, iterations=4, amp="fp16", channels_last=False,
+                   recipe={"optimizer": "sgd", "lr": 1e-10, "momentum": 0.99, "loss": "sum"})
+    s = T.train(cfg, tmp_path / "w.pt", tmp_path / "r.pt", tmp_path / "l.jsonl", device="cpu")
+    assert s["dtype"] == "float16"
+    assert s["grad_scale"] == precision.scaler_init_scale("sum", 64 * 64, 1.0)  # 0–1 input ("none" init)
+    assert s["grad_scale"] < 2.0**16

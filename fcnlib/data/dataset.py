@@ -97,12 +97,17 @@ class SegDataset(Dataset):
     label: int64 H×W with 255 = void, or {head: label} when the dataset has several heads.
     augment: {"mirror": bool, "jitter": int, "seed": int}; the draw for item i depends only on
     (seed, epoch, i), so runs are repeatable — the trainer calls `set_epoch(e)` each epoch.
+    raw=True (8-bit modalities only: rgb, hha; the trainer's loader): image is uint8 (C+1)×H×W as
+    stored, before preprocessing, whose last channel is 1 on image pixels and 0 where jitter uncovered
+    them (collate_pad pads it with 0 too); `fcnlib.loader.normalize_batch` turns it into exactly the
+    float32 `raw=False` gives (0 at those pixels), on the device. Labels stay int64 here.
     """
 
     def __init__(self, dataset_json: PathLike, split: str, modalities: Sequence[str] = ("rgb",),
                  preprocessing: Mapping[str, Any] | None = None, augment: Mapping[str, Any] | None = None,
-                 max_images: int | None = None) -> None:
+                 max_images: int | None = None, raw: bool = False) -> None:
         self.json_path = Path(dataset_json)
+        self.raw = bool(raw)
         self.meta = load_dataset_meta(dataset_json)
         if split not in self.meta["splits"]:
             raise DataError(f"{self.json_path}: no split '{split}' (has {sorted(self.meta['splits'])}); "
@@ -112,6 +117,8 @@ class SegDataset(Dataset):
         if isinstance(modalities, str):
             modalities = (modalities,)
         self.modalities = tuple(modalities)
+        if self.raw and any(m in _DEPTH_MODALITIES for m in self.modalities):
+            raise DataError(f"{self.json_path}: raw (uint8) items need 8-bit modalities, not {self.modalities}")
         for m in self.modalities:
             if m not in self._spec["images"]:
                 raise DataError(f"{self.json_path}: split '{split}' has no '{m}' images (has "
@@ -195,6 +202,8 @@ class SegDataset(Dataset):
             arr = mm[:, :, None]
         else:
             arr = read_image(path, "RGB")
+        if self.raw:
+            return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
         if pre is not None:
             t = pre.apply(arr)
             if not isinstance(t, torch.Tensor):
@@ -223,6 +232,8 @@ class SegDataset(Dataset):
                 raise DataError(f"{self.image_path(i, m)}: size {p.shape[-1]}×{p.shape[-2]} differs from the "
                                 f"{self.modalities[0]} image {shape[1]}×{shape[0]} of id '{self.ids[i]}'; "
                                 f"regenerate that modality")
+        if self.raw:  # the validity channel: 1 on image pixels, 0 where jitter/padding fills
+            parts.append(torch.ones((1, *shape), dtype=torch.uint8))
         image = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
         labels = {h: torch.from_numpy(a.astype(np.int64)) for h, a in self.load_labels(i, shape).items()}
         label: torch.Tensor | dict[str, torch.Tensor] = (

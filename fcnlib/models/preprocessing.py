@@ -82,6 +82,23 @@ class Preprocessing:
             x = x / np.asarray(self.std, np.float32)[:, None, None]
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
+    def apply_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """The same as `apply`, on a uint8 (N×)C×H×W tensor already in RGB-as-stored channel order and on
+        any device (the trainer normalises on the GPU): the same float32 operations in the same order, so
+        the result is bitwise that of `apply`. Not for transform="log" (depth travels as float)."""
+        if self.transform is not None:
+            raise ConfigError(f"preprocessing transform={self.transform!r} runs on the CPU only (apply)")
+        x = t.to(torch.float32)
+        if self.channel_order == "BGR":
+            x = x.flip(-3)
+        f32 = {"dtype": torch.float32, "device": x.device}
+        if self.scale != 255.0:
+            x = x * torch.tensor(np.float32(self.scale / 255.0), **f32)
+        x = x - torch.tensor(np.asarray(self.mean, np.float32), **f32).view(-1, 1, 1)
+        if self.std is not None:
+            x = x / torch.tensor(np.asarray(self.std, np.float32), **f32).view(-1, 1, 1)
+        return x
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"] = list(self.mean)

@@ -39,8 +39,10 @@ CODE = {
     "prepare": fcncfg.code_hash("data/"),
     "hha": fcncfg.code_hash("hha.py"),
     "weights": fcncfg.code_hash("models/"),
-    "train": fcncfg.code_hash("train.py", "models/", "data/", "metrics.py", "evaluate.py"),
-    "evaluate": fcncfg.code_hash("evaluate.py", "metrics.py", "models/", "data/"),
+    "train": fcncfg.code_hash("train.py", "models/", "data/", "metrics.py", "evaluate.py", "fast.py",
+                              "precision.py", "determinism.py", "finite.py", "loader.py"),
+    "evaluate": fcncfg.code_hash("evaluate.py", "metrics.py", "models/", "data/", "fast.py", "precision.py",
+                                 "determinism.py"),
     "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "models/"),
     "released": fcncfg.code_hash("released.py", "paper.py", "models/"),
 }

@@ -144,6 +144,17 @@ def claimed(n: int, wait_s: float | None = None) -> Iterator[Claim]:
         c.release()
 
 
+@contextlib.contextmanager
+def job_device(device: str = "auto", gpus: int = 1) -> Iterator[str]:
+    """The device of a single-process GPU job (evaluation, timing): "auto" → the GPU this job claimed
+    (cuda:i), or CPU on a CPU box; an explicit device is kept and nothing is claimed."""
+    if str(device) not in ("auto", "") or gpus <= 0:
+        yield str(device)
+        return
+    with claimed(1) as c:
+        yield c.devices(device)[0]
+
+
 def cli(argv: list[str]) -> int:
     """`python -m fcnlib.devices N [SECONDS]`: claim N GPUs, print their indices, hold them (tests)."""
     n = int(argv[0]) if argv else 1

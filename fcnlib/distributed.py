@@ -208,7 +208,8 @@ def free_port() -> int:
 
 
 def launch(nprocs: int, target: str, kwargs: Mapping[str, Any], devices: Sequence[str] | None = None,
-           grace_s: float = 60.0) -> int:
+           grace_s: float = 60.0, spec_dir: str | os.PathLike | None = None, srun: bool = False,
+           threads: int | None = None) -> int:
     """Run `target` ("module:function") in `nprocs` worker processes of one process group; exit status.
 
     Worker r gets torchrun's environment (RANK=r, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and
@@ -218,7 +219,8 @@ def launch(nprocs: int, target: str, kwargs: Mapping[str, Any], devices: Sequenc
     """
     if nprocs < 1:
         raise ConfigError(f"processes={nprocs}; use an integer ≥ 1")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="fcn-launch-", delete=False) as f:
+    # spec_dir: on a shared file system when srun starts the workers on other nodes
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="fcn-launch-", delete=False, dir=spec_dir) as f:
         json.dump({"target": target, "kwargs": dict(kwargs)}, f, default=str)
         spec = f.name
     port = free_port()
@@ -235,8 +237,12 @@ def launch(nprocs: int, target: str, kwargs: Mapping[str, Any], devices: Sequenc
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for r in range(nprocs):
-            env = {**os.environ, "RANK": str(r), "WORLD_SIZE": str(nprocs), "LOCAL_RANK": str(r),
+        base = {**os.environ, **({"FCN_WORKER_THREADS": str(threads)} if threads else {})}
+        if srun:  # inside a SLURM allocation of nprocs tasks (maybe several nodes): srun places the ranks
+            procs.append(subprocess.Popen(["srun", f"--ntasks={nprocs}", "--kill-on-bad-exit=1", sys.executable,
+                                           "-m", "fcnlib.distributed", spec], env=base, stdout=out, stderr=err))
+        for r in range(0 if srun else nprocs):
+            env = {**base, "RANK": str(r), "WORLD_SIZE": str(nprocs), "LOCAL_RANK": str(r),
                    "LOCAL_WORLD_SIZE": str(nprocs), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
             if devices is not None:
                 env["FCN_WORKER_DEVICE"] = str(devices[r])
@@ -269,6 +275,49 @@ def launch(nprocs: int, target: str, kwargs: Mapping[str, Any], devices: Sequenc
                 p.kill()
                 p.wait()
         Path(spec).unlink(missing_ok=True)
+
+
+def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
+                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> None:
+    """What the training rule runs, unchanged between 1 and N GPUs: `fcnlib.train.train` in the right
+    number of processes, each on its own claimed GPU.
+
+    * Already one rank of a group (torchrun, or an srun step of several tasks): train as that rank.
+    * A SLURM batch allocation of several tasks (profiles/slurm, multi-node): `srun` the ranks.
+    * Otherwise: claim `gpus` free GPUs of this box (fcnlib.devices; none on a CPU box or under SLURM,
+      which has bound them already) and run max(1, gpus) ranks here — one in this process, or N workers.
+    Exits with the workers' status (143 after a SIGTERM checkpoint) when it is not 0.
+    """
+    from . import devices as fcndev
+
+    kwargs = {"cfg": dict(cfg), "out_weights": str(out_weights), "resume_path": str(resume_path),
+              "log_path": str(log_path), "device": device}
+    if world_from_env().world > 1:
+        from .train import train
+
+        train(**kwargs)
+        return
+    n = max(1, int(gpus))
+    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1) if os.environ.get("SLURM_JOB_ID") else 1
+    if tasks > 1:
+        status = launch(tasks, "fcnlib.train:train", kwargs, spec_dir=Path(resume_path).parent, srun=True)
+    else:
+        with fcndev.claimed(n if str(device) != "cpu" else 0) as claim:
+            devs = claim.devices(device)
+            devs = devs * n if len(devs) == 1 else devs
+            if claim.ids:
+                print(f"fcn train: GPU(s) {claim.ids} claimed → {devs}", file=sys.stderr)
+            if n == 1:
+                from .train import train
+
+                train(**{**kwargs, "device": devs[0]})
+                return
+            import torch
+
+            status = launch(n, "fcnlib.train:train", kwargs, devices=devs,
+                            threads=max(1, torch.get_num_threads() // n))
+    if status:
+        raise SystemExit(status)
 
 
 def _status(code: int) -> int:

@@ -16,7 +16,7 @@ rule train:
         code=CODE["train"],
     threads: config["training"]["threads"]
     resources:
-        gpu=config["resources"]["gpu"],
+        gpu=lambda w: train_gpus(w.exp),
         mem_mb=config["resources"]["mem_mb"],
         runtime=train_runtime,
     log:

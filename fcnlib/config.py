@@ -113,6 +113,7 @@ def _check_references(config: dict, source: str) -> None:
                 raise ConfigError(f"{where}.init': {p!r} was trained on another dataset")
         if backbone != "vgg16" and exp["variant"] != "fcn32s":
             raise ConfigError(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
+        _split_batch(config, name, config["recipes"][recipe])  # N GPUs must be able to share one update
     for name in exps:  # staged chains must end at imagenet
         seen, todo = set(), [name]
         while todo:
@@ -263,7 +264,7 @@ def _split_batch(config: dict, name: str, recipe: dict) -> tuple[int, int]:
         return bs, acc // n
     if bs % n == 0:
         return bs // n, acc
-    raise ConfigError(f"config: at 'experiments.{name}.gpu': {n} GPUs cannot share an update of "
+    raise ConfigError(f"config: at 'experiments.{name}.gpu' (or resources.gpu): {n} GPUs cannot share an update of "
                       f"batch_size {bs} × iter_size {acc} images; use a GPU count dividing one of them "
                       f"(or gpu: 1)")
 

@@ -228,3 +228,32 @@ def test_gpu_ids_and_slurm(monkeypatch):
     monkeypatch.delenv("FCN_FAKE_GPUS")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert D.claim(1).devices() == ["cpu"]  # CPU box: nothing to claim
+
+
+RUN = """
+import json, sys
+from fcnlib.distributed import run_training
+run_training(**json.loads(sys.argv[1]))
+"""
+
+
+def test_rule_entry_point_claims_gpus_and_launches_the_ranks(same_size, tmp_path, monkeypatch):
+    """fcnlib.distributed.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
+    (fake) GPUs it claims both and trains 2 ranks — the same weights as one process with the same batch."""
+    base = dict(iterations=2, log_every=1, amp="off", channels_last=False)
+    kwargs = {"cfg": make_cfg(same_size, recipe=_sgd("mean", batch_size=1), **base),
+              "out_weights": str(tmp_path / "r.pt"), "resume_path": str(tmp_path / "r.resume.pt"),
+              "log_path": str(tmp_path / "r.jsonl"), "device": "auto", "gpus": 2}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FCN_FAKE_GPUS": "2", "FCN_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    env.pop("SLURM_JOB_ID", None)
+    r = subprocess.run([sys.executable, "-c", RUN, json.dumps(kwargs)], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "GPU(s) ['fake0', 'fake1'] claimed" in r.stderr
+    _, w_one, _ = _train(make_cfg(same_size, recipe=_sgd("mean", batch_size=2), **base), tmp_path, "one")
+    _assert_close(_weights(tmp_path / "r.pt"), w_one)
+    monkeypatch.setenv("FCN_FAKE_GPUS", "2")
+    monkeypatch.setenv("FCN_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with D.claimed(2, wait_s=0) as c:  # both released when the job ended
+        assert c.indices == [0, 1]

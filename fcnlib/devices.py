@@ -65,12 +65,14 @@ class Claim:
         self.indices, self.ids, self._fds, self.fake = indices, ids, fds, fake
 
     def devices(self, device: str = "auto") -> list[str]:
-        """torch device per claimed GPU for device "auto" (fake GPUs: "cpu"); other devices unchanged."""
-        if str(device) not in ("auto", ""):
-            return [str(device)] * max(1, len(self.indices))
-        if not self.indices or self.fake:
-            return ["cpu"] * max(1, len(self.indices))
-        return [f"cuda:{i}" for i in self.indices]
+        """torch device per claimed GPU for device "auto"/"cuda" (fake GPUs, no CUDA: "cpu" for auto);
+        cpu and cuda:N unchanged."""
+        d = str(device)
+        if d not in ("auto", "", "cuda"):  # cpu, cuda:N: as given
+            return [d] * max(1, len(self.indices))
+        if self.indices and not self.fake and _cuda_usable():
+            return [f"cuda:{i}" for i in self.indices]
+        return ["cuda" if d == "cuda" else "cpu"] * max(1, len(self.indices))  # cuda: let it fail loudly
 
     def release(self) -> None:
         for fd in self._fds:
@@ -78,6 +80,13 @@ class Claim:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
         self._fds = []
+
+
+def _cuda_usable() -> bool:
+    """CUDA really there (a CUDA_VISIBLE_DEVICES or fake SLURM GRES without a GPU must mean CPU)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _try_lock(path: Path) -> int | None:
@@ -148,7 +157,7 @@ def claimed(n: int, wait_s: float | None = None) -> Iterator[Claim]:
 def job_device(device: str = "auto", gpus: int = 1) -> Iterator[str]:
     """The device of a single-process GPU job (evaluation, timing): "auto" → the GPU this job claimed
     (cuda:i), or CPU on a CPU box; an explicit device is kept and nothing is claimed."""
-    if str(device) not in ("auto", "") or gpus <= 0:
+    if str(device) not in ("auto", "", "cuda") or gpus <= 0:
         yield str(device)
         return
     with claimed(1) as c:

@@ -257,3 +257,14 @@ def test_rule_entry_point_claims_gpus_and_launches_the_ranks(same_size, tmp_path
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     with D.claimed(2, wait_s=0) as c:  # both released when the job ended
         assert c.indices == [0, 1]
+
+
+def test_gpu_ids_without_cuda_mean_cpu(monkeypatch):
+    # SLURM's fake GRES (tests/cluster) sets CUDA_VISIBLE_DEVICES on a box without CUDA: train on CPU
+    monkeypatch.delenv("FCN_FAKE_GPUS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    monkeypatch.setattr(D, "_cuda_usable", lambda: False)
+    assert D.claim(1).devices() == ["cpu"]
+    monkeypatch.setattr(D, "_cuda_usable", lambda: True)
+    assert D.claim(1).devices() == ["cuda:0"] and D.claim(1).devices("cpu") == ["cpu"]

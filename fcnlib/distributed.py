@@ -300,6 +300,10 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
     n = max(1, int(gpus))
     tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1) if os.environ.get("SLURM_JOB_ID") else 1
     if tasks > 1:
+        if tasks != n:
+            raise ConfigError(f"SLURM_NTASKS={tasks} but this net trains on gpu={n}: the update's batch is split "
+                              f"by the config's GPU count; set the experiment's gpu (or resources.gpu) to {tasks} "
+                              f"or the profile's tasks to {n}")
         status = launch(tasks, "fcnlib.train:train", kwargs, spec_dir=Path(resume_path).parent, srun=True)
     else:
         with fcndev.claimed(n if str(device) != "cpu" else 0) as claim:

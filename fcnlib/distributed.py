@@ -195,6 +195,9 @@ def setup(device: str | Any = "auto") -> tuple[Dist, Any]:
             backend="nccl" if dev.type == "cuda" else "gloo",
             init_method=f"tcp://{w.master_addr}:{w.master_port}", rank=w.rank, world_size=w.world,
             timeout=datetime.timedelta(minutes=int(os.environ.get("FCN_DIST_TIMEOUT_MIN", "30"))))
+    if w.rank == 0:
+        print(f"fcn train: {w.world} ranks ({'nccl' if dev.type == 'cuda' else 'gloo'}), master "
+              f"{w.master_addr}:{w.master_port}", file=sys.stderr)
     return Dist(w.rank, w.world, w.local_rank, dev), str(dev)
 
 
@@ -277,6 +280,24 @@ def launch(nprocs: int, target: str, kwargs: Mapping[str, Any], devices: Sequenc
         Path(spec).unlink(missing_ok=True)
 
 
+def slurm_job_tasks(env: Mapping[str, str] | None = None) -> int:
+    """Tasks of the SLURM job this process runs in (1 outside SLURM). SLURM_NTASKS when set, else asked
+    from scontrol: the slurm job-step plugin strips SLURM_* (but the job id) from a job's environment."""
+    env = os.environ if env is None else env
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return 1
+    if env.get("SLURM_NTASKS"):
+        return int(env["SLURM_NTASKS"])
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 1
+    m = re.search(r"\bNumTasks=(\d+)", out)
+    return int(m.group(1)) if m else 1
+
+
 def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
                  log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> None:
     """What the training rule runs, unchanged between 1 and N GPUs: `fcnlib.train.train` in the right
@@ -298,12 +319,13 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
         train(**kwargs)
         return
     n = max(1, int(gpus))
-    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1) if os.environ.get("SLURM_JOB_ID") else 1
+    tasks = slurm_job_tasks()
     if tasks > 1:
         if tasks != n:
             raise ConfigError(f"SLURM_NTASKS={tasks} but this net trains on gpu={n}: the update's batch is split "
                               f"by the config's GPU count; set the experiment's gpu (or resources.gpu) to {tasks} "
                               f"or the profile's tasks to {n}")
+        print(f"fcn train: {tasks} SLURM tasks (srun), one rank each", file=sys.stderr)
         status = launch(tasks, "fcnlib.train:train", kwargs, spec_dir=Path(resume_path).parent, srun=True)
     else:
         with fcndev.claimed(n if str(device) != "cpu" else 0) as claim:

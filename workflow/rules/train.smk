@@ -13,6 +13,7 @@ rule train:
     params:
         cfg=lambda w: fcncfg.train_config(config, w.exp),
         device=config["device"],
+        gpus=lambda w: train_gpus(w.exp),  # processes; from the config (Snakemake may scale resources down)
         code=CODE["train"],
     threads: config["training"]["threads"]
     resources:

@@ -14,7 +14,7 @@ def main(job):
     work.mkdir(parents=True, exist_ok=True)
     # 1 or N processes (one per claimed GPU; srun under a multi-task SLURM allocation): same command
     run_training(dict(job.params.cfg), work / "weights.pt", work / "resume.pt", work / "log.jsonl",
-                 device=job.params.device, gpus=int(getattr(job, "resources", {}).get("gpu", 0) or 0))
+                 device=job.params.device, gpus=int(job.params.get("gpus", 0) or 0))
     with open(work / "log.jsonl", "rb") as src, atomic_write(job.output.log, "wb") as dst:
         shutil.copyfileobj(src, dst)
     (work / "weights.pt").replace(out)  # declared weights last

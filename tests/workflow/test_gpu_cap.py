@@ -36,6 +36,10 @@ def test_plain_command_plans_the_same_jobs_with_the_gpu_cap():
     assert "at most gpu=" not in explicit.stderr  # an explicit --resources gpu=N wins
     two = _dry("--cores", "8", "results/tables.md", "-n", FCN_FAKE_GPUS="2")
     assert "at most gpu=2 GPU job(s) at once" in two.stderr
+    # a cluster run is not capped (profiles/default would be read there too: the cap is not a profile's)
+    cluster = _dry("results/tables.md", "-n", "--profile", "profiles/slurm")
+    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    assert "at most gpu=" not in cluster.stderr
 
 
 def test_the_trap_and_the_forms_that_work():

@@ -24,8 +24,9 @@ except ConfigError as _e:
 
 # Local runs: at most as many GPU jobs at once as this box has GPUs (1 on a CPU box), so
 # `snakemake --cores 8 results/tables.md` is safe without `--resources gpu=…`; each job then claims its
-# own GPU (fcnlib.devices). An explicit --resources gpu=N wins; cluster executors are not capped.
-if workflow.local_exec and "gpu" not in workflow.global_resources:
+# own GPU (fcnlib.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
+# executor is not known yet while the Snakefile is parsed; `_nodes`, i.e. --jobs, is set only for them).
+if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.global_resources:
     from fcnlib.devices import visible_gpu_count
 
     workflow.global_resources["gpu"] = max(1, visible_gpu_count())

@@ -150,7 +150,7 @@ class Dist:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
-        ddp = DDP(model, device_ids=ids, broadcast_buffers=False)
+        ddp = DDP(model, device_ids=ids)  # FCNs have no buffers (no batch norm): nothing to sync
         ddp.register_comm_hook(None, sum_gradients_hook)
         return ddp
 
@@ -250,7 +250,7 @@ def launch(nprocs: int, target: str, kwargs: Mapping[str, Any], devices: Sequenc
             if devices is not None:
                 env["FCN_WORKER_DEVICE"] = str(devices[r])
             procs.append(subprocess.Popen([sys.executable, "-m", "fcnlib.distributed", spec], env=env,
-                                          stdout=out, stderr=err))
+                                          stdout=out, stderr=err, preexec_fn=_term_with_parent))
         first_failure, failed_at = None, None
         while any(p.poll() is None for p in procs):
             bad = [p for p in procs if p.poll() not in (None, 0)]
@@ -344,6 +344,16 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
                             threads=max(1, torch.get_num_threads() // n))
     if status:
         raise SystemExit(status)
+
+
+def _term_with_parent() -> None:
+    """Linux: a worker gets SIGTERM (checkpoint, exit) if the launcher dies, even of SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _status(code: int) -> int:

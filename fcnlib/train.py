@@ -839,7 +839,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
         return True
 
     def preempted(stop: _Stop, pending: bool = False) -> SystemExit:
-        stop.signum = dist.agree_max(stop.signum)
+        stop.signum = max(stop.signum, dist.agree_max(stop.signum))
         checkpoint(pending)
         name = signal.Signals(stop.signum).name
         if not dist.is_main:
@@ -867,8 +867,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                 checkpoint()
             batches = iter(loader)
             while state["it"] < n_iter:
-                stop.signum = dist.agree_max(stop.signum)  # every rank stops at the same iteration
-                if stop.signum:
+                agreed = dist.agree_max(stop.signum)  # every rank stops at the same iteration
+                if agreed:  # (a signal landing during the collective waits for the next iteration's)
+                    stop.signum = agreed
                     raise preempted(stop)
                 t0 = time.perf_counter()
                 micro = []

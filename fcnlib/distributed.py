@@ -299,7 +299,7 @@ def slurm_job_tasks(env: Mapping[str, str] | None = None) -> int:
 
 
 def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
-                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> None:
+                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> bool:
     """What the training rule runs, unchanged between 1 and N GPUs: `fcnlib.train.train` in the right
     number of processes, each on its own claimed GPU.
 
@@ -307,17 +307,19 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
     * A SLURM batch allocation of several tasks (profiles/slurm, multi-node): `srun` the ranks.
     * Otherwise: claim `gpus` free GPUs of this box (fcnlib.devices; none on a CPU box or under SLURM,
       which has bound them already) and run max(1, gpus) ranks here — one in this process, or N workers.
-    Exits with the workers' status (143 after a SIGTERM checkpoint) when it is not 0.
+    Exits with the workers' status (143 after a SIGTERM checkpoint) when it is not 0. Returns whether
+    this process is rank 0 (the one that may move the outputs into place).
     """
     from . import devices as fcndev
 
     kwargs = {"cfg": dict(cfg), "out_weights": str(out_weights), "resume_path": str(resume_path),
               "log_path": str(log_path), "device": device}
-    if world_from_env().world > 1:
+    w = world_from_env()
+    if w.world > 1:
         from .train import train
 
         train(**kwargs)
-        return
+        return w.rank == 0
     n = max(1, int(gpus))
     tasks = slurm_job_tasks()
     if tasks > 1:
@@ -337,13 +339,14 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
                 from .train import train
 
                 train(**{**kwargs, "device": devs[0]})
-                return
+                return True
             import torch
 
             status = launch(n, "fcnlib.train:train", kwargs, devices=devs,
                             threads=max(1, torch.get_num_threads() // n))
     if status:
         raise SystemExit(status)
+    return True
 
 
 def _term_with_parent() -> None:

@@ -268,3 +268,24 @@ def test_gpu_ids_without_cuda_mean_cpu(monkeypatch):
     assert D.claim(1).devices() == ["cpu"]
     monkeypatch.setattr(D, "_cuda_usable", lambda: True)
     assert D.claim(1).devices() == ["cuda:0"] and D.claim(1).devices("cpu") == ["cpu"]
+
+
+def test_torchrun_around_the_rule_script(same_size, tmp_path):
+    """`torchrun --nproc-per-node=2 workflow/scripts/train.py …` (the script standalone): each rank joins
+    from torchrun's environment, rank 0 alone moves the outputs; same weights as our own launcher."""
+    cfg = make_cfg(same_size, iterations=2, log_every=1, amp="off", channels_last=False,
+                   recipe=_sgd("mean", batch_size=1))
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc-per-node=2",
+                        str(HERE.parent / "workflow" / "scripts" / "train.py"),
+                        "--output", f"weights={out / 'weights.pt'}", f"log={out / 'log.jsonl'}",
+                        "--params", f"cfg={json.dumps(cfg)}", 'device="cpu"', "gpus=2", "--threads", "1"],
+                       capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 ranks (gloo)" in r.stderr
+    ours = _launch(tmp_path, 2, cfg, "ours")
+    assert ours.returncode == 0, ours.stderr
+    a, b = _weights(out / "weights.pt"), _weights(tmp_path / "ours.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [d["iter"] for d in read_log(out / "log.jsonl")] == [1, 2, 2]

@@ -15,8 +15,10 @@ Decisions worth knowing (they are what makes results exact and resumable):
   contributes to the loss (recipe "paper": batch 20).
 * Loss: per-pixel softmax cross-entropy, 255 ignored, "sum" (released recipe: unnormalised, batch 1)
   or "mean" over the kept pixels (paper/demo). Two heads (SIFT Flow): the two losses are summed.
-  Optional loss sampling (keep each valid pixel with probability p, seeded per iteration) and
-  median-frequency class balancing (weights computed once from the train labels).
+  Optional loss sampling (keep each valid pixel with probability p, seeded per (iteration, image
+  slot)) and median-frequency class balancing (weights computed once from the train labels).
+* One update = ranks × recipe.iter_size × batch_size images (gradient accumulation, data-parallel
+  ranks from fcnlib.distributed), equal to one batch of all of them: `_accumulated_step`.
 * Device: CUDA when present (cudnn.benchmark, bf16 — else fp16 with a GradScaler — autocast and
   channels_last under "auto"); on CPU "auto" means fp32, contiguous, so a resumed run is bitwise
   identical to a straight one.

@@ -1,6 +1,6 @@
 # fcn-pipeline: raw downloads → the paper's tables (Long, Shelhamer, Darrell 2015).
 #   snakemake results/tables.md --cores 2 --configfile config/demo.yaml      # offline CPU demo
-#   snakemake results/tables.md --cores 8 --resources gpu=1                   # the paper on a GPU box
+#   snakemake --cores 8 results/tables.md                                    # the paper on a GPU box (GPU cap: common.smk)
 # Config: config/config.yaml unless --configfile is given (see config/README.md).
 # Rules are thin: each calls one fcnlib function through workflow/scripts/.
 

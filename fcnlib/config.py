@@ -129,6 +129,7 @@ def _check_references(config: dict, source: str) -> None:
                 raise ConfigError(f"{where}.init': {p!r} was trained on another dataset")
         if backbone != "vgg16" and exp["variant"] != "fcn32s":
             raise ConfigError(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
+        _split_batch(config, name, config["recipes"][recipe])  # N GPUs must be able to share one update
     for name in exps:  # staged chains must end at imagenet
         seen, todo = set(), [name]
         while todo:
@@ -263,6 +264,7 @@ def train_config(config: dict, name: str) -> dict:
         init_spec = {"kind": "late_fusion", "paths": [weights_path(config, p) for p in init]}
     else:
         init_spec = {"kind": "staged", "path": weights_path(config, init)}
+    batch_size, iter_size = _split_batch(config, name, recipe)
     cfg = {
         "experiment": name,
         "dataset_json": f"data/{exp['dataset']}/dataset.json",
@@ -275,7 +277,7 @@ def train_config(config: dict, name: str) -> dict:
         "fixed": bool(exp["fixed"]),
         "recipe": {
             "name": recipe_name,
-            "batch_size": recipe["batch_size"],
+            "batch_size": batch_size,
             "lr": float(lr),
             "momentum": recipe["momentum"],
             "weight_decay": recipe["weight_decay"],
@@ -283,7 +285,7 @@ def train_config(config: dict, name: str) -> dict:
             "bias_decay": recipe["bias_decay"],
             "loss": recipe["loss"],
             "optimizer": recipe["optimizer"],
-            "iter_size": int(recipe["iter_size"]),
+            **({"iter_size": iter_size} if iter_size != 1 else {}),  # absent = 1: config hashes unchanged
             "learn_upsampling": bool(recipe["learn_upsampling"]),
             **{k: float(recipe[k]) for k in ("score_lr_mult", "dropout", "trunk_bias_lr_mult") if k in recipe},
             **({"trunk_bias_decay": bool(recipe["trunk_bias_decay"])} if "trunk_bias_decay" in recipe else {}),
@@ -305,6 +307,26 @@ def train_config(config: dict, name: str) -> dict:
         cfg["deterministic"] = True
     cfg["config_hash"] = config_hash(cfg)
     return cfg
+
+
+def gpus(config: dict, name: str) -> int:
+    """GPUs (= data-parallel processes) of one net's training: experiments.<name>.gpu, else resources.gpu."""
+    return int(config["experiments"][name].get("gpu", config["resources"]["gpu"]))
+
+
+def _split_batch(config: dict, name: str, recipe: dict) -> tuple[int, int]:
+    """Per-process batch_size and iter_size so that GPUs × iter_size × batch_size = the recipe's update
+    (batch_size × iter_size images, as in Caffe on one GPU), whatever the number of GPUs."""
+    bs, acc, n = int(recipe["batch_size"]), int(recipe.get("iter_size", 1)), max(1, gpus(config, name))
+    if n == 1:
+        return bs, acc
+    if acc % n == 0:
+        return bs, acc // n
+    if bs % n == 0:
+        return bs // n, acc
+    raise ConfigError(f"config: at 'experiments.{name}.gpu' (or resources.gpu): {n} GPUs cannot share an update of "
+                      f"batch_size {bs} × iter_size {acc} images; use a GPU count dividing one of them "
+                      f"(or gpu: 1)")
 
 
 def config_hash(obj: Any) -> str:

@@ -267,9 +267,9 @@ def _ours(config: dict, name: str) -> dict[str, Any]:
                                + "+".join(fcncfg.parents(config, name)))
     learn = SCORE_ONLY if cfg["fixed"] else (PAPER_LEARN if r["learn_upsampling"] else ALL_LEARN)
     return {
-        "loss": _loss_kind(r["loss"], r["batch_size"] * r["iter_size"]), "lr": r["lr"],
+        "loss": _loss_kind(r["loss"], r["batch_size"] * r.get("iter_size", 1)), "lr": r["lr"],
         "momentum": r["momentum"], "batch size": r["batch_size"],
-        "iter_size": r["iter_size"], "weight decay": r["weight_decay"],
+        "iter_size": r.get("iter_size", 1), "weight decay": r["weight_decay"],
         "bias lr, decay": (float(r.get("trunk_bias_lr_mult", r["bias_lr_mult"])),
                            bool(r.get("trunk_bias_decay", r["bias_decay"])),
                            float(r["bias_lr_mult"]), bool(r["bias_decay"])),

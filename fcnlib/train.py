@@ -15,8 +15,10 @@ Decisions worth knowing (they are what makes results exact and resumable):
   contributes to the loss (recipe "paper": batch 20).
 * Loss: per-pixel softmax cross-entropy, 255 ignored, "sum" (released recipe: unnormalised, batch 1)
   or "mean" over the kept pixels (paper/demo). Two heads (SIFT Flow): the two losses are summed.
-  Optional loss sampling (keep each valid pixel with probability p, seeded per iteration) and
-  median-frequency class balancing (weights computed once from the train labels).
+  Optional loss sampling (keep each valid pixel with probability p, seeded per (iteration, image
+  slot)) and median-frequency class balancing (weights computed once from the train labels).
+* One update = ranks × recipe.iter_size × batch_size images (gradient accumulation, data-parallel
+  ranks from fcnlib.distributed), equal to one batch of all of them: `_accumulated_step`.
 * Device: CUDA when present (bf16 autocast from compute capability 8.0, fp16 with a GradScaler fitted
   to the loss below — fcnlib.precision — and channels_last under "auto"; cudnn.benchmark only when all
   training images share one size; `deterministic: true` for bitwise-repeatable CUDA runs —
@@ -45,6 +47,7 @@ Decisions worth knowing (they are what makes results exact and resumable):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -110,6 +113,8 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"train config of {exp}: recipe.optimizer={r['optimizer']!r}; use 'sgd' or 'adam'")
     if not (isinstance(r["batch_size"], int) and r["batch_size"] >= 1):
         raise ConfigError(f"train config of {exp}: recipe.batch_size={r['batch_size']!r}; use an integer ≥ 1")
+    if not (isinstance(r.get("iter_size", 1), int) and r.get("iter_size", 1) >= 1):
+        raise ConfigError(f"train config of {exp}: recipe.iter_size={r['iter_size']!r}; use an integer ≥ 1")
     if not (float(r["lr"]) > 0 and math.isfinite(float(r["lr"]))):
         raise ConfigError(f"train config of {exp}: recipe.lr={r['lr']!r}; use a positive number")
     if not (isinstance(c["iterations"], int) and c["iterations"] >= 1):
@@ -516,17 +521,120 @@ class _Keyed(torch.utils.data.Dataset):
 
 
 class _Batches(torch.utils.data.Sampler):
-    """Batch sampler yielding [(it, slot, index), …] for iterations start+1 … end."""
+    """Batch sampler yielding [(it, slot, index), …] for iterations start+1 … end.
 
-    def __init__(self, seed: int, start: int, end: int, n: int, batch_size: int) -> None:
+    One iteration's global batch = world × iter_size × batch_size images, drawn as ONE batch_indices
+    call, so the images of an update do not depend on how they are split: micro-batch m of rank r
+    holds the global slots `slots(...)[m]`. This process gets its iter_size micro-batches per iteration.
+    """
+
+    def __init__(self, seed: int, start: int, end: int, n: int, batch_size: int, iter_size: int = 1,
+                 world: int = 1, rank: int = 0) -> None:
         self.seed, self.start, self.end, self.n, self.bs = seed, start, end, n, batch_size
+        self.iter_size, self.world, self.rank = iter_size, world, rank
+
+    @staticmethod
+    def slots(batch_size: int, iter_size: int = 1, world: int = 1, rank: int = 0) -> list[list[int]]:
+        """Global slot numbers of each micro-batch of `rank`: micro m = slots (m·world + rank)·bs + j."""
+        return [[(m * world + rank) * batch_size + j for j in range(batch_size)] for m in range(iter_size)]
 
     def __len__(self) -> int:
-        return max(0, self.end - self.start)
+        return max(0, self.end - self.start) * self.iter_size
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        mine = self.slots(self.bs, self.iter_size, self.world, self.rank)
         for it in range(self.start + 1, self.end + 1):
-            yield [(it, k, i) for k, i in enumerate(batch_indices(self.seed, it, self.n, self.bs))]
+            idx = batch_indices(self.seed, it, self.n, self.bs * self.iter_size * self.world)
+            for slots in mine:
+                yield [(it, k, idx[k]) for k in slots]
+
+
+def _sampled_labels(y: Any, keep_prob: float, seed: int, it: int, slots: Sequence[int],
+                    dev: torch.device) -> Any:
+    """Loss sampling as void labels: each valid pixel of the image in global slot s is kept with
+    probability p, from a draw keyed by (seed, it, s, head) — the same pixels whichever micro-batch or
+    rank the image lands in (images of one size; padding changes the draw's shape)."""
+    if keep_prob >= 1.0:
+        return y
+    ys = y if isinstance(y, dict) else {"_": y}
+    out = {}
+    for hi, (h, lab) in enumerate(ys.items()):
+        drop = torch.empty(lab.shape, dtype=torch.bool, device=lab.device)
+        for j, s in enumerate(slots):
+            g = torch.Generator(device=dev).manual_seed(_mix(seed, it, 2, s, hi))
+            drop[j] = torch.rand(lab.shape[1:], generator=g, device=dev) >= keep_prob
+        out[h] = lab.masked_fill(drop, IGNORE_INDEX)
+    return out if isinstance(y, dict) else out["_"]
+
+
+def _valid_weight(lab: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The 'mean' loss's denominator for one label batch: kept pixels, or their summed class weights
+    (as segmentation_loss computes it)."""
+    keep = lab != IGNORE_INDEX
+    if weight is not None:
+        return weight[lab.clamp(0, weight.numel() - 1)].mul(keep).sum()
+    return keep.sum().to(torch.float32)
+
+
+def _accumulated_step(net: nn.Module, guard: Any, scaler: Any, micro: list[tuple[Any, Any]],
+                      *, dist: Any, dev: torch.device, amp: torch.dtype | None, cl: bool, reduction: str,
+                      weights: Mapping[str, torch.Tensor] | None, keep_prob: float, seed: int, it: int,
+                      slots: Sequence[Sequence[int]], where: str, pres: Sequence[Any] | None = None) -> None:
+    """One optimizer update over this rank's micro-batches (gradient accumulation, Caffe's iter_size),
+    equal to ONE batch of all world × iter_size micro-batches: the 'mean' loss divides every
+    micro-batch's summed loss by the valid-pixel count of the whole global batch (counted before any
+    backward, all-reduced over ranks), the 'sum' loss adds plain sums; DDP sums gradients over ranks.
+    `guard` (fcnlib.finite.StepGuard) checks the global loss and the gradients before the update and keeps
+    the loss on the device. `pres`: uint8 batches (fcnlib.loader) are normalised here, on the device."""
+    from .loader import labels_to_device, normalize_batch
+
+    ys_all = []
+    for (_, y), sl in zip(micro, slots, strict=True):
+        y = _sampled_labels(labels_to_device(y, dev), keep_prob, seed, it, sl, dev)
+        ys_all.append(y if isinstance(y, dict) else {"_": y})
+    denom: dict[str, torch.Tensor] = {}
+    if reduction == "mean":
+        for h in ys_all[0]:
+            w = None if weights is None else weights[h]
+            d = sum(_valid_weight(ys[h], w) for ys in ys_all)
+            d = dist.all_reduce(d.reshape(1)).reshape(())
+            denom[h] = d.clamp_min(1e-12 if w is not None else 1.0)
+    guard.opt.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=dev)
+    for m, ((x, _), ys) in enumerate(zip(micro, ys_all, strict=True)):
+        x = x.to(dev, non_blocking=True)
+        if pres is not None:
+            x = normalize_batch(x, pres)  # uint8 → float32 on the device, bitwise the CPU result
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        last = m == len(micro) - 1
+        sync = contextlib.nullcontext() if last or not dist.active else net.no_sync()
+        with sync:
+            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = net(x)
+            outs = out if isinstance(out, dict) else {"_": out}
+            if set(outs) != set(ys):
+                raise ConfigError(f"{where}: label heads {sorted(ys)} do not match the net's "
+                                  f"outputs {sorted(outs)}; set arch.heads to the dataset's heads")
+            terms = []
+            for h in outs:
+                t = segmentation_loss(outs[h], ys[h], "sum", None if weights is None else weights[h])
+                terms.append(t / denom[h] if reduction == "mean" else t)
+            loss = sum(terms)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        total = total + loss.detach()
+    guard.step(dist.all_reduce(total.reshape(1)).reshape(()), it)  # finite loss and gradients, then the update
+
+
+def _rank_rng(ck: Mapping[str, Any], dist: Any) -> Mapping[str, Any]:
+    """This rank's RNG state from a checkpoint (rank 0's for a checkpoint of another world size)."""
+    per = ck.get("rng_ranks")
+    if dist.active and per and len(per) == dist.world:
+        return per[dist.rank]
+    return ck["rng"]
 
 
 def _worker_init(_: int) -> None:
@@ -625,6 +733,21 @@ class _Stop:
             signal.signal(s, h)
 
 
+class _RankLog(_Log):
+    """Ranks other than 0 keep the log text (checkpoints) but write no file."""
+
+    def __init__(self, text: str = "") -> None:  # noqa: D107 - no file on purpose
+        self.path = None
+        self.lines = [text] if text else []
+        self.f = None
+
+    def write(self, obj: Mapping[str, Any]) -> None:
+        self.lines.append(json.dumps(obj) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     """A resume checkpoint, or None if absent; unreadable ones are reported (and ignored) by the caller."""
     if not path.exists():
@@ -712,6 +835,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     r = c["recipe"]
     seed = int(c["seed"])
     n_iter = int(c["iterations"])
+    from . import distributed
+
+    dist, device = distributed.setup(device)  # world 1 (no launcher env): nothing changes
     dev = _resolve_device(device)
     amp = amp_dtype(c["amp"], dev)
     from .fast import tune_malloc, use_channels_last
@@ -727,6 +853,8 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     _setup_backends(c, dev, dataset_json)  # before the model meets the GPU (CUBLAS_WORKSPACE_CONFIG)
     _seed_everything(seed)
     model, pre, arch_meta = build_model(c, dataset_name)
+    if dist.active:  # same init everywhere (DDP also broadcasts rank 0's), own dropout draws per rank
+        torch.manual_seed(_mix(seed, dist.rank, 3))
     _check_heads(c, arch_meta, heads, dataset_json)
     model.to(dev)
     if cl:
@@ -770,7 +898,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
             opt.load_state_dict(ck["optimizer"])
             if scaler is not None and ck.get("scaler"):
                 scaler.load_state_dict(ck["scaler"])
-            _set_rng_state(ck["rng"])
+            _set_rng_state(_rank_rng(ck, dist))
             start = int(ck["iteration"])
             train_time = float(ck["train_time"])
             log_text = str(ck["log_text"])
@@ -779,10 +907,12 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
             resumed_from = start
             print(f"fcn train: resuming {c['experiment']} from iteration {start} ({resume_path})",
                   file=sys.stderr)
-    log = _Log(log_path, log_text)
+    log = _Log(log_path, log_text) if dist.is_main else _RankLog(log_text)
+    iter_size = int(r.get("iter_size", 1))
+    ddp = dist.wrap(model)  # the forward pass goes through DDP; `model` stays the bare net (state dicts)
     guard = StepGuard(opt, scaler, dev, c["experiment"], _settings_text(r, c["amp"], amp), tuple(win))
 
-    from .loader import apply_shm_plan, collate_shared, labels_to_device, normalize_batch, shm_plan
+    from .loader import apply_shm_plan, collate_shared, shm_plan
 
     pres = [pre[m] for m in c["modalities"]]
 
@@ -790,8 +920,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     apply_shm_plan(plan)  # /dev/shm too small for the batches in flight: says so, and fits them
     workers = int(plan["num_workers"])
     loader = torch.utils.data.DataLoader(
-        _Keyed(train_ds, r["batch_size"]),
-        batch_sampler=_Batches(seed, start, n_iter, len(train_ds), r["batch_size"]),
+        _Keyed(train_ds, r["batch_size"] * iter_size * dist.world),
+        batch_sampler=_Batches(seed, start, n_iter, len(train_ds), r["batch_size"], iter_size, dist.world,
+                               dist.rank),
         collate_fn=collate_shared, num_workers=workers, pin_memory=dev.type == "cuda",
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=plan["prefetch_factor"] if workers > 0 else None,
@@ -805,10 +936,14 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     def checkpoint(pending: bool = False) -> None:
         state["win"] = list(guard.poll())  # raises for a non-finite step since the last poll
         check_model_finite(model, f"checkpoint {resume_path}", state["it"], c["experiment"])
+        rngs = dist.gather_objects(_rng_state())  # every rank's dropout RNG (collective: all ranks call)
+        if not dist.is_main:
+            return
         atomic_save_torch({
             "version": CHECKPOINT_VERSION, "experiment": c["experiment"], "config_hash": c["config_hash"],
             "iteration": state["it"], "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None, "rng": _rng_state(),
+            "scaler": scaler.state_dict() if scaler is not None else None, "rng": rngs[0],
+            **({"rng_ranks": rngs} if dist.active else {}),
             "data_order": {"kind": "uniform-with-replacement, keyed by (seed, iteration)", "seed": seed,
                            "next_iteration": state["it"] + 1},
             "log_text": log.text, "log_offset": len(log.text.encode()), "train_time": state["train_time"],
@@ -817,7 +952,8 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     def run_val(stop: _Stop) -> bool:
         if val_ds is None or len(val_ds) == 0:
             return True
-        res = validate(model, val_ds, dev, amp, cl, stop)
+        res = validate(model, val_ds, dev, amp, cl, stop) if dist.is_main else None
+        res = dist.broadcast_object(res)  # rank 0 scores; the others wait for its result
         if res is None:
             return False
         state["val"] = res
@@ -825,8 +961,11 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
         return True
 
     def preempted(stop: _Stop, pending: bool = False) -> SystemExit:
+        stop.signum = max(stop.signum, dist.agree_max(stop.signum))
         checkpoint(pending)
         name = signal.Signals(stop.signum).name
+        if not dist.is_main:
+            return SystemExit(128 + stop.signum)
         print(f"fcn train: {name} at iteration {state['it']} of {c['experiment']}: state saved to "
               f"{resume_path}; rerun the same job (e.g. snakemake --rerun-incomplete, or requeue) to resume "
               f"from there", file=sys.stderr)
@@ -837,7 +976,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     except ImportError:  # pragma: no cover
         tqdm = None
     bar = (tqdm(total=n_iter, initial=start, desc=c["experiment"], unit="it", dynamic_ncols=True,
-                mininterval=1.0 if sys.stderr.isatty() else 30.0) if tqdm is not None else None)
+                mininterval=1.0 if sys.stderr.isatty() else 30.0) if tqdm is not None and dist.is_main else None)
 
     reduction = r["loss"]
     keep_prob = float(c["loss_sampling"])
@@ -850,38 +989,27 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                 checkpoint()
             batches = iter(loader)
             while state["it"] < n_iter:
-                if stop.signum:
+                agreed = dist.agree_max(stop.signum)  # every rank stops at the same iteration
+                if agreed:  # (a signal landing during the collective waits for the next iteration's)
+                    stop.signum = agreed
                     raise preempted(stop)
                 t0 = time.perf_counter()
+                micro = []
                 try:
-                    x, y = next(batches)
+                    for _ in range(iter_size):
+                        micro.append(next(batches))
                 except Exception:
                     if stop.signum:  # a worker died of the same signal
                         raise preempted(stop) from None
                     raise
                 it = state["it"] + 1
-                x = x.to(dev, non_blocking=True)
-                if raw:
-                    x = normalize_batch(x, pres)  # uint8 → float32 on the device, bitwise the CPU result
-                if cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = labels_to_device(y, dev)  # uint8 across processes, int64 on the device
-                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    out = model(x)
-                gen = None
-                if keep_prob < 1.0:
-                    gen = torch.Generator(device=dev).manual_seed(_mix(seed, it, 2))
-                outs = out if isinstance(out, dict) else {"_": out}
-                ys = y if isinstance(y, dict) else {"_": y}
-                if set(outs) != set(ys):
-                    raise ConfigError(f"{dataset_json}: label heads {sorted(ys)} do not match the net's "
-                                      f"outputs {sorted(outs)}; set arch.heads to the dataset's heads")
-                loss = sum(segmentation_loss(outs[h], ys[h], reduction,
-                                             None if weights is None else weights[_head_key(h, heads)],
-                                             keep_prob, gen) for h in outs)
-                opt.zero_grad(set_to_none=True)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                guard.step(loss, it)  # finite loss and gradients before the update; loss stays on device
+                _accumulated_step(
+                    ddp, guard, scaler, micro, dist=dist, dev=dev, amp=amp, cl=cl, reduction=reduction,
+                    weights=None if weights is None else {h: weights[_head_key(h, heads)] for h in
+                                                          (heads if len(heads) > 1 else ["_"])},
+                    keep_prob=keep_prob, seed=seed, it=it,
+                    slots=_Batches.slots(r["batch_size"], iter_size, dist.world, dist.rank),
+                    where=str(dataset_json), pres=pres if raw else None)
                 state["it"] = it
                 log_now = bool(c["log_every"] and it % c["log_every"] == 0) or it == n_iter
                 if log_now:
@@ -922,8 +1050,11 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     check_model_finite(model, str(out_weights), n_iter, c["experiment"])
     model.to("cpu")
     model.to(memory_format=torch.contiguous_format)
-    save_model(model, meta, out_weights)
-    resume_path.unlink(missing_ok=True)
+    if dist.is_main:
+        save_model(model, meta, out_weights)
+        resume_path.unlink(missing_ok=True)
+    dist.barrier()  # no rank exits (and no launcher reports success) before the weights are written
+    dist.close()
     return {"experiment": c["experiment"], "iterations": n_iter, "final_loss": state["last_loss"],
             "seconds": state["train_time"], "device": str(dev), "resumed_from": resumed_from,
             "val": state["val"], "dtype": _dtype_name(amp),

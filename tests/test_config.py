@@ -115,3 +115,29 @@ def test_validation_cache_skips_only_the_schema(paper, tmp_path, monkeypatch):
         fcncfg.validate_config(_mutate(paper, ("training", "threads"), "eight"), cache_dir=tmp_path)
     with pytest.raises(ConfigError, match="experiments.voc-fcn16s.init"):
         fcncfg.validate_config(_mutate(paper, ("experiments", "voc-fcn16s", "init"), "nope"), cache_dir=tmp_path)
+
+
+def test_gpus_split_the_recipes_update(paper):
+    """N GPUs × iter_size × per-GPU batch = the recipe's batch_size × iter_size, whatever N."""
+    cfg = copy.deepcopy(paper)
+    cfg["recipes"]["paper"]["iter_size"] = 2
+    cfg["experiments"]["voc-fcn32s"].update(recipe="paper", gpu=2)
+    fcncfg.validate_config(cfg)
+    r = fcncfg.train_config(cfg, "voc-fcn32s")["recipe"]
+    assert (r["batch_size"], r.get("iter_size", 1)) == (20, 1)  # accumulation split first
+    cfg["experiments"]["voc-fcn32s"]["gpu"] = 4
+    r = fcncfg.train_config(cfg, "voc-fcn32s")["recipe"]
+    assert (r["batch_size"], r["iter_size"]) == (5, 2)  # 4 × 2 × 5 = 20 × 2
+    assert fcncfg.gpus(cfg, "voc-fcn32s") == 4 and fcncfg.gpus(cfg, "voc-fcn16s") == paper["resources"]["gpu"]
+    one = fcncfg.train_config(paper, "voc-fcn32s")["recipe"]
+    assert one["batch_size"] == paper["recipes"]["released"]["batch_size"] and "iter_size" not in one
+    cfg["experiments"]["voc-fcn32s"]["gpu"] = 3  # 3 does not divide 2 or 20
+    with pytest.raises(ConfigError, match="experiments.voc-fcn32s.gpu"):
+        fcncfg.validate_config(cfg)
+    cfg["experiments"]["voc-fcn32s"].update(recipe="released", gpu=2)  # batch 1 cannot be split
+    with pytest.raises(ConfigError, match="cannot share"):
+        fcncfg.validate_config(cfg)
+    bad = copy.deepcopy(paper)
+    bad["recipes"]["paper"]["iter_size"] = 0
+    with pytest.raises(ConfigError, match="recipes.paper.iter_size"):
+        fcncfg.validate_config(bad)

@@ -30,7 +30,7 @@ def _r(cfg: dict, name: str) -> dict:
 def test_released_alexnet_follows_voc_fcn_alexnet(paper):
     c = _r(paper, "voc-alexnet-fcn32s")
     r = c["recipe"]
-    assert (r["loss"], r["lr"], r["momentum"], r["iter_size"], r["batch_size"]) == ("mean", 1e-4, 0.9, 20, 1)
+    assert (r["loss"], r["lr"], r["momentum"], r.get("iter_size", 1), r["batch_size"]) == ("mean", 1e-4, 0.9, 20, 1)
     assert r["learn_upsampling"] is False
     assert (r["trunk_bias_lr_mult"], r["trunk_bias_decay"], r["bias_lr_mult"], r["bias_decay"]) == \
         (1.0, True, 2.0, False)
@@ -45,7 +45,7 @@ def test_released_vgg_stages(paper):
                      ("voc-fcn8s-atonce", 1e-10)]:
         c = _r(paper, name)
         r = c["recipe"]
-        assert (r["loss"], r["lr"], r["momentum"], r["iter_size"], r["batch_size"]) == ("sum", lr, 0.99, 1, 1)
+        assert (r["loss"], r["lr"], r["momentum"], r.get("iter_size", 1), r["batch_size"]) == ("sum", lr, 0.99, 1, 1)
         assert r["learn_upsampling"] is False, name  # every upscore* frozen at bilinear
         assert c["val_every"] == 4000
     assert _r(paper, "voc-fcn32s")["iterations"] == 100000
@@ -70,7 +70,7 @@ def test_paper_recipe_lr_per_backbone(paper):
     got = {n: _r(cfg, n)["recipe"]["lr"] for n in ("voc-alexnet-fcn32s", "voc-fcn32s", "voc-googlenet-fcn32s")}
     assert got == {"voc-alexnet-fcn32s": 1e-3, "voc-fcn32s": 1e-4, "voc-googlenet-fcn32s": 5e-5}
     r = _r(cfg, "voc-fcn16s")["recipe"]
-    assert (r["loss"], r["batch_size"], r["momentum"], r["iter_size"], r["learn_upsampling"]) == \
+    assert (r["loss"], r["batch_size"], r["momentum"], r.get("iter_size", 1), r["learn_upsampling"]) == \
         ("mean", 20, 0.9, 1, True)
     assert _r(cfg, "nyud-rgbhha-fcn32s")["recipe"]["lr"] == 1e-4  # by_experiment of `released` only
 
@@ -120,4 +120,4 @@ def test_demo_recipes_unchanged():
     fcncfg.validate_config(demo)
     for name in demo["experiments"]:
         r = fcncfg.train_config(demo, name)["recipe"]
-        assert (r["iter_size"], r["learn_upsampling"]) == (1, True), name
+        assert (r.get("iter_size", 1), r["learn_upsampling"]) == (1, True), name

@@ -199,3 +199,52 @@ def test_real_workflow_on_slurm_matches_local(slurm: None, tmp_path_factory: pyt
     assert ours["weights_sha256"] == theirs["weights_sha256"]
     assert _scores(cluster / TARGET) == _scores(local / TARGET)
     print(f"train + evaluate on SLURM: {elapsed:.0f} s")
+
+
+# ---------------------------------------------------------------------------------------------------
+# One net as 2 SLURM tasks (srun, gloo on CPU) through profiles/slurm == the local 2-process run.
+
+TWO_TASKS = {"nodes": 1, "tasks_per_node": 2, "mpi": "srun", "cpus_per_gpu": 1}  # node has 2 CPUs
+WEIGHTS = "results/pascal/voc-fcn32s/weights.pt"
+
+
+def _two_task_profile(dest: Path) -> Path:
+    """profiles/slurm with the several-nodes layout of docs/cluster.md for `train` (here: 1 node, 2 tasks)."""
+    prof = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    prof["set-resources"]["train"] = {**prof["set-resources"]["train"], **TWO_TASKS}
+    dest.mkdir(parents=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(prof))
+    return dest
+
+
+def test_one_training_as_two_slurm_tasks_matches_local_two_processes(
+        slurm: None, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import torch
+
+    overlay = {"experiments": {"voc-fcn32s": {"gpu": 2}}}  # 2 ranks × batch 2 = the test recipe's 4
+    local = _copy_repo(tmp_path_factory.mktemp("local2"))
+    (local / "gpu2.yaml").write_text(yaml.safe_dump(overlay))
+    env_fake = {"FCN_FAKE_GPUS": "2", "FCN_GPU_LOCK_DIR": str(local / "locks")}
+    r = subprocess.run(["snakemake", WEIGHTS, "--profile", str(REPO / "profiles" / "local"), "--configfile",
+                        "config/test.yaml", "gpu2.yaml"], cwd=local, env={**_env(), **env_fake},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    train_log = (local / "logs" / "train" / "pascal" / "voc-fcn32s.log").read_text()
+    assert "GPU(s) ['fake0', 'fake1'] claimed" in train_log
+
+    cluster = _copy_repo(tmp_path_factory.mktemp("slurm2"))
+    (cluster / "gpu2.yaml").write_text(yaml.safe_dump(overlay))
+    _smk(cluster, *PREP, "--profile", str(REPO / "profiles" / "local"))
+    profile = _two_task_profile(cluster / "profile2")
+    log = _smk(cluster, WEIGHTS, "--profile", str(profile), "--verbose", "--slurm-keep-successful-logs",
+               extra_config="gpu2.yaml")
+    call = sbatch_calls(log)["train"]
+    assert "--gpus=2" in call and "--ntasks-per-node=2" in call and "--nodes=1" in call, call
+    jobs = [j for j in slurm_jobs(cluster) if j["rule"] == "train"]
+    assert [j["state"] for j in jobs] == ["COMPLETED"], jobs
+    job_log = (cluster / "logs" / "train" / "pascal" / "voc-fcn32s.log").read_text()
+    assert "2 SLURM tasks (srun)" in job_log and "2 ranks (gloo)" in job_log, job_log[-3000:]
+    assert "2 ranks (gloo)" in train_log and "srun" not in train_log
+    a = torch.load(local / WEIGHTS, weights_only=True)["state_dict"]
+    b = torch.load(cluster / WEIGHTS, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

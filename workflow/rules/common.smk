@@ -1,5 +1,6 @@
 # Config validation, path helpers and wildcard constraints (no rules here).
 import re
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -21,6 +22,18 @@ try:
     fcncfg.validate_config(config, source=_CONFIG_SOURCE, cache_dir=".snakemake/fcn")
 except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
+
+# Local runs: at most as many GPU jobs at once as this box has GPUs (1 on a CPU box), so
+# `snakemake --cores 8 results/tables.md` is safe without `--resources gpu=…`; each job then claims its
+# own GPU (fcnlib.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
+# executor is not known yet while the Snakefile is parsed; `_nodes`, i.e. --jobs, is set only for them).
+if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.global_resources:
+    from fcnlib.devices import visible_gpu_count
+
+    workflow.global_resources["gpu"] = max(1, visible_gpu_count())
+    if workflow.is_main_process:
+        print(f"fcn: at most gpu={workflow.global_resources['gpu'].value} GPU job(s) at once (this box's GPUs; "
+              f"--resources gpu=N to change)", file=sys.stderr)
 
 SOURCES = config["sources"]
 DEMO = config["source"] == "demo"
@@ -141,3 +154,8 @@ def train_inputs(wildcards):
 def train_runtime(wildcards):
     iters = EXPERIMENTS[wildcards.exp]["iterations"]
     return int(30 + iters / 1000 * config["resources"]["minutes_per_1k_iter"])
+
+
+def train_gpus(exp):
+    """GPUs (= data-parallel processes) of one training job: the experiment's `gpu`, else resources.gpu."""
+    return fcncfg.gpus(config, exp)

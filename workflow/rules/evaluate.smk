@@ -15,7 +15,7 @@ rule evaluate:
         code=CODE["evaluate"],
     threads: config["training"]["threads"]
     resources:
-        gpu=config["resources"]["gpu"],
+        gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     log:
         "logs/evaluate/{dataset}/{exp}/{split}.log",
     benchmark:
@@ -38,7 +38,7 @@ rule time_forward:
         code=CODE["evaluate"],
     threads: config["training"]["threads"]
     resources:
-        gpu=config["resources"]["gpu"],
+        gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     log:
         "logs/timing/{dataset}/{exp}.log",
     benchmark:

@@ -13,10 +13,11 @@ rule train:
     params:
         cfg=lambda w: fcncfg.train_config(config, w.exp),
         device=config["device"],
+        gpus=lambda w: train_gpus(w.exp),  # processes; from the config (Snakemake may scale resources down)
         code=CODE["train"],
     threads: config["training"]["threads"]
     resources:
-        gpu=config["resources"]["gpu"],
+        gpu=lambda w: train_gpus(w.exp),
         mem_mb=config["resources"]["mem_mb"],
         runtime=train_runtime,
     log:

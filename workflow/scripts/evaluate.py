@@ -2,14 +2,16 @@
 
 from pathlib import Path
 
+from fcnlib.devices import job_device
 from fcnlib.evaluate import evaluate_file
 from fcnlib.scripting import run
 
 
 def main(job):
-    evaluate_file(Path(job.input.weights), Path(job.params.dataset_json), job.wildcards.split,
-                  out_json=Path(job.output[0]), device=job.params.device, max_images=job.params.max_images,
-                  config_hash=job.params.config_hash)
+    with job_device(job.params.device, int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as device:  # own GPU
+        evaluate_file(Path(job.input.weights), Path(job.params.dataset_json), job.wildcards.split,
+                      out_json=Path(job.output[0]), device=device, max_images=job.params.max_images,
+                      config_hash=job.params.config_hash)
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

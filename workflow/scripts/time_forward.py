@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from fcnlib.devices import job_device
 from fcnlib.evaluate import resolve_device, time_forward
 from fcnlib.io import atomic_write_json
 from fcnlib.models import build_fcn, load_model, net_stats
@@ -10,9 +11,10 @@ from fcnlib.scripting import run
 
 def main(job):
     model, meta = load_model(Path(job.input[0]))
-    device = resolve_device(job.params.device)
     t = job.params.timing
-    timing = time_forward(model.to(device), size=t["size"], runs=t["runs"], warmup=t["warmup"], device=device)
+    with job_device(job.params.device, int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as dev:  # own GPU
+        device = resolve_device(dev)
+        timing = time_forward(model.to(device), size=t["size"], runs=t["runs"], warmup=t["warmup"], device=device)
     arch = dict(meta["arch"])
     # Table 1 describes the paper's nets, so the stats are computed at full width (and at the run's width).
     full = {k: v for k, v in arch.items() if k in ("variant", "backbone", "num_classes", "in_channels", "heads")}

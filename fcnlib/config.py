@@ -344,7 +344,7 @@ def cli(argv: list[str]) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="fcn check-config", description=cli.__doc__)
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", metavar="FILE", help="config YAML file(s), each checked on its own")
     args = p.parse_args(argv)
     for f in args.files:
         cfg = load_yaml(f)

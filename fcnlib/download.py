@@ -7,7 +7,6 @@ the next run resumes with an HTTP Range request (or a seek, for file:// URLs). `
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -269,20 +268,23 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """`fcn download URL... -o DEST [--md5 X] [--sha256 X] [--size N] [--cache-dir D]...`"""
-    p = argparse.ArgumentParser(prog="fcn download", description="Download one file with mirrors, resume "
-                                "and checksum verification; URLs are tried in order.")
-    p.add_argument("urls", nargs="+", metavar="URL")
-    p.add_argument("-o", "--output", required=True, type=Path, help="destination file")
-    p.add_argument("--md5")
-    p.add_argument("--sha256")
-    p.add_argument("--sha1")
-    p.add_argument("--size", type=int)
+    from .cliopts import Parser, add_out, add_progress
+
+    p = Parser(prog="fcn download", description="Download one file with mirrors, resume "
+               "and checksum verification; URLs are tried in order.")
+    p.add_argument("urls", nargs="+", metavar="URL", help="mirrors of the file, tried in order (http(s), file)")
+    add_out(p, "destination file", required=True, type=Path)
+    p.add_argument("--md5", help="expected MD5 (hex); a mismatch rejects the mirror")
+    p.add_argument("--sha256", help="expected SHA-256 (hex)")
+    p.add_argument("--sha1", help="expected SHA-1 (hex)")
+    p.add_argument("--size", type=int, help="expected size in bytes")
     p.add_argument("--cache-dir", action="append", type=Path, default=[],
                    help="folder where a hand-downloaded copy may be found (repeatable)")
-    p.add_argument("--timeout", type=float, default=60.0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds without data before a mirror fails (default 60)")
+    add_progress(p)
     a = p.parse_args(argv)
-    path = download(a.urls, a.output, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
+    path = download(a.urls, a.out, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
                     progress=not a.no_progress, timeout=a.timeout)
     print(path)
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import multiprocessing
 import os
@@ -413,9 +412,11 @@ def _parse_intrinsics(text: str) -> Camera:
 def cli(argv: list[str] | None = None) -> int:
     """`fcn hha DEPTH... -o DIR [--raw-depth RAW...] [--camera NAME | --intrinsics fx,fy,cx,cy]
     [--depth-scale S] [--workers N]`."""
-    ap = argparse.ArgumentParser(prog="fcn hha", description="Encode depth PNGs as HHA (Gupta et al. 2014).")
+    from .cliopts import Parser, add_out, add_progress
+
+    ap = Parser(prog="fcn hha", description="Encode depth PNGs as HHA (Gupta et al. 2014).")
     ap.add_argument("depth", nargs="+", type=Path, help="depth PNGs (16-bit)")
-    ap.add_argument("-o", "--out", type=Path, required=True, help="output folder (<stem>.png per input)")
+    add_out(ap, "output folder (<stem>.png per input)", required=True, type=Path)
     ap.add_argument("--raw-depth", nargs="+", type=Path, default=None,
                     help="raw depth PNGs (0 = missing), one per depth map, same order")
     cam = ap.add_mutually_exclusive_group()
@@ -425,7 +426,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth-scale", type=float, default=0.001,
                     help="metres per stored depth unit: 0.001 mm (default), 0.0001 for 0.1 mm, 1 for metres")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_progress(ap)
     args = ap.parse_args(argv)
     camera = _parse_intrinsics(args.intrinsics) if args.intrinsics else CAMERAS[args.camera]
     outs = encode_dataset(args.depth, args.out, camera, args.depth_scale, raw_paths=args.raw_depth,

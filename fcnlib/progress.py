@@ -58,10 +58,12 @@ def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,
              unit: str = "it", disable: bool = False, file: IO[str] | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar on `file` (default: the current sys.stderr, which is the rule's log under Snakemake).
 
+    FCN_PROGRESS=0 in the environment (`--no-progress` of `fcn train`) disables every bar.
     Not a terminal: a line every `file_interval()` seconds and at the end, never a frame per update
     (a `set_postfix` is shown with the next line; call it with refresh=False). Extra kwargs go to tqdm.
     """
     stream = sys.stderr if file is None else file
+    disable = disable or os.environ.get("FCN_PROGRESS", "1").lower() in ("0", "off", "false", "no")
     if _is_terminal(stream):
         kwargs.setdefault("mininterval", TERMINAL_INTERVAL_S)
         kwargs.setdefault("dynamic_ncols", True)

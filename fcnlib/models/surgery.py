@@ -321,16 +321,19 @@ def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "convert-weights":
         argv = argv[1:]
-    ap = argparse.ArgumentParser(prog="fcn convert-weights",
-                                 description="ImageNet classifier → fully convolutional weights file")
+    from ..cliopts import Parser, add_out
+
+    ap: argparse.ArgumentParser = Parser(prog="fcn convert-weights",
+                                         description="ImageNet classifier → fully convolutional weights file")
     ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth)")
-    ap.add_argument("-o", "--output", required=True, help="output .pt file")
-    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES))
-    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt")
+    add_out(ap, "output .pt file", required=True)
+    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES), help="classifier architecture")
+    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt",
+                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default caffe")
     ap.add_argument("--width", type=float, default=1.0, help="width of a reduced stand-in (default 1.0)")
     a = ap.parse_args(argv)
     try:
-        out = convert_imagenet_file(a.src, a.output, a.backbone, a.fmt, a.width)
+        out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)
     except FcnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,21 +1,11 @@
-"""Train one experiment; resume state sits beside the outputs at an undeclared path."""
+"""Train one experiment; resume state sits beside the outputs at an undeclared path (fcnlib.experiment)."""
 
-import shutil
-from pathlib import Path
-
-from fcnlib.io import atomic_write
+from fcnlib.experiment import train_to
 from fcnlib.scripting import run
-from fcnlib.train import train
 
 
 def main(job):
-    out = Path(job.output.weights)
-    work = out.parent / ".train"  # undeclared: survives a failed/killed job, so the rerun resumes
-    work.mkdir(parents=True, exist_ok=True)
-    train(dict(job.params.cfg), work / "weights.pt", work / "resume.pt", work / "log.jsonl", device=job.params.device)
-    with open(work / "log.jsonl", "rb") as src, atomic_write(job.output.log, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    (work / "weights.pt").replace(out)  # declared weights last
+    train_to(dict(job.params.cfg), job.output.weights, job.output.log, device=job.params.device)
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

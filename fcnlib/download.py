@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from tqdm import tqdm
-
 from .errors import DownloadError
+from .progress import progress as progress_bar
 
 CHUNK = 1 << 20
 USER_AGENT = "fcnlib-download/0.1 (+https://github.com/; FCN reproduction)"
@@ -167,9 +166,9 @@ def _fetch(url: str, part: Path, size: int | None, sums: dict[str, str], timeout
             mode = "ab" if start > 0 else "wb"
             if start > 0:
                 _feed_file(part, hashers, limit=start)
-            with open(part, mode) as out, tqdm(
+            with open(part, mode) as out, progress_bar(
                 total=total if total is not None else size, initial=start, unit="B", unit_scale=True,
-                unit_divisor=1024, desc=label, disable=not progress, file=sys.stderr, leave=False,
+                unit_divisor=1024, desc=label, disable=not progress, leave=False,
             ) as bar:
                 if start > 0:
                     out.truncate(start)

@@ -164,11 +164,11 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     cms = {h: ConfusionMatrix(n) for h, n in ds.num_classes.items()}
     pred_dir = Path(predictions_dir) if predictions_dir is not None else None
 
-    from tqdm import tqdm
+    from .progress import progress as progress_bar
 
     n_images = 0
-    for i in tqdm(range(len(ds)), desc=f"evaluate {Path(weights).name} on {split}", unit="img",
-                  disable=not progress):
+    for i in progress_bar(range(len(ds)), desc=f"evaluate {Path(weights).name} on {split}", unit="img",
+                          disable=not progress):
         x, y = ds[i]
         labels = y if isinstance(y, dict) else {heads[0]: y}
         preds = predict(model, x.to(dev), heads)

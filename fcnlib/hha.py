@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .errors import ConfigError, DataError
 from .io import read_depth_png, write_png
+from .progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,7 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
             if not o.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
-    bar = tqdm(total=len(todo), desc="hha", unit="img", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="hha", unit="img", disable=not progress or not todo)
     if workers <= 1 or len(todo) <= 1:
         if todo:
             tune_allocator()

@@ -712,12 +712,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
               f"from there", file=sys.stderr)
         return SystemExit(128 + stop.signum)
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = (tqdm(total=n_iter, initial=start, desc=c["experiment"], unit="it", dynamic_ncols=True,
-                mininterval=1.0 if sys.stderr.isatty() else 30.0) if tqdm is not None else None)
+    from .progress import progress
+
+    bar = progress(total=n_iter, initial=start, desc=c["experiment"], unit="it")
 
     reduction = r["loss"]
     keep_prob = float(c["loss_sampling"])
@@ -784,7 +781,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                                "lr": lr})
                     state["win"] = [0.0, 0]
                     if bar is not None:
-                        bar.set_postfix(loss=f"{mean_loss:.4g}")
+                        bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)  # shown with the next line
                 if (c["val_every"] and it % c["val_every"] == 0) or it == n_iter:
                     if not run_val(stop):
                         raise preempted(stop, pending=True)

@@ -12,6 +12,7 @@ include: "workflow/rules/weights.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/versioning.smk"
 
 
 rule all:
@@ -19,4 +20,5 @@ rule all:
         "results/tables.md",
         "results/tables.json",
         figure_targets(),
+        summary_targets(),
     default_target: True

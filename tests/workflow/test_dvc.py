@@ -1,4 +1,6 @@
-"""dvc.yaml on a tiny configuration: repro, no-op repro, a param change, push, fresh clone, pull.
+"""dvc.yaml on a tiny configuration, through the commands a user types: `dvc repro` (the demo only, never
+the paper), a no-op repro, a param change, `dvc metrics show`, `dvc plots diff` between two commits,
+`dvc push`, a fresh clone, `dvc pull`, re-extraction and `snakemake --touch` without retraining.
 
 A throwaway git repository is built from the working tree's workflow files; its config/demo.yaml is
 replaced by a two-experiment cut of config/test.yaml (FCN-32s → FCN-16s on demo PASCAL), so the real
@@ -8,6 +10,7 @@ replaced by a two-experiment cut of config/test.yaml (FCN-32s → FCN-16s on dem
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +28,7 @@ pytest.importorskip("dvc", reason="dvc is not installed (pip install 'fcnlib[dvc
 RUN = "runs/demo"
 W32 = f"{RUN}/results/pascal/voc-fcn32s/weights.pt"
 W16 = f"{RUN}/results/pascal/voc-fcn16s/weights.pt"
+HEADLINE = {"mean_iu", "pixel_acc", "mean_acc", "fw_iu", "geo_acc"}
 SNAKE_ALL = ["snakemake", "all", "--configfile", "config/demo.yaml", "--directory", RUN, "--cores", "1"]
 
 
@@ -67,8 +71,8 @@ def _tiny_config() -> dict:
 def _make_repo(dest: Path) -> Path:
     """A git repository holding what a checkout of this project holds (no data, results, caches)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
-    for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles", "dvc.yaml", ".dvcignore",
-                 ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore"):
+    for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles", "dvc.yaml", "paper/dvc.yaml",
+                 ".dvcignore", ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore"):
         src, dst = REPO / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree(src, dst, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst))
@@ -91,25 +95,49 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reproduced(repo: Path) -> tuple[Path, str]:
-    log = run(repo, "dvc", "repro", "demo")
+    log = run(repo, "dvc", "repro")  # what a user types: the root dvc.yaml, i.e. the demo only
     return repo, log
 
 
 def test_repro_builds_everything_through_snakemake(reproduced: tuple[Path, str]) -> None:
     repo, log = reproduced
     assert "Running stage 'demo'" in log
-    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png"):
+    assert "paper" not in log and not (repo / "paper" / "dvc.lock").exists()  # the paper is asked for by name
+    assert "paper/dvc.yaml:paper" in run(repo, "dvc", "stage", "list", "--all")
+    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png",
+              f"{RUN}/results/metrics/voc-fcn16s/seg11valid.json", f"{RUN}/results/curves/loss/voc-fcn16s.tsv"):
         assert (repo / f).stat().st_size > 0, f
     assert jobs_run(log).count("train") == 2
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["demo"]
-    assert {o["path"] for o in lock["outs"]} == {f"{RUN}/{d}" for d in ("data", "results", "logs", "benchmarks")}
+    outs = {o["path"] for o in lock["outs"]}
+    assert f"{RUN}/data/raw" in outs and f"{RUN}/data/pascal" in outs and f"{RUN}/results" in outs
+    # the data once: archives (demo_src and raw hold the same bytes: one cache entry), never the extracted trees
+    assert not any("extracted" in o for o in outs) and f"{RUN}/data" not in outs
     assert lock["params"]["config/demo.yaml"]["name"] == "dvc-test"
+    assert run(repo, "dvc", "config", "cache.type").strip() == "reflink,copy"
+
+
+def test_metrics_show_is_a_table_of_headline_numbers(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    table = run(repo, "dvc", "metrics", "show")
+    header = next(line for line in table.splitlines() if line.startswith("Path")).split()
+    assert header[0] == "Path" and set(header[1:]) <= HEADLINE and "mean_iu" in header, table
+    assert f"{RUN}/results/metrics/voc-fcn32s/seg11valid.json" in table
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
+    files = shown[""]["data"]
+    got = {p: v["data"] for p, v in files.items() if "data" in v}
+    assert len(got) == 2, files  # FCN-32s and FCN-16s on seg11valid
+    for path, numbers in got.items():
+        assert set(numbers) == {"mean_iu", "pixel_acc", "mean_acc", "fw_iu"}, path
+        assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in numbers.values()), numbers
+    full = json.loads((repo / RUN / "results/pascal/voc-fcn32s/seg11valid/metrics.json").read_text())
+    assert got[f"{RUN}/results/metrics/voc-fcn32s/seg11valid.json"]["mean_iu"] == round(100 * full["mean_iu"], 2)
 
 
 def test_second_repro_is_a_no_op(reproduced: tuple[Path, str]) -> None:
     repo, _ = reproduced
     before = (repo / W16).stat().st_mtime_ns
-    log = run(repo, "dvc", "repro", "demo")
+    log = run(repo, "dvc", "repro")
     assert "didn't change, skipping" in log and "Running stage" not in log, log
     assert (repo / W16).stat().st_mtime_ns == before
     assert "up to date" in run(repo, "dvc", "status", "demo")
@@ -127,7 +155,7 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     (repo / "config/demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "experiments.voc-fcn16s.iterations" in run(repo, "dvc", "params", "diff")
 
-    log = run(repo, "dvc", "repro", "demo")
+    log = run(repo, "dvc", "repro")
     ran = jobs_run(log)
     # persist: true kept the outputs, so Snakemake reran FCN-16s and the report, nothing upstream
     assert ran.count("train") == 1 and ran.count("evaluate") == 1, ran
@@ -138,13 +166,25 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "fcn16s: 4 iterations")
 
+    # `dvc plots diff`: the two commits' learning curves of the retrained net, overlaid; files ignored by git
+    plots = json.loads(run(repo, "dvc", "plots", "diff", "HEAD~1", "HEAD", "--json"))
+    curve = plots["data"][f"{RUN}/results/curves/loss/voc-fcn16s.tsv"][0]
+    assert set(curve["revisions"]) == {"HEAD~1", "HEAD"}
+    points = curve["content"]["data"]["values"]
+    iters = {rev: sorted(int(p["iter"]) for p in points if p["rev"] == rev) for rev in ("HEAD~1", "HEAD")}
+    assert iters["HEAD~1"][-1] == 6 and iters["HEAD"][-1] == 4, iters
+    assert f"{RUN}/results/curves/val/voc-fcn16s.tsv" in plots["data"]
+    run(repo, "dvc", "plots", "show")
+    assert (repo / "dvc_plots" / "index.html").exists()
+    assert "dvc_plots" not in run(repo, "git", "status", "--porcelain")
+
 
 def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path: Path) -> None:
     repo, _ = reproduced
     if run(repo, "git", "status", "--porcelain").strip():  # run alone: commit the lock first
         run(repo, "git", "add", "-A")
         run(repo, "git", "commit", "-qm", "lock")
-    run(repo, "dvc", "push", "demo")
+    run(repo, "dvc", "push")
     remote = repo / "dvc-remote"  # the default remote: ../dvc-remote from .dvc/config
     assert any(p.is_file() for p in remote.rglob("*"))
 
@@ -153,11 +193,15 @@ def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path
     assert not (clone / W16).exists()
     # the clone's own ./dvc-remote is empty: point it at the shared one (per clone, not committed)
     run(clone, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
-    run(clone, "dvc", "pull", "demo")
+    run(clone, "dvc", "pull")
     assert sha(clone / W16) == sha(repo / W16) and sha(clone / W32) == sha(repo / W32)
     assert "up to date" in run(clone, "dvc", "status", "demo")
+    assert not (clone / RUN / "data" / "extracted").exists()  # not cached: rebuilt from the archives
 
-    # checkout order scrambles mtimes; --touch re-stamps outputs in DAG order without running anything
+    # re-extract the pulled archives (only missing outputs run: no download, no training) ...
+    restored = run(clone, *SNAKE_ALL[:1], "restore_extracted", *SNAKE_ALL[2:], "--rerun-triggers", "params")
+    assert set(jobs_run(restored)) - {"restore_extracted"} == {"extract"}, jobs_run(restored)
+    # ... then, since checkout order scrambles mtimes, --touch re-stamps outputs in DAG order
     touched = run(clone, *SNAKE_ALL, "--touch")
     assert sha(clone / W16) == sha(repo / W16)
     assert "Touching output file" in touched or "steps (100%) done" in touched

@@ -138,3 +138,16 @@ def train_inputs(wildcards):
 def train_runtime(wildcards):
     iters = EXPERIMENTS[wildcards.exp]["iterations"]
     return int(30 + iters / 1000 * config["resources"]["minutes_per_1k_iter"])
+
+
+# DVC's per-run files (workflow/rules/versioning.smk)
+def summary_files():
+    return {
+        "metrics": [f"results/metrics/{e}/{s}.json" for e, s in evaluations()],
+        "loss": [f"results/curves/loss/{e}.tsv" for e in EXPERIMENTS],
+        "val": [f"results/curves/val/{e}.tsv" for e in EXPERIMENTS],
+    }
+
+
+def summary_targets():
+    return [f for files in summary_files().values() for f in files]

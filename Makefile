@@ -28,6 +28,7 @@ demo: $(VENV)/.demo
 
 test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
 	$(VENV)/bin/pytest -q
 

@@ -3,6 +3,14 @@
 #   snakemake results/tables.md --cores 8 --resources gpu=1                   # the paper on a GPU box
 # Config: config/config.yaml unless --configfile is given (see config/README.md).
 # Rules are thin: each calls one fcnlib function through workflow/scripts/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# the report opens on this description (the tables first), then its categories: Tables, Figures
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"

@@ -109,10 +109,14 @@ def test_repro_builds_everything_through_snakemake(reproduced: tuple[Path, str])
         assert (repo / f).stat().st_size > 0, f
     assert jobs_run(log).count("train") == 2
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["demo"]
-    outs = {o["path"] for o in lock["outs"]}
-    assert f"{RUN}/data/raw" in outs and f"{RUN}/data/pascal" in outs and f"{RUN}/results" in outs
-    # the data once: archives (demo_src and raw hold the same bytes: one cache entry), never the extracted trees
-    assert not any("extracted" in o for o in outs) and f"{RUN}/data" not in outs
+    assert {o["path"] for o in lock["outs"]} == {f"{RUN}/{d}" for d in ("data", "results", "logs", "benchmarks")}
+    # the data once: archives (demo_src and raw hold the same bytes: one cache entry), not the extracted trees
+    assert (repo / RUN / "data" / "extracted" / "voc2012").is_dir()
+    data_md5 = next(o["md5"] for o in lock["outs"] if o["path"] == f"{RUN}/data")  # "<hash>.dir"
+    listing = json.loads((repo / ".dvc" / "cache" / "files" / "md5" / data_md5[:2] / data_md5[2:]).read_text())
+    tracked = {e["relpath"] for e in listing}
+    assert {"raw/VOCtrainval_11-May-2012.tar", "pascal/dataset.json"} <= tracked, sorted(tracked)[:20]
+    assert not any(p.startswith("extracted/") for p in tracked)
     assert lock["params"]["config/demo.yaml"]["name"] == "dvc-test"
     assert run(repo, "dvc", "config", "cache.type").strip() == "reflink,copy"
 

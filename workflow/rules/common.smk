@@ -1,4 +1,5 @@
 # Config validation, path helpers and wildcard constraints (no rules here).
+import os
 import re
 from pathlib import Path
 
@@ -16,8 +17,9 @@ _DEFAULT_CONFIG = Path("config/config.yaml")
 if not _DEFAULT_CONFIG.exists():  # --directory elsewhere: the default beside the Snakefile
     _DEFAULT_CONFIG = Path(workflow.main_snakefile).parent / "config" / "config.yaml"
 _partial = "experiments" not in config
-_composed, _sources = fcncfg.compose_config(config, workflow.overwrite_configfiles,
-                                            dict(workflow.config_settings.config), default=_DEFAULT_CONFIG)
+_composed, _sources = fcncfg.compose_config(
+    config, workflow.overwrite_configfiles, dict(workflow.config_settings.config), default=_DEFAULT_CONFIG
+)
 config.clear()
 config.update(_composed)
 if _partial:
@@ -29,6 +31,13 @@ try:
     fcncfg.validate_config(config, source=_CONFIG_SOURCE, cache_dir=".snakemake/fcn")
 except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
+
+# Conda jobs (--sdm conda): the stage envs (workflow/envs/*.yaml) hold fcnlib's pinned dependencies, and
+# fcnlib itself is this checkout's, put on PYTHONPATH (absolute, so --directory elsewhere works too).
+if any(str(m).lower().endswith("conda") for m in workflow.deployment_settings.deployment_method):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(workflow.basedir).resolve()), os.environ.get("PYTHONPATH")) if p
+    )
 
 SOURCES = config["sources"]
 DEMO = config["source"] == "demo"

@@ -12,15 +12,17 @@ rule summaries:
         metrics=[metrics(e, s) for e, s in evaluations()],
         logs=[f"{exp_dir(e)}/log.jsonl" for e in EXPERIMENTS],
     output:
-        **summary_files(),
-    params:
-        code=fcncfg.code_hash("summaries.py", "figures.py"),
+        metrics=summary_files()["metrics"],
+        loss=summary_files()["loss"],
+        val=summary_files()["val"],
     log:
         "logs/report/summaries.log",
     benchmark:
         "benchmarks/report/summaries.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        code=fcncfg.code_hash("summaries.py", "figures.py"),
     script:
         "../scripts/summaries.py"
 

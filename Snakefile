@@ -1,7 +1,8 @@
 # fcn-pipeline: raw downloads → the paper's tables (Long, Shelhamer, Darrell 2015).
 #   snakemake results/tables.md --cores 2 --configfile config/demo.yaml      # offline CPU demo
 #   snakemake results/tables.md --cores 8 --resources gpu=1                   # the paper on a GPU box
-# Config: config/config.yaml unless --configfile is given (see config/README.md).
+# Config: config/config.yaml; a complete --configfile (with experiments) replaces it, a partial one or
+# --config pairs merge over it (see config/README.md).
 # Rules are thin: each calls one fcnlib function through workflow/scripts/.
 from snakemake.utils import min_version
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fcnlib import config as fcncfg
+from fcnlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -93,3 +94,13 @@ def test_snakemake_dry_run_with_a_one_key_override_plans_the_paper(tmp_path):
     assert "config.yaml" in header and "override.yaml" in header
     log = _dry_run(tmp_path, "--config", "training={threads: 3}")
     assert _train_threads(log) == {3} and "fcn config: config/config.yaml + --config" in log
+
+
+def test_check_config_merges_an_override_like_the_workflow(tmp_path, capsys):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("training:\n  threads: 4\n")
+    bad.write_text("training:\n  threads: four\n")
+    assert fcncfg.cli([str(good)]) == 0
+    assert "merged over" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"bad.yaml: at 'training.threads'"):
+        fcncfg.cli([str(bad)])

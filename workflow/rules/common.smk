@@ -35,8 +35,8 @@ except ConfigError as _e:
 # Conda jobs (--sdm conda): the stage envs (workflow/envs/*.yaml) hold fcnlib's pinned dependencies, and
 # fcnlib itself is this checkout's, put on PYTHONPATH (absolute, so --directory elsewhere works too).
 if any(str(m).lower().endswith("conda") for m in workflow.deployment_settings.deployment_method):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(Path(workflow.basedir).resolve()), os.environ.get("PYTHONPATH")) if p
+    os.environ.update(  # set for the jobs, not a variable the user must provide (no envvars:)
+        PYTHONPATH=os.pathsep.join(p for p in (str(Path(workflow.basedir).resolve()), os.getenv("PYTHONPATH")) if p)
     )
 
 SOURCES = config["sources"]

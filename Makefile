@@ -19,6 +19,8 @@ $(VENV)/.demo: $(VENV)/.base pyproject.toml
 
 $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PY) -m pip install -q -e ".[workflow,cluster,dvc,dev]"
+	# optional: ONNX export + onnxruntime (no wheel on some platforms; the ONNX test then skips, saying why)
+	$(PY) -m pip install -q -e ".[export]" || echo "note: fcnlib[export] (onnx, onnxruntime) not installable here"
 	touch $@
 
 demo: $(VENV)/.demo
@@ -26,6 +28,7 @@ demo: $(VENV)/.demo
 
 test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
 	$(VENV)/bin/pytest -q
 

@@ -1,8 +1,17 @@
 # fcn-pipeline: raw downloads → the paper's tables (Long, Shelhamer, Darrell 2015).
 #   snakemake results/tables.md --cores 2 --configfile config/demo.yaml      # offline CPU demo
 #   snakemake --cores 8 results/tables.md                                    # the paper on a GPU box (GPU cap: common.smk)
-# Config: config/config.yaml unless --configfile is given (see config/README.md).
+# Config: config/config.yaml; a complete --configfile (with experiments) replaces it, a partial one or
+# --config pairs merge over it (see config/README.md).
 # Rules are thin: each calls one fcnlib function through workflow/scripts/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# the report opens on this description (the tables first), then its categories: Tables, Figures
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
@@ -13,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/released.smk"
+include: "workflow/rules/versioning.smk"
 
 
 rule all:
@@ -21,4 +31,5 @@ rule all:
         "results/tables.json",
         figure_targets(),
         ["results/released.md", "results/released.json"] if RELEASED else [],
+        summary_targets(),
     default_target: True

@@ -443,11 +443,11 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Pat
 
 def cli(argv: list[str] | None = None) -> int:
     """`fcn extract ARCHIVE -o DEST`: safe, all-or-nothing extraction."""
-    import argparse
+    from .cliopts import Parser, add_out
 
-    p = argparse.ArgumentParser(prog="fcn extract", description=cli.__doc__)
-    p.add_argument("archive", type=Path)
-    p.add_argument("-o", "--output", required=True, type=Path, help="folder to create (replaced if present)")
+    p = Parser(prog="fcn extract", description=cli.__doc__)
+    p.add_argument("archive", type=Path, help="tar (.tar, .tgz, .tar.gz, …) or zip archive")
+    add_out(p, "folder to create (replaced if present)", required=True, type=Path)
     a = p.parse_args(argv)
-    print(safe_extract(a.archive, a.output))
+    print(safe_extract(a.archive, a.out))
     return 0

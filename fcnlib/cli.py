@@ -8,6 +8,9 @@ import sys
 from .errors import FcnError
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("fcnlib.experiment", "train one experiment of a config, as the workflow's train rule"),
+    "evaluate": ("fcnlib.evaluate", "score trained weights on a dataset split (metrics.json)"),
+    "export": ("fcnlib.export", "export trained weights as TorchScript or ONNX"),
     "segment": ("fcnlib.segment", "segment images with trained weights (palette PNGs, overlays)"),
     "hha": ("fcnlib.hha", "encode depth maps as HHA (horizontal disparity, height, angle)"),
     "convert-weights": ("fcnlib.models.surgery", "ImageNet classifier or released FCN caffemodel → our weights"),
@@ -20,16 +23,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: fcn COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: fcn [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "`fcn COMMAND --help` describes each command."]
+    lines += ["", "`fcn COMMAND --help` describes each command. Shared options: -o/--out (what a command",
+              "writes), --no-progress, --device. `python -m fcnlib` is the same as `fcn`."]
     return "\n".join(lines)
+
+
+def version() -> str:
+    from . import __version__
+
+    return f"fcn (fcnlib) {__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -41,6 +41,61 @@ def load_yaml(path: str | Path) -> Any:
                           f"custom tags are refused — write plain values") from None
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` over `base`, recursing into mappings (a list or scalar replaces); neither is modified."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _typed(value: Any) -> Any:
+    """Strings inside a mapping/list read as YAML 1.2 core scalars: "4" → 4, "1e-10" → 1e-10, "true" → True,
+    "null" → None; anything else (also "off", which YAML 1.1 would turn into False) stays a string."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~"):
+        return None
+    for parse in (int, float):
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    return value
+
+
+def compose_config(given: dict, configfiles: list[str] | None = None, overrides: dict | None = None,
+                   default: str | Path = "config/config.yaml") -> tuple[dict, list[str]]:
+    """The config a run uses, from what Snakemake merged out of `--configfile` files and `--config` pairs.
+
+    A complete config (one with `experiments`, e.g. config/demo.yaml) stands alone; anything else is a
+    partial override, deep-merged over `default`, so `training: {threads: 4}` changes only that key.
+    Returns the config and the sources that made it, in merge order (files, then "--config").
+    """
+    files = [str(f) for f in configfiles or []]
+    sources = files + (["--config"] if overrides else [])
+    # Snakemake reads a nested --config value (`training={threads: 4}`) with YAML's BaseLoader, all
+    # strings: type its leaves as a config file would be typed, then apply them again.
+    given = deep_merge(given, {k: _typed(v) if isinstance(v, dict | list) else v
+                               for k, v in (overrides or {}).items()})
+    if "experiments" in given:
+        return given, sources
+    base = load_yaml(default)
+    if not isinstance(base, dict):
+        raise ConfigError(f"{default}: expected a mapping of config keys at the top level")
+    return deep_merge(base, given), [str(default), *sources]
+
+
 def _key_path(error: Any) -> str:
     parts = [str(p) for p in error.absolute_path]
     return ".".join(parts) if parts else "<top level>"
@@ -372,12 +427,19 @@ def cli(argv: list[str]) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="fcn check-config", description=cli.__doc__)
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="config YAML file(s), each checked on its own; one without 'experiments' is an "
+                        "override, checked merged over config/config.yaml as the workflow merges it")
     args = p.parse_args(argv)
+    default = Path("config/config.yaml")
+    if not default.exists():
+        default = PACKAGE_DIR.parent / "config" / "config.yaml"
     for f in args.files:
         cfg = load_yaml(f)
         if not isinstance(cfg, dict):
             raise ConfigError(f"{f}: expected a mapping of config keys at the top level")
-        validate_config(cfg, source=str(f))
-        print(f"{f}: ok ({len(cfg['experiments'])} experiments)")
+        cfg, sources = compose_config(cfg, [str(f)], default=default)
+        validate_config(cfg, source=" + ".join(sources))
+        merged = f", merged over {default}" if len(sources) > 1 else ""
+        print(f"{f}: ok ({len(cfg['experiments'])} experiments{merged})")
     return 0

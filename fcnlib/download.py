@@ -16,7 +16,6 @@ the bytes it serves again over the last 64 KiB of the part are the same. Anythin
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -33,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tqdm import tqdm
-
 from .errors import DownloadError
+from .progress import progress as progress_bar
 
 CHUNK = 1 << 20
 OVERLAP = 64 << 10  # bytes re-fetched before a resume point of an unverifiable source, and compared
@@ -363,9 +361,9 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
     if expect is not None and expect - keep + _FREE_MARGIN > free:  # local: no mirror would help
         raise DownloadError(f"{dest}: not enough free disk space on {part.parent} for {expect - keep} more B "
                             f"({free} B free); free disk space and rerun")
-    with open(part, "r+b" if part.exists() else "wb") as out, tqdm(
+    with open(part, "r+b" if part.exists() else "wb") as out, progress_bar(
         total=expect, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-        disable=not progress, file=sys.stderr, leave=False,
+        disable=not progress, leave=False,
     ) as bar:
         out.truncate(start + len(tail) if start > 0 else 0)
         out.seek(start + len(tail) if start > 0 else 0)
@@ -534,22 +532,25 @@ def _cli_bounds(deadline: float | None, min_rate: float | None) -> Bounds:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """`fcn download URL... -o DEST [--md5 X] [--sha256 X] [--size N] [--cache-dir D]...`"""
-    p = argparse.ArgumentParser(prog="fcn download", description="Download one file with mirrors, resume "
-                                "and checksum verification; URLs are tried in order.")
-    p.add_argument("urls", nargs="+", metavar="URL")
-    p.add_argument("-o", "--output", required=True, type=Path, help="destination file")
-    p.add_argument("--md5")
-    p.add_argument("--sha256")
-    p.add_argument("--sha1")
-    p.add_argument("--size", type=int)
+    from .cliopts import Parser, add_out, add_progress
+
+    p = Parser(prog="fcn download", description="Download one file with mirrors, resume "
+               "and checksum verification; URLs are tried in order.")
+    p.add_argument("urls", nargs="+", metavar="URL", help="mirrors of the file, tried in order (http(s), file)")
+    add_out(p, "destination file", required=True, type=Path)
+    p.add_argument("--md5", help="expected MD5 (hex); a mismatch rejects the mirror")
+    p.add_argument("--sha256", help="expected SHA-256 (hex)")
+    p.add_argument("--sha1", help="expected SHA-1 (hex)")
+    p.add_argument("--size", type=int, help="expected size in bytes")
     p.add_argument("--cache-dir", action="append", type=Path, default=[],
                    help="folder where a hand-downloaded copy may be found (repeatable)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds one read may wait")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds without data before a mirror fails (default 60)")
     p.add_argument("--deadline", type=float, help="seconds the whole download may take (FCN_DOWNLOAD_DEADLINE)")
     p.add_argument("--min-rate", type=float, help="B/s below which a mirror is dropped (FCN_DOWNLOAD_MIN_RATE)")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress(p)
     a = p.parse_args(argv)
-    path = download(a.urls, a.output, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
+    path = download(a.urls, a.out, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
                     progress=not a.no_progress, timeout=a.timeout, bounds=_cli_bounds(a.deadline, a.min_rate))
     print(path)
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import multiprocessing
 import os
@@ -11,10 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .errors import ConfigError, DataError
 from .io import read_depth_png, set_max_pixels, write_png
+from .progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -386,7 +385,7 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
             if not o.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
-    bar = tqdm(total=len(todo), desc="hha", unit="img", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="hha", unit="img", disable=not progress or not todo)
     if workers <= 1 or len(todo) <= 1:
         if todo:
             tune_allocator()
@@ -416,9 +415,11 @@ def _parse_intrinsics(text: str) -> Camera:
 def cli(argv: list[str] | None = None) -> int:
     """`fcn hha DEPTH... -o DIR [--raw-depth RAW...] [--camera NAME | --intrinsics fx,fy,cx,cy]
     [--depth-scale S] [--workers N]`."""
-    ap = argparse.ArgumentParser(prog="fcn hha", description="Encode depth PNGs as HHA (Gupta et al. 2014).")
+    from .cliopts import Parser, add_out, add_progress
+
+    ap = Parser(prog="fcn hha", description="Encode depth PNGs as HHA (Gupta et al. 2014).")
     ap.add_argument("depth", nargs="+", type=Path, help="depth PNGs (16-bit)")
-    ap.add_argument("-o", "--out", type=Path, required=True, help="output folder (<stem>.png per input)")
+    add_out(ap, "output folder (<stem>.png per input)", required=True, type=Path)
     ap.add_argument("--raw-depth", nargs="+", type=Path, default=None,
                     help="raw depth PNGs (0 = missing), one per depth map, same order")
     cam = ap.add_mutually_exclusive_group()
@@ -428,7 +429,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth-scale", type=float, default=0.001,
                     help="metres per stored depth unit: 0.001 mm (default), 0.0001 for 0.1 mm, 1 for metres")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_progress(ap)
     ap.add_argument("--max-pixels", type=int, default=None,
                     help="refuse depth maps with more pixels (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
     args = ap.parse_args(argv)

@@ -124,14 +124,16 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcn segment", description="Write VOC-palette label PNGs for images "
+    from .cliopts import Parser, add_device, add_out, add_progress
+
+    p = Parser(prog="fcn segment", description="Write VOC-palette label PNGs for images "
                                 "with a trained FCN (preprocessing is read from the weights file).")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--weights", required=True, help="weights file written by the pipeline (weights.pt)")
-    p.add_argument("--out", default="segmentation", help="output folder (default: ./segmentation)")
+    add_out(p, "output folder (default: ./segmentation)", default="segmentation")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device(p)
+    add_progress(p)
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse larger images before decoding (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
     return p
@@ -143,7 +145,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
-                            device=args.device, progress=not args.quiet)
+                            device=args.device, progress=not args.no_progress)
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0
 

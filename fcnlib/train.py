@@ -971,12 +971,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
               f"from there", file=sys.stderr)
         return SystemExit(128 + stop.signum)
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = (tqdm(total=n_iter, initial=start, desc=c["experiment"], unit="it", dynamic_ncols=True,
-                mininterval=1.0 if sys.stderr.isatty() else 30.0) if tqdm is not None and dist.is_main else None)
+    from .progress import progress
+
+    bar = progress(total=n_iter, initial=start, desc=c["experiment"], unit="it") if dist.is_main else None
 
     reduction = r["loss"]
     keep_prob = float(c["loss_sampling"])
@@ -1024,7 +1021,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
                     state["win"] = [0.0, 0]
                     guard.reset_window()
                     if bar is not None:
-                        bar.set_postfix(loss=f"{mean_loss:.4g}")
+                        bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)  # shown with the next line
                 if (c["val_every"] and it % c["val_every"] == 0) or it == n_iter:
                     if not run_val(stop):
                         raise preempted(stop, pending=True)

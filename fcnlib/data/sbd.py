@@ -13,10 +13,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import DataError
 from ..io import write_label_png
+from ..progress import progress as progress_bar
 
 SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"
 
@@ -77,7 +77,7 @@ def convert_sbd(sbd_root: Path, out_dir: Path, ids: Sequence[str], *, workers: i
                         f"and its extracted folder and rerun")
     jobs = [(str(sbd_root / "cls" / f"{i}.mat"), str(out_dir / f"{i}.png")) for i in todo]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    bar = tqdm(total=len(jobs), desc="SBD .mat → PNG", unit="img", disable=not progress or not jobs)
+    bar = progress_bar(total=len(jobs), desc="SBD .mat → PNG", unit="img", disable=not progress or not jobs)
     with bar:
         if workers == 1:
             for j in jobs:

@@ -353,14 +353,18 @@ def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "convert-weights":
         argv = argv[1:]
-    ap = argparse.ArgumentParser(prog="fcn convert-weights",
-                                 description="ImageNet classifier → fully convolutional weights file, or one "
-                                             "of the authors' released FCN caffemodels → our weights file")
+    from ..cliopts import Parser, add_out
+
+    ap: argparse.ArgumentParser = Parser(prog="fcn convert-weights",
+                                         description="ImageNet classifier → fully convolutional weights file, "
+                                                     "or one of the authors' released FCN caffemodels → our "
+                                                     "weights file")
     ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth), or a released FCN "
                                 ".caffemodel")
-    ap.add_argument("-o", "--output", required=True, help="output .pt file")
-    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES))
-    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt")
+    add_out(ap, "output .pt file", required=True)
+    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES), help="classifier architecture")
+    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt",
+                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default caffe")
     ap.add_argument("--width", type=float, default=1.0, help="width of a reduced stand-in (default 1.0)")
     ap.add_argument("--released", choices=sorted(released.MODELS), default=None,
                     help="which released FCN the caffemodel is (default: from its file name, e.g. "
@@ -369,10 +373,10 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         name = a.released or released.by_caffemodel(a.src)
         if name is not None:
-            out = released.convert(a.src, a.output, name, a.width)
+            out = released.convert(a.src, a.out, name, a.width)
         else:
             try:
-                out = convert_imagenet_file(a.src, a.output, a.backbone, a.fmt, a.width)
+                out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)
             except WeightsError:
                 if _is_fcn_caffemodel(a.src):  # not a classifier: a trained FCN under another file name
                     raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "

@@ -1,4 +1,6 @@
-"""dvc.yaml on a tiny configuration: repro, no-op repro, a param change, push, fresh clone, pull.
+"""dvc.yaml on a tiny configuration, through the commands a user types: `dvc repro` (the demo only, never
+the paper), a no-op repro, a param change, `dvc metrics show`, `dvc plots diff` between two commits,
+`dvc push`, a fresh clone, `dvc pull`, re-extraction and `snakemake --touch` without retraining.
 
 A throwaway git repository is built from the working tree's workflow files; its config/demo.yaml is
 replaced by a two-experiment cut of config/test.yaml (FCN-32s → FCN-16s on demo PASCAL), so the real
@@ -8,6 +10,7 @@ replaced by a two-experiment cut of config/test.yaml (FCN-32s → FCN-16s on dem
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +28,7 @@ pytest.importorskip("dvc", reason="dvc is not installed (pip install 'fcnlib[dvc
 RUN = "runs/demo"
 W32 = f"{RUN}/results/pascal/voc-fcn32s/weights.pt"
 W16 = f"{RUN}/results/pascal/voc-fcn16s/weights.pt"
+HEADLINE = {"mean_iu", "pixel_acc", "mean_acc", "fw_iu", "geo_acc"}
 SNAKE_ALL = ["snakemake", "all", "--configfile", "config/demo.yaml", "--directory", RUN, "--cores", "1"]
 
 
@@ -39,11 +43,16 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(cwd: Path, *cmd: str, timeout: int = 900) -> str:
+def run(cwd: Path, *cmd: str, timeout: int = 900, stdout_only: bool = False) -> str:
     r = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
-    return out
+    return r.stdout if stdout_only else out
+
+
+def run_json(cwd: Path, *cmd: str) -> dict:
+    """A DVC command's --json output (its warnings go to stderr)."""
+    return json.loads(run(cwd, *cmd, "--json", stdout_only=True))
 
 
 def sha(path: Path) -> str:
@@ -67,8 +76,8 @@ def _tiny_config() -> dict:
 def _make_repo(dest: Path) -> Path:
     """A git repository holding what a checkout of this project holds (no data, results, caches)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
-    for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles", "dvc.yaml", ".dvcignore",
-                 ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore"):
+    for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles", "dvc.yaml", "paper/dvc.yaml",
+                 ".dvcignore", ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore"):
         src, dst = REPO / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree(src, dst, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst))
@@ -91,25 +100,53 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reproduced(repo: Path) -> tuple[Path, str]:
-    log = run(repo, "dvc", "repro", "demo")
+    log = run(repo, "dvc", "repro")  # what a user types: the root dvc.yaml, i.e. the demo only
     return repo, log
 
 
 def test_repro_builds_everything_through_snakemake(reproduced: tuple[Path, str]) -> None:
     repo, log = reproduced
     assert "Running stage 'demo'" in log
-    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png"):
+    assert "paper" not in log and not (repo / "paper" / "dvc.lock").exists()  # the paper is asked for by name
+    assert "paper/dvc.yaml:paper" in run(repo, "dvc", "stage", "list", "--all")
+    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png",
+              f"{RUN}/results/metrics/voc-fcn16s/seg11valid.json", f"{RUN}/results/curves/loss/voc-fcn16s.tsv"):
         assert (repo / f).stat().st_size > 0, f
     assert jobs_run(log).count("train") == 2
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["demo"]
     assert {o["path"] for o in lock["outs"]} == {f"{RUN}/{d}" for d in ("data", "results", "logs", "benchmarks")}
+    # the data once: archives (demo_src and raw hold the same bytes: one cache entry), not the extracted trees
+    assert (repo / RUN / "data" / "extracted" / "voc2012").is_dir()
+    data_md5 = next(o["md5"] for o in lock["outs"] if o["path"] == f"{RUN}/data")  # "<hash>.dir"
+    listing = json.loads((repo / ".dvc" / "cache" / "files" / "md5" / data_md5[:2] / data_md5[2:]).read_text())
+    tracked = {e["relpath"] for e in listing}
+    assert {"raw/VOCtrainval_11-May-2012.tar", "pascal/dataset.json"} <= tracked, sorted(tracked)[:20]
+    assert not any(p.startswith("extracted/") for p in tracked)
     assert lock["params"]["config/demo.yaml"]["name"] == "dvc-test"
+    assert run(repo, "dvc", "config", "cache.type").strip() == "reflink,copy"
+
+
+def test_metrics_show_is_a_table_of_headline_numbers(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    table = run(repo, "dvc", "metrics", "show")
+    header = next(line for line in table.splitlines() if line.startswith("Path")).split()
+    assert header[0] == "Path" and set(header[1:]) <= HEADLINE and "mean_iu" in header, table
+    assert f"{RUN}/results/metrics/voc-fcn32s/seg11valid.json" in table
+    shown = run_json(repo, "dvc", "metrics", "show")
+    files = shown[""]["data"]
+    got = {p: v["data"] for p, v in files.items() if "data" in v}
+    assert len(got) == 2, files  # FCN-32s and FCN-16s on seg11valid
+    for path, numbers in got.items():
+        assert set(numbers) == {"mean_iu", "pixel_acc", "mean_acc", "fw_iu"}, path
+        assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in numbers.values()), numbers
+    full = json.loads((repo / RUN / "results/pascal/voc-fcn32s/seg11valid/metrics.json").read_text())
+    assert got[f"{RUN}/results/metrics/voc-fcn32s/seg11valid.json"]["mean_iu"] == round(100 * full["mean_iu"], 2)
 
 
 def test_second_repro_is_a_no_op(reproduced: tuple[Path, str]) -> None:
     repo, _ = reproduced
     before = (repo / W16).stat().st_mtime_ns
-    log = run(repo, "dvc", "repro", "demo")
+    log = run(repo, "dvc", "repro")
     assert "didn't change, skipping" in log and "Running stage" not in log, log
     assert (repo / W16).stat().st_mtime_ns == before
     assert "up to date" in run(repo, "dvc", "status", "demo")
@@ -127,7 +164,7 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     (repo / "config/demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "experiments.voc-fcn16s.iterations" in run(repo, "dvc", "params", "diff")
 
-    log = run(repo, "dvc", "repro", "demo")
+    log = run(repo, "dvc", "repro")
     ran = jobs_run(log)
     # persist: true kept the outputs, so Snakemake reran FCN-16s and the report, nothing upstream
     assert ran.count("train") == 1 and ran.count("evaluate") == 1, ran
@@ -138,13 +175,25 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "fcn16s: 4 iterations")
 
+    # `dvc plots diff`: the two commits' learning curves of the retrained net, overlaid; files ignored by git
+    plots = run_json(repo, "dvc", "plots", "diff", "HEAD~1", "HEAD")
+    curve = plots["data"][f"{RUN}/results/curves/loss/voc-fcn16s.tsv"][0]
+    assert set(curve["revisions"]) == {"HEAD~1", "HEAD"}
+    points = curve["content"]["data"]["values"]
+    iters = {rev: sorted(int(p["iter"]) for p in points if p["rev"] == rev) for rev in ("HEAD~1", "HEAD")}
+    assert iters["HEAD~1"][-1] == 6 and iters["HEAD"][-1] == 4, iters
+    assert f"{RUN}/results/curves/val/voc-fcn16s.tsv" in plots["data"]
+    run(repo, "dvc", "plots", "show")
+    assert (repo / "dvc_plots" / "index.html").exists()
+    assert "dvc_plots" not in run(repo, "git", "status", "--porcelain")
+
 
 def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path: Path) -> None:
     repo, _ = reproduced
     if run(repo, "git", "status", "--porcelain").strip():  # run alone: commit the lock first
         run(repo, "git", "add", "-A")
         run(repo, "git", "commit", "-qm", "lock")
-    run(repo, "dvc", "push", "demo")
+    run(repo, "dvc", "push")
     remote = repo / "dvc-remote"  # the default remote: ../dvc-remote from .dvc/config
     assert any(p.is_file() for p in remote.rglob("*"))
 
@@ -153,17 +202,32 @@ def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path
     assert not (clone / W16).exists()
     # the clone's own ./dvc-remote is empty: point it at the shared one (per clone, not committed)
     run(clone, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
-    run(clone, "dvc", "pull", "demo")
+    # the demo's outs: plain `dvc pull` also asks for the paper's (paper/dvc.yaml), never built here
+    run(clone, "dvc", "pull", "dvc.yaml")
     assert sha(clone / W16) == sha(repo / W16) and sha(clone / W32) == sha(repo / W32)
     assert "up to date" in run(clone, "dvc", "status", "demo")
+    assert not (clone / RUN / "data" / "extracted").exists()  # not cached: rebuilt from the archives
 
-    # checkout order scrambles mtimes; --touch re-stamps outputs in DAG order without running anything
+    # re-extract the pulled archives: extraction only, nothing downstream. (The demo's downloads are
+    # file:// copies of the pulled data/demo_src whose mtimes the pull scrambled: recopied, same bytes;
+    # the paper's downloads have no inputs and stay.)
+    raw_before = {p.name: sha(p) for p in (clone / RUN / "data" / "raw").iterdir() if p.is_file()}
+    restored = run(clone, *SNAKE_ALL[:1], "restore_extracted", *SNAKE_ALL[2:], "--rerun-triggers", "params")
+    ran = set(jobs_run(restored)) - {"restore_extracted"}
+    assert "extract" in ran and ran <= {"download", "extract"}, jobs_run(restored)
+    assert {p.name: sha(p) for p in (clone / RUN / "data" / "raw").iterdir() if p.is_file()} == raw_before
+    assert (clone / RUN / "data" / "extracted" / "voc2012").is_dir()
+    # ... then, since checkout order scrambles mtimes, --touch re-stamps outputs in DAG order
     touched = run(clone, *SNAKE_ALL, "--touch")
     assert sha(clone / W16) == sha(repo / W16)
     assert "Touching output file" in touched or "steps (100%) done" in touched
     dry = run(clone, *SNAKE_ALL, "-n")
     assert "Nothing to be done" in dry, dry[-3000:]
-    assert "didn't change" in run(clone, "dvc", "repro", "demo")
+    # the re-extraction appended to its jobs' logs (versioned provenance): DVC reruns the stage, whose
+    # Snakemake run has nothing to do, and records the new logs; then the clone is up to date
+    again = run(clone, "dvc", "repro")
+    assert ("didn't change" in again or "Nothing to be done" in again) and not jobs_run(again), again[-3000:]
+    assert "up to date" in run(clone, "dvc", "status", "demo")
 
     # --touch also recorded the clone's params: a later config edit reruns exactly what depends on it
     cfg = yaml.safe_load((clone / "config/demo.yaml").read_text())

@@ -1,23 +1,34 @@
 # Config validation, path helpers and wildcard constraints (no rules here).
+import os
 import re
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from fcnlib import config as fcncfg
 from fcnlib import released as fcnreleased
 from fcnlib.errors import ConfigError
 
-# `--configfile X` replaces the default config entirely (a Snakefile `configfile:` would be
-# deep-merged with it, leaking the paper's experiments into the demo). `--config k=v` still applies.
-if "experiments" not in config:
-    _base = fcncfg.load_yaml("config/config.yaml")
-    _base.update(config)
-    config.clear()
-    config.update(_base)
+# Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
+# config/demo.yaml), which replaces it; a partial file or --config pairs (`training: {threads: 4}`) are
+# deep-merged over it (fcnlib.config.compose_config). No Snakefile `configfile:`: it would merge the paper's
+# experiments into the demo's. The header's "Config file(s)" and the log line name every source.
+_DEFAULT_CONFIG = Path("config/config.yaml")
+if not _DEFAULT_CONFIG.exists():  # --directory elsewhere: the default beside the Snakefile
+    _DEFAULT_CONFIG = Path(workflow.main_snakefile).parent / "config" / "config.yaml"
+_partial = "experiments" not in config
+_composed, _sources = fcncfg.compose_config(
+    config, workflow.overwrite_configfiles, dict(workflow.config_settings.config), default=_DEFAULT_CONFIG
+)
+config.clear()
+config.update(_composed)
+if _partial:
+    workflow.configfiles.insert(0, _DEFAULT_CONFIG.absolute())
+_CONFIG_SOURCE = " + ".join(_sources)
+logger.info(f"fcn config: {_CONFIG_SOURCE}")
 
-# Name the file(s) the config came from, so a bad key points at the file to fix.
-_CONFIG_SOURCE = " + ".join(str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"]))
 try:
     fcncfg.validate_config(config, source=_CONFIG_SOURCE, cache_dir=".snakemake/fcn")
 except ConfigError as _e:
@@ -34,6 +45,12 @@ if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.g
     if workflow.is_main_process:
         print(f"fcn: at most gpu={workflow.global_resources['gpu'].value} GPU job(s) at once (this box's GPUs; "
               f"--resources gpu=N to change)", file=sys.stderr)
+# Conda jobs (--sdm conda): the stage envs (workflow/envs/*.yaml) hold fcnlib's pinned dependencies, and
+# fcnlib itself is this checkout's, put on PYTHONPATH (absolute, so --directory elsewhere works too).
+if any(str(m).lower().endswith("conda") for m in workflow.deployment_settings.deployment_method):
+    os.environ.update(  # set for the jobs, not a variable the user must provide (no envvars:)
+        PYTHONPATH=os.pathsep.join(p for p in (str(Path(workflow.basedir).resolve()), os.getenv("PYTHONPATH")) if p)
+    )
 
 SOURCES = config["sources"]
 DEMO = config["source"] == "demo"
@@ -159,3 +176,14 @@ def train_runtime(wildcards):
 def train_gpus(exp):
     """GPUs (= data-parallel processes) of one training job: the experiment's `gpu`, else resources.gpu."""
     return fcncfg.gpus(config, exp)
+# DVC's per-run files (workflow/rules/versioning.smk)
+def summary_files():
+    return {
+        "metrics": [f"results/metrics/{e}/{s}.json" for e, s in evaluations()],
+        "loss": [f"results/curves/loss/{e}.tsv" for e in EXPERIMENTS],
+        "val": [f"results/curves/val/{e}.tsv" for e in EXPERIMENTS],
+    }
+
+
+def summary_targets():
+    return [f for files in summary_files().values() for f in files]

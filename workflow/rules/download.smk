@@ -16,7 +16,7 @@ rule make_demo_sources:
     benchmark:
         "benchmarks/demo/make_demo_sources.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/make_demo.py"
 
@@ -37,6 +37,6 @@ rule download:
         "benchmarks/download/{file}.tsv"
     retries: 2
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/download.py"

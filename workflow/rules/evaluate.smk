@@ -21,7 +21,7 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{dataset}/{exp}/{split}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -44,6 +44,6 @@ rule time_forward:
     benchmark:
         "benchmarks/timing/{dataset}/{exp}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/time_forward.py"

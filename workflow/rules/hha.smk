@@ -18,6 +18,6 @@ rule encode_hha:
     benchmark:
         "benchmarks/hha/encode_hha.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/encode_hha.py"

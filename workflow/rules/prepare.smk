@@ -14,7 +14,7 @@ rule extract:
     benchmark:
         "benchmarks/extract/{source}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/extract.py"
 
@@ -39,7 +39,7 @@ rule prepare_pascal:
     benchmark:
         "benchmarks/prepare/pascal.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_pascal.py"
 
@@ -60,7 +60,7 @@ rule prepare_nyud:
     benchmark:
         "benchmarks/prepare/nyud.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_nyud.py"
 
@@ -81,7 +81,7 @@ rule prepare_siftflow:
     benchmark:
         "benchmarks/prepare/siftflow.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_siftflow.py"
 
@@ -103,6 +103,6 @@ rule prepare_context:
     benchmark:
         "benchmarks/prepare/context.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_context.py"

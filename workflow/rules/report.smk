@@ -20,7 +20,7 @@ rule fig4:
     benchmark:
         "benchmarks/figures/fig4_{group}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/fig4.py"
 
@@ -41,7 +41,7 @@ rule learning_curves:
     benchmark:
         "benchmarks/figures/curves_{group}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/learning_curves.py"
 
@@ -61,7 +61,7 @@ rule per_class:
     benchmark:
         "benchmarks/figures/per_class_{dataset}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/per_class.py"
 
@@ -90,6 +90,6 @@ rule tables:
     benchmark:
         "benchmarks/report/tables.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/tables.py"

@@ -25,6 +25,6 @@ rule train:
     benchmark:
         "benchmarks/train/{dataset}/{exp}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train.py"

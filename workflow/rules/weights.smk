@@ -15,6 +15,6 @@ rule convert_weights:
     benchmark:
         "benchmarks/weights/{backbone}.tsv"
     conda:
-        "../envs/fcn.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/convert_weights.py"

@@ -1,0 +1,43 @@
+"""Per-run files for DVC: five headline numbers in percent per evaluation, learning curves as TSV."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fcnlib.errors import DataError
+from fcnlib.summaries import curve_tables, headline, write_summaries
+
+
+def _metrics(**extra) -> dict:
+    m = {"pixel_acc": 0.9012345, "mean_acc": 0.755, "mean_iu": 0.6219, "fw_iu": 0.83, "per_class_iu": {"a": 0.1},
+         "per_class_acc": {"a": 0.2}, "n_images": 736, "split": "seg11valid", "weights_sha256": "ab"}
+    m.update(extra)
+    return m
+
+
+def test_headline_is_five_numbers_in_percent():
+    assert headline(_metrics()) == {"mean_iu": 62.19, "pixel_acc": 90.12, "mean_acc": 75.5, "fw_iu": 83.0}
+    assert headline(_metrics(geo_acc=0.941))["geo_acc"] == 94.1
+    assert headline(_metrics(mean_acc=None)).keys() == {"mean_iu", "pixel_acc", "fw_iu"}  # a NaN stays out
+    with pytest.raises(DataError, match="m.json: mean_iu"):
+        headline(_metrics(mean_iu=float("nan")), "m.json")
+    with pytest.raises(DataError, match="no mean_iu"):
+        headline({"pixel_acc": 0.5})
+
+
+def test_curves_and_files(tmp_path):
+    log = tmp_path / "log.jsonl"
+    lines = [{"iter": 2, "loss": 3.5, "time": 0.1, "lr": 1e-3}, {"iter": 4, "loss": 2.25, "time": 0.2, "lr": 1e-3},
+             {"iter": 4, "time": 0.3, "val": {"mean_iu": 0.5, "pixel_acc": 0.75, "mean_acc": 0.6, "fw_iu": 0.7}}]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\n{\"iter\": 6, \"lo")  # killed mid-line
+    loss, val = curve_tables(log)
+    assert loss == "iter\tloss\n2\t3.5\n4\t2.25\n"
+    assert val == "iter\tmean_iu\tpixel_acc\n4\t50.0\t75.0\n"
+    src = tmp_path / "metrics.json"
+    src.write_text(json.dumps(_metrics()))
+    outs = (tmp_path / "m" / "voc-fcn8s" / "seg11valid.json", tmp_path / "c" / "l.tsv", tmp_path / "c" / "v.tsv")
+    assert write_summaries([(src, outs[0])], [(log, outs[1], outs[2])]) == 3
+    assert json.loads(outs[0].read_text())["mean_iu"] == 62.19
+    assert outs[1].read_text() == loss and outs[2].read_text() == val

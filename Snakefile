@@ -26,10 +26,10 @@ include: "workflow/rules/versioning.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/tables.md",
         "results/tables.json",
         figure_targets(),
         ["results/released.md", "results/released.json"] if RELEASED else [],
         summary_targets(),
-    default_target: True

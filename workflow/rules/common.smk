@@ -43,8 +43,11 @@ if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.g
 
     workflow.global_resources["gpu"] = max(1, visible_gpu_count())
     if workflow.is_main_process:
-        print(f"fcn: at most gpu={workflow.global_resources['gpu'].value} GPU job(s) at once (this box's GPUs; "
-              f"--resources gpu=N to change)", file=sys.stderr)
+        print(
+            f"fcn: at most gpu={workflow.global_resources['gpu'].value} GPU job(s) at once (this box's GPUs; "
+            f"--resources gpu=N to change)",
+            file=sys.stderr,
+        )
 # Conda jobs (--sdm conda): the stage envs (workflow/envs/*.yaml) hold fcnlib's pinned dependencies, and
 # fcnlib itself is this checkout's, put on PYTHONPATH (absolute, so --directory elsewhere works too).
 if any(str(m).lower().endswith("conda") for m in workflow.deployment_settings.deployment_method):
@@ -58,8 +61,7 @@ EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experim
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
 # The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
-ARCHIVE_SOURCES = [s for s, v in SOURCES.items()
-                   if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
+ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
 # Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
 CODE = {
@@ -69,10 +71,21 @@ CODE = {
     "prepare": fcncfg.code_hash("data/"),
     "hha": fcncfg.code_hash("hha.py"),
     "weights": fcncfg.code_hash("models/"),
-    "train": fcncfg.code_hash("train.py", "models/", "data/", "metrics.py", "evaluate.py", "fast.py",
-                              "precision.py", "determinism.py", "finite.py", "loader.py"),
-    "evaluate": fcncfg.code_hash("evaluate.py", "metrics.py", "models/", "data/", "fast.py", "precision.py",
-                                 "determinism.py"),
+    "train": fcncfg.code_hash(
+        "train.py",
+        "models/",
+        "data/",
+        "metrics.py",
+        "evaluate.py",
+        "fast.py",
+        "precision.py",
+        "determinism.py",
+        "finite.py",
+        "loader.py",
+    ),
+    "evaluate": fcncfg.code_hash(
+        "evaluate.py", "metrics.py", "models/", "data/", "fast.py", "precision.py", "determinism.py"
+    ),
     "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "models/"),
     "released": fcncfg.code_hash("released.py", "paper.py", "models/"),
 }
@@ -80,6 +93,7 @@ CODE = {
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the
 # trainings share the cores (otherwise a late dataset's training chain ends the run alone).
 DATA_FIRST = 50
+
 
 wildcard_constraints:
     dataset="|".join(USED_DATASETS),
@@ -145,14 +159,17 @@ def evaluations():
 
 def timed_experiments():
     """Table 1 and 3 report forward time."""
-    return sorted({r["experiment"] for r in fcncfg.table_rows(config)
-                   if "experiment" in r and r["table"] in ("table1", "table3")})
+    return sorted(
+        {r["experiment"] for r in fcncfg.table_rows(config) if "experiment" in r and r["table"] in ("table1", "table3")}
+    )
 
 
 def figure_targets():
     figs = config.get("figures", {})
     out = [f"results/figures/fig4_{group}.png" for group in figs.get("fig4", {})]
-    out += [f"results/figures/curves_{group}{t}.png" for group in figs.get("learning_curves", {}) for t in ("", "_time")]
+    out += [
+        f"results/figures/curves_{group}{t}.png" for group in figs.get("learning_curves", {}) for t in ("", "_time")
+    ]
     out += [f"results/figures/per_class_{d}.png" for d in USED_DATASETS]
     return out
 
@@ -176,6 +193,8 @@ def train_runtime(wildcards):
 def train_gpus(exp):
     """GPUs (= data-parallel processes) of one training job: the experiment's `gpu`, else resources.gpu."""
     return fcncfg.gpus(config, exp)
+
+
 # DVC's per-run files (workflow/rules/versioning.smk)
 def summary_files():
     return {

@@ -6,17 +6,17 @@ rule make_demo_sources:
     """The offline demo: synthetic datasets in the real on-disk formats, served to `download` via file://."""
     output:
         "data/demo_src/manifest.json",
-    params:
-        demo=config.get("demo", {}),
-        width=config.get("width", 1.0),
-        released=sorted(config.get("released", {})),
-        code=CODE["demo"],
     log:
         "logs/demo/make_demo_sources.log",
     benchmark:
         "benchmarks/demo/make_demo_sources.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        demo=config.get("demo", {}),
+        width=config.get("width", 1.0),
+        released=sorted(config.get("released", {})),
+        code=CODE["demo"],
     script:
         "../scripts/make_demo.py"
 
@@ -26,17 +26,17 @@ rule download:
         manifest=lambda w: ["data/demo_src/manifest.json"] if SOURCES[source_of_file(w.file)].get("demo") else [],
     output:
         "data/raw/{file}",
-    params:
-        spec=lambda w: SOURCES[source_of_file(w.file)],
-        cache_dirs=config.get("cache_dirs", []),
-        code=CODE["download"],
-    priority: DATA_FIRST
     log:
         "logs/download/{file}.log",
     benchmark:
         "benchmarks/download/{file}.tsv"
+    priority: DATA_FIRST
     retries: 2
     conda:
         "../envs/data.yaml"
+    params:
+        spec=lambda w: SOURCES[source_of_file(w.file)],
+        cache_dirs=config.get("cache_dirs", []),
+        code=CODE["download"],
     script:
         "../scripts/download.py"

@@ -7,21 +7,21 @@ rule evaluate:
         data=lambda w: dataset_inputs(w.dataset, EXPERIMENTS[w.exp]["modalities"]),
     output:
         "results/{dataset}/{exp}/{split}/metrics.json",
-    params:
-        dataset_json=lambda w: dataset_json(w.dataset),
-        device=config["device"],
-        max_images=config["evaluation"].get("max_images"),
-        config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
-        code=CODE["evaluate"],
-    threads: config["training"]["threads"]
-    resources:
-        gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     log:
         "logs/evaluate/{dataset}/{exp}/{split}.log",
     benchmark:
         "benchmarks/evaluate/{dataset}/{exp}/{split}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
+    params:
+        dataset_json=lambda w: dataset_json(w.dataset),
+        device=config["device"],
+        max_images=config["evaluation"].get("max_images"),
+        config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
+        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -32,18 +32,18 @@ rule time_forward:
         "results/{dataset}/{exp}/weights.pt",
     output:
         "results/{dataset}/{exp}/timing.json",
-    params:
-        device=config["device"],
-        timing=config["evaluation"]["timing"],
-        code=CODE["evaluate"],
-    threads: config["training"]["threads"]
-    resources:
-        gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     log:
         "logs/timing/{dataset}/{exp}.log",
     benchmark:
         "benchmarks/timing/{dataset}/{exp}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
+    params:
+        device=config["device"],
+        timing=config["evaluation"]["timing"],
+        code=CODE["evaluate"],
     script:
         "../scripts/time_forward.py"

@@ -7,17 +7,17 @@ rule encode_hha:
         dataset_json("nyud"),
     output:
         "data/nyud/hha/manifest.json",
-    params:
-        camera=config["datasets"].get("nyud", {}).get("camera", "nyu-color-gupta-crop"),
-        depth_scale=config["datasets"].get("nyud", {}).get("depth_scale", 0.001),
-        code=CODE["hha"],
-    threads: config["workers"]
-    priority: DATA_FIRST
     log:
         "logs/hha/encode_hha.log",
     benchmark:
         "benchmarks/hha/encode_hha.tsv"
+    priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
+    threads: config["workers"]
+    params:
+        camera=config["datasets"].get("nyud", {}).get("camera", "nyu-color-gupta-crop"),
+        depth_scale=config["datasets"].get("nyud", {}).get("depth_scale", 0.001),
+        code=CODE["hha"],
     script:
         "../scripts/encode_hha.py"

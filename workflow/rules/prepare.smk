@@ -6,15 +6,15 @@ rule extract:
         lambda w: raw(w.source),
     output:
         directory("data/extracted/{source}"),
-    params:
-        code=CODE["extract"],
-    priority: DATA_FIRST
     log:
         "logs/extract/{source}.log",
     benchmark:
         "benchmarks/extract/{source}.tsv"
+    priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
+    params:
+        code=CODE["extract"],
     script:
         "../scripts/extract.py"
 
@@ -29,17 +29,17 @@ rule prepare_pascal:
         train_noval=raw("sbd_train_noval"),
     output:
         "data/pascal/dataset.json",
-    params:
-        source=config["source"],
-        code=CODE["prepare"],
-    threads: config["workers"]
-    priority: DATA_FIRST
     log:
         "logs/prepare/pascal.log",
     benchmark:
         "benchmarks/prepare/pascal.tsv"
+    priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
+    threads: config["workers"]
+    params:
+        source=config["source"],
+        code=CODE["prepare"],
     script:
         "../scripts/prepare_pascal.py"
 
@@ -50,17 +50,17 @@ rule prepare_nyud:
         lists=[raw(s) for s in ("nyud_train", "nyud_val", "nyud_test") if s in SOURCES],
     output:
         "data/nyud/dataset.json",
-    params:
-        source=config["source"],
-        code=CODE["prepare"],
-    threads: config["workers"]
-    priority: DATA_FIRST
     log:
         "logs/prepare/nyud.log",
     benchmark:
         "benchmarks/prepare/nyud.tsv"
+    priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
+    threads: config["workers"]
+    params:
+        source=config["source"],
+        code=CODE["prepare"],
     script:
         "../scripts/prepare_nyud.py"
 
@@ -71,17 +71,17 @@ rule prepare_siftflow:
         lists=[raw(s) for s in ("siftflow_trainval", "siftflow_test") if s in SOURCES],
     output:
         "data/siftflow/dataset.json",
-    params:
-        source=config["source"],
-        code=CODE["prepare"],
-    threads: config["workers"]
-    priority: DATA_FIRST
     log:
         "logs/prepare/siftflow.log",
     benchmark:
         "benchmarks/prepare/siftflow.tsv"
+    priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
+    threads: config["workers"]
+    params:
+        source=config["source"],
+        code=CODE["prepare"],
     script:
         "../scripts/prepare_siftflow.py"
 
@@ -93,16 +93,16 @@ rule prepare_context:
         classes59=raw("context_classes59"),
     output:
         "data/context/dataset.json",
-    params:
-        source=config["source"],
-        code=CODE["prepare"],
-    threads: config["workers"]
-    priority: DATA_FIRST
     log:
         "logs/prepare/context.log",
     benchmark:
         "benchmarks/prepare/context.tsv"
+    priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
+    threads: config["workers"]
+    params:
+        source=config["source"],
+        code=CODE["prepare"],
     script:
         "../scripts/prepare_context.py"

@@ -7,15 +7,15 @@ rule convert_released:
         lambda w: raw(RELEASED[w.name]["source"]),
     output:
         "results/released/{name}/weights.pt",
-    params:
-        width=config.get("width", 1.0),
-        code=CODE["released"],
     log:
         "logs/released/{name}/convert.log",
     benchmark:
         "benchmarks/released/{name}/convert.tsv"
     conda:
         "../envs/fcn.yaml"
+    params:
+        width=config.get("width", 1.0),
+        code=CODE["released"],
     script:
         "../scripts/convert_released.py"
 
@@ -26,21 +26,21 @@ rule evaluate_released:
         data=lambda w: dataset_inputs(RELEASED[w.name]["dataset"], RELEASED[w.name]["modalities"]),
     output:
         "results/released/{name}/{split}/metrics.json",
-    params:
-        dataset_json=lambda w: dataset_json(RELEASED[w.name]["dataset"]),
-        device=config["device"],
-        max_images=config["evaluation"].get("max_images"),
-        config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
-        code=CODE["evaluate"],
-    threads: config["training"]["threads"]
-    resources:
-        gpu=config["resources"]["gpu"],
     log:
         "logs/released/{name}/{split}.log",
     benchmark:
         "benchmarks/released/{name}/{split}.tsv"
     conda:
         "../envs/fcn.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["resources"]["gpu"],
+    params:
+        dataset_json=lambda w: dataset_json(RELEASED[w.name]["dataset"]),
+        device=config["device"],
+        max_images=config["evaluation"].get("max_images"),
+        config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
+        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -52,15 +52,15 @@ rule released_report:
     output:
         md="results/released.md",
         json="results/released.json",
-    params:
-        names=list(RELEASED),
-        header={"config": config["name"], "source": config["source"], "width": config.get("width", 1.0)},
-        code=CODE["released"],
     log:
         "logs/released/report.log",
     benchmark:
         "benchmarks/released/report.tsv"
     conda:
         "../envs/fcn.yaml"
+    params:
+        names=list(RELEASED),
+        header={"config": config["name"], "source": config["source"], "width": config.get("width", 1.0)},
+        code=CODE["released"],
     script:
         "../scripts/released_report.py"

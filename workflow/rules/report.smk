@@ -8,6 +8,12 @@ rule fig4:
         data=lambda w: dataset_inputs(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"], ["rgb"]),
     output:
         report("results/figures/fig4_{group}.png", caption="../report/fig4.rst", category="Figures"),
+    log:
+        "logs/figures/fig4_{group}.log",
+    benchmark:
+        "benchmarks/figures/fig4_{group}.tsv"
+    conda:
+        "../envs/report.yaml"
     params:
         labels=lambda w: [f"FCN-{EXPERIMENTS[e]['variant'][3:]} ({e})" for e in config["figures"]["fig4"][w.group]],
         dataset_json=lambda w: dataset_json(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"]),
@@ -15,12 +21,6 @@ rule fig4:
         n=config["evaluation"]["figure_images"],
         device=config["device"],
         code=CODE["report"],
-    log:
-        "logs/figures/fig4_{group}.log",
-    benchmark:
-        "benchmarks/figures/fig4_{group}.tsv"
-    conda:
-        "../envs/report.yaml"
     script:
         "../scripts/fig4.py"
 
@@ -29,39 +29,45 @@ rule learning_curves:
     input:
         lambda w: [f"{exp_dir(e)}/log.jsonl" for e in config["figures"]["learning_curves"][w.group]],
     output:
-        iterations=report("results/figures/curves_{group}.png", caption="../report/learning_curves.rst",
-                          category="Figures"),
-        wall_time=report("results/figures/curves_{group}_time.png", caption="../report/learning_curves.rst",
-                         category="Figures"),
-    params:
-        names=lambda w: config["figures"]["learning_curves"][w.group],
-        code=CODE["report"],
+        iterations=report(
+            "results/figures/curves_{group}.png", caption="../report/learning_curves.rst", category="Figures"
+        ),
+        wall_time=report(
+            "results/figures/curves_{group}_time.png", caption="../report/learning_curves.rst", category="Figures"
+        ),
     log:
         "logs/figures/curves_{group}.log",
     benchmark:
         "benchmarks/figures/curves_{group}.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        names=lambda w: config["figures"]["learning_curves"][w.group],
+        code=CODE["report"],
     script:
         "../scripts/learning_curves.py"
 
 
 rule per_class:
     input:
-        lambda w: [metrics(e, s) for e, s in evaluations() if EXPERIMENTS[e]["dataset"] == w.dataset
-                   and s == EXPERIMENTS[e]["val_split"]],
+        lambda w: [
+            metrics(e, s)
+            for e, s in evaluations()
+            if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
+        ],
     output:
         report("results/figures/per_class_{dataset}.png", caption="../report/per_class.rst", category="Figures"),
-    params:
-        names=lambda w: [e for e, s in evaluations() if EXPERIMENTS[e]["dataset"] == w.dataset
-                         and s == EXPERIMENTS[e]["val_split"]],
-        code=CODE["report"],
     log:
         "logs/figures/per_class_{dataset}.log",
     benchmark:
         "benchmarks/figures/per_class_{dataset}.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        names=lambda w: [
+            e for e, s in evaluations() if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
+        ],
+        code=CODE["report"],
     script:
         "../scripts/per_class.py"
 
@@ -74,6 +80,12 @@ rule tables:
     output:
         md=report("results/tables.md", caption="../report/tables.rst", category="Tables"),
         json="results/tables.json",
+    log:
+        "logs/report/tables.log",
+    benchmark:
+        "benchmarks/report/tables.tsv"
+    conda:
+        "../envs/report.yaml"
     params:
         rows=fcncfg.table_rows(config),
         header={
@@ -82,14 +94,11 @@ rule tables:
             "width": config.get("width", 1.0),
             "iterations": {e: EXPERIMENTS[e]["iterations"] for e in EXPERIMENTS},
         },
-        released=[{"table": "table2", "row": e["table2_row"], "name": n, "metrics": released_metrics(n)}
-                  for n, e in RELEASED.items() if e["table2_row"]],
+        released=[
+            {"table": "table2", "row": e["table2_row"], "name": n, "metrics": released_metrics(n)}
+            for n, e in RELEASED.items()
+            if e["table2_row"]
+        ],
         code=CODE["report"],
-    log:
-        "logs/report/tables.log",
-    benchmark:
-        "benchmarks/report/tables.tsv"
-    conda:
-        "../envs/report.yaml"
     script:
         "../scripts/tables.py"

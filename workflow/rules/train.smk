@@ -10,21 +10,21 @@ rule train:
     output:
         weights="results/{dataset}/{exp}/weights.pt",
         log="results/{dataset}/{exp}/log.jsonl",
-    params:
-        cfg=lambda w: fcncfg.train_config(config, w.exp),
-        device=config["device"],
-        gpus=lambda w: train_gpus(w.exp),  # processes; from the config (Snakemake may scale resources down)
-        code=CODE["train"],
-    threads: config["training"]["threads"]
-    resources:
-        gpu=lambda w: train_gpus(w.exp),
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=train_runtime,
     log:
         "logs/train/{dataset}/{exp}.log",
     benchmark:
         "benchmarks/train/{dataset}/{exp}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=lambda w: train_gpus(w.exp),
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=train_runtime,
+    params:
+        cfg=lambda w: fcncfg.train_config(config, w.exp),
+        device=config["device"],
+        gpus=lambda w: train_gpus(w.exp),  # processes; from the config (Snakemake may scale resources down)
+        code=CODE["train"],
     script:
         "../scripts/train.py"

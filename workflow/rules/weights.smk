@@ -6,15 +6,15 @@ rule convert_weights:
         lambda w: raw(config["backbones"][w.backbone]["source"]),
     output:
         "data/weights/{backbone}.pt",
-    params:
-        format=lambda w: config["backbones"][w.backbone]["format"],
-        width=config.get("width", 1.0),
-        code=CODE["weights"],
     log:
         "logs/weights/{backbone}.log",
     benchmark:
         "benchmarks/weights/{backbone}.tsv"
     conda:
         "../envs/train.yaml"
+    params:
+        format=lambda w: config["backbones"][w.backbone]["format"],
+        width=config.get("width", 1.0),
+        code=CODE["weights"],
     script:
         "../scripts/convert_weights.py"

@@ -59,8 +59,9 @@ def _profile_workers() -> int:
 
 
 def measure(batch: int = 20, size: int = 500, batches: int = 6, workers: int | None = None,
-            device: torch.device | str = "cpu", n_images: int = 24) -> dict[str, Any]:
-    """Batches/s of the trainer's loader (first batch excluded: worker start-up)."""
+            device: torch.device | str = "cpu", n_images: int = 24, raw: bool = True) -> dict[str, Any]:
+    """Batches/s of the trainer's loader (first batch excluded: worker start-up); raw=False: the float32
+    items of the previous pipeline, for comparison."""
     from fcnlib import train as T
     from fcnlib.data import SegDataset
     from fcnlib.loader import collate_shared, labels_to_device, normalize_batch
@@ -69,7 +70,7 @@ def measure(batch: int = 20, size: int = 500, batches: int = 6, workers: int | N
     dev = torch.device(device)
     workers = _profile_workers() if workers is None else workers
     with tempfile.TemporaryDirectory() as d:
-        ds = SegDataset(_dataset(Path(d), n_images, size), "train", ["rgb"], {"rgb": CAFFE_VGG}, raw=True)
+        ds = SegDataset(_dataset(Path(d), n_images, size), "train", ["rgb"], {"rgb": CAFFE_VGG}, raw=raw)
         dl = torch.utils.data.DataLoader(
             T._Keyed(ds, batch), batch_sampler=T._Batches(0, 0, batches + 1, len(ds), batch),
             collate_fn=collate_shared, num_workers=workers, pin_memory=dev.type == "cuda",
@@ -80,7 +81,8 @@ def measure(batch: int = 20, size: int = 500, batches: int = 6, workers: int | N
                  "image_dtype": str(x.dtype).replace("torch.", ""), "label_dtype": str(y.dtype).replace("torch.", "")}
         t0 = time.perf_counter()
         for x, y in it:
-            x = normalize_batch(x.to(dev, non_blocking=True), [CAFFE_VGG])
+            x = x.to(dev, non_blocking=True)
+            x = normalize_batch(x, [CAFFE_VGG]) if raw else x
             y = labels_to_device(y, dev)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -97,9 +99,10 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--float", action="store_true", help="float32 items (the pipeline before issue 19)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    print(json.dumps(measure(workers=a.workers, batches=a.batches, device=a.device), indent=1))
+    print(json.dumps(measure(workers=a.workers, batches=a.batches, device=a.device, raw=not a.float), indent=1))
     return 0
 
 

@@ -124,7 +124,8 @@ class Upsampler(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None,
                 crop: tuple[int, int, int] | None = None) -> torch.Tensor:
         """`crop=(off, h, w)`: return only out[..., off:off+h, off:off+w] (computed alone where it can be)."""
-        if self.per_class and not self.weight.requires_grad and output_size is None and x.dim() == 4:
+        if self.per_class and not self.weight.requires_grad and output_size is None and x.dim() == 4 \
+                and not torch.compiler.is_compiling():  # the cached diagonal test is data-dependent
             d = self._diagonal()
             if d is not None:
                 return per_class_upsample(x, d, self.stride[0], crop)

@@ -221,7 +221,9 @@ def test_one_training_as_two_slurm_tasks_matches_local_two_processes(
         slurm: None, tmp_path_factory: pytest.TempPathFactory) -> None:
     import torch
 
-    overlay = {"experiments": {"voc-fcn32s": {"gpu": 2}}}  # 2 ranks × batch 2 = the test recipe's 4
+    # 2 ranks × batch 2 = the test recipe's 4; device auto (test.yaml pins cpu, which claims no GPU): the fake
+    # GPUs are claimed, and without CUDA they still train on the CPU, bitwise comparable with the SLURM run
+    overlay = {"device": "auto", "experiments": {"voc-fcn32s": {"gpu": 2}}}
     local = _copy_repo(tmp_path_factory.mktemp("local2"))
     (local / "gpu2.yaml").write_text(yaml.safe_dump(overlay))
     env_fake = {"FCN_FAKE_GPUS": "2", "FCN_GPU_LOCK_DIR": str(local / "locks")}

@@ -392,7 +392,7 @@ def config_hash(obj: Any) -> str:
 def code_hash(*modules: str) -> str:
     """Hash of fcnlib source files, so a Snakemake `params:` entry reruns the rules whose code changed.
 
-    `modules` are paths relative to the package ("train.py", "models/", "data/"); a folder means
+    `modules` are paths relative to the package ("evaluate.py", "train/", "models/"); a folder means
     every .py under it. io.py, errors.py and config.py, used everywhere, are always included.
     """
     h = hashlib.sha256()

@@ -72,7 +72,7 @@ CODE = {
     "hha": fcncfg.code_hash("hha.py"),
     "weights": fcncfg.code_hash("models/"),
     "train": fcncfg.code_hash(
-        "train.py",
+        "train/",
         "models/",
         "data/",
         "metrics.py",

@@ -15,7 +15,7 @@ from .settings import _ARCH_KEYS, MODALITY_CHANNELS
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    from ..evaluate import resolve_device
+    from ..inference import resolve_device
 
     return resolve_device(device)
 

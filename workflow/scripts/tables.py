@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from fcnlib.evaluate import device_name
+from fcnlib.inference import device_name
 from fcnlib.scripting import run
 from fcnlib.tables import write_tables
 

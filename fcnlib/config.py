@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from .modalities import NET_MODALITIES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_DIR.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -25,7 +27,7 @@ DATASET_HEADS: dict[str, dict[str, int]] = {
     "siftflow": {"sem": 33, "geo": 3},
     "context": {"sem": 60},
 }
-MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1}
+MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, DataError
-from .inference import device_name, load_for_inference, predict, preprocessing_of, resolve_device
+from .inference import device_name, load_for_inference, predict, preprocessing_of, primary_head, resolve_device
 from .io import atomic_write_json, read_json, sha256_file, write_label_png
 from .metrics import SCORE_KEYS, ConfusionMatrix
 
@@ -89,7 +89,7 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     if n_images == 0:
         raise DataError(f"{dataset_json}: split '{split}' has no images to evaluate; check its split list")
 
-    main = "sem" if "sem" in heads else heads[0]
+    main = primary_head(heads)
     result = scores_to_json(cms[main], classes.get(main))
     for h in heads:
         if h != main:

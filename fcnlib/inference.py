@@ -6,18 +6,16 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import ConfigError, DataError
+from .modalities import MODALITY_CHANNELS
 
 PathLike = str | os.PathLike
-
-# Channels each input modality contributes (same order rule as fcnlib.data: concatenated as listed).
-_MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1, "rawdepth": 1}
-
 
 # ---------------------------------------------------------------------------------------------------
 # Devices
@@ -72,7 +70,7 @@ def device_name(device: str | torch.device = "auto") -> str:
 def input_channels(meta: dict[str, Any]) -> int:
     """Input channels a model expects, from the modalities stored with its weights."""
     mods = meta.get("modalities") or ["rgb"]
-    return sum(_MODALITY_CHANNELS.get(m, 3) for m in mods)
+    return sum(MODALITY_CHANNELS.get(m, 3) for m in mods)
 
 
 def load_for_inference(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -116,3 +114,10 @@ def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str]) -> dict[s
         p = logits[0].argmax(0)
         preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
     return preds
+
+
+def primary_head(heads: Iterable[str]) -> str:
+    """The head the four metrics, tables and figures report: "sem" (SIFT Flow's semantic head), else the
+    only (first) one. `heads`: head names, or a {head: classes} mapping."""
+    names = list(heads)
+    return "sem" if "sem" in names else names[0]

@@ -84,11 +84,13 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
     """Segment every input image; returns the label PNGs written (one per image, `<stem>.png`)."""
     from tqdm import tqdm
 
+    from .inference import primary_head
+
     paths = collect_inputs(inputs)
     seg = Segmenter(weights, device)
     out_dir = Path(out_dir)
     written = []
-    main = "sem" if "sem" in seg.heads else seg.heads[0]
+    main = primary_head(seg.heads)
     for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:

@@ -17,12 +17,12 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..io import read_depth_png, read_image, read_json, read_label
+from ..modalities import MODALITY_CHANNELS
 from .transforms import augment_pair, pad_to
 
 PathLike = str | os.PathLike
 
 # Channels each modality contributes (concatenated in the order the caller asks for).
-MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1, "rawdepth": 1}
 _DEPTH_MODALITIES = ("depth", "rawdepth")
 
 

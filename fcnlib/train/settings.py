@@ -11,10 +11,12 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from ..modalities import NET_MODALITIES
 
 IGNORE_INDEX = 255
 CHECKPOINT_VERSION = 1
-MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1}
+MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take
 _ARCH_KEYS = ("variant", "backbone", "num_classes", "width", "in_channels", "heads")
 _REQUIRED = ("experiment", "dataset_json", "train_split", "val_split", "modalities", "arch", "init",
              "recipe", "iterations")

@@ -10,7 +10,9 @@ from torch import nn
 
 
 def _primary_head(heads: Mapping[str, int]) -> str:
-    return "sem" if "sem" in heads else next(iter(heads))
+    from ..inference import primary_head
+
+    return primary_head(heads)
 
 
 @torch.no_grad()

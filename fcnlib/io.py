@@ -23,6 +23,10 @@ from PIL import Image
 
 from .errors import DataError, DiskError
 
+#: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
+#: padding of batches; uint8 label batches (fcnlib.loader) carry it. Defined once, imported elsewhere.
+IGNORE_INDEX = 255
+
 PathLike = str | os.PathLike
 
 
@@ -232,7 +236,7 @@ def read_depth_png(path: PathLike) -> np.ndarray:
 
 
 def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None = None,
-               ignore_index: int = 255) -> np.ndarray:
+               ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size."""
     try:
         with _open_capped(path, "label map") as im:

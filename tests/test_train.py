@@ -453,3 +453,14 @@ def test_config_errors(toy, tmp_path):
         run(make_cfg(toy, arch={"num_classes": 21}), tmp_path, "bad")
     with pytest.raises(ConfigError, match="loss"):
         T.check_config(make_cfg(toy, recipe={"loss": "avg"}))
+
+
+def test_dataset_with_another_void_label_is_refused(tmp_path):
+    """Training, batch padding and uint8 batches use fcnlib.io.IGNORE_INDEX; a dataset.json declaring another
+    void label would have its void pixels trained on, so the trainer refuses it, naming the file."""
+    ds = make_dataset(tmp_path / "ds", n=2)
+    meta = json.loads(ds.read_text())
+    meta["ignore_index"] = 0
+    ds.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"dataset\.json: ignore_index 0 is not 255"):
+        run(make_cfg(ds, iterations=1), tmp_path, "void")

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import read_depth_png, read_image, read_json, read_label
+from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
 from ..modalities import MODALITY_CHANNELS
 from .transforms import augment_pair, pad_to
 
@@ -52,7 +52,7 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     root = path.resolve().parent
     meta = dict(meta)
     meta["root"] = str(root)
-    meta.setdefault("ignore_index", 255)
+    meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
     for name, sp in meta["splits"].items():
         try:
@@ -147,7 +147,7 @@ class SegDataset(Dataset):
             ids = ids[: int(max_images)]
         self.ids: list[str] = ids
         self.heads: dict[str, int] = dict(self.meta["heads"])
-        self.ignore_index: int = int(self.meta.get("ignore_index", 255))
+        self.ignore_index: int = int(self.meta.get("ignore_index", IGNORE_INDEX))
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -246,7 +246,7 @@ class SegDataset(Dataset):
         return image.contiguous(), label
 
 
-def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = 255
+def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = IGNORE_INDEX
                 ) -> tuple[torch.Tensor, torch.Tensor | dict[str, torch.Tensor]]:
     """Stack variable-size items: pad bottom/right to the largest H×W, 0 for inputs, 255 for labels."""
     h = max(int(img.shape[-2]) for img, _ in batch)

@@ -56,6 +56,7 @@ _iteration_hook = None
 
 # The public API, and the private names tests and bench/ use (`X as X`: an explicit re-export). loss.py
 # looks segmentation_loss up here, so a monkeypatch of fcnlib.train.segmentation_loss applies.
+from ..io import IGNORE_INDEX as IGNORE_INDEX  # noqa: E402
 from .build import _param_groups as _param_groups  # noqa: E402 - after the hook
 from .build import _resolve_device as _resolve_device  # noqa: E402
 from .build import amp_dtype, build_model, freeze_upsampling  # noqa: E402
@@ -67,7 +68,6 @@ from .sampling import _Keyed as _Keyed  # noqa: E402
 from .sampling import _worker_init as _worker_init  # noqa: E402
 from .sampling import batch_indices  # noqa: E402
 from .settings import CHECKPOINT_VERSION as CHECKPOINT_VERSION  # noqa: E402
-from .settings import IGNORE_INDEX as IGNORE_INDEX  # noqa: E402
 from .settings import MODALITY_CHANNELS as MODALITY_CHANNELS  # noqa: E402
 from .settings import check_config  # noqa: E402
 from .validate import validate  # noqa: E402

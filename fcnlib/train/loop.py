@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..io import atomic_save_torch, read_json
+from ..io import IGNORE_INDEX, atomic_save_torch, read_json
 from .build import _batch_bytes, _make_optimizer, _make_scaler, _resolve_device, _setup_backends, amp_dtype, build_model
 from .checkpoint import _Log, _RankLog, _Stop, load_checkpoint
 from .loss import _accumulated_step, median_frequency_weights
@@ -78,6 +78,10 @@ class _Run:
         self.ds_meta = read_json(self.dataset_json)
         self.dataset_name = str(self.ds_meta.get("name", ""))
         self.heads = dict(self.ds_meta.get("heads") or {})
+        if int(self.ds_meta.get("ignore_index", IGNORE_INDEX)) != IGNORE_INDEX:
+            raise ConfigError(f"{self.dataset_json}: ignore_index {self.ds_meta['ignore_index']} is not "
+                              f"{IGNORE_INDEX}, the void label training, padding and uint8 batches use; "
+                              f"re-prepare the dataset with void = {IGNORE_INDEX}")
         _setup_backends(c, self.dev, self.dataset_json)  # before the model meets the GPU (CUBLAS_WORKSPACE_CONFIG)
         self._build()
         self._datasets()

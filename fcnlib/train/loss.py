@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..io import IGNORE_INDEX
 from .sampling import _sampled_labels
-from .settings import IGNORE_INDEX
 
 
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, reduction: str = "sum",

@@ -14,7 +14,6 @@ from ..errors import ConfigError
 from ..modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from ..modalities import NET_MODALITIES
 
-IGNORE_INDEX = 255
 CHECKPOINT_VERSION = 1
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take
 _ARCH_KEYS = ("variant", "backbone", "num_classes", "width", "in_channels", "heads")

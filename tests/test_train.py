@@ -191,6 +191,7 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_sigkill_then_resume_is_bitwise_identical(toy, tmp_path, precision):
     # SGD with momentum, dropout active and a mid-run validation: every piece of state must come back
@@ -226,6 +227,7 @@ def _fresh_state() -> dict:
     return build_fcn("fcn32s", "vgg16", 3, WIDTH).state_dict()
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_sigterm_saves_checkpoint_exits_nonzero_and_resumes(toy, tmp_path):
     cfg = make_cfg(toy, iterations=8, checkpoint_every=0, log_every=1, num_workers=1)
     term = _proc(tmp_path, cfg, "t", kill_at=5, sig="SIGTERM")

@@ -137,6 +137,24 @@ def _preprocessing_from_imagenet(imagenet_pre: Any, modalities: Sequence[str], d
     return out
 
 
+def _fuse_trained(cfg: Mapping[str, Any]) -> tuple[nn.Module, dict, dict[str, Any]]:
+    """Init kind late_fusion: the two trained nets of init.paths, summed (modalities = theirs, in order)."""
+    from ..models import build_late_fusion, load_model
+
+    mods = cfg["modalities"]
+    a_path, b_path = (Path(p) for p in cfg["init"]["paths"])
+    net_a, meta_a = load_model(a_path, "cpu")
+    net_b, meta_b = load_model(b_path, "cpu")
+    mods_a, mods_b = list(meta_a.get("modalities", ["rgb"])), list(meta_b.get("modalities", ["rgb"]))
+    if mods_a + mods_b != list(mods):
+        raise ConfigError(f"train config of {cfg['experiment']}: modalities {mods} must be those of "
+                          f"{a_path} ({mods_a}) followed by those of {b_path} ({mods_b})")
+    model = build_late_fusion(net_a, net_b, split=_channels(mods_a))
+    pre = {**meta_a["preprocessing"], **meta_b["preprocessing"]}
+    arch_meta = {"fusion": "late", "members": [meta_a["arch"], meta_b["arch"]], "weights": [0.5, 0.5]}
+    return model, pre, arch_meta
+
+
 def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, dict, dict[str, Any]]:
     """Model + {modality: Preprocessing} + arch meta, initialised as cfg["init"] says."""
     from ..models import (
@@ -153,16 +171,7 @@ def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, d
     mods = cfg["modalities"]
     fixed = bool(cfg.get("fixed", False))
     if init["kind"] == "late_fusion":
-        a_path, b_path = (Path(p) for p in init["paths"])
-        net_a, meta_a = load_model(a_path, "cpu")
-        net_b, meta_b = load_model(b_path, "cpu")
-        mods_a, mods_b = list(meta_a.get("modalities", ["rgb"])), list(meta_b.get("modalities", ["rgb"]))
-        if mods_a + mods_b != list(mods):
-            raise ConfigError(f"train config of {cfg['experiment']}: modalities {mods} must be those of "
-                              f"{a_path} ({mods_a}) followed by those of {b_path} ({mods_b})")
-        model = build_late_fusion(net_a, net_b, split=_channels(mods_a))
-        pre = {**meta_a["preprocessing"], **meta_b["preprocessing"]}
-        arch_meta = {"fusion": "late", "members": [meta_a["arch"], meta_b["arch"]], "weights": [0.5, 0.5]}
+        model, pre, arch_meta = _fuse_trained(cfg)
     else:
         if arch_cfg.get("fusion") == "late":
             members = arch_cfg.get("members") or []

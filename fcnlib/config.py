@@ -278,8 +278,14 @@ def parents(config: dict, name: str) -> list[str]:
     return init if isinstance(init, list) else ([] if init == "imagenet" else [init])
 
 
+def experiment_dir(dataset: str, name: str) -> str:
+    """The results folder of one experiment (weights.pt, log.jsonl, timing.json, <split>/metrics.json): the
+    one definition of the layout, used by the rules (common.smk exp_dir) and the tables script."""
+    return f"results/{dataset}/{name}"
+
+
 def weights_path(config: dict, name: str) -> str:
-    return f"results/{config['experiments'][name]['dataset']}/{name}/weights.pt"
+    return f"{experiment_dir(config['experiments'][name]['dataset'], name)}/weights.pt"
 
 
 def _arch(config: dict, exp: dict) -> dict:

@@ -126,7 +126,7 @@ def dataset_json(dataset):
 
 
 def exp_dir(exp):
-    return f"results/{EXPERIMENTS[exp]['dataset']}/{exp}"
+    return fcncfg.experiment_dir(EXPERIMENTS[exp]["dataset"], exp)
 
 
 def weights(exp):

@@ -83,8 +83,9 @@ def test_built_tree_is_up_to_date(built: Path) -> None:
     assert planned(built) == {}
 
 
-def test_editing_train_reruns_train_only(built: Path, tmp_path: Path) -> None:
-    jobs = planned(_edited_copy(built, tmp_path, "train.py"))
+@pytest.mark.parametrize("rel", ["train/loop.py", "train/settings.py"])  # any file of the fcnlib.train package
+def test_editing_train_reruns_train_only(built: Path, tmp_path: Path, rel: str) -> None:
+    jobs = planned(_edited_copy(built, tmp_path, rel))
     assert set(jobs) == {"train"}, jobs
     assert "params have changed" in jobs["train"].lower(), jobs
 

@@ -45,6 +45,27 @@ def _remove_stale_tmps(path: Path) -> None:
             pass
 
 
+def place_file(src: PathLike, dst: PathLike) -> None:
+    """Put `src` at `dst` atomically: a hard link where possible (no copy of a 2 GB archive), else a copy,
+    through a temp name unique to this process; the temp file never outlives a failure."""
+    import shutil
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`."""

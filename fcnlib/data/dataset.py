@@ -267,25 +267,18 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` counts as done (every writer here is atomic)."""
-    import shutil
-
-    from ..io import atomic_write
+    from ..io import place_file
 
     dst = Path(dst)
     if dst.exists():
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.link.tmp")
     try:
-        if tmp.exists():
-            tmp.unlink()
-        os.link(src, tmp)
-        os.replace(tmp, dst)
+        place_file(src, dst)
     except OSError:
         if not Path(src).is_file():
             raise DataError(f"{src}: file not found; re-extract the raw archive") from None
-        with open(src, "rb") as fi, atomic_write(dst, "wb") as fo:
-            shutil.copyfileobj(fi, fo)
+        raise
 
 
 def map_parallel(fn: Any, items: Sequence[Any], workers: int | None = None, desc: str = "") -> list[Any]:

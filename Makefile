@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
 
-.PHONY: demo test lint bench clean-demo
+.PHONY: demo test test-fast lint bench clean-demo
 
 $(VENV)/.base:
 	python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(VENV)/.test
 	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
 	$(VENV)/bin/pytest -q
+
+# The fast tier while editing: ruff + the unit tests (no end-to-end DAG, DVC, SLURM or fault injection).
+test-fast: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: $(VENV)/.test
 	$(PY) bench/run.py

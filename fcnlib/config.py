@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from .modalities import NET_MODALITIES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_DIR.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -25,7 +27,7 @@ DATASET_HEADS: dict[str, dict[str, int]] = {
     "siftflow": {"sem": 33, "geo": 3},
     "context": {"sem": 60},
 }
-MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1}
+MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -276,8 +278,14 @@ def parents(config: dict, name: str) -> list[str]:
     return init if isinstance(init, list) else ([] if init == "imagenet" else [init])
 
 
+def experiment_dir(dataset: str, name: str) -> str:
+    """The results folder of one experiment (weights.pt, log.jsonl, timing.json, <split>/metrics.json): the
+    one definition of the layout, used by the rules (common.smk exp_dir) and the tables script."""
+    return f"results/{dataset}/{name}"
+
+
 def weights_path(config: dict, name: str) -> str:
-    return f"results/{config['experiments'][name]['dataset']}/{name}/weights.pt"
+    return f"{experiment_dir(config['experiments'][name]['dataset'], name)}/weights.pt"
 
 
 def _arch(config: dict, exp: dict) -> dict:
@@ -392,7 +400,7 @@ def config_hash(obj: Any) -> str:
 def code_hash(*modules: str) -> str:
     """Hash of fcnlib source files, so a Snakemake `params:` entry reruns the rules whose code changed.
 
-    `modules` are paths relative to the package ("train.py", "models/", "data/"); a folder means
+    `modules` are paths relative to the package ("evaluate.py", "train/", "models/"); a folder means
     every .py under it. io.py, errors.py and config.py, used everywhere, are always included.
     """
     h = hashlib.sha256()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import DownloadError
+from .io import place_file
 from .progress import progress as progress_bar
 
 CHUNK = 1 << 20
@@ -141,23 +142,6 @@ def _check(path: Path, size: int | None, sums: dict[str, str],
         if got.lower() != want.lower():
             return f"{name} {got}, expected {want}"
     return None
-
-
-def _place(src: Path, dest: Path) -> None:
-    """Put a verified file at dest atomically: hardlink if possible (no copy of 2 GB), else copy."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 class _CheckedRedirect(urllib.request.HTTPRedirectHandler):
@@ -469,7 +453,7 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
         if reason is not None:
             tried.append(f"cache {cand} ({reason}; left untouched)")
             continue
-        _place(cand, dest)
+        place_file(cand, dest)  # a verified file, hard-linked where possible
         return dest
 
     for url in urls:

@@ -1,15 +1,13 @@
 """Score a weights file on a dataset split (metrics.json) and time its forward pass.
 
 Whole images, batch 1, no resizing: FCNs take any input size and the paper scores at full resolution.
-Device choice and device naming live here once; the trainer imports `resolve_device` from this module.
+Loading, preprocessing, device choice and prediction live in fcnlib.inference (shared with train, figures, segment).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -18,71 +16,17 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, DataError
+from .inference import device_name, load_for_inference, predict, preprocessing_of, primary_head, resolve_device
 from .io import atomic_write_json, read_json, sha256_file, write_label_png
 from .metrics import SCORE_KEYS, ConfusionMatrix
 
 PathLike = str | os.PathLike
 
-# Channels each input modality contributes (same order rule as fcnlib.data: concatenated as listed).
-_MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1, "rawdepth": 1}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Devices
-# ---------------------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" → the first CUDA GPU when one is usable, else CPU; "cpu"/"cuda"/"cuda:N" as given.
-
-    Asking for CUDA on a machine without it is a config error, not a silent CPU fallback: a run that
-    was meant for a GPU would otherwise take days without saying why.
-    """
-    if isinstance(device, torch.device):
-        dev = device
-    else:
-        name = str(device).strip().lower()
-        if name in ("", "auto"):
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise ConfigError(f"device={device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!s} requested but CUDA is not available here; "
-                          f"use device=auto or cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device={device!s} is not supported; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
-@functools.cache
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def device_name(device: str | torch.device = "auto") -> str:
-    """A human name for tables: the CUDA device name, or the CPU model with the threads torch uses."""
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 # ---------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------
-def input_channels(meta: dict[str, Any]) -> int:
-    """Input channels a model expects, from the modalities stored with its weights."""
-    mods = meta.get("modalities") or ["rgb"]
-    return sum(_MODALITY_CHANNELS.get(m, 3) for m in mods)
-
-
 def _named(values: list[float], names: list[str]) -> dict[str, float | None]:
     return {name: (None if math.isnan(v) else v) for name, v in zip(names, values, strict=True)}
 
@@ -98,46 +42,6 @@ def scores_to_json(cm: ConfusionMatrix, class_names: list[str] | None) -> dict[s
     return out
 
 
-def _load(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The net for inference: eval mode, wrapped in fcnlib.fast's measured fast path (autocast where the
-    device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%)."""
-    from . import fast
-    from .models import load_model  # imported late: fcnlib.models is heavy and metrics users don't need it
-
-    model, meta = load_model(Path(weights), device)
-    return fast.FastFCN(fast.inference_setup(model, device)), meta
-
-
-def _preprocessing(meta: dict[str, Any], weights: PathLike) -> dict[str, Any]:
-    from .models.preprocessing import Preprocessing
-
-    pre = meta.get("preprocessing")
-    mods = meta.get("modalities") or ["rgb"]
-    if not isinstance(pre, dict) or any(m not in pre for m in mods):
-        raise DataError(f"{weights}: weights carry no preprocessing for modalities {mods}; re-save them with "
-                        f"fcnlib.models.save_model (meta['preprocessing'] per modality)")
-    return {m: Preprocessing.from_dict(pre[m]) for m in mods}
-
-
-def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
-    """Model output (tensor or {head: tensor}) → {head: N×C×H×W logits} keyed like the dataset."""
-    if isinstance(out, dict):
-        return out
-    return {heads[0]: out}
-
-
-def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str]) -> dict[str, torch.Tensor]:
-    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit."""
-    with torch.inference_mode():
-        out = _as_heads(model(x.unsqueeze(0)), heads)
-    preds = {}
-    for h, logits in out.items():
-        if logits.shape[-2:] != x.shape[-2:]:
-            raise DataError(f"model output {tuple(logits.shape[-2:])} differs from input "
-                            f"{tuple(x.shape[-2:])}; the weights' architecture does not crop to the input")
-        p = logits[0].argmax(0)
-        preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
-    return preds
 
 
 def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: str | torch.device = "auto",
@@ -151,8 +55,8 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     from .data import SegDataset
 
     dev = resolve_device(device)
-    model, meta = _load(weights, dev)
-    pre = _preprocessing(meta, weights)
+    model, meta = load_for_inference(weights, dev)
+    pre = preprocessing_of(meta, weights)
     mods = list(meta.get("modalities") or ["rgb"])
     ds = SegDataset(dataset_json, split, modalities=mods, preprocessing=pre, max_images=max_images)
     heads = list(ds.num_classes)
@@ -185,7 +89,7 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     if n_images == 0:
         raise DataError(f"{dataset_json}: split '{split}' has no images to evaluate; check its split list")
 
-    main = "sem" if "sem" in heads else heads[0]
+    main = primary_head(heads)
     result = scores_to_json(cms[main], classes.get(main))
     for h in heads:
         if h != main:
@@ -281,18 +185,6 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
             "dtype": _compute_dtype(model, dev), "channels_last": cl}
 
 
-def time_weights(weights: PathLike, size: int = 500, runs: int = 5, warmup: int = 1,
-                 device: str | torch.device = "auto") -> dict[str, Any]:
-    """time_forward for a weights file, with the input channels its modalities need."""
-    dev = resolve_device(device)
-    model, meta = _load(weights, dev)
-    out = time_forward(model, size=size, runs=runs, warmup=warmup, device=dev,
-                       in_channels=input_channels(meta))
-    out["weights_sha256"] = sha256_file(weights)
-    return out
-
-
-
 # ---------------------------------------------------------------------------------------------------
 # `fcn evaluate`
 # ---------------------------------------------------------------------------------------------------
@@ -320,7 +212,7 @@ def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[st
 def cli(argv: list[str] | None = None) -> int:
     """Entry point of `fcn evaluate WEIGHTS`: the evaluate rule's metrics.json, from the shell."""
     from .cliopts import Parser, add_device, add_out, add_progress
-    from .models.surgery import safe_torch_load
+    from .models.io import safe_torch_load
 
     p = Parser(prog="fcn evaluate", description="Score trained weights on a split of a prepared dataset with "
                "the paper's metrics (pixel acc., mean acc., mean IU, f.w. IU), as the evaluate rule does.")

@@ -89,7 +89,7 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
 
     `size` is the H×W of the example input used for tracing; the exported net accepts any size.
     """
-    from .evaluate import input_channels
+    from .inference import input_channels
     from .models import load_model
 
     if fmt not in FORMATS:

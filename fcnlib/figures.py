@@ -118,7 +118,7 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     import torch
 
     from .data import SegDataset
-    from .evaluate import _load, _preprocessing, predict, resolve_device
+    from .inference import load_for_inference, predict, preprocessing_of, primary_head, resolve_device
 
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")
@@ -126,17 +126,17 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     preds: dict[str, list[np.ndarray]] = {}
     ds: Any = None
     for name, path in weights.items():
-        model, meta = _load(path, dev)
+        model, meta = load_for_inference(path, dev)
         ds = SegDataset(dataset_json, split, modalities=list(meta.get("modalities") or ["rgb"]),
-                        preprocessing=_preprocessing(meta, path), max_images=candidates)
+                        preprocessing=preprocessing_of(meta, path), max_images=candidates)
         heads = list(ds.num_classes)
-        main = "sem" if "sem" in heads else heads[0]
+        main = primary_head(heads)
         preds[name] = [predict(model, ds[i][0].to(dev), heads)[main].numpy() for i in range(len(ds))]
         del model
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     names = list(preds)
-    main = "sem" if "sem" in ds.num_classes else next(iter(ds.num_classes))
+    main = primary_head(ds.num_classes)
     gts = [ds.load_labels(i)[main] for i in range(len(ds))]
     thin = [thin_gain([preds[k][i] for k in names], gt) for i, gt in enumerate(gts)]
     score = [disagreement([preds[k][i] for k in names], gt, ds.ignore_index) for i, gt in enumerate(gts)]

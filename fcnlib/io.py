@@ -23,6 +23,10 @@ from PIL import Image
 
 from .errors import DataError, DiskError
 
+#: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
+#: padding of batches; uint8 label batches (fcnlib.loader) carry it. Defined once, imported elsewhere.
+IGNORE_INDEX = 255
+
 PathLike = str | os.PathLike
 
 
@@ -39,6 +43,27 @@ def _remove_stale_tmps(path: Path) -> None:
                 t.unlink()
         except PermissionError:
             pass
+
+
+def place_file(src: PathLike, dst: PathLike) -> None:
+    """Put `src` at `dst` atomically: a hard link where possible (no copy of a 2 GB archive), else a copy,
+    through a temp name unique to this process; the temp file never outlives a failure."""
+    import shutil
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 @contextlib.contextmanager
@@ -232,7 +257,7 @@ def read_depth_png(path: PathLike) -> np.ndarray:
 
 
 def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None = None,
-               ignore_index: int = 255) -> np.ndarray:
+               ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size."""
     try:
         with _open_capped(path, "label map") as im:

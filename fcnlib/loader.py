@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from .data import collate_pad
+from .io import IGNORE_INDEX
 
-IGNORE = 255
+IGNORE = IGNORE_INDEX
 
 
 def _shared_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -140,20 +140,10 @@ TABLES: Final = MappingProxyType({
 SBD_GAIN_MEAN_IU: Final = 3.4
 
 # --------------------------------------------------------------------------------------------------
-# Constants (SPEC §1–§3). Means are in the Caffe nets' BGR order and 0–255 units.
+# Constants (SPEC §1–§3). Each is typed once where the code uses it: image means in
+# fcnlib.models.preprocessing, the NYU camera and crop in fcnlib.hha (CAMERAS), crop offsets in
+# fcnlib.models.fcn, recipes in config/config.yaml. Here: split sizes, class counts, the CVPR recipe.
 # --------------------------------------------------------------------------------------------------
-CAFFE_VGG_MEAN_BGR: Final = (104.00699, 116.66877, 122.67892)
-TORCHVISION_MEAN_RGB: Final = (0.485, 0.456, 0.406)
-TORCHVISION_STD_RGB: Final = (0.229, 0.224, 0.225)
-NYUD_MEAN_BGR: Final = (116.190, 97.203, 92.318)
-NYUD_HHA_MEAN: Final = (132.431, 94.076, 118.477)
-SIFTFLOW_MEAN_BGR: Final = (114.578, 115.294, 108.353)
-
-#: NYU Depth v2 colour camera, full 640×480 frame; Gupta's crop shifts the principal point.
-NYU_CAMERA: Final = MappingProxyType({"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362,
-                                      "width": 640, "height": 480})
-NYU_CROP: Final = MappingProxyType({"rows": (45, 470), "cols": (40, 600)})  # [start, stop)
-
 SPLIT_SIZES: Final = MappingProxyType({
     "sbd_train": 8498, "seg11valid": 736, "voc12_trainaug": 10582,
     "nyud_train": 381, "nyud_val": 414, "nyud_trainval": 795, "nyud_test": 654,
@@ -163,17 +153,6 @@ SPLIT_SIZES: Final = MappingProxyType({
 NUM_CLASSES: Final = MappingProxyType({"pascal": 21, "nyud": 40, "siftflow_sem": 33, "siftflow_geo": 3,
                                        "context": 60})
 
-RECEPTIVE_FIELD: Final = MappingProxyType({"alexnet": 355, "vgg16": 404, "googlenet": 907})
-MAX_STRIDE: Final = 32
-
-#: Caffe coord_map crop offsets of the authors' nets (top-left crops), per variant.
-CROP_OFFSETS: Final = MappingProxyType({"fcn32s": (19,), "fcn16s": (5, 27), "fcn8s": (5, 9, 31)})
-
-#: Released-model recipe (SPEC §3): fixed lr per stage with the unnormalized (summed) loss, batch 1.
-HEAVY_RECIPE: Final = MappingProxyType({
-    "lr": MappingProxyType({"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14}),
-    "momentum": 0.99, "weight_decay": 5e-4, "batch": 1, "iterations": 100_000, "val_every": 4000,
-    "loss": "sum"})
 #: The CVPR text's recipe (normalized loss).
 CVPR_RECIPE: Final = MappingProxyType({"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "batch": 20,
                                        "loss": "mean"})

@@ -50,22 +50,22 @@ class Segmenter:
     """A loaded RGB model + its preprocessing; `__call__(image_uint8_HWC) -> {head: uint8 H×W labels}`."""
 
     def __init__(self, weights: PathLike, device: str | torch.device = "auto") -> None:
-        from .evaluate import _load, _preprocessing, resolve_device
+        from .inference import load_for_inference, preprocessing_of, resolve_device
 
         self.device = resolve_device(device)
-        self.model, self.meta = _load(weights, self.device)
+        self.model, self.meta = load_for_inference(weights, self.device)
         mods = list(self.meta.get("modalities") or ["rgb"])
         if mods != ["rgb"]:
             raise WeightsError(f"{weights}: this model needs input modalities {mods}, but `fcn segment` "
                                f"takes plain RGB images; use RGB-only weights, or `fcn evaluate` on a "
                                f"prepared dataset that has {mods}")
-        self.pre = _preprocessing(self.meta, weights)["rgb"]
+        self.pre = preprocessing_of(self.meta, weights)["rgb"]
         arch = self.meta.get("arch") or {}
         heads = arch.get("heads") if isinstance(arch, dict) else None
         self.heads = list(heads) if isinstance(heads, dict) and heads else ["sem"]
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        from .evaluate import predict
+        from .inference import predict
 
         x = self.pre.apply(image).to(self.device)
         return {h: p.numpy().astype(np.uint8) for h, p in predict(self.model, x, self.heads).items()}
@@ -84,11 +84,13 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
     """Segment every input image; returns the label PNGs written (one per image, `<stem>.png`)."""
     from tqdm import tqdm
 
+    from .inference import primary_head
+
     paths = collect_inputs(inputs)
     seg = Segmenter(weights, device)
     out_dir = Path(out_dir)
     written = []
-    main = "sem" if "sem" in seg.heads else seg.heads[0]
+    main = primary_head(seg.heads)
     for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:

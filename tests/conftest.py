@@ -24,6 +24,14 @@ def snakemake(workdir: Path, *args: str, config: str = "config/test.yaml", check
     return res
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tests/workflow and tests/faults are the slow tier whole (`make test-fast` = `-m "not slow"` skips them)."""
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(ROOT / "tests").parts
+        if rel and rel[0] in ("workflow", "faults"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def smk():
     """`smk(workdir, *args, config=..., check=True)` runs Snakemake on this repo's Snakefile."""

@@ -96,6 +96,11 @@ def test_code_hash_tracks_module_contents(tmp_path, monkeypatch):
     (pkg / "models" / "fcn.py").write_text("x = 2\n")
     assert fcncfg.code_hash("train.py") == before_train
     assert fcncfg.code_hash("models/") != before_models
+    (pkg / "train").mkdir()  # a package (fcnlib/train/): any of its files reruns the rules hashing it
+    (pkg / "train" / "loop.py").write_text("x = 1\n")
+    before_pkg = fcncfg.code_hash("train/")
+    (pkg / "train" / "loop.py").write_text("x = 2\n")
+    assert fcncfg.code_hash("train/") != before_pkg
 
 
 def test_table_rows_cover_every_paper_table(paper):

@@ -79,6 +79,7 @@ def _counts(log: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_snakemake_dry_run_with_a_one_key_override_plans_the_paper(tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("training:\n  threads: 3\n")

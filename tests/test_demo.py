@@ -194,6 +194,7 @@ def test_int_image_size_as_the_test_config_passes_it(tmp_path):
         assert Image.open(io.BytesIO(zf.read(jpg))).size == (42, 42)  # (36 + 48) // 2
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_cli_writes_requested_parts(tmp_path):
     assert cli(["-o", str(tmp_path / "w"), "--parts", "weights", "--width", "0.125"]) == 0
     man = json.loads((tmp_path / "w" / "manifest.json").read_text())

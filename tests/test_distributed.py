@@ -119,6 +119,7 @@ def _launch(tmp: Path, n: int, cfg: dict, name: str, kill_at: int = 0) -> subpro
                           capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 @pytest.mark.parametrize("loss", ["mean", "sum"])
 def test_two_processes_equal_one(same_size, tmp_path, loss):
     base = dict(iterations=3, log_every=1, amp="off", channels_last=False, loss_sampling=0.7,
@@ -135,6 +136,7 @@ def test_two_processes_equal_one(same_size, tmp_path, loss):
     assert not (tmp_path / "ddp.resume.pt").exists()
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_two_processes_sigterm_then_resume_is_bitwise_identical(same_size, tmp_path):
     cfg = make_cfg(same_size, iterations=8, log_every=1, checkpoint_every=0, amp="off", channels_last=False,
                    recipe=_sgd("mean", batch_size=1, dropout=None))  # dropout 0.5: per-rank RNGs restored
@@ -237,6 +239,7 @@ run_training(**json.loads(sys.argv[1]))
 """
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_rule_entry_point_claims_gpus_and_launches_the_ranks(same_size, tmp_path, monkeypatch):
     """fcnlib.distributed.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
     (fake) GPUs it claims both and trains 2 ranks — the same weights as one process with the same batch."""
@@ -270,6 +273,7 @@ def test_gpu_ids_without_cuda_mean_cpu(monkeypatch):
     assert D.claim(1).devices() == ["cuda:0"] and D.claim(1).devices("cpu") == ["cpu"]
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_torchrun_around_the_rule_script(same_size, tmp_path):
     """`torchrun --nproc-per-node=2 workflow/scripts/train.py …` (the script standalone): each rank joins
     from torchrun's environment, rank 0 alone moves the outputs; same weights as our own launcher."""

@@ -97,7 +97,7 @@ def test_zero_init_net_scores_as_all_background(tmp_path):
     assert r["split"] == "val" and r["dataset"] == "tiny" and r["dataset_source"] == "demo"
     assert r["config_hash"] == "abc123"
     assert r["weights_sha256"] == ev.sha256_file(w) and len(r["weights_sha256"]) == 64
-    assert r["device"]
+    assert r["device"] == ev.device_name("cpu") and "threads" in r["device"]
     # predicted PNGs: same size as each image, all zeros
     outs = sorted(preds_dir.glob("*.png"))
     assert [p.stem for p in outs] == ["img_000", "img_001", "img_002"]

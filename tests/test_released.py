@@ -89,6 +89,7 @@ def test_demo_standin_has_the_authors_names_and_shapes():
     assert "upscorecolor" not in nyud and nyud["upscore"][0].shape == (40, 40, 64, 64)
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_every_released_standin_converts_and_runs(tmp_path):
     for name, m in released.MODELS.items():
         src = tmp_path / m.caffemodel

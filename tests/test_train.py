@@ -191,6 +191,7 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_sigkill_then_resume_is_bitwise_identical(toy, tmp_path, precision):
     # SGD with momentum, dropout active and a mid-run validation: every piece of state must come back
@@ -226,6 +227,7 @@ def _fresh_state() -> dict:
     return build_fcn("fcn32s", "vgg16", 3, WIDTH).state_dict()
 
 
+@pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_sigterm_saves_checkpoint_exits_nonzero_and_resumes(toy, tmp_path):
     cfg = make_cfg(toy, iterations=8, checkpoint_every=0, log_every=1, num_workers=1)
     term = _proc(tmp_path, cfg, "t", kill_at=5, sig="SIGTERM")
@@ -453,3 +455,14 @@ def test_config_errors(toy, tmp_path):
         run(make_cfg(toy, arch={"num_classes": 21}), tmp_path, "bad")
     with pytest.raises(ConfigError, match="loss"):
         T.check_config(make_cfg(toy, recipe={"loss": "avg"}))
+
+
+def test_dataset_with_another_void_label_is_refused(tmp_path):
+    """Training, batch padding and uint8 batches use fcnlib.io.IGNORE_INDEX; a dataset.json declaring another
+    void label would have its void pixels trained on, so the trainer refuses it, naming the file."""
+    ds = make_dataset(tmp_path / "ds", n=2)
+    meta = json.loads(ds.read_text())
+    meta["ignore_index"] = 0
+    ds.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"dataset\.json: ignore_index 0 is not 255"):
+        run(make_cfg(ds, iterations=1), tmp_path, "void")

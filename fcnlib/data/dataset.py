@@ -16,13 +16,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import read_depth_png, read_image, read_json, read_label
+from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
+from ..modalities import MODALITY_CHANNELS
 from .transforms import augment_pair, pad_to
 
 PathLike = str | os.PathLike
 
 # Channels each modality contributes (concatenated in the order the caller asks for).
-MODALITY_CHANNELS = {"rgb": 3, "hha": 3, "depth": 1, "rawdepth": 1}
 _DEPTH_MODALITIES = ("depth", "rawdepth")
 
 
@@ -52,7 +52,7 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     root = path.resolve().parent
     meta = dict(meta)
     meta["root"] = str(root)
-    meta.setdefault("ignore_index", 255)
+    meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
     for name, sp in meta["splits"].items():
         try:
@@ -147,7 +147,7 @@ class SegDataset(Dataset):
             ids = ids[: int(max_images)]
         self.ids: list[str] = ids
         self.heads: dict[str, int] = dict(self.meta["heads"])
-        self.ignore_index: int = int(self.meta.get("ignore_index", 255))
+        self.ignore_index: int = int(self.meta.get("ignore_index", IGNORE_INDEX))
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -246,7 +246,7 @@ class SegDataset(Dataset):
         return image.contiguous(), label
 
 
-def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = 255
+def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = IGNORE_INDEX
                 ) -> tuple[torch.Tensor, torch.Tensor | dict[str, torch.Tensor]]:
     """Stack variable-size items: pad bottom/right to the largest H×W, 0 for inputs, 255 for labels."""
     h = max(int(img.shape[-2]) for img, _ in batch)
@@ -267,25 +267,18 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = 2
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` counts as done (every writer here is atomic)."""
-    import shutil
-
-    from ..io import atomic_write
+    from ..io import place_file
 
     dst = Path(dst)
     if dst.exists():
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.link.tmp")
     try:
-        if tmp.exists():
-            tmp.unlink()
-        os.link(src, tmp)
-        os.replace(tmp, dst)
+        place_file(src, dst)
     except OSError:
         if not Path(src).is_file():
             raise DataError(f"{src}: file not found; re-extract the raw archive") from None
-        with open(src, "rb") as fi, atomic_write(dst, "wb") as fo:
-            shutil.copyfileobj(fi, fo)
+        raise
 
 
 def map_parallel(fn: Any, items: Sequence[Any], workers: int | None = None, desc: str = "") -> list[Any]:

@@ -11,7 +11,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-IGNORE = 255
+from ..io import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 

@@ -13,15 +13,13 @@ dataset.json is written last, so its presence means every split's files were che
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, place_file
 from . import splits as S
 from .dataset import start_prepare
 from .sbd import convert_sbd, find_sbd_root
@@ -81,18 +79,6 @@ def _labelled_test(root: Path) -> list[str] | None:
     return ids
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Put src at dst atomically; a hardlink costs no space (fallback: copy across filesystems)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def merge_labels(ids: Sequence[str], primary: Path, fallback: Path, out_dir: Path) -> dict[str, int]:
     """out_dir/<id>.png = primary/<id>.png where it exists, else fallback/<id>.png. Returns counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +91,7 @@ def merge_labels(ids: Sequence[str], primary: Path, fallback: Path, out_dir: Pat
                             f"the SBD conversion is incomplete — rerun the prepare rule")
         counts["primary" if src_dir is primary else "fallback"] += 1
         if i not in done:
-            _link_or_copy(src_dir / f"{i}.png", out_dir / f"{i}.png")
+            place_file(src_dir / f"{i}.png", out_dir / f"{i}.png")
     return counts
 
 

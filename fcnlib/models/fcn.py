@@ -197,10 +197,6 @@ class FCN(nn.Module):
     def trunk(self) -> list[tuple[str, nn.Module]]:
         return [(n, getattr(self, n)) for n in self.trunk_names]
 
-    def score_layer_names(self) -> list[str]:
-        """Top-level names of the layers that are not part of the trunk (score + upsampling)."""
-        return [n for n, _ in self.named_children() if n not in self.trunk_names]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         feat, taps = run_trunk(self.trunk(), x, self.taps)
         return self.run_heads(feat, taps, x)

@@ -27,10 +27,6 @@ INCEPTION = {
 }
 
 
-def _cr(cin: int, cout: int, k: int, pad: int = 0) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad), nn.ReLU(inplace=True))
-
-
 class Inception(nn.Module):
     """Four parallel branches concatenated along channels; every branch keeps H×W (centred kernels)."""
 

@@ -4,6 +4,7 @@ from meta["arch"] (see ARCHITECTURE.md, "Model files")."""
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from typing import Any
 
@@ -13,9 +14,32 @@ from torch import nn
 from ..errors import ConfigError, WeightsError
 from ..io import atomic_save_torch
 from .fcn import build_fcn, build_late_fusion
-from .surgery import _is_weights_dict, safe_torch_load
 
 _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "heads"}
+
+
+def safe_torch_load(path: str | os.PathLike, device: str = "cpu") -> Any:
+    """torch.load with weights_only=True; every failure becomes one WeightsError naming the file."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: weights file not found; run the rule that makes it or fix the "
+                           f"path") from None
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        why = lines[0][:160] if lines else "not a plain tensor file"
+        raise WeightsError(f"{path}: refused to load — the file holds Python objects that would run code "
+                           f"when unpickled ({why}); only plain weight files are accepted: re-create "
+                           f"it with fcnlib (save_model / convert-weights)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        why = (str(e).splitlines() or [""])[0][:160]
+        raise WeightsError(f"{path}: not a readable torch weights file ({why}); the file is truncated or "
+                           f"of another format — delete it and recreate it") from None
+
+
+def _is_weights_dict(obj: Any) -> bool:
+    return (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
+            and isinstance(obj.get("meta"), dict))
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from ..errors import ConfigError, FcnError, WeightsError
 from ..io import atomic_save_torch
 from .fcn import BACKBONES
 from .googlenet import INCEPTION
+from .io import _is_weights_dict, build_from_arch, check_state_dict, safe_torch_load
 from .preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
 
 FORMATS = ("torchvision", "caffe")
@@ -126,30 +125,6 @@ def _load_torch_sd(src: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{src}: expected a torchvision state dict (name → tensor); "
                            f"got {type(obj).__name__}")
     return obj
-
-
-def safe_torch_load(path: str | os.PathLike, device: str = "cpu") -> Any:
-    """torch.load with weights_only=True; every failure becomes one WeightsError naming the file."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: weights file not found; run the rule that makes it or fix the "
-                           f"path") from None
-    except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
-        why = lines[0][:160] if lines else "not a plain tensor file"
-        raise WeightsError(f"{path}: refused to load — the file holds Python objects that would run code "
-                           f"when unpickled ({why}); only plain weight files are accepted: re-create "
-                           f"it with fcnlib (save_model / convert-weights)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        why = (str(e).splitlines() or [""])[0][:160]
-        raise WeightsError(f"{path}: not a readable torch weights file ({why}); the file is truncated or "
-                           f"of another format — delete it and recreate it") from None
-
-
-def _is_weights_dict(obj: Any) -> bool:
-    return (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
-            and isinstance(obj.get("meta"), dict))
 
 
 def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str,
@@ -303,7 +278,6 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     """
     from .caffe import read_caffemodel
     from .fcn import _ATONCE_SCALE
-    from .io import build_from_arch, check_state_dict
 
     model = build_from_arch(arch)
     names = layer_map(model) if layer_map is not None else None

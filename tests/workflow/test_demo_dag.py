@@ -22,7 +22,11 @@ def test_every_output_exists_and_parses(demo_run):
     for name, exp in cfg["experiments"].items():
         d = demo_run / "results" / exp["dataset"] / name
         model, meta = load_model(d / "weights.pt")
-        assert meta["arch"], name
+        if isinstance(exp.get("init"), list):  # two trained nets fused late
+            assert meta["arch"]["fusion"] == "late" and len(meta["arch"]["members"]) == 2, name
+        else:
+            assert meta["arch"]["variant"] == exp["variant"], name
+        assert meta["experiment"] == name and meta["dataset"] == exp["dataset"], name
         lines = [json.loads(s) for s in (d / "log.jsonl").read_text().splitlines()]
         assert any("loss" in x for x in lines) and any("val" in x for x in lines), name
         assert not (d / ".train" / "resume.pt").exists(), "resume state must be removed after training"
@@ -37,7 +41,7 @@ def test_every_output_exists_and_parses(demo_run):
     tables = (demo_run / "results" / "tables.md").read_text()
     assert "DEMO" in tables
     data = json.loads((demo_run / "results" / "tables.json").read_text())
-    assert data
+    assert set(data) == {"header", "paper", "tables"} and set(cfg["tables"]) <= set(data["tables"])
     for png in (demo_run / "results" / "figures").glob("*.png"):
         with Image.open(png) as im:
             assert im.size[0] > 100 and im.size[1] > 100
@@ -46,10 +50,18 @@ def test_every_output_exists_and_parses(demo_run):
         ["fig4_pascal.png", "curves_staged.png", "curves_staged_time.png", "per_class_pascal.png", "per_class_nyud.png",
          "per_class_siftflow.png", "per_class_context.png"])
     hha = list((demo_run / "data" / "nyud" / "hha").glob("*.png"))
-    assert hha and json.loads((demo_run / "data" / "nyud" / "hha" / "manifest.json").read_text())
-    for rule in ("download", "train", "evaluate", "tables"):
-        assert list((demo_run / "logs").rglob("*.log")), rule
-        assert (demo_run / "benchmarks").exists()
+    hha_manifest = json.loads((demo_run / "data" / "nyud" / "hha" / "manifest.json").read_text())
+    assert hha and set(hha_manifest) == {p.name for p in hha}
+    # every rule writes its log and benchmark where common.smk says (one per experiment / split)
+    for name, exp in cfg["experiments"].items():
+        split = fcncfg.experiment(cfg, name)["val_split"]
+        assert (demo_run / "logs" / "train" / exp["dataset"] / f"{name}.log").is_file(), name
+        assert (demo_run / "benchmarks" / "train" / exp["dataset"] / f"{name}.tsv").is_file(), name
+        assert (demo_run / "logs" / "evaluate" / exp["dataset"] / name / f"{split}.log").is_file(), name
+        assert (demo_run / "benchmarks" / "evaluate" / exp["dataset"] / name / f"{split}.tsv").is_file(), name
+    raw = sorted(p.name for p in (demo_run / "data" / "raw").iterdir() if p.is_file())
+    assert raw and sorted(p.name[:-len(".log")] for p in (demo_run / "logs" / "download").glob("*.log")) == raw
+    assert (demo_run / "logs" / "report" / "tables.log").is_file()
 
 
 def test_released_standins_are_converted_scored_and_fill_table2(demo_run):

@@ -93,8 +93,6 @@ def _make_repo(dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (REPO / "Snakefile").exists():
-        pytest.skip("Snakefile not written yet")
     return _make_repo(tmp_path_factory.mktemp("dvc") / "repo")
 
 

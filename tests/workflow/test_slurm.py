@@ -169,8 +169,6 @@ def _scores(path: Path) -> dict[str, float]:
 
 
 def test_real_workflow_on_slurm_matches_local(slurm: None, tmp_path_factory: pytest.TempPathFactory) -> None:
-    if not (REPO / "Snakefile").exists():
-        pytest.skip("Snakefile not written yet")
     local = _copy_repo(tmp_path_factory.mktemp("local"))
     _smk(local, TARGET, "--profile", str(REPO / "profiles" / "local"))
 

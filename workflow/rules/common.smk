@@ -66,13 +66,13 @@ ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.
 # Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
 CODE = {
     "download": fcncfg.code_hash("download.py"),
-    "demo": fcncfg.code_hash("demo.py", "scenes.py", "hha.py", "released.py"),
+    "demo": fcncfg.code_hash("demo/", "scenes.py", "hha.py", "released.py"),
     "extract": fcncfg.code_hash("archive.py"),
     "prepare": fcncfg.code_hash("data/"),
     "hha": fcncfg.code_hash("hha.py"),
     "weights": fcncfg.code_hash("models/"),
     "train": fcncfg.code_hash(
-        "train.py",
+        "train/",
         "models/",
         "data/",
         "metrics.py",
@@ -126,7 +126,7 @@ def dataset_json(dataset):
 
 
 def exp_dir(exp):
-    return f"results/{EXPERIMENTS[exp]['dataset']}/{exp}"
+    return fcncfg.experiment_dir(EXPERIMENTS[exp]["dataset"], exp)
 
 
 def weights(exp):

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fcnlib.evaluate import device_name
+from fcnlib.inference import device_name
 from fcnlib.released import write_report
 from fcnlib.scripting import run
 

@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-from fcnlib.evaluate import device_name
+from fcnlib.config import experiment_dir
+from fcnlib.inference import device_name
 from fcnlib.scripting import run
 from fcnlib.tables import write_tables
 
@@ -14,7 +15,7 @@ def main(job):
         rec = {"table": row["table"], "row": row["row"], "experiment": row.get("experiment"),
                "metrics": None, "stats": None, "timing": None, "note": row.get("note")}
         if "experiment" in row:
-            base = Path("results") / row["dataset"] / row["experiment"]
+            base = Path(experiment_dir(row["dataset"], row["experiment"]))
             rec["metrics"] = str(base / row["split"] / "metrics.json")
             timing = base / "timing.json"
             if timing.exists():

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from fcnlib.devices import job_device
-from fcnlib.evaluate import resolve_device, time_forward
+from fcnlib.evaluate import time_forward
+from fcnlib.inference import resolve_device
 from fcnlib.io import atomic_write_json
 from fcnlib.models import build_fcn, load_model, net_stats
 from fcnlib.scripting import run

@@ -1,0 +1,156 @@
+"""Deterministic offline demo data in the REAL raw on-disk formats (`fcn demo-data -o DIR`).
+
+A package, one module per dataset writer (pascal, nyud, siftflow, context), the ImageNet stand-ins
+(imagenet), the released-model stand-ins (released), and what they share: encode (bytes, archives) and
+paint (toy scenes). `make_demo` (here) runs the writers and writes the manifest.
+
+The demo files go through exactly the extract/prepare code the real downloads go through (same tar/zip
+layouts, JPEG/PNG/MAT encodings, split-list relationships), only small: ~64–96 px images, a few dozen
+to a few hundred per split, ImageNet "weights" at a reduced width. The same seed gives the same bytes on every run
+(fixed archive mtimes/owners, sorted members, fixed encoder settings, MAT headers without dates).
+
+Images are built to make the paper's effects visible at toy scale: every class has its own colour (a
+farthest-point palette) and texture, objects are mostly whole blobs and boxes as in VOC, and some are
+3–6 px bars or small discs that FCN-8s's skip fusion resolves and FCN-32s's coarse output loses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io import atomic_write_json, sha256_file
+from .context import _context
+from .encode import TAR_MTIME, ZIP_DATE
+from .imagenet import (
+    GOOGLENET_CFG,
+    PRETRAIN_CLASSES,
+    PRETRAIN_PATCH,
+    VGG16_CFG,
+    _weights,
+    alexnet_caffe_blobs,
+    googlenet_state_dict,
+    pretrain_patches,
+    pretrain_vgg16,
+    vgg16_state_dict,
+)
+from .nyud import _nyud
+from .paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
+from .pascal import _pascal
+from .released import _released, released_caffe_blobs
+from .siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
+
+PathLike = str | os.PathLike
+ALL_PARTS = ("pascal", "nyud", "siftflow", "context", "weights", "released")
+
+# -- entry points ----------------------------------------------------------------------------------------
+
+
+def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_train: int = 48, n_val: int = 16,
+              image_size: int | tuple[int, int] = (64, 96), siftflow_size: int | None = None,
+              parts: Sequence[str] = ALL_PARTS, pretrain_steps: int = 1200,
+              released: Sequence[str] = (), log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the demo raw files into `out_dir`; returns the manifest {relative path: {"sha256", "size"}}.
+
+    Files: VOCtrainval_25-May-2011.tar, VOCtrainval_11-May-2012.tar, benchmark.tgz, seg11valid.txt,
+    train_noval.txt (pascal); nyud.tar.gz (nyud); SiftFlowDataset.zip, siftflow-trainval.txt,
+    siftflow-test.txt (siftflow); VOCtrainval_03-May-2010.tar, trainval.tar.gz, classes-59.txt (context); vgg16.pth,
+    bvlc_alexnet.caffemodel, googlenet.pth (weights); stand-ins of the authors' released FCN caffemodels
+    named in `released` (e.g. fcn8s-heavy-pascal.caffemodel; 32s ones are large: C×C×64×64 upsamplers);
+    manifest.json (last). `n_train`/`n_val` are per-dataset
+    train/val image counts (test sets get n_val), `image_size` the (min, max) side in px (or the max
+    side alone), `siftflow_size` the side of the square SIFT Flow images (default: the mean of those),
+    `width` the backbone channel factor.
+    """
+    out = Path(out_dir)
+    if n_train < 2 or n_val < 1:
+        raise ConfigError(f"demo: n_train must be >= 2 and n_val >= 1 (got {n_train}, {n_val})")
+    if isinstance(image_size, int):  # one number = the largest side; sizes then vary over its top quarter
+        image_size = (max(16, round(0.75 * image_size)), image_size)
+    lo, hi = int(image_size[0]), int(image_size[1])
+    siftflow_size = (lo + hi) // 2 if siftflow_size is None else int(siftflow_size)
+    if lo < 16 or hi < lo:
+        raise ConfigError(f"demo: image_size must be (min, max) with 16 <= min <= max, got {image_size}")
+    if not 0 < width <= 1:
+        raise ConfigError(f"demo: width must be in (0, 1], got {width}")
+    unknown = set(parts) - set(ALL_PARTS)
+    if unknown:
+        raise ConfigError(f"demo: unknown parts {sorted(unknown)}; choose from {list(ALL_PARTS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda s: None)
+    steps = {
+        "pascal": lambda: _pascal(out, seed, n_train, n_val, (lo, hi)),
+        "nyud": lambda: _nyud(out, seed, n_train, n_val, (lo, hi)),
+        "siftflow": lambda: _siftflow(out, seed, n_train, n_val, int(siftflow_size)),
+        "context": lambda: _context(out, seed, n_train, n_val, (lo, hi)),
+        "weights": lambda: _weights(out, seed, float(width), int(pretrain_steps), log),
+        "released": lambda: _released(out, seed, float(width), released),
+    }
+    for part in ALL_PARTS:
+        if part in parts:
+            t0 = time.perf_counter()
+            steps[part]()
+            log(f"demo: {part} written in {time.perf_counter() - t0:.1f} s")
+    manifest = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and rel != "manifest.json" and not p.name.startswith("."):
+            manifest[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    atomic_write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """`fcn demo-data -o DIR [--seed N] [--width W]`: write the offline demo raw files."""
+    from ..cliopts import Parser, add_out
+
+    ap = Parser(prog="fcn demo-data", description=cli.__doc__)
+    add_out(ap, "output folder (e.g. data/raw)", required=True)
+    ap.add_argument("--seed", type=int, default=0, help="generator seed: same seed, same bytes (default 0)")
+    ap.add_argument("--width", type=float, default=0.0625, help="backbone channel factor of the stand-in weights")
+    ap.add_argument("--n-train", type=int, default=48, help="training images per dataset (default 48)")
+    ap.add_argument("--n-val", type=int, default=16, help="validation/test images per dataset (default 16)")
+    ap.add_argument("--min-size", type=int, default=64, help="smallest image side in pixels (default 64)")
+    ap.add_argument("--max-size", type=int, default=96, help="largest image side in pixels (default 96)")
+    ap.add_argument("--parts", nargs="+", default=list(ALL_PARTS), choices=ALL_PARTS,
+                    help="which datasets/weights to write (default: all)")
+    ap.add_argument("--released", nargs="*", default=[], metavar="NAME",
+                    help="released models to write stand-in caffemodels for (fcnlib.released.MODELS)")
+    a = ap.parse_args(argv)
+    man = make_demo(a.out, seed=a.seed, width=a.width, n_train=a.n_train, n_val=a.n_val,
+                    image_size=(a.min_size, a.max_size), parts=a.parts, released=a.released, log=print)
+    print(f"demo: {len(man)} files in {a.out}")
+    return 0
+
+
+__all__ = [
+    "ALL_PARTS",
+    "make_demo",
+    "cli",
+    "BACKGROUND_RGB",
+    "GOOGLENET_CFG",
+    "PRETRAIN_CLASSES",
+    "PRETRAIN_PATCH",
+    "SIFTFLOW_GROUND",
+    "SIFTFLOW_SKY",
+    "TAR_MTIME",
+    "VGG16_CFG",
+    "VOC_CLASSES",
+    "ZIP_DATE",
+    "alexnet_caffe_blobs",
+    "class_appearance",
+    "googlenet_state_dict",
+    "paint",
+    "pretrain_patches",
+    "pretrain_vgg16",
+    "released_caffe_blobs",
+    "siftflow_geo",
+    "vgg16_state_dict",
+]
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

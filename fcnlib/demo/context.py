@@ -1,0 +1,81 @@
+"""PASCAL-Context (VOC 2010 tar + trainval.tar.gz label MATs + classes-59.txt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write
+from .encode import _jpeg, _mat, _text, _write_tar
+from .paint import (
+    _SHAPE_P,
+    _SHAPES,
+    _shape,
+    _size,
+    _voc_ids,
+    class_appearance,
+    paint,
+)
+
+
+def _context_label_table() -> tuple[list[str], dict[str, int]]:
+    """A 459-entry labels.txt (ids 1..459) holding the 59 task classes under the raw list's spellings
+    (table, bedclothes, cloth) at fixed scattered ids, the rest named filler classes."""
+    from ..data.context import CONTEXT59_CLASSES, RAW_SPELLING
+
+    task = [RAW_SPELLING.get(c, c) for c in CONTEXT59_CLASSES[1:]]
+    order = np.random.default_rng(459).permutation(459) + 1
+    ids = {name: int(order[i]) for i, name in enumerate(task)}
+    used = set(ids.values())
+    fillers = [i for i in range(1, 460) if i not in used]
+    names = {v: k for k, v in ids.items()}
+    for j, i in enumerate(fillers):
+        names[i] = f"other thing {j + 1}"
+        ids[names[i]] = i
+    return [f"{i}: {names[i]}" for i in range(1, 460)], ids
+
+
+def _context(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
+    from ..data.context import CONTEXT59_CLASSES, RAW_SPELLING
+
+    lines, raw_ids = _context_label_table()
+    rng = np.random.default_rng([seed, 4])
+    taken: set[str] = set()
+    train = _voc_ids(rng, n_train, (2008, 2009, 2010), taken)
+    val = _voc_ids(rng, n_val, (2008, 2009, 2010), taken)
+    # paint in the 60-class target space; raw ids are drawn from it (fillers → background 0)
+    app = class_appearance(60, salt=7)
+    app[0][0] = np.array([120.0, 116.0, 108.0], np.float32)
+    fill_ids = [raw_ids[f"other thing {j}"] for j in (1, 2, 3, 4)]
+    task_raw = np.array([0] + [raw_ids[RAW_SPELLING.get(c, c)] for c in CONTEXT59_CLASSES[1:]], np.uint16)
+    stuff = [CONTEXT59_CLASSES.index(c) for c in ("sky", "wall", "grass", "ground", "floor", "road", "water",
+                                                  "building", "tree", "ceiling", "mountain", "snow")]
+    things = [i for i in range(1, 60) if i not in stuff]
+    jpgs, mats = {}, {}
+    for k, iid in enumerate(sorted(taken)):
+        r = np.random.default_rng([seed, 4, k])
+        h, w = _size(r, image_size)
+        cls = np.zeros((h, w), np.uint8)
+        split_row = int(r.uniform(0.3, 0.7) * h)
+        cls[:split_row] = stuff[k % len(stuff)]
+        cls[split_row:] = stuff[(k * 5 + 3) % len(stuff)]
+        for j in range(int(r.integers(2, 5))):
+            c = things[(k * 3 + j * 11) % len(things)]
+            cls[_shape(r, h, w, str(r.choice(_SHAPES, p=_SHAPE_P)))] = c
+        bg = _shape(r, h, w, "blob")  # a region of some non-task class: background in the 59 task
+        cls[bg] = 0
+        jpgs[iid] = _jpeg(paint(cls, app, r))
+        raw = task_raw[cls]
+        raw[bg] = fill_ids[k % len(fill_ids)]
+        mats[iid] = _mat({"LabelMap": raw.astype(np.uint16)})
+    voc: dict[str, bytes] = {f"VOCdevkit/VOC2010/JPEGImages/{i}.jpg": b for i, b in jpgs.items()}
+    voc["VOCdevkit/VOC2010/ImageSets/Main/train.txt"] = _text(train)
+    voc["VOCdevkit/VOC2010/ImageSets/Main/val.txt"] = _text(val)
+    voc["VOCdevkit/VOC2010/ImageSets/Main/trainval.txt"] = _text(sorted(train + val))
+    _write_tar(out / "VOCtrainval_03-May-2010.tar", voc)
+    ctx = {f"trainval/{i}.mat": b for i, b in mats.items()}
+    ctx["labels.txt"] = _text(lines)
+    _write_tar(out / "trainval.tar.gz", ctx, gz=True)
+    with atomic_write(out / "classes-59.txt", "wb") as f:
+        f.write(_text(f"{i}: {c}" for i, c in enumerate(CONTEXT59_CLASSES)))

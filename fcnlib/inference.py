@@ -1,0 +1,123 @@
+"""Loading a weights file for inference, its preprocessing, the device choice and prediction: the one
+place evaluation, the trainer, figures and `fcn segment` get them from."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ConfigError, DataError
+from .modalities import MODALITY_CHANNELS
+
+PathLike = str | os.PathLike
+
+# ---------------------------------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" → the first CUDA GPU when one is usable, else CPU; "cpu"/"cuda"/"cuda:N" as given.
+
+    Asking for CUDA on a machine without it is a config error, not a silent CPU fallback: a run that
+    was meant for a GPU would otherwise take days without saying why.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        name = str(device).strip().lower()
+        if name in ("", "auto"):
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"device={device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!s} requested but CUDA is not available here; "
+                          f"use device=auto or cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={device!s} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def device_name(device: str | torch.device = "auto") -> str:
+    """A human name for tables: the CUDA device name, or the CPU model with the threads torch uses."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------------
+def input_channels(meta: dict[str, Any]) -> int:
+    """Input channels a model expects, from the modalities stored with its weights."""
+    mods = meta.get("modalities") or ["rgb"]
+    return sum(MODALITY_CHANNELS.get(m, 3) for m in mods)
+
+
+def load_for_inference(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The net for inference: eval mode, wrapped in fcnlib.fast's measured fast path (autocast where the
+    device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%)."""
+    from . import fast
+    from .models import load_model  # imported late: fcnlib.models is heavy and metrics users don't need it
+
+    model, meta = load_model(Path(weights), device)
+    return fast.FastFCN(fast.inference_setup(model, device)), meta
+
+
+def preprocessing_of(meta: dict[str, Any], weights: PathLike) -> dict[str, Any]:
+    """{modality: Preprocessing} stored with a weights file (a DataError naming `weights` if missing)."""
+    from .models.preprocessing import Preprocessing
+
+    pre = meta.get("preprocessing")
+    mods = meta.get("modalities") or ["rgb"]
+    if not isinstance(pre, dict) or any(m not in pre for m in mods):
+        raise DataError(f"{weights}: weights carry no preprocessing for modalities {mods}; re-save them with "
+                        f"fcnlib.models.save_model (meta['preprocessing'] per modality)")
+    return {m: Preprocessing.from_dict(pre[m]) for m in mods}
+
+
+def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
+    """Model output (tensor or {head: tensor}) → {head: N×C×H×W logits} keyed like the dataset."""
+    if isinstance(out, dict):
+        return out
+    return {heads[0]: out}
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str]) -> dict[str, torch.Tensor]:
+    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit."""
+    with torch.inference_mode():
+        out = _as_heads(model(x.unsqueeze(0)), heads)
+    preds = {}
+    for h, logits in out.items():
+        if logits.shape[-2:] != x.shape[-2:]:
+            raise DataError(f"model output {tuple(logits.shape[-2:])} differs from input "
+                            f"{tuple(x.shape[-2:])}; the weights' architecture does not crop to the input")
+        p = logits[0].argmax(0)
+        preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
+    return preds
+
+
+def primary_head(heads: Iterable[str]) -> str:
+    """The head the four metrics, tables and figures report: "sem" (SIFT Flow's semantic head), else the
+    only (first) one. `heads`: head names, or a {head: classes} mapping."""
+    names = list(heads)
+    return "sem" if "sem" in names else names[0]

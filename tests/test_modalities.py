@@ -1,0 +1,54 @@
+"""Modalities and the primary head, each defined once (fcnlib.modalities, fcnlib.inference.primary_head)
+and agreeing with the config schema and the trainer."""
+
+from pathlib import Path
+
+import yaml
+
+from fcnlib import config as fcncfg
+from fcnlib import train as T
+from fcnlib.data import dataset
+from fcnlib.inference import input_channels, primary_head
+from fcnlib.modalities import MODALITY_CHANNELS, NET_MODALITIES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_schema_modality_enum_is_the_net_modalities():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["$defs"]["modality"]["enum"] == list(NET_MODALITIES)
+
+
+def test_every_user_reads_the_one_table():
+    assert dataset.MODALITY_CHANNELS is MODALITY_CHANNELS
+    assert fcncfg.MODALITY_CHANNELS == T.MODALITY_CHANNELS == {"rgb": 3, "hha": 3, "depth": 1}
+    assert input_channels({"modalities": ["rgb", "hha", "depth"]}) == 7
+    assert input_channels({"modalities": ["rawdepth"]}) == 1
+
+
+def test_primary_head_is_sem_else_the_first():
+    assert primary_head({"sem": 33, "geo": 3}) == "sem"
+    assert primary_head(["geo", "sem"]) == "sem"
+    assert primary_head(["labels"]) == "labels"
+
+
+def test_schema_dataset_lists_are_dataset_heads():
+    """README's "Adding a dataset": DATASET_HEADS is the registry; the schema's three dataset lists must equal it."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    lists = [list(schema["properties"]["datasets"]["properties"])]  # the datasets: section
+    lists += [d["enum"] for d in _find(schema, "dataset") if isinstance(d, dict) and "enum" in d]  # experiments
+    lists += [b["propertyNames"]["enum"] for b in _find(schema, "by_dataset")]  # recipe overrides
+    assert len(lists) == 3, lists
+    for names in lists:
+        assert sorted(names) == sorted(fcncfg.DATASET_HEADS)
+
+
+def _find(obj, key):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key:
+                yield v
+            yield from _find(v, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _find(v, key)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlib import fast
+from fcnlib import fast, padskip
 from fcnlib.models import build_fcn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_padskip_equals_padded_net(net8: torch.nn.Module, hw: tuple[int, int]) -
     x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(hw[0] * 1000 + hw[1]))
     with torch.no_grad():
         ref = net8(x)
-        out = fast.padskip_forward(net8, x, winograd=False)
+        out = padskip.padskip_forward(net8, x, winograd=False)
     assert out.shape == ref.shape == (2, 7, *hw)
     assert _rel(ref[0], ref[1]) > 1e-3  # the two inputs give different outputs: it sees the image
     assert _rel(out, ref) < 2e-5  # fp32 rounding only
@@ -67,14 +67,14 @@ def test_padskip_other_variants(variant: str) -> None:
     for hw in [(5, 9), (77, 64)]:
         x = torch.randn(1, 3, *hw)
         with torch.no_grad():
-            assert _rel(fast.padskip_forward(m, x, winograd=False), m(x)) < 2e-5
+            assert _rel(padskip.padskip_forward(m, x, winograd=False), m(x)) < 2e-5
 
 
 def test_padskip_two_heads() -> None:
     m = _randomise(build_fcn("fcn16s", width=0.125, heads={"sem": 6, "geo": 3}), seed=2).eval()
     x = torch.randn(1, 3, 45, 60)
     with torch.no_grad():
-        ref, out = m(x), fast.padskip_forward(m, x, winograd=False)
+        ref, out = m(x), padskip.padskip_forward(m, x, winograd=False)
     assert set(out) == {"sem", "geo"}
     for h in out:
         assert _rel(out[h], ref[h]) < 2e-5
@@ -84,24 +84,24 @@ def test_padskip_dense_threshold_irrelevant(net8: torch.nn.Module) -> None:
     """All-skip, default and all-dense paths agree: the threshold is a speed knob only."""
     x = torch.randn(1, 3, 50, 71)
     with torch.no_grad():
-        outs = [fast.padskip_forward(net8, x, winograd=False, dense_above=d) for d in (1.01, 0.56, 0.0)]
+        outs = [padskip.padskip_forward(net8, x, winograd=False, dense_above=d) for d in (1.01, 0.56, 0.0)]
     assert _rel(outs[0], outs[2]) < 2e-5 and _rel(outs[1], outs[2]) < 2e-5
 
 
 def test_frames_are_needed(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
     """The edge frames (zero padding of later layers) reach the output: dropping them must break equality,
     so the equality above is not vacuous."""
-    orig = fast._propagate
+    orig = padskip._propagate
 
     def no_frames(*a, **k):  # noqa: ANN002, ANN003
         r = orig(*a, **k)
-        return fast._Region(r.h, r.w, r.rect, (0, 0, 0, 0))
+        return padskip._Region(r.h, r.w, r.rect, (0, 0, 0, 0))
 
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         ref = net8(x)
-        monkeypatch.setattr(fast, "_propagate", no_frames)
-        bad = fast.padskip_forward(net8, x, winograd=False, dense_above=1.01)
+        monkeypatch.setattr(padskip, "_propagate", no_frames)
+        bad = padskip.padskip_forward(net8, x, winograd=False, dense_above=1.01)
     assert _rel(bad, ref) > 1e-3  # ≥50× the tolerance above
 
 
@@ -112,7 +112,7 @@ def test_padskip_gradients_equal() -> None:
     x = torch.randn(1, 3, 37, 52, dtype=torch.float64)
     lab = torch.randint(0, 4, (1, 37, 52))
     grads = []
-    for f in (m, lambda t: fast.padskip_forward(m, t, winograd=False)):
+    for f in (m, lambda t: padskip.padskip_forward(m, t, winograd=False)):
         m.zero_grad(set_to_none=True)
         loss = F.cross_entropy(f(x), lab)
         loss.backward()
@@ -130,9 +130,25 @@ def test_winograd_tolerance(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPat
     with torch.no_grad():
         ref = net8(x)
         for skip in (1.01, 0.0):
-            out = fast.padskip_forward(net8, x, winograd=True, dense_above=skip)
+            out = padskip.padskip_forward(net8, x, winograd=True, dense_above=skip)
             assert _rel(out, ref) < 1e-4
             assert (out.argmax(1) == ref.argmax(1)).float().mean() > 0.999
+
+
+@pytest.mark.skipif(not torch._nnpack_available(), reason="NNPACK not built into this torch")
+@pytest.mark.parametrize("wide", [True, False], ids=["nnpack", "onednn"])
+def test_winograd_forward_is_the_dense_padskip(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch,
+                                               wide: bool) -> None:
+    """FastFCN's Winograd path (fast.winograd_forward) computes bit for bit what it computed when it ran
+    through the padding skip with dense_above=0 (every layer dense), with and without NNPACK taking the convs."""
+    if wide:
+        monkeypatch.setattr(fast, "WINOGRAD_MIN_CHANNELS", 1)
+    x = torch.randn(1, 3, 75, 58, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        old = padskip.padskip_forward(net8, x, winograd=True, dense_above=0.0)
+        new = fast.winograd_forward(net8, x)
+    assert torch.equal(new, old)
+    assert _rel(new, net8(x)) < 1e-4
 
 
 def _agreement_bf16(m: torch.nn.Module, x: torch.Tensor) -> float:
@@ -194,6 +210,9 @@ def test_fastfcn_matches_model(net8: torch.nn.Module, native_bf16: bool) -> None
     assert out.dtype == torch.float32 and out.shape == ref.shape
     tol = 5e-2 if native_bf16 else 1e-4
     assert _rel(out, ref) < tol
+    with torch.inference_mode():
+        exact = padskip.PadSkipFCN(net8, amp=None, winograd=False, padskip=True)(x)
+    assert _rel(exact, ref) < 2e-5
 
 
 def test_device_choices(native_bf16: bool) -> None:
@@ -222,6 +241,8 @@ def test_fastfcn_other_backbones(backbone: str, native_bf16: bool) -> None:
     x = torch.randn(1, 3, 67, 50) * 50
     with torch.inference_mode():
         ref, out = m(x), fast.FastFCN(m)(x)
-    assert not fast.supports_padskip(m)
+    assert not padskip.supports_padskip(m)
+    with torch.inference_mode():
+        assert torch.equal(padskip.PadSkipFCN(m, padskip=True)(x), out)  # no skip where unsupported
     tol = 5e-2 if native_bf16 else 1e-4
     assert _rel(out, ref) < tol

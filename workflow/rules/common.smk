@@ -78,16 +78,26 @@ CODE = {
         "metrics.py",
         "evaluate.py",
         "fast.py",
+        "inference.py",
+        "modalities.py",
         "precision.py",
         "determinism.py",
         "finite.py",
         "loader.py",
     ),
     "evaluate": fcncfg.code_hash(
-        "evaluate.py", "metrics.py", "models/", "data/", "fast.py", "precision.py", "determinism.py"
+        "evaluate.py",
+        "inference.py",
+        "modalities.py",
+        "metrics.py",
+        "models/",
+        "data/",
+        "fast.py",
+        "precision.py",
+        "determinism.py",
     ),
-    "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "models/"),
-    "released": fcncfg.code_hash("released.py", "paper.py", "models/"),
+    "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "inference.py", "models/"),
+    "released": fcncfg.code_hash("released.py", "paper.py", "inference.py", "models/"),
 }
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the

@@ -66,10 +66,10 @@ ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.
 # Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
 CODE = {
     "download": fcncfg.code_hash("download.py", "httpfetch.py"),
-    "demo": fcncfg.code_hash("demo/", "scenes.py", "hha.py", "released.py"),
+    "demo": fcncfg.code_hash("demo/", "scenes.py", "hha.py", "hha_geometry.py", "released.py"),
     "extract": fcncfg.code_hash("archive.py"),
     "prepare": fcncfg.code_hash("data/"),
-    "hha": fcncfg.code_hash("hha.py"),
+    "hha": fcncfg.code_hash("hha.py", "hha_geometry.py"),
     "weights": fcncfg.code_hash("models/"),
     "train": fcncfg.code_hash(
         "train/",

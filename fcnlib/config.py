@@ -1,6 +1,11 @@
 """Pipeline configuration: validation with messages that name the key, and resolution of one
 experiment into the flat dict the trainer takes. The Snakefile calls this at parse time, so a wrong
-value stops the run before any job starts."""
+value stops the run before any job starts.
+
+Over ~400 lines on purpose: the one config contract (load/compose, schema + cross-reference checks,
+experiment resolution) that every code hash includes; the checks call the resolution (_split_batch, the
+recipes), so a split would need an import cycle or a third module every rule's hash must also name.
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,15 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, DataError
-from .inference import device_name, load_for_inference, predict, preprocessing_of, primary_head, resolve_device
+from .inference import (
+    device_name,
+    load_for_inference,
+    predict,
+    preprocessing_of,
+    primary_head,
+    resolve_device,
+    score_dataset,
+)
 from .io import atomic_write_json, read_json, sha256_file, write_label_png
 from .metrics import SCORE_KEYS, ConfusionMatrix
 
@@ -65,27 +73,19 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     if isinstance(mclasses, list) and len(heads) == 1 and len(mclasses) != ds.num_classes[heads[0]]:
         raise DataError(f"{weights}: weights predict {len(mclasses)} classes but {dataset_json} has "
                         f"{ds.num_classes[heads[0]]}; evaluate them on the dataset they were trained for")
-    cms = {h: ConfusionMatrix(n) for h, n in ds.num_classes.items()}
     pred_dir = Path(predictions_dir) if predictions_dir is not None else None
 
-    from .progress import progress as progress_bar
-
-    n_images = 0
-    for i in progress_bar(range(len(ds)), desc=f"evaluate {Path(weights).name} on {split}", unit="img",
-                          disable=not progress):
-        x, y = ds[i]
-        labels = y if isinstance(y, dict) else {heads[0]: y}
-        preds = predict(model, x.to(dev), heads)
+    def checked(i: int, preds: dict[str, torch.Tensor]) -> None:
         missing = [h for h in heads if h not in preds]
         if missing:
             raise DataError(f"{weights}: model has no output for heads {missing} of {dataset_json}; "
                             f"evaluate it on the dataset it was trained for")
-        for h in heads:
-            cms[h].update(labels[h], preds[h])
-            if pred_dir is not None:
-                sub = pred_dir if h == heads[0] else pred_dir / h
-                write_label_png(sub / f"{ds.ids[i]}.png", preds[h].numpy())
-        n_images += 1
+        for h in heads if pred_dir is not None else ():
+            sub = pred_dir if h == heads[0] else pred_dir / h
+            write_label_png(sub / f"{ds.ids[i]}.png", preds[h].numpy())
+
+    cms, n_images = score_dataset(ds, lambda x: predict(model, x.to(dev), heads), on_prediction=checked,
+                                  desc=f"evaluate {Path(weights).name} on {split}" if progress else None)
     if n_images == 0:
         raise DataError(f"{dataset_json}: split '{split}' has no images to evaluate; check its split list")
 

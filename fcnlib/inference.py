@@ -1,19 +1,22 @@
-"""Loading a weights file for inference, its preprocessing, the device choice and prediction: the one
-place evaluation, the trainer, figures and `fcn segment` get them from."""
+"""Loading a weights file for inference, its preprocessing, the device choice, prediction and the scoring
+loop (score_dataset): the one place evaluation, the trainer, figures and `fcn segment` get them from."""
 
 from __future__ import annotations
 
 import functools
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import ConfigError, DataError
 from .modalities import MODALITY_CHANNELS
+
+if TYPE_CHECKING:
+    from .metrics import ConfusionMatrix
 
 PathLike = str | os.PathLike
 
@@ -102,10 +105,24 @@ def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
     return {heads[0]: out}
 
 
-def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str]) -> dict[str, torch.Tensor]:
-    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit."""
-    with torch.inference_mode():
-        out = _as_heads(model(x.unsqueeze(0)), heads)
+def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: torch.dtype | None | str = "model",
+            channels_last: bool = False, training_model: bool = False) -> dict[str, torch.Tensor]:
+    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit.
+
+    amp: "model" runs the model as it is (a FastFCN autocasts itself); a dtype or None (fp32) wraps the
+    forward in that autocast, as validation during training does. training_model: the model trains on
+    afterwards, so torch.no_grad, not inference_mode (an inference tensor cached in it, e.g. Upsampler's
+    diagonal, could not be saved for backward later)."""
+    x1 = x.unsqueeze(0)
+    if channels_last:
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad() if training_model else torch.inference_mode():
+        if amp == "model":
+            out = model(x1)
+        else:
+            with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = model(x1)
+        out = _as_heads(out, heads)
     preds = {}
     for h, logits in out.items():
         if logits.shape[-2:] != x.shape[-2:]:
@@ -114,6 +131,35 @@ def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str]) -> dict[s
         p = logits[0].argmax(0)
         preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
     return preds
+
+
+def score_dataset(dataset: Any, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, stop: Any = None,
+                  desc: str | None = None, on_prediction: Callable[[int, dict[str, torch.Tensor]], None] | None = None
+                  ) -> tuple[dict[str, ConfusionMatrix], int] | None:
+    """The scoring loop evaluation and validation share: each image of `dataset` through `forward`
+    (C×H×W → {head: H×W class ids}, e.g. predict), one ConfusionMatrix per dataset head accumulated.
+
+    Returns (matrices, images scored), or None when `stop.signum` is set before an image (preemption).
+    `desc` shows a progress bar; `on_prediction(i, preds)` sees each image's predictions before they count.
+    """
+    from .metrics import ConfusionMatrix
+    from .progress import progress as progress_bar
+
+    heads = list(dataset.num_classes)
+    cms = {h: ConfusionMatrix(n) for h, n in dataset.num_classes.items()}
+    n_images = 0
+    for i in progress_bar(range(len(dataset)), desc=desc, unit="img", disable=desc is None):
+        if stop is not None and stop.signum:
+            return None
+        x, y = dataset[i]
+        labels = y if isinstance(y, dict) else {heads[0]: y}
+        preds = forward(x)
+        if on_prediction is not None:
+            on_prediction(i, preds)
+        for h, cm in cms.items():
+            cm.update(labels[h], preds[h])
+        n_images += 1
+    return cms, n_images
 
 
 def primary_head(heads: Iterable[str]) -> str:

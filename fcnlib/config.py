@@ -175,6 +175,9 @@ def _check_references(config: dict, source: str) -> None:
         where = f"{source}: at 'experiments.{name}"
         if exp["dataset"] not in config["datasets"]:
             raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
+        if exp["dataset"] not in DATASET_HEADS:
+            raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no class count in "
+                              f"fcnlib.config.DATASET_HEADS; add it there (README: Adding a dataset)")
         backbone = exp.get("backbone", "vgg16")
         if backbone not in config["backbones"]:
             raise ConfigError(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")

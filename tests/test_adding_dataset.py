@@ -1,0 +1,177 @@
+"""README's "Adding a dataset", followed step by step as written, with a toy dataset: a prepare function
+in its own module, its source in the config, its class count in DATASET_HEADS, its name in the schema's three
+dataset lists, an experiment on it. The config then validates, `train_config` resolves the experiment, and a
+tiny training and evaluation run through fcnlib with no other change."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from fcnlib import config as fcncfg
+from fcnlib.errors import ConfigError
+from fcnlib.io import write_label_png, write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+NAME = "toyshapes"
+CLASSES = ["background", "square", "stripe"]
+
+# Step 1 of the recipe: `fcnlib/data/<name>.py` with `prepare_<name>(out_dir, raw_dir, ...)` writing the
+# dataset.json layout (ARCHITECTURE.md). Written as a module of its own (in a temp folder, imported by name).
+PREPARE_MODULE = textwrap.dedent('''
+    from pathlib import Path
+
+    import numpy as np
+
+    from fcnlib.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
+
+
+    def prepare_toyshapes(out_dir, raw_dir):
+        """Raw: images/<id>.png, masks/<id>.png with 9 = unlabelled, lists/<split>.txt. Out: the layout."""
+        out_dir, raw_dir = Path(out_dir), Path(raw_dir)
+        (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+        (out_dir / "splits").mkdir(parents=True, exist_ok=True)
+        splits = {}
+        for lst in sorted((raw_dir / "lists").glob("*.txt")):
+            ids = lst.read_text().split()
+            for i in ids:
+                lab = read_label(raw_dir / "masks" / f"{i}.png", 10)  # raw ids 0..2 and 9
+                lab[lab == 9] = IGNORE_INDEX
+                write_label_png(out_dir / "labels" / f"{i}.png", lab)
+            (out_dir / "splits" / lst.name).write_text("\\n".join(ids) + "\\n")
+            splits[lst.stem] = {"ids": f"splits/{lst.name}",
+                                "images": {"rgb": {"dir": str((raw_dir / "images").resolve()), "ext": ".png"}},
+                                "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
+        atomic_write_json(out_dir / "dataset.json", {
+            "name": "toyshapes", "source": "demo", "ignore_index": IGNORE_INDEX, "heads": {"sem": 3},
+            "classes": {"sem": ["background", "square", "stripe"]}, "splits": splits})
+        return out_dir / "dataset.json"
+''')
+
+
+def _raw(raw: Path, n: int = 4) -> None:
+    """A raw download of the toy dataset: a red square (1) or a blue stripe (2) on grey, void border (9)."""
+    rng = np.random.default_rng(0)
+    ids = [f"t{i:02d}" for i in range(n)]
+    for k, i in enumerate(ids):
+        img = rng.integers(90, 140, (48, 40, 3)).astype(np.uint8)
+        lab = np.zeros((48, 40), np.uint8)
+        c = 1 + k % 2
+        sl = (slice(10, 30), slice(8, 28)) if c == 1 else (slice(5, 45), slice(16, 22))
+        img[sl] = (220, 30, 30) if c == 1 else (30, 40, 220)
+        lab[sl] = c
+        lab[0, :] = 9
+        write_png(raw / "images" / f"{i}.png", img)
+        write_label_png(raw / "masks" / f"{i}.png", lab)
+    (raw / "lists").mkdir(parents=True)
+    (raw / "lists" / "train.txt").write_text("\n".join(ids[:3]) + "\n")
+    (raw / "lists" / "val.txt").write_text("\n".join(ids[2:]) + "\n")
+
+
+def _schema_with(name: str, out: Path) -> Path:
+    """The schema with `name` added to the three dataset lists README names (datasets: properties, the
+    experiment's `dataset` enum, `by_dataset`)."""
+    schema = yaml.safe_load(fcncfg.SCHEMA_PATH.read_text())
+    schema["properties"]["datasets"]["properties"][name] = {"$ref": "#/$defs/dataset"}
+    found = 0
+    for node in _walk(schema):
+        if isinstance(node.get("dataset"), dict) and "enum" in node["dataset"]:
+            node["dataset"]["enum"].append(name)
+            found += 1
+        if isinstance(node.get("by_dataset"), dict) and "propertyNames" in node["by_dataset"]:
+            node["by_dataset"]["propertyNames"]["enum"].append(name)
+            found += 1
+    assert found == 2, "README names three dataset lists in the schema; this test found others"
+    out.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return out
+
+
+def _walk(obj):
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from _walk(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk(v)
+
+
+def test_readme_recipe_names_every_step_this_test_takes():
+    section = README.split("## Adding a dataset", 1)[1].split("\n## ", 1)[0]
+    for step in ("prepare_<name>", "dataset.json", "sources", "workflow/rules/prepare.smk", "DATASET_HEADS",
+                 "config.schema.yaml", "three dataset lists", "experiments"):
+        assert step in section, step
+    # the rule the recipe asks for follows the pattern every existing dataset's does
+    smk = (ROOT / "workflow" / "rules" / "prepare.smk").read_text()
+    for ds in fcncfg.DATASET_HEADS:
+        rule = re.search(rf"^rule prepare_{ds}:\n(.*?)(?=^rule |\Z)", smk, re.S | re.M)
+        assert rule and f'"data/{ds}/dataset.json"' in rule.group(1), ds
+
+
+@pytest.fixture
+def added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The config after following the recipe, in a workdir holding the prepared toy dataset."""
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    (mod_dir / f"toy_{NAME}.py").write_text(PREPARE_MODULE)
+    monkeypatch.syspath_prepend(str(mod_dir))
+    monkeypatch.delitem(sys.modules, f"toy_{NAME}", raising=False)
+    prepare = __import__(f"toy_{NAME}").prepare_toyshapes
+
+    work = tmp_path / "work"
+    _raw(work / "data" / "raw" / NAME)
+    monkeypatch.chdir(work)
+    prepare(Path("data") / NAME, Path("data") / "raw" / NAME)  # what the prepare_<name> rule's script calls
+
+    config = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
+    config["sources"][NAME] = {"filename": f"{NAME}.tar", "demo": True}  # its sources
+    config["datasets"][NAME] = {"train_split": "train", "val_split": "val"}
+    config["experiments"][f"{NAME}-fcn32s"] = {"dataset": NAME, "variant": "fcn32s", "iterations": 6}
+    with pytest.raises(ConfigError, match=NAME):  # not in the schema's lists yet: refused, naming it
+        fcncfg.validate_config(config, source="test")
+    monkeypatch.setattr(fcncfg, "SCHEMA_PATH", _schema_with(NAME, tmp_path / "schema.yaml"))  # the 3 lists
+    with pytest.raises(ConfigError, match="DATASET_HEADS"):  # a step left out is named, not a KeyError later
+        fcncfg.validate_config(config, source="test")
+    monkeypatch.setitem(fcncfg.DATASET_HEADS, NAME, {"sem": len(CLASSES)})  # its class count
+    fcncfg.validate_config(config, source="test")
+    return config
+
+
+def test_recipe_as_written_validates_resolves_trains_and_evaluates(added: dict) -> None:
+    from fcnlib.demo import vgg16_state_dict
+    from fcnlib.evaluate import evaluate
+    from fcnlib.models import convert_imagenet_file
+    from fcnlib.train import train
+
+    cfg = fcncfg.train_config(added, f"{NAME}-fcn32s")
+    assert cfg["dataset_json"] == f"data/{NAME}/dataset.json"
+    assert cfg["arch"]["num_classes"] == len(CLASSES) and cfg["arch"]["in_channels"] == 3
+    assert (cfg["train_split"], cfg["val_split"], cfg["iterations"]) == ("train", "val", 6)
+    assert cfg["init"] == {"kind": "imagenet", "path": "data/weights/vgg16.pt"}
+    assert fcncfg.weights_path(added, f"{NAME}-fcn32s") == f"results/{NAME}/{NAME}-fcn32s/weights.pt"
+
+    width = float(added["width"])
+    Path("data/weights").mkdir(parents=True)
+    torch.save(vgg16_state_dict(width, 3), "data/weights/vgg16.pth")  # an ImageNet stand-in, as the demo's
+    convert_imagenet_file("data/weights/vgg16.pth", "data/weights/vgg16.pt", "vgg16", "torchvision", width)
+    cfg["amp"] = "off"  # CPU fp32 whatever the host supports
+    out = Path(fcncfg.weights_path(added, f"{NAME}-fcn32s"))
+    out.parent.mkdir(parents=True)
+    train(cfg, out, out.with_name("resume.pt"), out.with_name("log.jsonl"), device="cpu")
+    assert out.is_file()
+
+    res = evaluate(out, cfg["dataset_json"], "val", device="cpu", progress=False)
+    assert res["dataset"] == NAME and res["n_images"] == 2 and res["heads"] == {"sem": len(CLASSES)}
+    assert list(res["per_class_iu"]) == CLASSES  # the class names come from its dataset.json
+    assert res["pixels"] == 2 * (48 - 1) * 40  # two val images, the void top row not counted
+    for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert math.isfinite(res[k]) and 0.0 <= res[k] <= 1.0, k

@@ -182,6 +182,15 @@ def _padded_first(model: nn.Module) -> bool:
     return isinstance(first, nn.Conv2d) and _kps(first)[2] >= _kps(first)[0]
 
 
+def _dense_layer(m: nn.Module, x: torch.Tensor, winograd: bool) -> torch.Tensor:
+    """One trunk layer over its whole input: 3×3 stride-1 convs through _conv (NNPACK where it pays), the
+    rest as the module itself."""
+    if isinstance(m, nn.Conv2d) and _kps(m)[0] == 3 and m.groups == 1 and m.stride in (1, (1, 1)):
+        p = _kps(m)[2]
+        return _conv(m, x, (p, p, p, p), winograd)
+    return m(x)
+
+
 def winograd_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = ()
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The trunk of an fcnlib FCN whose first conv pads by ≥ its kernel (_padded_first), dense, with NNPACK
@@ -202,11 +211,7 @@ def winograd_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = ()
     if layers[0][0] in taps:
         feats[layers[0][0]] = x
     for name, m in layers[i + 1:]:
-        if isinstance(m, nn.Conv2d) and _kps(m)[0] == 3 and m.groups == 1 and m.stride in (1, (1, 1)):
-            p = _kps(m)[2]
-            x = _conv(m, x, (p, p, p, p), True)
-        else:
-            x = m(x)
+        x = _dense_layer(m, x, True)
         if name in taps:
             feats[name] = x
     return x, feats

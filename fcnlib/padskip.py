@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast import FastFCN, _conv, _kps, _padded_first, winograd_available
+from .fast import FastFCN, _conv, _dense_layer, _kps, _padded_first, winograd_available
 
 # A layer whose non-constant part covers at least this fraction of its output runs dense: below it the
 # skipped FLOPs outweigh the extra fill/copy traffic (measured on VGG16-FCN at 500×500: conv1, conv2 skip).
@@ -196,11 +196,7 @@ def padskip_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = (),
             pass
         else:
             reg = None
-            if isinstance(m, nn.Conv2d) and _kps(m)[0] == 3 and m.groups == 1 and m.stride in (1, (1, 1)):
-                p = _kps(m)[2]
-                x = _conv(m, x, (p, p, p, p), winograd)
-            else:
-                x = m(x)
+            x = _dense_layer(m, x, winograd)
         if name in taps:
             feats[name] = x
         i += 1

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vgg import Backbone, conv_relu, scaled
+from .vgg import Backbone, conv_relu, fc67, scaled
 
 
 class CaffeLRN(nn.LocalResponseNorm):
@@ -56,9 +56,4 @@ class AlexNet(Backbone):
         c = conv_relu(self, "conv4", "relu4", c, w(384), 3, pad=1, groups=2)
         c = conv_relu(self, "conv5", "relu5", c, w(256), 3, pad=1, groups=2)
         self.add("pool5", nn.MaxPool2d(3, stride=2, ceil_mode=True))
-        f = scaled(4096, width)
-        conv_relu(self, "fc6", "relu6", c, f, 6)
-        self.add("drop6", nn.Dropout(0.5))
-        conv_relu(self, "fc7", "relu7", f, f, 1)
-        self.add("drop7", nn.Dropout(0.5))
-        self.out_channels = f
+        self.out_channels = fc67(self, c, width, 6)

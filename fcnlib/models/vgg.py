@@ -55,6 +55,17 @@ def conv_relu(bb: Backbone, name: str, relu: str, cin: int, cout: int, k: int, s
     return cout
 
 
+def fc67(bb: Backbone, cin: int, width: float, k: int) -> int:
+    """fc6 as a k×k conv and fc7 as 1×1, each with ReLU and dropout 0.5 (VGG16's and AlexNet's classifier as
+    convolutions); returns fc7's channels."""
+    f = scaled(4096, width)
+    conv_relu(bb, "fc6", "relu6", cin, f, k)
+    bb.add("drop6", nn.Dropout(0.5))
+    conv_relu(bb, "fc7", "relu7", f, f, 1)
+    bb.add("drop7", nn.Dropout(0.5))
+    return f
+
+
 class VGG16(Backbone):
     """Caffe VGG16 for FCN: conv1_1 pad 100 (so any input survives 32× downsampling), ceil-mode pools,
     fc6 as a 7×7 conv and fc7 as 1×1, ReLU + dropout 0.5 after both."""
@@ -71,9 +82,4 @@ class VGG16(Backbone):
                 c = conv_relu(self, f"conv{b}_{i}", f"relu{b}_{i}", c, scaled(co, width), 3, pad=pad)
             self.add(f"pool{b}", nn.MaxPool2d(2, stride=2, ceil_mode=True))
             self.tap_channels[f"pool{b}"] = c
-        f = scaled(4096, width)
-        conv_relu(self, "fc6", "relu6", c, f, 7)
-        self.add("drop6", nn.Dropout(0.5))
-        conv_relu(self, "fc7", "relu7", f, f, 1)
-        self.add("drop7", nn.Dropout(0.5))
-        self.out_channels = f
+        self.out_channels = fc67(self, c, width, 7)

@@ -83,7 +83,8 @@ def test_built_tree_is_up_to_date(built: Path) -> None:
     assert planned(built) == {}
 
 
-@pytest.mark.parametrize("rel", ["train/loop.py", "train/settings.py"])  # any file of the fcnlib.train package
+@pytest.mark.parametrize("rel", ["train/loop.py", "train/settings.py",  # any file of the fcnlib.train package
+                                 "inference.py"])  # loading/scoring the trainer shares with evaluation
 def test_editing_train_reruns_train_only(built: Path, tmp_path: Path, rel: str) -> None:
     jobs = planned(_edited_copy(built, tmp_path, rel))
     assert set(jobs) == {"train"}, jobs
@@ -97,6 +98,12 @@ def test_editing_models_reruns_conversion_and_training(built: Path, tmp_path: Pa
     assert not {"make_demo_sources", "download", "extract", "prepare_pascal"} & set(jobs), jobs
 
 
-def test_editing_unrelated_module_reruns_nothing(built: Path, tmp_path: Path) -> None:
-    # tables.py is only used by the report rules, which are not part of this target
-    assert planned(_edited_copy(built, tmp_path, "tables.py")) == {}
+def test_editing_the_http_layer_reruns_download(built: Path, tmp_path: Path) -> None:
+    jobs = planned(_edited_copy(built, tmp_path, "httpfetch.py"))  # split out of download.py
+    assert "download" in jobs and "params have changed" in jobs["download"].lower(), jobs
+
+
+@pytest.mark.parametrize("rel", ["tables.py", "padskip.py"])
+def test_editing_unrelated_module_reruns_nothing(built: Path, tmp_path: Path, rel: str) -> None:
+    # tables.py is only used by the report rules, which are not part of this target; padskip.py only by bench
+    assert planned(_edited_copy(built, tmp_path, rel)) == {}

@@ -47,3 +47,15 @@ def demo_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("demo_run")
     snakemake(work, "results/tables.md", "all", "--cores", "2")
     return work
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: on 2 shared cores that is ~10× faster than oversubscribing
+    them (trainer tests use it via `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

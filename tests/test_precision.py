@@ -14,13 +14,7 @@ from fcnlib import determinism, precision
 from fcnlib.models import build_fcn
 from fcnlib.models.alexnet import CaffeLRN
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize(("cap", "dtype"), [((6, 0), torch.float16), ((7, 0), torch.float16),

@@ -112,13 +112,7 @@ def run(cfg: dict, d: Path, name: str) -> tuple[dict, Path, Path]:
     return summary, out, log
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # 2 shared cores: one intra-op thread is ~10× faster than oversubscribing them
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

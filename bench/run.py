@@ -5,6 +5,7 @@
     python bench/run.py --only forward,train --reps 5 --json bench/results.json
     python bench/run.py --only trainer       # opt-in: bench/train.py (fcnlib.train's loop, per setting)
     python bench/run.py --only peak,variants,variants_train   # every net of the paper (bench/variants.py)
+    python bench/run.py --only trained       # opt-in: the demo's trained nets, bf16 fast path vs fp32 (trained.py)
 
 Every ratio is baseline time / our time measured in this process (interleaved where the allocator
 allows, medians of --reps), so the load of a shared machine cancels out. Sections: forward 500×500,
@@ -312,6 +313,9 @@ def table(r: dict[str, Any]) -> str:
     import variants
 
     lines += variants.table_rows(r, _row)
+    import trained
+
+    lines += trained.table_rows(r, _row)
     for k, v in r.get("errors", {}).items():
         lines.append(f"{k}: ERROR {v.splitlines()[-1] if v else ''}")
     return "\n".join(lines)
@@ -325,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (+ its compile time)")
     ap.add_argument("--quick", action="store_true", help="width 0.25, 2 reps, short HHA/metrics")
     ap.add_argument("--only", default="forward,train,peak,variants,variants_train,eval,hha,data,dryrun")
+    ap.add_argument("--max-images", type=int, default=None, help="trained: val images per net (default all)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     a = ap.parse_args(argv)
@@ -369,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     if "trainer" in sections and (ROOT / "bench" / "train.py").exists():  # opt-in: minutes per setting
         import train as trainer_bench  # fcnlib.train's own loop, one subprocess per setting
         section("trainer", lambda: trainer_bench.run(None, iters=2 if a.quick else 3, width=a.width))
+    if "trained" in sections:  # opt-in: needs a finished demo run's results/
+        import trained
+        section("trained", lambda: trained.run(None, a.max_images))
     if "hha" in sections:  # after the net: it tunes malloc for itself (process-wide)
         import hha
         section("hha", lambda: hha.run(None, repeats=3 if a.quick else 7))

@@ -193,7 +193,7 @@ def case_forward(device: torch.device, reps: int = 5) -> dict[str, Any]:
 def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
     from PIL import Image
 
-    from fcnlib.models import build_fcn, save_model
+    from fcnlib.models import ModelMeta, build_fcn, save_model
     from fcnlib.models.preprocessing import CAFFE_VGG
 
     d = work / "segment"
@@ -201,8 +201,8 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
     model = build_fcn("fcn8s", "vgg16", 21, SIZE["width"])
     with torch.no_grad():
         model.score_fr.bias[7] = 3.0
-    save_model(model, {"arch": model.arch, "modalities": ["rgb"], "classes": [f"c{i}" for i in range(21)],
-                       "preprocessing": {"rgb": CAFFE_VGG.to_dict()}}, d / "w.pt")
+    save_model(model, ModelMeta.create(model.arch, ["rgb"], {"rgb": CAFFE_VGG}, [f"c{i}" for i in range(21)]),
+               d / "w.pt")
     img = np.random.default_rng(1).integers(0, 256, (333, 501, 3)).astype(np.uint8)
     Image.fromarray(img).save(d / "odd.jpg", quality=90)
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from fcnlib import fast  # noqa: E402
-from fcnlib.inference import predict, preprocessing_of, primary_head, score_dataset  # noqa: E402
+from fcnlib.inference import predict, primary_head, score_dataset  # noqa: E402
 from fcnlib.models import load_model  # noqa: E402
 
 _SPLITS = ("seg11valid", "val", "test")
@@ -54,8 +54,8 @@ def bench_one(weights: Path, max_images: int | None = None) -> dict[str, Any]:
     model, meta = load_model(weights, "cpu")
     ds_json = _dataset_json(weights, meta)
     split = _split(weights, ds_json)
-    pre = preprocessing_of(meta, weights)
-    ds = SegDataset(ds_json, split, modalities=list(meta.get("modalities") or ["rgb"]), preprocessing=pre,
+    pre = meta.preprocessing(weights)
+    ds = SegDataset(ds_json, split, modalities=meta.modalities, preprocessing=pre,
                     max_images=max_images)
     heads = list(ds.num_classes)
     head = primary_head(heads)

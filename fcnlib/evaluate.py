@@ -20,7 +20,6 @@ from .inference import (
     device_name,
     load_for_inference,
     predict,
-    preprocessing_of,
     primary_head,
     resolve_device,
     score_dataset,
@@ -64,12 +63,12 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
 
     dev = resolve_device(device)
     model, meta = load_for_inference(weights, dev)
-    pre = preprocessing_of(meta, weights)
-    mods = list(meta.get("modalities") or ["rgb"])
+    pre = meta.preprocessing(weights)
+    mods = meta.modalities
     ds = SegDataset(dataset_json, split, modalities=mods, preprocessing=pre, max_images=max_images)
     heads = list(ds.num_classes)
     classes = ds.classes
-    mclasses = meta.get("classes")
+    mclasses = meta.classes
     if isinstance(mclasses, list) and len(heads) == 1 and len(mclasses) != ds.num_classes[heads[0]]:
         raise DataError(f"{weights}: weights predict {len(mclasses)} classes but {dataset_json} has "
                         f"{ds.num_classes[heads[0]]}; evaluate them on the dataset they were trained for")

@@ -16,12 +16,15 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    from .models.meta import ModelMeta
 from .io import atomic_write, atomic_write_json, sha256_file
 
 FORMATS = ("torchscript", "onnx")
@@ -47,13 +50,12 @@ def _heads(model: nn.Module, channels: int) -> list[str]:
     return list(out) if isinstance(out, dict) else ["sem"]
 
 
-def export_meta(meta: dict[str, Any], fmt: str, heads: list[str], channels: int, weights: Path) -> dict[str, Any]:
+def export_meta(meta: ModelMeta, fmt: str, heads: list[str], channels: int, weights: Path) -> dict[str, Any]:
     """What a user of the exported file needs: input layout and preprocessing, output heads, classes."""
     return {"format": fmt, "source_weights": str(weights), "source_sha256": sha256_file(weights),
             "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "channels": channels,
-                      "modalities": list(meta.get("modalities") or ["rgb"]),
-                      "preprocessing": meta.get("preprocessing")},
-            "outputs": heads, "classes": meta.get("classes"), "arch": meta.get("arch"),
+                      "modalities": meta.modalities, "preprocessing": meta.get("preprocessing")},
+            "outputs": heads, "classes": meta.classes, "arch": meta.get("arch"),
             "labels": "argmax over axis 1 of each output"}
 
 
@@ -89,7 +91,6 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
 
     `size` is the H×W of the example input used for tracing; the exported net accepts any size.
     """
-    from .inference import input_channels
     from .models import load_model
 
     if fmt not in FORMATS:
@@ -99,7 +100,7 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
         raise ConfigError(f"{out}: would overwrite the weights it is exported from; pass another -o/--out")
     model, meta = load_model(weights, "cpu")
     model = model.eval().float()
-    channels = input_channels(meta)
+    channels = meta.input_channels
     heads = _heads(model, channels)
     net = _Tuple(model, heads).eval()
     example = torch.zeros(1, channels, *size)

@@ -118,7 +118,7 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     import torch
 
     from .data import SegDataset
-    from .inference import load_for_inference, predict, preprocessing_of, primary_head, resolve_device
+    from .inference import load_for_inference, predict, primary_head, resolve_device
 
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")
@@ -127,8 +127,8 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     ds: Any = None
     for name, path in weights.items():
         model, meta = load_for_inference(path, dev)
-        ds = SegDataset(dataset_json, split, modalities=list(meta.get("modalities") or ["rgb"]),
-                        preprocessing=preprocessing_of(meta, path), max_images=candidates)
+        ds = SegDataset(dataset_json, split, modalities=meta.modalities, preprocessing=meta.preprocessing(path),
+                        max_images=candidates)
         heads = list(ds.num_classes)
         main = primary_head(heads)
         preds[name] = [predict(model, ds[i][0].to(dev), heads)[main].numpy() for i in range(len(ds))]

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .errors import ConfigError, DataError
-from .modalities import MODALITY_CHANNELS
 
 if TYPE_CHECKING:
     from .metrics import ConfusionMatrix
+    from .models.meta import ModelMeta
 
 PathLike = str | os.PathLike
 
@@ -70,13 +70,7 @@ def device_name(device: str | torch.device = "auto") -> str:
 # ---------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------
-def input_channels(meta: dict[str, Any]) -> int:
-    """Input channels a model expects, from the modalities stored with its weights."""
-    mods = meta.get("modalities") or ["rgb"]
-    return sum(MODALITY_CHANNELS.get(m, 3) for m in mods)
-
-
-def load_for_inference(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_for_inference(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, ModelMeta]:
     """The net for inference: eval mode, wrapped in fcnlib.fast's measured fast path (autocast where the
     device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%)."""
     from . import fast
@@ -84,18 +78,6 @@ def load_for_inference(weights: PathLike, device: torch.device) -> tuple[torch.n
 
     model, meta = load_model(Path(weights), device)
     return fast.FastFCN(fast.inference_setup(model, device)), meta
-
-
-def preprocessing_of(meta: dict[str, Any], weights: PathLike) -> dict[str, Any]:
-    """{modality: Preprocessing} stored with a weights file (a DataError naming `weights` if missing)."""
-    from .models.preprocessing import Preprocessing
-
-    pre = meta.get("preprocessing")
-    mods = meta.get("modalities") or ["rgb"]
-    if not isinstance(pre, dict) or any(m not in pre for m in mods):
-        raise DataError(f"{weights}: weights carry no preprocessing for modalities {mods}; re-save them with "
-                        f"fcnlib.models.save_model (meta['preprocessing'] per modality)")
-    return {m: Preprocessing.from_dict(pre[m]) for m in mods}
 
 
 def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:

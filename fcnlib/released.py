@@ -170,15 +170,15 @@ def layer_map(name: str, model: Any) -> dict[str, list[str]]:
 def convert(src: PathLike, dst: PathLike, name: str, width: float = 1.0) -> Path:
     """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities)."""
     from .io import sha256_file
-    from .models import save_model
+    from .models import ModelMeta, save_model
     from .models.surgery import convert_fcn_caffemodel
 
     m = _model(name)
     a = arch(name, width)
     model = convert_fcn_caffemodel(src, a, layer_map=lambda net: layer_map(name, net))
-    meta = {"arch": a, "modalities": list(m.modalities), "preprocessing": preprocessing(name),
-            "classes": classes(name), "dataset": m.dataset, "experiment": f"released/{name}",
-            "released": name, "source": Path(src).name, "source_sha256": sha256_file(src)}
+    meta = ModelMeta.create(a, m.modalities, preprocessing(name), classes(name), dataset=m.dataset,
+                            experiment=f"released/{name}", released=name, source=Path(src).name,
+                            source_sha256=sha256_file(src))
     save_model(model, meta, dst)
     return Path(dst)
 

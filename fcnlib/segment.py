@@ -50,19 +50,17 @@ class Segmenter:
     """A loaded RGB model + its preprocessing; `__call__(image_uint8_HWC) -> {head: uint8 H×W labels}`."""
 
     def __init__(self, weights: PathLike, device: str | torch.device = "auto") -> None:
-        from .inference import load_for_inference, preprocessing_of, resolve_device
+        from .inference import load_for_inference, resolve_device
 
         self.device = resolve_device(device)
         self.model, self.meta = load_for_inference(weights, self.device)
-        mods = list(self.meta.get("modalities") or ["rgb"])
+        mods = self.meta.modalities
         if mods != ["rgb"]:
             raise WeightsError(f"{weights}: this model needs input modalities {mods}, but `fcn segment` "
                                f"takes plain RGB images; use RGB-only weights, or `fcn evaluate` on a "
                                f"prepared dataset that has {mods}")
-        self.pre = preprocessing_of(self.meta, weights)["rgb"]
-        arch = self.meta.get("arch") or {}
-        heads = arch.get("heads") if isinstance(arch, dict) else None
-        self.heads = list(heads) if isinstance(heads, dict) and heads else ["sem"]
+        self.pre = self.meta.preprocessing(weights)["rgb"]
+        self.heads = self.meta.heads
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
         from .inference import predict

@@ -8,8 +8,9 @@ import yaml
 from fcnlib import config as fcncfg
 from fcnlib import train as T
 from fcnlib.data import dataset
-from fcnlib.inference import input_channels, primary_head
+from fcnlib.inference import primary_head
 from fcnlib.modalities import MODALITY_CHANNELS, NET_MODALITIES
+from fcnlib.models.meta import ModelMeta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +23,9 @@ def test_schema_modality_enum_is_the_net_modalities():
 def test_every_user_reads_the_one_table():
     assert dataset.MODALITY_CHANNELS is MODALITY_CHANNELS
     assert fcncfg.MODALITY_CHANNELS == T.MODALITY_CHANNELS == {"rgb": 3, "hha": 3, "depth": 1}
-    assert input_channels({"modalities": ["rgb", "hha", "depth"]}) == 7
-    assert input_channels({"modalities": ["rawdepth"]}) == 1
+    assert ModelMeta({"modalities": ["rgb", "hha", "depth"]}).input_channels == 7
+    assert ModelMeta({"modalities": ["rawdepth"]}).input_channels == 1
+    assert ModelMeta({}).input_channels == 3  # a file from before the key: RGB
 
 
 def test_primary_head_is_sem_else_the_first():

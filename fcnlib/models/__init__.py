@@ -2,6 +2,7 @@
 
 from .fcn import FCN, LateFusion, bilinear_kernel, build_fcn, build_late_fusion, freeze_except_score
 from .io import build_from_arch, load_model, save_model
+from .meta import ModelMeta
 from .preprocessing import (
     CAFFE_VGG,
     DEPTH_LOG,
@@ -25,7 +26,7 @@ from .surgery import (
 __all__ = [
     "FCN", "LateFusion", "bilinear_kernel", "build_fcn", "build_late_fusion", "freeze_except_score",
     "build_from_arch", "convert_fcn_caffemodel", "load_model", "save_model", "net_stats", "convert_imagenet",
-    "convert_imagenet_file",
+    "convert_imagenet_file", "ModelMeta",
     "init_from_imagenet", "staged_init", "Preprocessing", "PRESETS", "CAFFE_VGG", "TORCHVISION",
     "NYUD_RGB_CAFFE", "HHA", "DEPTH_LOG", "SIFTFLOW_CAFFE", "TORCHVISION_GOOGLENET",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from ..errors import ConfigError, WeightsError
 from ..io import atomic_save_torch
 from .fcn import build_fcn, build_late_fusion
+from .meta import ModelMeta
 
 _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "heads"}
 
@@ -59,8 +61,9 @@ def build_from_arch(arch: dict[str, Any]) -> nn.Module:
     return build_fcn(**arch)
 
 
-def save_model(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write {"state_dict", "meta"} atomically; meta["arch"] defaults to the model's own build arguments."""
+def save_model(model: nn.Module, meta: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Write {"state_dict", "meta"} atomically; meta (a ModelMeta, or any mapping) is stored as a plain dict;
+    meta["arch"] defaults to the model's own build arguments."""
     meta = dict(meta)
     if "arch" not in meta:
         if not hasattr(model, "arch"):
@@ -164,7 +167,7 @@ def check_finite(path: str | os.PathLike, sd: dict[str, torch.Tensor], writing: 
                                f"the training settings (lr, weight_decay, bias_lr_mult) first")
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelMeta]:
     """(model in eval mode on `device`, meta). Unsafe pickles, oversized files or nets, non-finite and
     mismatched weights raise WeightsError."""
     check_weights_file(path)
@@ -186,4 +189,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     check_state_dict(model, obj["state_dict"], str(path))
     model.load_state_dict(obj["state_dict"])
     model.fcn_source = str(path)  # so later errors about this net (e.g. staged init) can name its file
-    return model.to(device).eval(), meta
+    return model.to(device).eval(), ModelMeta(meta)

@@ -145,13 +145,13 @@ def _fuse_trained(cfg: Mapping[str, Any]) -> tuple[nn.Module, dict, dict[str, An
     a_path, b_path = (Path(p) for p in cfg["init"]["paths"])
     net_a, meta_a = load_model(a_path, "cpu")
     net_b, meta_b = load_model(b_path, "cpu")
-    mods_a, mods_b = list(meta_a.get("modalities", ["rgb"])), list(meta_b.get("modalities", ["rgb"]))
+    mods_a, mods_b = meta_a.modalities, meta_b.modalities
     if mods_a + mods_b != list(mods):
         raise ConfigError(f"train config of {cfg['experiment']}: modalities {mods} must be those of "
                           f"{a_path} ({mods_a}) followed by those of {b_path} ({mods_b})")
     model = build_late_fusion(net_a, net_b, split=_channels(mods_a))
-    pre = {**meta_a["preprocessing"], **meta_b["preprocessing"]}
-    arch_meta = {"fusion": "late", "members": [meta_a["arch"], meta_b["arch"]], "weights": [0.5, 0.5]}
+    pre = {**meta_a.preprocessing_dicts(), **meta_b.preprocessing_dicts()}
+    arch_meta = {"fusion": "late", "members": [meta_a.arch, meta_b.arch], "weights": [0.5, 0.5]}
     return model, pre, arch_meta
 
 
@@ -202,10 +202,10 @@ def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, d
         elif init["kind"] == "staged":
             parent, pmeta = load_model(Path(init["path"]), "cpu")
             staged_init(model, parent)
-            pre = dict(pmeta.get("preprocessing") or {})
-            if list(pmeta.get("modalities", mods)) != list(mods):
+            pre = pmeta.preprocessing_dicts()
+            if pmeta.modalities != list(mods):
                 raise ConfigError(f"train config of {cfg['experiment']}: parent {init['path']} was trained "
-                                  f"on {pmeta.get('modalities')} but this stage uses {mods}")
+                                  f"on {pmeta.modalities} but this stage uses {mods}")
         else:  # "none": random init (tests, ablations); preprocessing from the cfg or plain 0–1 scaling
             from ..models.preprocessing import Preprocessing
 

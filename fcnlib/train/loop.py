@@ -299,17 +299,14 @@ class _Run:
     def finish(self) -> dict[str, Any]:
         """Write the weights (rank 0, finite-checked), remove the resume file; the summary dict."""
         from ..finite import check_model_finite
-        from ..models import save_model
+        from ..models import ModelMeta, save_model
 
         c, state, model = self.c, self.state, self.model
-        meta = {
-            "arch": self.arch_meta, "modalities": list(c["modalities"]),
-            "preprocessing": {m: p.to_dict() for m, p in self.pre.items()},
-            "classes": _classes_meta(self.ds_meta), "experiment": c["experiment"], "iterations": self.n_iter,
-            "config_hash": c["config_hash"], "dataset": self.dataset_name, "recipe": self.r.get("name"),
-            "init": {k: v for k, v in c["init"].items()}, "fixed": bool(c["fixed"]), "seed": self.seed,
-            "val": state["val"],
-        }
+        meta = ModelMeta.create(
+            self.arch_meta, c["modalities"], self.pre, _classes_meta(self.ds_meta),
+            experiment=c["experiment"], iterations=self.n_iter, config_hash=c["config_hash"],
+            dataset=self.dataset_name, recipe=self.r.get("name"), init=dict(c["init"]), fixed=bool(c["fixed"]),
+            seed=self.seed, val=state["val"])
         self.guard.poll()
         state["last_loss"] = self.guard.last_loss()
         check_model_finite(model, str(self.out_weights), self.n_iter, c["experiment"])

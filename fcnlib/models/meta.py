@@ -1,0 +1,98 @@
+"""ModelMeta: what a weights file says about its net besides the tensors — one definition for writers and readers.
+
+A file written by `save_model` is {"state_dict": ..., "meta": {...}}. The meta is stored as a plain dict
+(torch.load(weights_only=True) reconstructs no classes); `ModelMeta` is that dict with the facts every reader
+needs as properties, so their defaults and checks live here once: the trainer, the released-model
+converter and the GPU check write through `ModelMeta.create`, and `load_model` returns a ModelMeta.
+
+Keys: arch (build_fcn kwargs or a late-fusion description), modalities (input order; files older than the
+key are RGB), preprocessing ({modality: Preprocessing.to_dict()}), classes (names, or {head: names}), and
+optional provenance (dataset, experiment, config_hash, iterations, recipe, init, seed, val, released, …).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import DataError, WeightsError
+from ..modalities import MODALITY_CHANNELS
+from .preprocessing import Preprocessing
+
+#: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.
+DEFAULT_MODALITIES: tuple[str, ...] = ("rgb",)
+
+
+class ModelMeta(dict):
+    """The meta dict of a weights file, with typed accessors. Insertion order is the writer's (it is
+    pickled as it stands, so a weights file's bytes depend on it)."""
+
+    @classmethod
+    def create(cls, arch: Mapping[str, Any], modalities: list[str] | tuple[str, ...],
+               preprocessing: Mapping[str, Any], classes: list[str] | Mapping[str, list[str]] | None,
+               **provenance: Any) -> ModelMeta:
+        """A checked meta for a file about to be written: every modality known and given preprocessing."""
+        mods = list(modalities)
+        unknown = [m for m in mods if m not in MODALITY_CHANNELS]
+        if not mods or unknown:
+            raise WeightsError(f"model meta: modalities {mods} (unknown {unknown}); use {sorted(MODALITY_CHANNELS)}")
+        # values kept as given (not copied): pickle shares repeated objects, so copies would change file bytes
+        pre = {m: p.to_dict() if isinstance(p, Preprocessing) else p for m, p in preprocessing.items()}
+        missing = [m for m in mods if m not in pre]
+        if missing:
+            raise WeightsError(f"model meta: no preprocessing for modalities {missing}; every input needs one")
+        return cls({"arch": arch, "modalities": mods, "preprocessing": pre, "classes": classes,
+                    **provenance})
+
+    # -- what readers use --------------------------------------------------------------------------------
+    @property
+    def arch(self) -> dict[str, Any]:
+        return self["arch"]
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.get("modalities") or DEFAULT_MODALITIES)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the net's input: the modalities' channels, concatenated in order."""
+        unknown = [m for m in self.modalities if m not in MODALITY_CHANNELS]
+        if unknown:
+            raise WeightsError(f"model meta: unknown modalities {unknown}; known: {sorted(MODALITY_CHANNELS)}")
+        return sum(MODALITY_CHANNELS[m] for m in self.modalities)
+
+    @property
+    def heads(self) -> list[str]:
+        """Output heads in order (arch["heads"]; a late fusion's are its first member's), else ["sem"]."""
+        arch = self.get("arch") if isinstance(self.get("arch"), dict) else {}
+        if arch.get("fusion") == "late" and arch.get("members"):
+            arch = arch["members"][0]
+        heads = arch.get("heads") if isinstance(arch, dict) else None
+        return list(heads) if isinstance(heads, dict) and heads else ["sem"]
+
+    @property
+    def classes(self) -> list[str] | dict[str, list[str]] | None:
+        return self.get("classes")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.get("dataset")
+
+    @property
+    def experiment(self) -> str | None:
+        return self.get("experiment")
+
+    def preprocessing_dicts(self) -> dict[str, dict[str, Any]]:
+        """{modality: stored preprocessing dict} as written (the trainer's staged init copies them on)."""
+        pre = self.get("preprocessing")
+        return {m: dict(p) for m, p in pre.items()} if isinstance(pre, dict) else {}
+
+    def preprocessing(self, weights: str | os.PathLike) -> dict[str, Preprocessing]:
+        """{modality: Preprocessing} for every input modality (a DataError naming `weights` if one is missing)."""
+        pre = self.get("preprocessing")
+        mods = self.modalities
+        if not isinstance(pre, dict) or any(m not in pre for m in mods):
+            raise DataError(f"{weights}: weights carry no preprocessing for modalities {mods}; re-save them with "
+                            f"fcnlib.models.save_model (meta['preprocessing'] per modality)")
+        return {m: Preprocessing.from_dict(pre[m]) for m in mods}

@@ -1,6 +1,7 @@
 """Fixtures shared by the end-to-end suites (tests/workflow, tests/faults): one run of the reduced demo DAG
 per session, in a temp dir, reused as the reference by every suite that needs it."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -59,3 +60,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def bench_module():
+    """`bench_module("trained")` imports bench/trained.py as module `trained` (bench/ holds scripts, not a
+    package); the module is registered in sys.modules first, so its dataclasses and pickling work."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

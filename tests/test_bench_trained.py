@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,13 +13,6 @@ from fcnlib.models.preprocessing import CAFFE_VGG
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _mod():
-    spec = importlib.util.spec_from_file_location("bench_trained", ROOT / "bench" / "trained.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_trained"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run_layout(tmp_path: Path, score_std: float) -> Path:
@@ -43,8 +34,8 @@ def _run_layout(tmp_path: Path, score_std: float) -> Path:
     return w
 
 
-def test_agreement_and_scores_on_a_run(tmp_path, one_thread):
-    bt = _mod()
+def test_agreement_and_scores_on_a_run(bench_module, tmp_path, one_thread):
+    bt = bench_module("trained")
     w = _run_layout(tmp_path, score_std=1.0)
     r = bt.bench_one(w)
     labs = labels_of(w.parents[3] / "data" / "tiny" / "dataset.json")
@@ -70,8 +61,8 @@ def test_agreement_and_scores_on_a_run(tmp_path, one_thread):
     assert 0 <= r["fp32_mean_iu"] <= 1 and 0 <= r["bf16_mean_iu"] <= 1
 
 
-def test_default_finds_the_runs_trained_nets_not_released(tmp_path, monkeypatch, one_thread):
-    bt = _mod()
+def test_default_finds_the_runs_trained_nets_not_released(bench_module, tmp_path, monkeypatch, one_thread):
+    bt = bench_module("trained")
     w = _run_layout(tmp_path, score_std=0.0)  # zero score layers: every pixel class 0 in both precisions
     rel = w.parents[2] / "released" / "x" / "weights.pt"
     rel.parent.mkdir(parents=True)
@@ -82,8 +73,8 @@ def test_default_finds_the_runs_trained_nets_not_released(tmp_path, monkeypatch,
     assert r["min_agreement"] == 1.0 and r["nets"][0]["fp32_mean_iu"] == r["nets"][0]["bf16_mean_iu"]
 
 
-def test_no_results_names_what_to_run(tmp_path, monkeypatch):
-    bt = _mod()
+def test_no_results_names_what_to_run(bench_module, tmp_path, monkeypatch):
+    bt = bench_module("trained")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results").mkdir()
     with pytest.raises(FileNotFoundError, match="make demo"):

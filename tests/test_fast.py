@@ -4,8 +4,6 @@ measured in bench/run.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -223,11 +221,8 @@ def test_device_choices(native_bf16: bool) -> None:
     assert env["MALLOC_MMAP_MAX_"] == "0" and int(env["MALLOC_TRIM_THRESHOLD_"]) >= 1 << 30
 
 
-def test_bench_baseline_is_the_same_net(net8: torch.nn.Module) -> None:
-    spec = importlib.util.spec_from_file_location("baseline_fcn", ROOT / "bench" / "baseline_fcn.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_fcn"] = mod
-    spec.loader.exec_module(mod)
+def test_bench_baseline_is_the_same_net(net8: torch.nn.Module, bench_module) -> None:
+    mod = bench_module("baseline_fcn")
     base = mod.from_fcn(net8).eval()
     x = torch.randn(1, 3, 61, 44)
     with torch.no_grad():

@@ -3,9 +3,7 @@ failing case instead of stopping. (The cases themselves need a GPU: `--cpu-smoke
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -13,16 +11,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _mod():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_without_cuda_writes_not_run(tmp_path, monkeypatch):
-    gc = _mod()
+def test_without_cuda_writes_not_run(bench_module, tmp_path, monkeypatch):
+    gc = bench_module("gpu_check")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "o" / "gpu_check.json"
     assert gc.main(["--out", str(out)]) == 0
@@ -30,8 +21,8 @@ def test_without_cuda_writes_not_run(tmp_path, monkeypatch):
     assert r["ran"] is False and "no CUDA" in r["reason"] and "cases" not in r
 
 
-def test_extra_cases_hook_records_failures(tmp_path):
-    gc = _mod()
+def test_extra_cases_hook_records_failures(bench_module, tmp_path):
+    gc = bench_module("gpu_check")
     (tmp_path / "gpu_cases.py").write_text(
         "def good(device):\n    return {'device': str(device), 'x': 1}\n\n"
         "def bad(device):\n    raise RuntimeError('boom')\n\n"

@@ -27,16 +27,16 @@ from ..io import atomic_write_json, sha256_file
 from .context import _context
 from .encode import TAR_MTIME, ZIP_DATE
 from .imagenet import (
-    GOOGLENET_CFG,
     PRETRAIN_CLASSES,
     PRETRAIN_PATCH,
-    VGG16_CFG,
     _weights,
     alexnet_caffe_blobs,
     googlenet_state_dict,
     pretrain_patches,
     pretrain_vgg16,
+    vgg16_net,
     vgg16_state_dict,
+    vgg16_torchvision,
 )
 from .nyud import _nyud
 from .paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
@@ -132,13 +132,11 @@ __all__ = [
     "make_demo",
     "cli",
     "BACKGROUND_RGB",
-    "GOOGLENET_CFG",
     "PRETRAIN_CLASSES",
     "PRETRAIN_PATCH",
     "SIFTFLOW_GROUND",
     "SIFTFLOW_SKY",
     "TAR_MTIME",
-    "VGG16_CFG",
     "VOC_CLASSES",
     "ZIP_DATE",
     "alexnet_caffe_blobs",
@@ -149,7 +147,9 @@ __all__ = [
     "pretrain_vgg16",
     "released_caffe_blobs",
     "siftflow_geo",
+    "vgg16_net",
     "vgg16_state_dict",
+    "vgg16_torchvision",
 ]
 
 if __name__ == "__main__":

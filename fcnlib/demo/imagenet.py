@@ -1,8 +1,18 @@
-"""ImageNet stand-ins: VGG16/AlexNet/GoogLeNet weights at reduced width, VGG16 pretrained on toy patches."""
+"""ImageNet stand-ins: VGG16/AlexNet/GoogLeNet classifier files at reduced width, VGG16 pretrained on toy patches.
+
+The nets are fcnlib's own backbones (fcnlib.models VGG16, AlexNet, GoogLeNet), built on the meta device so
+that building draws nothing from torch's global generator. Their layers give the shapes, `_Init` fills
+them from one seeded generator in layer order, and fcnlib.models.surgery's layer maps name them as the
+real downloads do (torchvision vgg16/googlenet state dicts, Caffe bvlc_alexnet blobs). Only what the
+ImageNet classifiers have and the FCN backbones do not is typed here: the 1000-way fc8, and GoogLeNet's
+BasicConv2d batch norms and auxiliary heads (the FCN drops them, paper §4.1).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection, Sequence
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +23,6 @@ from .paint import (
     class_appearance,
     paint,
 )
-
-
-def _ch(c: int, width: float) -> int:
-    return max(1, int(round(c * width)))
 
 
 class _Init:
@@ -32,99 +38,128 @@ class _Init:
         self.sd: dict[str, Any] = {}
         self.fan_in = fan_in
 
-    def conv(self, name: str, cin: int, cout: int, k: int, bias: bool = True) -> None:
-        std = (2.0 / ((cin if self.fan_in else cout) * k * k)) ** 0.5
-        self.sd[f"{name}.weight"] = self.torch.randn(cout, cin, k, k, generator=self.g) * std
-        if bias:
-            self.sd[f"{name}.bias"] = self.torch.zeros(cout)
+    def weight(self, shape: Sequence[int], linear: bool = False) -> Any:
+        """One weight drawn in the file's shape: out × in × k × k (conv) or out × in (linear)."""
+        if self.fan_in or not linear:
+            std = (2.0 / (math.prod(shape[1:]) if self.fan_in else shape[0] * math.prod(shape[2:]))) ** 0.5
+        else:
+            std = 0.01
+        return self.torch.randn(*shape, generator=self.g) * std
 
-    def linear(self, name: str, cin: int, cout: int) -> None:
-        std = (2.0 / cin) ** 0.5 if self.fan_in else 0.01
-        self.sd[f"{name}.weight"] = self.torch.randn(cout, cin, generator=self.g) * std
-        self.sd[f"{name}.bias"] = self.torch.zeros(cout)
+    def linear(self, name: str, shape: Sequence[int]) -> None:
+        self.sd[f"{name}.weight"] = self.weight(shape, linear=True)
+        self.sd[f"{name}.bias"] = self.torch.zeros(shape[0])
 
-    def bn(self, name: str, c: int) -> None:
-        t = self.torch
-        self.sd.update({f"{name}.weight": t.ones(c), f"{name}.bias": t.zeros(c), f"{name}.running_mean":
-                        t.zeros(c), f"{name}.running_var": t.ones(c),
-                        f"{name}.num_batches_tracked": t.tensor(0, dtype=t.long)})
-
-    def basic(self, name: str, cin: int, cout: int, k: int) -> None:
-        self.conv(f"{name}.conv", cin, cout, k, bias=False)
-        self.bn(f"{name}.bn", cout)
+    def basic(self, name: str, shape: Sequence[int]) -> None:
+        """torchvision's BasicConv2d: conv without bias, then batch norm (identity here)."""
+        t, c = self.torch, shape[0]
+        self.sd[f"{name}.conv.weight"] = self.weight(shape)
+        self.sd.update({f"{name}.bn.weight": t.ones(c), f"{name}.bn.bias": t.zeros(c), f"{name}.bn.running_mean":
+                        t.zeros(c), f"{name}.bn.running_var": t.ones(c),
+                        f"{name}.bn.num_batches_tracked": t.tensor(0, dtype=t.long)})
 
 
-VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-GOOGLENET_CFG = {  # in torchvision's order: ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj
-    "inception3a": (64, 96, 128, 16, 32, 32), "inception3b": (128, 128, 192, 32, 96, 64),
-    "inception4a": (192, 96, 208, 16, 48, 64), "inception4b": (160, 112, 224, 24, 64, 64),
-    "inception4c": (128, 128, 256, 24, 64, 64), "inception4d": (112, 144, 288, 32, 64, 64),
-    "inception4e": (256, 160, 320, 32, 128, 128), "inception5a": (256, 160, 320, 32, 128, 128),
-    "inception5b": (384, 192, 384, 48, 128, 128),
-}
+def _convs(net: Any) -> list[tuple[str, Any]]:
+    """(layer name, Conv2d) of `net` in layer order."""
+    from torch import nn
+
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def _classifier(make: Callable[[], Any]) -> Any:
+    """`make()` (an fcnlib backbone) plus the ImageNet classifier's 1000-way fc8 as a 1×1 conv, which no
+    FCN backbone has; built on the meta device, then given unfilled CPU storage."""
+    import torch
+    from torch import nn
+
+    with torch.device("meta"):
+        net = make()
+        net.add("fc8", nn.Conv2d(net.out_channels, 1000, 1))
+    return net.to_empty(device="cpu")
+
+
+def _fill(net: Any, init: _Init, linear: Collection[str]) -> None:
+    """Every conv of `net` in layer order: weight from `init`, drawn out × in for the `linear` layers (the
+    classifier file's fully connected layers), bias 0."""
+    import torch
+
+    with torch.no_grad():
+        for name, m in _convs(net):
+            w = m.weight
+            shape = (w.shape[0], w[0].numel()) if name in linear else tuple(w.shape)
+            w.copy_(init.weight(shape, linear=name in linear).view(w.shape))
+            m.bias.zero_()
+
+
+def _file_weight(m: Any, linear: bool) -> Any:
+    w = m.weight.detach()
+    return w.reshape(w.shape[0], -1) if linear else w
+
+
+def vgg16_net(width: float, seed: int = 0, fan_in: bool = False) -> Any:
+    """fcnlib's VGG16 backbone as torchvision's classifier pads it (every conv pad 1, not FCN's conv1_1
+    pad 100) plus fc8, filled by `_Init` in layer order."""
+    from ..models.surgery import classifier_layers
+    from ..models.vgg import VGG16
+
+    net = _classifier(lambda: VGG16(width, conv1_pad=1))
+    _fill(net, _Init(seed, fan_in), classifier_layers("vgg16"))
+    return net
+
+
+def vgg16_torchvision(net: Any) -> dict[str, Any]:
+    """`vgg16_net`'s weights as torchvision's vgg16 state dict (features.N, classifier.0/3/6)."""
+    from ..models.surgery import classifier_layers, torchvision_layers
+
+    fc, out = classifier_layers("vgg16"), {}
+    for ours, tv in torchvision_layers("vgg16").items():
+        m = net.get_submodule(ours)
+        out[f"{tv}.weight"] = _file_weight(m, ours in fc).clone()
+        out[f"{tv}.bias"] = m.bias.detach().clone()
+    return out
 
 
 def vgg16_state_dict(width: float, seed: int = 0, fan_in: bool = False) -> dict[str, Any]:
     """torchvision vgg16 keys (features.N, classifier.0/3/6) with channels round(c·width), min 1."""
-    init, cin, idx = _Init(seed, fan_in), 3, 0
-    for v in VGG16_CFG:
-        if v == "M":
-            idx += 1
-            continue
-        init.conv(f"features.{idx}", cin, _ch(int(v), width), 3)
-        cin, idx = _ch(int(v), width), idx + 2  # conv + relu
-    fc = _ch(4096, width)
-    init.linear("classifier.0", cin * 7 * 7, fc)
-    init.linear("classifier.3", fc, fc)
-    init.linear("classifier.6", fc, 1000)
-    return init.sd
+    return vgg16_torchvision(vgg16_net(width, seed, fan_in))
 
 
 def alexnet_caffe_blobs(width: float, seed: int = 0, fan_in: bool = False) -> dict[str, list[np.ndarray]]:
     """Caffe AlexNet blobs (conv1..conv5 with the two-group conv2/4/5, fc6..fc8 as inner products), as in
     bvlc_alexnet.caffemodel — the FCN-AlexNet of Table 1 starts from Caffe's AlexNet, whose shapes
-    torchvision's AlexNet does not share."""
-    from ..models.vgg import scaled
+    torchvision's AlexNet does not share. Our layer names are Caffe's (fcnlib.models.vgg)."""
+    from ..models.alexnet import AlexNet
+    from ..models.surgery import classifier_layers
 
-    init = _Init(seed, fan_in)
-    w = lambda c: scaled(c, width, multiple=2)  # noqa: E731
-    convs = (("conv1", 3, w(96), 11, 1), ("conv2", w(96), w(256), 5, 2), ("conv3", w(256), w(384), 3, 1),
-             ("conv4", w(384), w(384), 3, 2), ("conv5", w(384), w(256), 3, 2))
-    for name, cin, cout, k, groups in convs:
-        init.conv(name, cin // groups, cout, k)
-    fc = scaled(4096, width)
-    init.linear("fc6", w(256) * 6 * 6, fc)
-    init.linear("fc7", fc, fc)
-    init.linear("fc8", fc, 1000)
-    names = [c[0] for c in convs] + ["fc6", "fc7", "fc8"]
-    return {n: [init.sd[f"{n}.weight"].numpy(), init.sd[f"{n}.bias"].numpy()] for n in names}
+    net = _classifier(lambda: AlexNet(width, conv1_pad=0))
+    fc = classifier_layers("alexnet")
+    _fill(net, _Init(seed, fan_in), fc)
+    return {n: [_file_weight(m, n in fc).numpy(), m.bias.detach().numpy()] for n, m in _convs(net)}
 
 
 def googlenet_state_dict(width: float, seed: int = 0, fan_in: bool = False) -> dict[str, Any]:
-    """torchvision googlenet keys (conv1..3, inception3a..5b branches, aux1/aux2, fc), BasicConv2d = conv
-    without bias + batch norm; input channels of each block = sum of the previous block's rounded outputs."""
-    init = _Init(seed, fan_in)
-    c64, c192 = _ch(64, width), _ch(192, width)
-    init.basic("conv1", 3, c64, 7)
-    init.basic("conv2", c64, c64, 1)
-    init.basic("conv3", c64, c192, 3)
-    cin, outs = c192, {}
-    for name, (b1, b2r, b2, b3r, b3, b4) in GOOGLENET_CFG.items():
-        b1, b2r, b2, b3r, b3, b4 = (_ch(x, width) for x in (b1, b2r, b2, b3r, b3, b4))
-        init.basic(f"{name}.branch1", cin, b1, 1)
-        init.basic(f"{name}.branch2.0", cin, b2r, 1)
-        init.basic(f"{name}.branch2.1", b2r, b2, 3)
-        init.basic(f"{name}.branch3.0", cin, b3r, 1)
-        init.basic(f"{name}.branch3.1", b3r, b3, 3)  # torchvision uses 3×3 here, not the paper's 5×5
-        init.basic(f"{name}.branch4.1", cin, b4, 1)
-        cin = b1 + b2 + b3 + b4
-        outs[name] = cin
-    for aux, src in (("aux1", "inception4a"), ("aux2", "inception4d")):
-        c128, c1024 = _ch(128, width), _ch(1024, width)
-        init.basic(f"{aux}.conv", outs[src], c128, 1)
-        init.linear(f"{aux}.fc1", c128 * 4 * 4, c1024)
-        init.linear(f"{aux}.fc2", c1024, 1000)
-    init.linear("fc", cin, 1000)
+    """torchvision googlenet keys (conv1..3, inception3a..5b branches, aux1/aux2, fc) for fcnlib's
+    GoogLeNet at `width`; BasicConv2d = conv without bias + batch norm."""
+    import torch
+
+    from ..models.googlenet import GoogLeNet
+    from ..models.surgery import torchvision_layers
+    from ..models.vgg import scaled
+
+    with torch.device("meta"):
+        net = GoogLeNet(width)
+    init, tv = _Init(seed, fan_in), torchvision_layers("googlenet")
+    fc = tv.pop("fc8")
+    for ours, t in tv.items():
+        cout, cin, k, _ = net.get_submodule(ours).weight.shape
+        k = 3 if ours.endswith(".5x5") else k  # torchvision's "5x5" branch is 3×3 (surgery pads it to 5×5)
+        init.basic(t, (cout, cin, k, k))
+    for aux, src in (("aux1", "4a"), ("aux2", "4d")):  # the auxiliary classifiers of torchvision's layout
+        c128, c1024 = scaled(128, width), scaled(1024, width)
+        init.basic(f"{aux}.conv", (c128, net.get_submodule(f"inception_{src}").out_channels, 1, 1))
+        init.linear(f"{aux}.fc1", (c1024, c128 * 4 * 4))
+        init.linear(f"{aux}.fc2", (1000, c1024))
+    init.linear(fc, (1000, net.out_channels))
     return init.sd
 
 
@@ -158,37 +193,35 @@ def pretrain_patches(rng: np.random.Generator, n: int, n_classes: int = PRETRAIN
     return out, labels
 
 
-def _vgg_logits(p: dict[str, Any], x: Any) -> Any:
-    """torchvision VGG16's forward on PRETRAIN_PATCH-px input (pool5 is 1×1, so the 7×7 average pool
-    replicates it and fc6 sees the sum of its 7×7 weights), from a state dict of tensors."""
+def _vgg_logits(net: Any, x: Any) -> Any:
+    """torchvision VGG16's forward on PRETRAIN_PATCH-px input, through `vgg16_net`'s layers: the conv trunk
+    to pool5 (1×1 here), then the classifier as torchvision runs it. Its AdaptiveAvgPool2d(7) replicates
+    the 1×1 pool5, so fc6 sees the sum of its 7×7 weights; fc7 and fc8 are fully connected. No dropout
+    (the stand-in's pretraining never had any)."""
     import torch.nn.functional as F
 
-    idx = 0
-    for v in VGG16_CFG:
-        if v == "M":
-            x, idx = F.max_pool2d(x, 2), idx + 1
-            continue
-        x = F.relu(F.conv2d(x, p[f"features.{idx}.weight"], p[f"features.{idx}.bias"], padding=1))
-        idx += 2
+    from ..models.vgg import run_trunk
+
+    x, _ = run_trunk(takewhile(lambda layer: layer[0] != "fc6", net.named_children()), x, ())
     x = x.flatten(1)
-    w6 = p["classifier.0.weight"]
-    x = F.relu(F.linear(x, w6.view(w6.shape[0], x.shape[1], -1).sum(-1), p["classifier.0.bias"]))
-    x = F.relu(F.linear(x, p["classifier.3.weight"], p["classifier.3.bias"]))
-    return F.linear(x, p["classifier.6.weight"], p["classifier.6.bias"])
+    w6 = net.fc6.weight
+    x = F.relu(F.linear(x, w6.view(w6.shape[0], x.shape[1], -1).sum(-1), net.fc6.bias))
+    x = F.relu(F.linear(x, net.fc7.weight.flatten(1), net.fc7.bias))
+    return F.linear(x, net.fc8.weight.flatten(1), net.fc8.bias)
 
 
-def pretrain_vgg16(sd: dict[str, Any], steps: int, seed: int, batch: int = 32, lr: float = 1e-3,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """A short "ImageNet pretraining" of the VGG16 stand-in (Adam, 1 thread, deterministic) on
-    `pretrain_patches`, in torchvision's preprocessing — the FCNs then start, as in the paper, from a
-    classifier whose features already tell the classes apart."""
+def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float = 1e-3,
+                   log: Callable[[str], None] | None = None) -> Any:
+    """A short "ImageNet pretraining" of the VGG16 stand-in (`vgg16_net`, trained in place and returned;
+    Adam, 1 thread, deterministic) on `pretrain_patches`, in torchvision's preprocessing — the FCNs then
+    start, as in the paper, from a classifier whose features already tell the classes apart."""
     import torch
     import torch.nn.functional as F
 
     from ..models.preprocessing import TORCHVISION
 
     if steps <= 0:
-        return sd
+        return net
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -201,14 +234,13 @@ def pretrain_vgg16(sd: dict[str, Any], steps: int, seed: int, batch: int = 32, l
         std = torch.tensor(TORCHVISION.std).view(1, 3, 1, 1)
         x_all = (torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
         y_all = torch.from_numpy(labels)
-        p = {k: v.clone().requires_grad_(True) for k, v in sd.items()}
-        opt = torch.optim.Adam(list(p.values()), lr=lr)
+        opt = torch.optim.Adam(list(net.parameters()), lr=lr)
         order = torch.randperm(n_pool, generator=torch.Generator().manual_seed(seed))
         correct = seen = 0
         for step in range(steps):
             i0 = (step * batch) % n_pool
             idx = order[i0:i0 + batch]
-            logits = _vgg_logits(p, x_all[idx])
+            logits = _vgg_logits(net, x_all[idx])
             loss = F.cross_entropy(logits, y_all[idx])
             opt.zero_grad()
             loss.backward()
@@ -219,7 +251,7 @@ def pretrain_vgg16(sd: dict[str, Any], steps: int, seed: int, batch: int = 32, l
                 log(f"demo: vgg16 stand-in pretraining step {step + 1}: loss {loss.item():.3f}, "
                     f"train acc {correct / max(seen, 1):.2f}")
                 correct = seen = 0
-        return {k: v.detach().clone() for k, v in p.items()}
+        return net
     finally:
         torch.use_deterministic_algorithms(det)
         torch.set_num_threads(threads)
@@ -230,8 +262,8 @@ def _weights(out: Path, seed: int, width: float, pretrain_steps: int = 0,
     from ..io import atomic_save_torch
     from ..models.caffe import write_caffemodel
 
-    vgg = pretrain_vgg16(vgg16_state_dict(width, seed * 1000 + 11, True), pretrain_steps, seed * 1000 + 11, log=log)
-    atomic_save_torch(vgg, out / "vgg16.pth")
+    vgg = pretrain_vgg16(vgg16_net(width, seed * 1000 + 11, True), pretrain_steps, seed * 1000 + 11, log=log)
+    atomic_save_torch(vgg16_torchvision(vgg), out / "vgg16.pth")
     atomic_save_torch(googlenet_state_dict(width, seed * 1000 + 13, True), out / "googlenet.pth")
     write_caffemodel(out / "bvlc_alexnet.caffemodel", alexnet_caffe_blobs(width, seed * 1000 + 12, True),
                      net_name="AlexNet")

@@ -24,31 +24,23 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
     """One FCN stream as the authors' net.py names it: trunk (VGG16 conv1_1…fc7 or CaffeNet conv1…fc7),
     score_fr, and per variant upscore2/score_pool4/upscore_pool4/score_pool3 and the final
     upscore/upscore16/upscore8 (suffix `_sem`/`_geo` per SIFT Flow head, `color`/`hha` per NYUD tower)."""
-    from ..models.vgg import scaled
+    import torch
+    from torch import nn
+
+    from ..models.fcn import BACKBONES
 
     def conv(cout: int, cin: int, k: int) -> list[np.ndarray]:
         w = rng.standard_normal((cout, cin, k, k)).astype(np.float32) * np.float32((2.0 / (cin * k * k)) ** 0.5)
         return [w, (0.01 * rng.standard_normal(cout)).astype(np.float32)]
 
+    with torch.device("meta"):  # fcnlib's backbone gives the trunk's shapes; building it draws nothing
+        bb = BACKBONES[kind](width=width)
     out: dict[str, list[np.ndarray]] = {}
-    if kind == "alexnet":
-        c = lambda n: scaled(n, width, multiple=2)  # noqa: E731
-        for name, cout, cin, k in (("conv1", c(96), 3, 11), ("conv2", c(256), c(96) // 2, 5),
-                                   ("conv3", c(384), c(256), 3), ("conv4", c(384), c(384) // 2, 3),
-                                   ("conv5", c(256), c(384) // 2, 3)):
+    for name, m in bb.named_modules():  # conv1_1 … fc7 (CaffeNet: conv1 … fc7), our names = Caffe's
+        if isinstance(m, nn.Conv2d):
+            cout, cin, k, _ = m.weight.shape
             out[name + suffix] = conv(cout, cin, k)
-        taps, last, k6 = {}, c(256), 6
-    else:
-        cin, taps = 3, {}
-        for b, chans in enumerate(((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)), 1):
-            for i, co in enumerate(chans, 1):
-                out[f"conv{b}_{i}{suffix}"] = conv(scaled(co, width), cin, 3)
-                cin = scaled(co, width)
-            taps[f"pool{b}"] = cin
-        last, k6 = cin, 7
-    f = scaled(4096, width)
-    out[f"fc6{suffix}"] = conv(f, last, k6)
-    out[f"fc7{suffix}"] = conv(f, f, 1)
+    taps, f = bb.tap_channels, bb.out_channels
     final = {"fcn32s": ("upscore", 63 if kind == "alexnet" else 64), "fcn16s": ("upscore16", 32),
              "fcn8s": ("upscore8", 16), "fcn8s-atonce": ("upscore8", 16)}[variant]
     for h, n in heads.items():

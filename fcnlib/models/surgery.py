@@ -75,26 +75,44 @@ def _as_conv(name: str, w: torch.Tensor, backbone: str, prev_channels: int | Non
     return w.reshape(w.shape[0], prev_channels, k, k)
 
 
+def classifier_layers(backbone: str) -> tuple[str, ...]:
+    """Our layers that the ImageNet classifier files hold as fully connected (torchvision Linear, Caffe
+    InnerProduct) and the FCN as convolutions; fc8 is the 1000-way classifier no FCN backbone has."""
+    return tuple(_FC[backbone])
+
+
+def torchvision_layers(backbone: str) -> dict[str, str]:
+    """Our layer name → torchvision's module prefix in its vgg16 / googlenet state dict, in layer order.
+    GoogLeNet's are BasicConv2d (conv + bn, no bias) except fc8 ("fc")."""
+    if backbone == "vgg16":
+        m = dict(zip(_VGG_NAMES, (f"features.{i}" for i in _TV_VGG_CONV_IDX), strict=True))
+        return m | {"fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6"}
+    if backbone != "googlenet":
+        raise ConfigError(f"backbone={backbone!r}: no torchvision layout here; use vgg16 or googlenet")
+    m = {"conv1_7x7_s2": "conv1", "conv2_3x3_reduce": "conv2", "conv2_3x3": "conv3"}
+    for blk in INCEPTION:
+        for b, t in _INC_BRANCH_TV.items():
+            m[f"inception_{blk}.{b}"] = f"inception{blk}.{t}"
+    return m | {"fc8": "fc"}
+
+
 def _tv_source(backbone: str, sd: dict[str, torch.Tensor], src: Path) -> dict[str, list[torch.Tensor]]:
     """torchvision state dict → {our layer: [weight, bias]}."""
     if backbone == "vgg16":
-        m = {f"features.{i}": n for i, n in zip(_TV_VGG_CONV_IDX, _VGG_NAMES, strict=True)}
-        m.update({"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8"})
-        need = [f"{k}.{p}" for k in m for p in ("weight", "bias")]
+        m = torchvision_layers(backbone)
+        need = [f"{t}.{p}" for t in m.values() for p in ("weight", "bias")]
         _require(sd, need, src, backbone, "torchvision")
-        return {ours: [sd[f"{k}.weight"], sd[f"{k}.bias"]] for k, ours in m.items()}
+        return {ours: [sd[f"{t}.weight"], sd[f"{t}.bias"]] for ours, t in m.items()}
     if backbone == "alexnet":
         raise WeightsError(f"{src}: torchvision's AlexNet is a different net (64/192/384/256/256 "
                            f"channels, no groups, no LRN) from the authors' Caffe FCN-AlexNet; convert "
                            f"bvlc_reference_caffenet.caffemodel with --format caffe instead")
     # googlenet: fold BatchNorm into the convs; torchvision's "5x5" branch is really 3×3 (a known quirk),
     # zero-padded to 5×5 it is the same function at pad 2.
-    tv = {"conv1_7x7_s2": "conv1", "conv2_3x3_reduce": "conv2", "conv2_3x3": "conv3"}
-    for blk in INCEPTION:
-        for b, t in _INC_BRANCH_TV.items():
-            tv[f"inception_{blk}.{b}"] = f"inception{blk}.{t}"
+    tv = torchvision_layers(backbone)
+    fc = tv.pop("fc8")
     parts = ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")
-    need = [f"{t}.{p}" for t in tv.values() for p in parts] + ["fc.weight", "fc.bias"]
+    need = [f"{t}.{p}" for t in tv.values() for p in parts] + [f"{fc}.weight", f"{fc}.bias"]
     _require(sd, need, src, backbone, "torchvision")
     out = {}
     for ours, t in tv.items():
@@ -105,7 +123,7 @@ def _tv_source(backbone: str, sd: dict[str, torch.Tensor], src: Path) -> dict[st
         if ours.endswith(".5x5") and w.shape[-1] == 3:
             w = nn.functional.pad(w, (1, 1, 1, 1))
         out[ours] = [w, b]
-    out["fc8"] = [sd["fc.weight"], sd["fc.bias"]]
+    out["fc8"] = [sd[f"{fc}.weight"], sd[f"{fc}.bias"]]
     return out
 
 

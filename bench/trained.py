@@ -5,7 +5,7 @@
 
 The random nets of bench/run.py's forward row check the arithmetic; this row checks what a user sees: a net
 the pipeline trained, scored on its own dataset's val split (the split its experiment validates on, from
-results/metrics/<exp>/<split>.json when present, else "val"/"seg11valid"), once in plain fp32 and once
+results/<dataset>/<exp>/<split>/metrics.json when present, else "val"/"seg11valid"), once in plain fp32 and once
 through fcnlib.fast.FastFCN with bf16 autocast and channels_last forced (the path a CPU with native bf16
 takes; on an AVX2 CPU oneDNN emulates bf16, so the numbers are the same but the time is not). Reports
 pixel argmax agreement over all val pixels, both mean IUs and both times.
@@ -40,9 +40,9 @@ def _dataset_json(weights: Path, meta: dict[str, Any]) -> Path:
 
 
 def _split(weights: Path, ds_json: Path) -> str:
-    scored = sorted((weights.resolve().parents[2] / "metrics" / weights.parent.name).glob("*.json"))
-    if scored:  # results/metrics/<exp>/<split>.json: the split the workflow evaluated
-        return scored[0].stem
+    scored = sorted(weights.parent.glob("*/metrics.json"))
+    if scored:  # results/<dataset>/<exp>/<split>/metrics.json: the split the workflow evaluated
+        return scored[0].parent.name
     splits = json.loads(ds_json.read_text())["splits"]
     return next(s for s in _SPLITS if s in splits)
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_layout(tmp_path: Path, score_std: float) -> Path:
-    """<run>/data/tiny/dataset.json, <run>/results/tiny/exp/weights.pt, <run>/results/metrics/exp/val.json."""
+    """<run>/data/tiny/dataset.json, <run>/results/tiny/exp/weights.pt, <run>/results/tiny/exp/val/metrics.json."""
     run = tmp_path / "run"
     make_dataset(run / "data" / "tiny")
     torch.manual_seed(0)
@@ -29,8 +29,8 @@ def _run_layout(tmp_path: Path, score_std: float) -> Path:
     w.parent.mkdir(parents=True)
     save_model(model, {"arch": model.arch, "modalities": ["rgb"], "classes": CLASSES, "dataset": "tiny",
                        "experiment": "exp", "preprocessing": {"rgb": CAFFE_VGG.to_dict()}}, w)
-    (run / "results" / "metrics" / "exp").mkdir(parents=True)
-    (run / "results" / "metrics" / "exp" / "val.json").write_text("{}")
+    (w.parent / "val").mkdir()
+    (w.parent / "val" / "metrics.json").write_text("{}")
     return w
 
 

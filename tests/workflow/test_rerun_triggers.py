@@ -92,10 +92,16 @@ def test_editing_train_reruns_train_only(built: Path, tmp_path: Path, rel: str) 
 
 
 def test_editing_models_reruns_conversion_and_training(built: Path, tmp_path: Path) -> None:
-    jobs = planned(_edited_copy(built, tmp_path, "models/surgery.py"))
+    jobs = planned(_edited_copy(built, tmp_path, "models/fcn.py"))
     assert {"convert_weights", "train"} <= set(jobs), jobs
-    # data preparation does not use the models package
+    # data preparation does not use the FCN heads
     assert not {"make_demo_sources", "download", "extract", "prepare_pascal"} & set(jobs), jobs
+
+
+def test_editing_a_backbone_remakes_the_demo_sources(built: Path, tmp_path: Path) -> None:
+    # the demo's ImageNet stand-ins are built with fcnlib's backbones (fcnlib/demo/imagenet.py)
+    jobs = planned(_edited_copy(built, tmp_path, "models/vgg.py"))
+    assert {"make_demo_sources", "convert_weights", "train"} <= set(jobs), jobs
 
 
 def test_editing_the_http_layer_reruns_download(built: Path, tmp_path: Path) -> None:

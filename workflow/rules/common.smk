@@ -66,7 +66,20 @@ ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.
 # Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
 CODE = {
     "download": fcncfg.code_hash("download.py", "httpfetch.py"),
-    "demo": fcncfg.code_hash("demo/", "scenes.py", "hha.py", "hha_geometry.py", "released.py"),
+    # the demo's ImageNet/released stand-ins are built with fcnlib's backbones and written with its name maps
+    "demo": fcncfg.code_hash(
+        "demo/",
+        "scenes.py",
+        "hha.py",
+        "hha_geometry.py",
+        "released.py",
+        "models/vgg.py",
+        "models/alexnet.py",
+        "models/googlenet.py",
+        "models/surgery.py",
+        "models/caffe.py",
+        "models/preprocessing.py",
+    ),
     "extract": fcncfg.code_hash("archive.py"),
     "prepare": fcncfg.code_hash("data/"),
     "hha": fcncfg.code_hash("hha.py", "hha_geometry.py"),

@@ -281,22 +281,6 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
         raise
 
 
-def map_parallel(fn: Any, items: Sequence[Any], workers: int | None = None, desc: str = "") -> list[Any]:
-    """fn over items on `workers` processes (default: all cores) with a progress bar, results in order.
-    fn must be a module-level function (it is pickled to the workers)."""
-    from tqdm import tqdm
-
-    n = len(items)
-    workers = min(os.cpu_count() or 1, n) if workers is None else max(1, min(int(workers), max(n, 1)))
-    if workers <= 1 or n <= 1:
-        return [fn(x) for x in tqdm(items, desc=desc, disable=n < 2, leave=False)]
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(workers) as ex:
-        return list(tqdm(ex.map(fn, items, chunksize=max(1, n // (workers * 8))), total=n, desc=desc,
-                         leave=False))
-
-
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
     from ..io import atomic_write_text

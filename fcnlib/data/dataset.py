@@ -293,15 +293,18 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
     return out
 
 
-def resolve_lists(names: Sequence[str], lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
+def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each split list is: `lists` ({split: file}, as the workflow passes them), else
-    `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (lists shipped inside the archive)."""
+    """Where each of `dataset`'s split lists (fcnlib.config.LIST_SPLITS) is: `lists` ({split: file}, as the
+    workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside the archive)."""
+    from ..config import LIST_SPLITS, split_list_source
+
+    names = LIST_SPLITS[dataset]
     if lists:
         missing = [n for n in names if n not in lists]
         if missing:
-            raise DataError(f"split lists {missing} not given (got {sorted(lists)}); add the "
-                            f"{'/'.join(missing)} list sources to the config")
+            raise DataError(f"split lists {missing} not given (got {sorted(lists)}); add the sources "
+                            f"{', '.join(split_list_source(dataset, n) for n in missing)} to the config")
         return {n: Path(lists[n]) for n in names}
     base = Path(lists_dir) if lists_dir is not None else default_dir
     return {n: base / f"{n}.txt" for n in names}

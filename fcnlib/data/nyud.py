@@ -105,7 +105,7 @@ def prepare_nyud(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike | Non
     Split lists: `lists` {train/val/test: file}, else `lists_dir`/<split>.txt, else those in the archive."""
     out = start_prepare(out_dir, source, "prepare_nyud")
     root = find_nyud_root(raw_dir)
-    files = resolve_lists(("train", "val", "test"), lists, lists_dir, root)
+    files = resolve_lists("nyud", lists, lists_dir, root)
     splits = {s: read_ids(f) for s, f in files.items()}
     splits = {s: [i[4:] if i.startswith("img_") else i for i in ids] for s, ids in splits.items()}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):

@@ -108,7 +108,7 @@ def prepare_siftflow(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike |
     else trainval.txt/test.txt beside the data."""
     out = start_prepare(out_dir, source, "prepare_siftflow")
     root = find_siftflow_root(raw_dir)
-    files = resolve_lists(("trainval", "test"), lists, lists_dir, root)
+    files = resolve_lists("siftflow", lists, lists_dir, root)
     splits = {s: read_ids(f) for s, f in files.items()}
     common = set(splits["trainval"]) & set(splits["test"])
     if common:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.hha import CAMERAS, hha_components, read_depth, tune_allocator
+from fcnlib.allocator import tune_malloc
+from fcnlib.hha import CAMERAS, hha_components, read_depth
 from fcnlib.hha import encode_hha as encode_fast
 from fcnlib.io import atomic_write_json
 from fcnlib.scenes import render_room
@@ -59,7 +60,7 @@ def run(json_out: str | Path | None = None, repeats: int = 7, baseline_rows: int
     encode_fast(depth, cam)  # warm-up (lazy imports)
     # default allocator first (tuning is process-wide and irreversible), then as encode_dataset runs it
     default_times = [_timed(encode_fast, depth, cam)[1] for _ in range(repeats)]
-    tuned = tune_allocator()
+    tuned = tune_malloc()
     encode_fast(depth, cam)
     times = [_timed(encode_fast, depth, cam)[1] for _ in range(repeats)]
     ours = statistics.median(times)

@@ -1,8 +1,8 @@
 """Training throughput of FCN-8s (VGG16, width 1.0) at 500×500: fp32 vs the fastest CPU/GPU setting.
 
-Each setting runs in its own subprocess, so allocator environment variables (MALLOC_MMAP_MAX_,
-MALLOC_TRIM_THRESHOLD_: keep glibc from returning and re-faulting the large activation buffers every
-step) take effect from interpreter start. Prints iterations/s per setting and the speed-up ratio.
+Each setting runs in its own subprocess, so the allocator environment (fcnlib.allocator.MALLOC_ENV, the
+settings training uses: keep glibc from returning and re-faulting the large activation buffers every
+step) takes effect from interpreter start. Prints iterations/s per setting and the speed-up ratio.
 
     python bench/train.py [--iters 3] [--size 500] [--width 1.0] [--json out.json]
 """
@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from fcnlib.allocator import MALLOC_ENV
 
 _CHILD = r"""
 import json, sys, time, torch
@@ -55,9 +57,9 @@ print("RESULT", json.dumps({"it_per_s": a["iters"] / dt, "device": str(dev), "th
 SETTINGS = {
     "fp32": {"amp": "off", "channels_last": False, "env": {}},
     "fp32+channels_last+malloc": {"amp": "off", "channels_last": True,
-                                  "env": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "-1"}},
+                                  "env": MALLOC_ENV},
     "bf16+channels_last+malloc": {"amp": "bf16", "channels_last": True,
-                                  "env": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "-1"}},
+                                  "env": MALLOC_ENV},
 }
 
 

@@ -14,14 +14,14 @@ What is here (all of it FastFCN's / inference_setup's runtime policy, on by defa
   rounding: ≈1e-5 relative per layer, 4e-6 of the largest logit on VGG16-FCN at 500×500, argmax 99.999%
   equal; tests allow 1e-4).
 * `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark for fixed sizes only), `compile_model`
-  (optional torch.compile with freezing: 1.26× fp32 on that CPU after a 46 s compile), `malloc_env` /
-  `tune_malloc` (glibc keeps big freed buffers: otherwise ~9M page faults per 500×500 training step).
+  (optional torch.compile with freezing: 1.26× fp32 on that CPU after a 46 s compile); `malloc_env` /
+  `tune_malloc` are re-exported from fcnlib.allocator (glibc keeps big freed buffers: otherwise ~9M page
+  faults per 500×500 training step).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .allocator import MALLOC_ENV, malloc_env, tune_malloc  # noqa: F401 - re-exported (train, bench use fast.*)
 
 # ---------------------------------------------------------------------------------------------------
 # device capabilities and settings
@@ -108,33 +110,6 @@ def compile_model(model: nn.Module, example: torch.Tensor, freezing: bool = True
                                                 enabled=dtype is not None):
         fn(example)
     return fn, time.perf_counter() - t0
-
-
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(4 << 30), "MALLOC_TOP_PAD_": str(1 << 28)}
-
-
-def malloc_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a training process: glibc malloc never unmaps big activation buffers, so each step
-    reuses warm pages instead of faulting millions of fresh ones. Must be set before the process starts."""
-    env = dict(os.environ if base is None else base)
-    env.update(MALLOC_ENV)
-    return env
-
-
-def tune_malloc() -> bool:
-    """The same as malloc_env, from inside a running process (glibc mallopt; affects later allocations):
-    never mmap, hence never unmap, big buffers, and keep freed heap. Process-wide and one-way, so call it
-    first thing in a training/evaluation process, not at import. False where it does not apply."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-4, 0)  # M_MMAP_MAX
-        ok &= libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD (an int: the largest it takes)
-        ok &= libc.mallopt(-2, 256 << 20)  # M_TOP_PAD
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------

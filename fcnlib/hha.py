@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .allocator import tune_malloc
 from .errors import ConfigError, DataError
 from .hha_geometry import (  # noqa: F401 - _line_sum, _window_sum: re-exported (tests read them here)
     _line_sum,
@@ -21,7 +18,7 @@ from .hha_geometry import (  # noqa: F401 - _line_sum, _window_sum: re-exported 
     estimate_gravity,
 )
 from .io import read_depth_png, set_max_pixels, write_png
-from .progress import progress as progress_bar
+from .parallel import map_parallel
 
 
 @dataclass(frozen=True)
@@ -170,23 +167,6 @@ def read_depth(path: Path | str, scale_m: float) -> np.ndarray:
     return depth
 
 
-def tune_allocator() -> bool:
-    """Make glibc keep freed memory instead of returning every large block to the OS.
-
-    encode_hha allocates dozens of frame-sized temporaries; by default each is a fresh mmap whose pages
-    fault in on first touch, which costs more than the arithmetic (≈2× slower per frame, worse on a busy
-    machine). Process-wide, so it is called by encode_dataset (and its workers) and the bench, not at
-    import. Returns False where it does not apply (not glibc).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: heap-allocate blocks up to 32 MB
-        ok &= libc.mallopt(-1, 512 * 1024 * 1024)  # M_TRIM_THRESHOLD: keep up to 512 MB of free heap
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
-
-
 def _encode_one(args: tuple) -> str:
     depth_path, raw_path, out_path, camera, scale = args
     depth = read_depth(depth_path, scale)
@@ -219,20 +199,8 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
     todo = [(d, r, o, camera, depth_scale) for d, r, o in zip(depth_paths, raws, outs, strict=True)
             if not o.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
-    workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
-    bar = progress_bar(total=len(todo), desc="hha", unit="img", disable=not progress or not todo)
-    if workers <= 1 or len(todo) <= 1:
-        if todo:
-            tune_allocator()
-        for job in todo:
-            _encode_one(job)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=tune_allocator) as pool:
-            for _ in pool.map(_encode_one, todo, chunksize=max(1, len(todo) // (8 * workers))):
-                bar.update()
-    bar.close()
+    # glibc's default mmaps each frame-sized temporary afresh (its page faults cost ~2× the arithmetic)
+    map_parallel(_encode_one, todo, workers, "hha", progress=progress, initializer=tune_malloc)
     return outs
 
 

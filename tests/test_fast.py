@@ -213,12 +213,39 @@ def test_fastfcn_matches_model(net8: torch.nn.Module, native_bf16: bool) -> None
     assert _rel(exact, ref) < 2e-5
 
 
-def test_device_choices(native_bf16: bool) -> None:
-    assert fast.autocast_dtype("cpu") == (torch.bfloat16 if native_bf16 else None)
-    assert fast.use_channels_last("cpu") == native_bf16
-    assert not (native_bf16 and fast.winograd_available("cpu"))
-    env = fast.malloc_env({})
-    assert env["MALLOC_MMAP_MAX_"] == "0" and int(env["MALLOC_TRIM_THRESHOLD_"]) >= 1 << 30
+def test_device_choices(native_bf16: bool, monkeypatch) -> None:
+    """What the host kind changes in a real FastFCN forward after inference_setup: the dtype the convs run
+    in, the weights' memory layout, and whether NNPACK's Winograd kernel is called at all."""
+    net = _randomise(build_fcn("fcn32s", width=0.5, num_classes=3), seed=7)  # conv2_2 on: ≥64 channels
+    nnpack_inputs: list[torch.dtype] = []
+    real_nnpack = torch._nnpack_spatial_convolution
+
+    def spy(x, *args):
+        nnpack_inputs.append(x.dtype)
+        return real_nnpack(x, *args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", spy)
+    module_convs: list[torch.dtype] = []
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda _m, _i, out: module_convs.append(out.dtype))
+    model = fast.inference_setup(net, "cpu")
+    with torch.inference_mode():
+        out = fast.FastFCN(model)(torch.randn(1, 3, 16, 16))
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 16, 16)
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    spatial = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1
+               and m.weight.shape[-1] > 1]
+    assert spatial
+    if native_bf16:  # autocast to bf16, NHWC weights, oneDNN only
+        assert module_convs and set(module_convs) == {torch.bfloat16}
+        assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in spatial)
+        assert nnpack_inputs == []
+    else:  # fp32, NCHW, the wide 3×3 convs through NNPACK where this torch has it
+        assert module_convs and set(module_convs) == {torch.float32}
+        assert all(w.is_contiguous() for w in spatial)
+        if torch._nnpack_available():
+            assert nnpack_inputs and set(nnpack_inputs) == {torch.float32}
 
 
 def test_bench_baseline_is_the_same_net(net8: torch.nn.Module, bench_module) -> None:

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from scipy.io import loadmat, savemat
 
+from fcnlib.config import LIST_SPLITS, load_yaml, split_list_sources
 from fcnlib.data import SegDataset, read_ids
 from fcnlib.data.context import (
     CONTEXT59_CLASSES,
@@ -154,10 +155,22 @@ def test_prepare_siftflow(raw, tmp_path):
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "trainval.txt").write_text("coast_nowhere1\n")
     (tmp_path / "lists" / "test.txt").write_text("")
-    with pytest.raises(DataError, match=r"\['test'\] not given"):
+    with pytest.raises(DataError, match=r"\['test'\] not given.*add the sources siftflow_test to"):
         prepare_siftflow(tmp_path / "o", raw["ext"] / "siftflow", lists={"trainval": tmp_path / "x.txt"})
     with pytest.raises(DataError, match=r"coast_nowhere1\.jpg"):
         prepare_siftflow(tmp_path / "o", raw["ext"] / "siftflow", lists_dir=tmp_path / "lists", workers=1)
+
+
+def test_split_list_sources_follow_the_source_names():
+    """The rules pass a dataset's list files by source name `<dataset>_<split>`, whatever the file is called:
+    the paper config downloads every list, and a source of another name is not taken for a list."""
+    root = Path(__file__).resolve().parents[1]
+    sources = load_yaml(root / "config" / "config.yaml")["sources"]
+    for dataset, splits in LIST_SPLITS.items():
+        assert list(split_list_sources(dataset, sources)) == list(splits)
+    assert split_list_sources("nyud", {"nyud_test": {}, "nyud": {}, "nyud-val": {}}) == {"test": "nyud_test"}
+    assert split_list_sources("siftflow", load_yaml(root / "config" / "demo.yaml")["sources"]) == {
+        "trainval": "siftflow_trainval", "test": "siftflow_test"}
 
 
 def test_prepare_context(raw, tmp_path):

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_write_json, write_label_png
-from .dataset import link_or_copy, map_parallel, read_ids, start_prepare, write_split_lists
+from ..parallel import map_parallel
+from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 
 PathLike = str | os.PathLike
 

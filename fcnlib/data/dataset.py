@@ -281,22 +281,6 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
         raise
 
 
-def map_parallel(fn: Any, items: Sequence[Any], workers: int | None = None, desc: str = "") -> list[Any]:
-    """fn over items on `workers` processes (default: all cores) with a progress bar, results in order.
-    fn must be a module-level function (it is pickled to the workers)."""
-    from tqdm import tqdm
-
-    n = len(items)
-    workers = min(os.cpu_count() or 1, n) if workers is None else max(1, min(int(workers), max(n, 1)))
-    if workers <= 1 or n <= 1:
-        return [fn(x) for x in tqdm(items, desc=desc, disable=n < 2, leave=False)]
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(workers) as ex:
-        return list(tqdm(ex.map(fn, items, chunksize=max(1, n // (workers * 8))), total=n, desc=desc,
-                         leave=False))
-
-
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
     from ..io import atomic_write_text
@@ -309,15 +293,18 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
     return out
 
 
-def resolve_lists(names: Sequence[str], lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
+def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each split list is: `lists` ({split: file}, as the workflow passes them), else
-    `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (lists shipped inside the archive)."""
+    """Where each of `dataset`'s split lists (fcnlib.config.LIST_SPLITS) is: `lists` ({split: file}, as the
+    workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside the archive)."""
+    from ..config import LIST_SPLITS, split_list_source
+
+    names = LIST_SPLITS[dataset]
     if lists:
         missing = [n for n in names if n not in lists]
         if missing:
-            raise DataError(f"split lists {missing} not given (got {sorted(lists)}); add the "
-                            f"{'/'.join(missing)} list sources to the config")
+            raise DataError(f"split lists {missing} not given (got {sorted(lists)}); add the sources "
+                            f"{', '.join(split_list_source(dataset, n) for n in missing)} to the config")
         return {n: Path(lists[n]) for n in names}
     base = Path(lists_dir) if lists_dir is not None else default_dir
     return {n: base / f"{n}.txt" for n in names}

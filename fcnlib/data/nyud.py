@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_write_json, write_label_png
-from .dataset import link_or_copy, map_parallel, read_ids, resolve_lists, start_prepare, write_split_lists
+from ..parallel import map_parallel
+from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 
 PathLike = str | os.PathLike
 
@@ -104,7 +105,7 @@ def prepare_nyud(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike | Non
     Split lists: `lists` {train/val/test: file}, else `lists_dir`/<split>.txt, else those in the archive."""
     out = start_prepare(out_dir, source, "prepare_nyud")
     root = find_nyud_root(raw_dir)
-    files = resolve_lists(("train", "val", "test"), lists, lists_dir, root)
+    files = resolve_lists("nyud", lists, lists_dir, root)
     splits = {s: read_ids(f) for s, f in files.items()}
     splits = {s: [i[4:] if i.startswith("img_") else i for i in ids] for s, ids in splits.items()}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):

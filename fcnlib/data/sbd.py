@@ -1,22 +1,20 @@
 """SBD (Hariharan et al. 2011, benchmark.tgz): find the dataset folder, convert cls/*.mat to palette PNGs.
 
-Conversion runs in a process pool; each PNG is written atomically and existing PNGs are skipped, so a
+Conversion runs in a process pool (fcnlib.parallel); each PNG is written atomically and existing PNGs are skipped, so a
 killed run resumes where it stopped and a finished run costs only a directory listing.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from ..io import write_label_png
-from ..progress import progress as progress_bar
+from ..parallel import map_parallel
 
 SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"
 
@@ -76,17 +74,5 @@ def convert_sbd(sbd_root: Path, out_dir: Path, ids: Sequence[str], *, workers: i
                         f"missing ({len(missing)} ids in all); the SBD archive is incomplete — delete it "
                         f"and its extracted folder and rerun")
     jobs = [(str(sbd_root / "cls" / f"{i}.mat"), str(out_dir / f"{i}.png")) for i in todo]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    bar = progress_bar(total=len(jobs), desc="SBD .mat → PNG", unit="img", disable=not progress or not jobs)
-    with bar:
-        if workers == 1:
-            for j in jobs:
-                _convert_one(j)
-                bar.update()
-        else:
-            # fork: workers need nothing but this module, and spawn would re-import the package per worker.
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                for _ in pool.map(_convert_one, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers)))):
-                    bar.update()
+    map_parallel(_convert_one, jobs, workers, "SBD .mat → PNG", progress=progress)
     return out_dir

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_write_json, write_label_png
-from .dataset import link_or_copy, map_parallel, read_ids, resolve_lists, start_prepare, write_split_lists
+from ..parallel import map_parallel
+from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 
 PathLike = str | os.PathLike
 
@@ -107,7 +108,7 @@ def prepare_siftflow(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike |
     else trainval.txt/test.txt beside the data."""
     out = start_prepare(out_dir, source, "prepare_siftflow")
     root = find_siftflow_root(raw_dir)
-    files = resolve_lists(("trainval", "test"), lists, lists_dir, root)
+    files = resolve_lists("siftflow", lists, lists_dir, root)
     splits = {s: read_ids(f) for s, f in files.items()}
     common = set(splits["trainval"]) & set(splits["test"])
     if common:

@@ -84,7 +84,8 @@ def test_built_tree_is_up_to_date(built: Path) -> None:
 
 
 @pytest.mark.parametrize("rel", ["train/loop.py", "train/settings.py",  # any file of the fcnlib.train package
-                                 "inference.py"])  # loading/scoring the trainer shares with evaluation
+                                 "inference.py",  # loading/scoring the trainer shares with evaluation
+                                 "allocator.py"])  # the malloc settings (the trainer's, via fast.py)
 def test_editing_train_reruns_train_only(built: Path, tmp_path: Path, rel: str) -> None:
     jobs = planned(_edited_copy(built, tmp_path, rel))
     assert set(jobs) == {"train"}, jobs
@@ -102,6 +103,12 @@ def test_editing_a_backbone_remakes_the_demo_sources(built: Path, tmp_path: Path
     # the demo's ImageNet stand-ins are built with fcnlib's backbones (fcnlib/demo/imagenet.py)
     jobs = planned(_edited_copy(built, tmp_path, "models/vgg.py"))
     assert {"make_demo_sources", "convert_weights", "train"} <= set(jobs), jobs
+
+
+def test_editing_the_process_pool_reruns_preparation(built: Path, tmp_path: Path) -> None:
+    jobs = planned(_edited_copy(built, tmp_path, "parallel.py"))  # prepare's (and SBD's) parallel map
+    assert "prepare_pascal" in jobs and "params have changed" in jobs["prepare_pascal"].lower(), jobs
+    assert not {"make_demo_sources", "download", "extract", "convert_weights"} & set(jobs), jobs
 
 
 def test_editing_the_http_layer_reruns_download(built: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from fcnlib.scripting import run
 
 
 def main(job):
-    lists = {Path(p).stem.split("-")[-1]: Path(p) for p in job.input.lists} or None
+    lists = dict(zip(job.params.list_splits, map(Path, job.input.lists), strict=True)) or None
     prepare_siftflow(Path(job.output[0]).parent, Path(job.input.siftflow), lists=lists,
                      source=job.params.source, workers=job.threads)
 

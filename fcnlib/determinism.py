@@ -59,16 +59,16 @@ def deterministic_requested() -> bool:
 def fixed_input_size(paths: Iterable[Path], limit: int = 20000) -> bool:
     """True when every image (header only, PIL) has one size: then cudnn.benchmark tunes once and pays.
     More than `limit` files: False (not worth scanning; benchmark stays off)."""
-    from PIL import Image
+    from .errors import DataError
+    from .io import image_size
 
     size = None
     for k, p in enumerate(paths):
         if k >= limit:
             return False
         try:
-            with Image.open(p) as im:
-                s = im.size
-        except OSError:
+            s = image_size(p)
+        except DataError:  # the loader reports the file properly; here it only means "not one size"
             return False
         if size is None:
             size = s

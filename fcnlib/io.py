@@ -227,6 +227,18 @@ def _open_capped(path: PathLike, kind: str) -> Iterator[Image.Image]:
         yield im
 
 
+def image_size(path: PathLike, kind: str = "image", fix: str = "re-extract the raw archive") -> tuple[int, int]:
+    """(width, height) from the header alone, under the same pixel cap as reading it (a bomb is refused here,
+    not met later in a worker). Missing or unreadable: a DataError naming the file, ending in `fix`."""
+    try:
+        with _open_capped(path, kind) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: {kind} is missing; {fix}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read {kind} ({e}); {fix}") from None
+
+
 def read_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
     """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8."""
     try:

@@ -186,6 +186,9 @@ def test_fixed_input_size(tmp_path):
         write_png(tmp_path / f"{i}.png", np.zeros((h, w, 3), np.uint8))
     assert determinism.fixed_input_size([tmp_path / "0.png", tmp_path / "1.png"])
     assert not determinism.fixed_input_size(sorted(tmp_path.glob("*.png")))
+    (tmp_path / "junk.png").write_bytes(b"not an image")  # unreadable (or over the pixel cap): "not one size",
+    assert not determinism.fixed_input_size([tmp_path / "0.png", tmp_path / "junk.png"])  # the loader reports it
+    assert not determinism.fixed_input_size([tmp_path / "0.png", tmp_path / "gone.png"])
 
 
 def test_dtype_recorded_in_timing():

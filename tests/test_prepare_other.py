@@ -194,3 +194,49 @@ def test_prepare_context(raw, tmp_path):
         context_lut(list(CONTEXT59_CLASSES), bad)
     with pytest.raises(DataError, match="classes-59"):
         read_classes59(bad)
+
+
+def _header_only_png(path: Path, w: int, h: int) -> Path:
+    """A PNG whose header claims w×h and that holds no pixel data: what a hostile or truncated file looks like
+    to anything that reads only the header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = zlib.compress(b"\x00" * (1 + 3 * min(w, 64)))  # one short row: far too little for w×h
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", row) + chunk(b"IEND", b""))
+    return path
+
+
+def test_image_size_reads_the_header_under_the_pixel_cap(tmp_path):
+    from fcnlib.io import DEFAULT_MAX_PIXELS, PixelLimitError, image_size
+
+    assert image_size(_header_only_png(tmp_path / "ok.png", 56, 40)) == (56, 40)
+    with pytest.raises(PixelLimitError, match=rf"bomb\.png: image has 400000000 pixels, over the limit of "
+                                              rf"{DEFAULT_MAX_PIXELS}"):
+        image_size(_header_only_png(tmp_path / "bomb.png", 20000, 20000))
+    w = int(DEFAULT_MAX_PIXELS ** 0.5) + 10  # over the cap, under PIL's own 2× refusal
+    with pytest.raises(PixelLimitError, match=rf"big\.png: image is {w}×{w} = {w * w} pixels, over the limit"):
+        image_size(_header_only_png(tmp_path / "big.png", w, w))
+    with pytest.raises(DataError, match=r"gone\.jpg: image is missing; re-extract it"):
+        image_size(tmp_path / "gone.jpg", fix="re-extract it")
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"junk\.jpg: cannot read depth \(.*\); fix this"):
+        image_size(tmp_path / "junk.jpg", "depth", "fix this")
+
+
+def test_prepare_nyud_refuses_a_bomb_image_naming_it(raw, tmp_path):
+    import shutil
+
+    bad = tmp_path / "raw"
+    shutil.copytree(raw["ext"] / "nyud", bad)
+    root = bad / "nyud"
+    iid = read_ids(root / "train.txt")[0]
+    iid = iid[4:] if iid.startswith("img_") else iid
+    _header_only_png(root / "data" / "images" / f"img_{iid}.png", 20000, 20000)
+    with pytest.raises(DataError, match=rf"img_{iid}\.png: image of id {iid} has 400000000 pixels, over the limit"):
+        prepare_nyud(tmp_path / "out", bad, workers=1)
+    assert not (tmp_path / "out" / "dataset.json").exists()

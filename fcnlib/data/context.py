@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_write_json, write_label_png
+from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
 from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 
@@ -106,10 +106,7 @@ def _item(args: tuple[str, str, str, str, Any]) -> tuple[str, int]:
     if raw.min() < 0 or raw.max() >= len(lut):
         raise DataError(f"{mat}: LabelMap values {int(raw.min())}..{int(raw.max())} outside the label list "
                         f"(1..{len(lut) - 1}); labels.txt and trainval/ come from different releases")
-    from PIL import Image
-
-    with Image.open(jpg) as im:
-        size = im.size
+    size = image_size(jpg, f"image of id '{iid}'", "re-extract the VOC2010 archive")
     if (raw.shape[1], raw.shape[0]) != size:
         raise DataError(f"{mat}: label size {raw.shape[1]}×{raw.shape[0]} differs from its image {jpg} "
                         f"{size[0]}×{size[1]}; the VOC2010 and Context archives do not match")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_write_json, write_label_png
+from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
 from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 
@@ -44,7 +44,6 @@ def find_nyud_root(raw_dir: PathLike) -> Path:
 
 def _item(args: tuple[str, str, str, bool]) -> tuple[str, tuple[int, int]]:
     iid, root_s, out_s, has_raw = args
-    from PIL import Image
     from scipy.io import loadmat
 
     root, out = Path(root_s), Path(out_s)
@@ -54,13 +53,7 @@ def _item(args: tuple[str, str, str, bool]) -> tuple[str, tuple[int, int]]:
     sizes = {}
     for name, p in (("image", img), ("depth", depth)) + ((("rawdepth", root / "data" / "rawdepth" /
                                                            f"img_{iid}.png"),) if has_raw else ()):
-        try:
-            with Image.open(p) as im:
-                sizes[name] = im.size
-        except FileNotFoundError:
-            raise DataError(f"{p}: {name} of id {iid} is missing; re-extract nyud.tar.gz") from None
-        except OSError as e:
-            raise DataError(f"{p}: cannot read {name} of id {iid} ({e}); re-extract nyud.tar.gz") from None
+        sizes[name] = image_size(p, f"{name} of id {iid}", "re-extract nyud.tar.gz")
     if len(set(sizes.values())) != 1:
         raise DataError(f"{img}: image/depth sizes differ for id {iid} ({sizes}); re-extract nyud.tar.gz")
     link_or_copy(img, out / "rgb" / f"{iid}.png")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_write_json, write_label_png
+from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
 from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 
@@ -72,17 +72,9 @@ def geo_to_train(g: np.ndarray) -> np.ndarray:
 
 def _item(args: tuple[str, str, str]) -> str:
     iid, root_s, out_s = args
-    from PIL import Image
-
     root, out = Path(root_s), Path(out_s)
     jpg = root / "Images" / SUBDIR / f"{iid}.jpg"
-    try:
-        with Image.open(jpg) as im:
-            w, h = im.size
-    except FileNotFoundError:
-        raise DataError(f"{jpg}: image of '{iid}' is missing; re-extract SiftFlowDataset.zip") from None
-    except OSError as e:
-        raise DataError(f"{jpg}: cannot read image of '{iid}' ({e}); re-extract SiftFlowDataset.zip") from None
+    w, h = image_size(jpg, f"image of '{iid}'", "re-extract SiftFlowDataset.zip")
     link_or_copy(jpg, out / "rgb" / f"{iid}.jpg")
     for kind, folder, lo, hi, conv, head in (("semantic", "SemanticLabels", 0, 33, sem_to_train, "sem"),
                                              ("geometric", "GeoLabels", -1, 3, geo_to_train, "geo")):

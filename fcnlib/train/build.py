@@ -57,13 +57,11 @@ def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.devic
 
     if amp != torch.float16:
         return None
-    from PIL import Image
-
     from ..data import SegDataset
+    from ..io import image_size
 
     ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
-    with Image.open(ds.image_path(0)) as im:  # header only: the first image stands for the split's size
-        w, h = im.size
+    w, h = image_size(ds.image_path(0), fix="check the prepared dataset")  # the first stands for the split
     pixels = int(c["recipe"]["batch_size"]) * w * h * float(c["loss_sampling"])
     from ..precision import input_range
 
@@ -73,14 +71,13 @@ def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.devic
 
 def _batch_bytes(ds: Any, batch_size: int) -> int:
     """Bytes of one collated batch, from the first image's header (the split's typical size)."""
-    from PIL import Image
-
+    from ..errors import DataError
+    from ..io import image_size
     from ..loader import batch_nbytes
 
     try:
-        with Image.open(ds.image_path(0)) as im:
-            w, h = im.size
-    except (OSError, IndexError):
+        w, h = image_size(ds.image_path(0))
+    except (DataError, IndexError):
         w = h = 500
     return batch_nbytes(batch_size, ds.in_channels, h, w, raw=getattr(ds, "raw", False))
 

@@ -341,3 +341,39 @@ def test_cli_convert_weights(tmp_path, capsys):
     assert rc == 0 and (tmp_path / "v.pt").exists()
     rc = cli([str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
     assert rc == 2 and "error:" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_damaged_imagenet_files_are_refused_naming_them(tmp_path, monkeypatch):
+    """A NaN in a downloaded classifier or a converted file would train an FCN of NaNs; an oversized or
+    DEFLATE-packed .pth would exhaust memory in torch.load: each is one WeightsError naming the file."""
+    import zipfile
+
+    sd = tv_vgg16_state_dict(W)
+    sd["features.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(sd, tmp_path / "nan.pth")
+    with pytest.raises(WeightsError, match=r"nan\.pth: tensor 'conv1_1\.weight' holds 1 non-finite.*download it again"):
+        convert_imagenet(tmp_path / "nan.pth", "vgg16", "torchvision", width=W)
+    sd["features.0.weight"][0, 0, 0, 0] = 0.0
+    torch.save(sd, tmp_path / "ok.pth")
+    convert_imagenet_file(tmp_path / "ok.pth", tmp_path / "ok.pt", "vgg16", "torchvision", width=W)
+    obj = torch.load(tmp_path / "ok.pt", weights_only=True)
+    obj["state_dict"]["fc7.bias"][3] = float("inf")
+    torch.save(obj, tmp_path / "inf.pt")
+    with pytest.raises(WeightsError, match=r"inf\.pt: tensor 'fc7\.bias' holds 1 non-finite.*fcn convert-weights"):
+        init_from_imagenet(build_fcn("fcn32s", width=W), tmp_path / "inf.pt")
+    # a storage DEFLATE-packed 64 MB → ~64 KB: refused from the zip directory, before torch.load
+    with zipfile.ZipFile(tmp_path / "ok.pth") as zin, zipfile.ZipFile(tmp_path / "packed.pth", "w") as zout:
+        big = next(i.filename for i in zin.infolist() if "/data/" in i.filename and not i.filename.endswith(".pkl"))
+        for i in zin.infolist():
+            if i.filename == big:
+                zout.writestr(zipfile.ZipInfo(i.filename), bytes(64 << 20), compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                zout.writestr(i, zin.read(i))
+    with pytest.raises(WeightsError, match=r"packed\.pth: entry .* is compressed"):
+        convert_imagenet(tmp_path / "packed.pth", "vgg16", "torchvision", width=W)
+    monkeypatch.setenv("FCN_MAX_WEIGHTS_BYTES", "1000")
+    with pytest.raises(WeightsError, match=r"ok\.pth: expands to \d+ B, over the limit of 1000 B"):
+        convert_imagenet(tmp_path / "ok.pth", "vgg16", "torchvision", width=W)
+    write_caffemodel(tmp_path / "a.caffemodel", caffe_alexnet_blobs(0.25))
+    with pytest.raises(WeightsError, match=r"a\.caffemodel: \d+ B, over the limit of 1000 B .*FCN_MAX_WEIGHTS_BYTES"):
+        convert_imagenet(tmp_path / "a.caffemodel", "alexnet", "caffe", width=0.25)

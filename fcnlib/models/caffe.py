@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..io import atomic_write
+from .io import max_weights_bytes
 
 
 class _Bad(Exception):
@@ -146,6 +147,10 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise WeightsError(f"{path}: file is empty; delete it and download it again")
+        cap = max_weights_bytes()
+        if size > cap:
+            raise WeightsError(f"{path}: {size} B, over the limit of {cap} B for a weights file; if it is "
+                               f"genuine raise FCN_MAX_WEIGHTS_BYTES, else delete it and download it again")
         buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             out: dict[str, list[np.ndarray]] = {}

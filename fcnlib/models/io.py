@@ -152,12 +152,16 @@ def _check_arch_size(path: str | os.PathLike, arch: dict[str, Any], sd: dict) ->
     return shell
 
 
-def check_finite(path: str | os.PathLike, sd: dict[str, torch.Tensor], writing: bool = False) -> None:
+def check_finite(path: str | os.PathLike, sd: dict[str, torch.Tensor], writing: bool = False,
+                 fix: str | None = None) -> None:
     """A weights file with NaN/inf (a diverged or poisoned training) would give all-background maps, so
-    none is read, and none is written (`writing`: the file is not created)."""
+    none is read, and none is written (`writing`: the file is not created). `fix` replaces the advice for
+    files that are not trainings (an ImageNet download)."""
     for k, v in sd.items():
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
             n = int((~torch.isfinite(v)).sum())
+            if fix is not None:
+                raise WeightsError(f"{path}: tensor {k!r} holds {n} non-finite values (NaN/inf); {fix}")
             if writing:
                 raise WeightsError(f"{path}: refusing to write weights whose tensor {k!r} holds {n} non-finite "
                                    f"values (NaN/inf: the training diverged); check the training settings "

@@ -22,7 +22,14 @@ from ..errors import ConfigError, FcnError, WeightsError
 from ..io import atomic_save_torch
 from .fcn import BACKBONES
 from .googlenet import INCEPTION
-from .io import _is_weights_dict, build_from_arch, check_state_dict, safe_torch_load
+from .io import (
+    _is_weights_dict,
+    build_from_arch,
+    check_finite,
+    check_state_dict,
+    check_weights_file,
+    safe_torch_load,
+)
 from .preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
 
 FORMATS = ("torchvision", "caffe")
@@ -136,6 +143,7 @@ def _require(sd: dict, need: list[str], src: Path, backbone: str, fmt: str) -> N
 
 
 def _load_torch_sd(src: Path) -> dict[str, torch.Tensor]:
+    check_weights_file(src)  # size and compression caps from the zip directory, before torch allocates
     obj = safe_torch_load(src)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -191,6 +199,7 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str,
            if k in sd and tuple(sd[k].shape) != tuple(s)]
     if bad:
         raise WeightsError(f"{src}: shapes do not fit the {backbone} backbone: {bad[:4]}; check --backbone")
+    check_finite(src, sd, fix="the download is damaged: delete it and download it again")
     return sd, prep
 
 
@@ -226,11 +235,13 @@ def init_from_imagenet(model: nn.Module, path: str | os.PathLike) -> Preprocessi
 
     A 4-channel (RGB-D) or 1-channel conv1 is filled from the RGB filters (depth filter = their mean).
     """
+    check_weights_file(path)
     obj = safe_torch_load(path)
     if not _is_weights_dict(obj):
         raise WeightsError(f"{path}: not a converted ImageNet weights file (needs state_dict + meta); "
                            f"make it with `fcn convert-weights`")
     meta, src = obj["meta"], obj["state_dict"]
+    check_finite(path, src, fix="reconvert it with `fcn convert-weights` from a good download")
     arch = getattr(model, "arch", {})
     if meta.get("backbone") != arch.get("backbone"):
         raise WeightsError(f"{path}: weights are for backbone {meta.get('backbone')!r} but the model is "

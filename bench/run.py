@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fcnlib import fast, padskip  # noqa: E402
+from fcnlib import allocator, fast, padskip  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 
@@ -109,7 +109,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     # phase A: the baseline as a plain process runs it (default glibc allocator)
     base_fwd(), ("train" in sections) and base_step()
     a = _median_times({"fwd": base_fwd, **({"step": base_step} if "train" in sections else {})}, reps, sync)
-    res["malloc_tuned"] = fast.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
+    res["malloc_tuned"] = allocator.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
 
     # ours: inference as fcnlib.fast sets it up
     infer = fast.inference_setup(_random_fcn8s(width).to(device), device, fixed_size=True)
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if sections & {"peak", "variants", "variants_train"}:
         import variants
 
-        fast.tune_malloc()  # baseline and ours alike (bench_net has done it already when it ran)
+        allocator.tune_malloc()  # baseline and ours alike (bench_net has done it already when it ran)
         section("peak", lambda: variants.conv_peak(device))
         if "variants" in sections:
             section("variants", lambda: variants.bench_forward(device, a.size, a.reps, a.width))

@@ -44,7 +44,10 @@ def _split(weights: Path, ds_json: Path) -> str:
     if scored:  # results/<dataset>/<exp>/<split>/metrics.json: the split the workflow evaluated
         return scored[0].parent.name
     splits = json.loads(ds_json.read_text())["splits"]
-    return next(s for s in _SPLITS if s in splits)
+    found = [s for s in _SPLITS if s in splits]
+    if not found:
+        raise ValueError(f"{ds_json}: no evaluated split for {weights} and none of {_SPLITS}; pass a finished run")
+    return found[0]
 
 
 def bench_one(weights: Path, max_images: int | None = None) -> dict[str, Any]:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from fcnlib import fast  # noqa: E402
+from fcnlib import allocator, fast  # noqa: E402
 
 FORWARD_NETS = (("FCN-32s", "fcn32s", "vgg16"), ("FCN-16s", "fcn16s", "vgg16"), ("FCN-8s", "fcn8s", "vgg16"),
                 ("FCN-AlexNet", "fcn32s", "alexnet"), ("FCN-GoogLeNet", "fcn32s", "googlenet"))
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="")
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
-    fast.tune_malloc()
+    allocator.tune_malloc()
     first = conv_peak(dev)
     r: dict[str, Any] = {"variants": bench_forward(dev, a.size, a.reps, a.width),
                          "variants_train": bench_train(dev, a.size, a.reps, a.width)}

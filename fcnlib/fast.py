@@ -14,9 +14,8 @@ What is here (all of it FastFCN's / inference_setup's runtime policy, on by defa
   rounding: ≈1e-5 relative per layer, 4e-6 of the largest logit on VGG16-FCN at 500×500, argmax 99.999%
   equal; tests allow 1e-4).
 * `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark for fixed sizes only), `compile_model`
-  (optional torch.compile with freezing: 1.26× fp32 on that CPU after a 46 s compile); `malloc_env` /
-  `tune_malloc` are re-exported from fcnlib.allocator (glibc keeps big freed buffers: otherwise ~9M page
-  faults per 500×500 training step).
+  (optional torch.compile with freezing: 1.26× fp32 on that CPU after a 46 s compile). The glibc allocator
+  settings that go with it are fcnlib.allocator's.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .allocator import MALLOC_ENV, malloc_env, tune_malloc  # noqa: F401 - re-exported (train, bench use fast.*)
 
 # ---------------------------------------------------------------------------------------------------
 # device capabilities and settings

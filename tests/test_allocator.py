@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from fcnlib import allocator, fast
+from fcnlib import allocator
 
 _CHILD = r"""
 import ctypes, json, sys
@@ -63,7 +63,7 @@ def test_default_glibc_maps_and_unmaps_the_block(plain_env) -> None:
 
 @pytest.mark.parametrize("form", ["env", "mallopt"])
 def test_settings_keep_the_block_on_the_heap(plain_env, form: str) -> None:
-    env = fast.malloc_env(plain_env) if form == "env" else plain_env  # fast re-exports the allocator's
+    env = allocator.malloc_env(plain_env) if form == "env" else plain_env
     r = _child(form, env)
     assert r["mmapped_held"] == 0  # M_MMAP_MAX 0: the block came from the heap
     assert r["free_kept"] >= BLOCK  # M_TRIM_THRESHOLD: freed memory stays for the next step
@@ -73,6 +73,5 @@ def test_settings_keep_the_block_on_the_heap(plain_env, form: str) -> None:
 
 def test_both_forms_come_from_one_table() -> None:
     assert allocator.MALLOC_ENV == {env: str(value) for _, env, value, _ in allocator.SETTINGS}
-    assert fast.MALLOC_ENV is allocator.MALLOC_ENV and fast.tune_malloc is allocator.tune_malloc
     base = {"KEEP": "1", "MALLOC_MMAP_MAX_": "7"}
     assert allocator.malloc_env(base) == {"KEEP": "1", **allocator.MALLOC_ENV} and base["MALLOC_MMAP_MAX_"] == "7"

@@ -59,7 +59,7 @@ class _Init:
                         f"{name}.bn.num_batches_tracked": t.tensor(0, dtype=t.long)})
 
 
-def _convs(net: Any) -> list[tuple[str, Any]]:
+def conv_layers(net: Any) -> list[tuple[str, Any]]:
     """(layer name, Conv2d) of `net` in layer order."""
     from torch import nn
 
@@ -84,7 +84,7 @@ def _fill(net: Any, init: _Init, linear: Collection[str]) -> None:
     import torch
 
     with torch.no_grad():
-        for name, m in _convs(net):
+        for name, m in conv_layers(net):
             w = m.weight
             shape = (w.shape[0], w[0].numel()) if name in linear else tuple(w.shape)
             w.copy_(init.weight(shape, linear=name in linear).view(w.shape))
@@ -134,7 +134,7 @@ def alexnet_caffe_blobs(width: float, seed: int = 0, fan_in: bool = False) -> di
     net = _classifier(lambda: AlexNet(width, conv1_pad=0))
     fc = classifier_layers("alexnet")
     _fill(net, _Init(seed, fan_in), fc)
-    return {n: [_file_weight(m, n in fc).numpy(), m.bias.detach().numpy()] for n, m in _convs(net)}
+    return {n: [_file_weight(m, n in fc).numpy(), m.bias.detach().numpy()] for n, m in conv_layers(net)}
 
 
 def googlenet_state_dict(width: float, seed: int = 0, fan_in: bool = False) -> dict[str, Any]:

@@ -25,9 +25,9 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
     score_fr, and per variant upscore2/score_pool4/upscore_pool4/score_pool3 and the final
     upscore/upscore16/upscore8 (suffix `_sem`/`_geo` per SIFT Flow head, `color`/`hha` per NYUD tower)."""
     import torch
-    from torch import nn
 
     from ..models.fcn import BACKBONES
+    from .imagenet import conv_layers
 
     def conv(cout: int, cin: int, k: int) -> list[np.ndarray]:
         w = rng.standard_normal((cout, cin, k, k)).astype(np.float32) * np.float32((2.0 / (cin * k * k)) ** 0.5)
@@ -36,10 +36,9 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
     with torch.device("meta"):  # fcnlib's backbone gives the trunk's shapes; building it draws nothing
         bb = BACKBONES[kind](width=width)
     out: dict[str, list[np.ndarray]] = {}
-    for name, m in bb.named_modules():  # conv1_1 … fc7 (CaffeNet: conv1 … fc7), our names = Caffe's
-        if isinstance(m, nn.Conv2d):
-            cout, cin, k, _ = m.weight.shape
-            out[name + suffix] = conv(cout, cin, k)
+    for name, m in conv_layers(bb):  # conv1_1 … fc7 (CaffeNet: conv1 … fc7), our names = Caffe's
+        cout, cin, k, _ = m.weight.shape
+        out[name + suffix] = conv(cout, cin, k)
     taps, f = bb.tap_channels, bb.out_channels
     final = {"fcn32s": ("upscore", 63 if kind == "alexnet" else 64), "fcn16s": ("upscore16", 32),
              "fcn8s": ("upscore8", 16), "fcn8s-atonce": ("upscore8", 16)}[variant]

@@ -63,7 +63,8 @@ class _Run:
     def __init__(self, c: dict[str, Any], out_weights: Path, resume_path: Path, log_path: Path,
                  device: str) -> None:
         from .. import distributed
-        from ..fast import tune_malloc, use_channels_last
+        from ..allocator import tune_malloc
+        from ..fast import use_channels_last
 
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
         self.r = c["recipe"]

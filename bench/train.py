@@ -28,7 +28,7 @@ a = json.loads(sys.argv[1])
 dev = _resolve_device(a["device"])
 if dev.type == "cuda":
     torch.backends.cudnn.benchmark = True
-amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a["amp"]]
+amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a["amp"]]
 model = build_fcn("fcn8s", "vgg16", 21, a["width"]).to(dev).train()
 x = torch.randn(1, 3, a["size"], a["size"], device=dev)
 y = torch.randint(0, 21, (1, a["size"], a["size"]), device=dev)
@@ -55,8 +55,8 @@ print("RESULT", json.dumps({"it_per_s": a["iters"] / dt, "device": str(dev), "th
 """
 
 SETTINGS = {
-    "fp32": {"amp": "off", "channels_last": False, "env": {}},
-    "fp32+channels_last+malloc": {"amp": "off", "channels_last": True,
+    "fp32": {"amp": "fp32", "channels_last": False, "env": {}},
+    "fp32+channels_last+malloc": {"amp": "fp32", "channels_last": True,
                                   "env": MALLOC_ENV},
     "bf16+channels_last+malloc": {"amp": "bf16", "channels_last": True,
                                   "env": MALLOC_ENV},

@@ -163,7 +163,7 @@ def test_recipe_as_written_validates_resolves_trains_and_evaluates(added: dict) 
     Path("data/weights").mkdir(parents=True)
     torch.save(vgg16_state_dict(width, 3), "data/weights/vgg16.pth")  # an ImageNet stand-in, as the demo's
     convert_imagenet_file("data/weights/vgg16.pth", "data/weights/vgg16.pt", "vgg16", "torchvision", width)
-    cfg["amp"] = "off"  # CPU fp32 whatever the host supports
+    cfg["amp"] = "fp32"  # CPU fp32 whatever the host supports
     out = Path(fcncfg.weights_path(added, f"{NAME}-fcn32s"))
     out.parent.mkdir(parents=True)
     train(cfg, out, out.with_name("resume.pt"), out.with_name("log.jsonl"), device="cpu")

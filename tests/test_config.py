@@ -4,6 +4,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fcnlib import config as fcncfg
 from fcnlib.errors import ConfigError
@@ -146,3 +147,58 @@ def test_gpus_split_the_recipes_update(paper):
     bad["recipes"]["paper"]["iter_size"] = 0
     with pytest.raises(ConfigError, match="recipes.paper.iter_size"):
         fcncfg.validate_config(bad)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values that survive a YAML 1.2 rewrite (DVC's `exp run -S` rewrites the params file with ruamel.yaml,
+# which writes a string plain whenever YAML 1.2 allows it; the pipeline reads with PyYAML, YAML 1.1).
+# ---------------------------------------------------------------------------------------------------
+def _strings(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(k, f"{path}.<key>")
+            yield from _strings(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _strings(v, f"{path}.{i}")
+    elif isinstance(obj, str):
+        yield path, obj
+
+
+def _rewritten(value):
+    """`value` written by ruamel.yaml (as DVC does) and read back by the pipeline's loader."""
+    import io
+
+    ruamel = pytest.importorskip("ruamel.yaml", reason="ruamel.yaml (a DVC dependency) is not installed")
+    buf = io.StringIO()
+    ruamel.YAML().dump({"k": value}, buf)
+    return yaml.safe_load(buf.getvalue())["k"], buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml", "../workflow/schemas/config.schema.yaml"])
+def test_every_string_survives_a_yaml12_rewrite(name):
+    """e.g. `amp: "off"` became `amp: off` = False under DVC, and validation refused every experiment."""
+    doc = yaml.safe_load((ROOT / "config" / name).read_text())
+    bad = []
+    for where, s in _strings(doc):
+        back, text = _rewritten(s)
+        if back != s:
+            bad.append(f"{where}: {s!r} is rewritten as {text.strip()!r} and read back as {back!r}")
+    assert not bad, "\n".join(bad)
+
+
+def test_rewrite_check_catches_yaml11_words():
+    """The check above can fail: YAML 1.1 booleans written plain by a YAML 1.2 writer change meaning."""
+    assert _rewritten("off")[0] is False and _rewritten("yes")[0] is True
+    assert _rewritten("fp32")[0] == "fp32"
+
+
+def test_amp_validation_names_the_allowed_values():
+    from fcnlib.train.settings import AMP_SETTINGS
+
+    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    schema_enum = yaml.safe_load(fcncfg.SCHEMA_PATH.read_text())["properties"]["training"]["properties"]["amp"]["enum"]
+    assert tuple(schema_enum) == AMP_SETTINGS  # one list of precisions, schema and trainer agree
+    demo["training"]["amp"] = False  # what an unquoted `off` reads as
+    with pytest.raises(ConfigError, match=r"training\.amp.*'auto', 'fp32', 'bf16', 'fp16'"):
+        fcncfg.validate_config(demo, "config/demo.yaml")

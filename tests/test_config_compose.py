@@ -45,11 +45,11 @@ def test_complete_config_replaces_the_default():
     assert cfg == demo and sources == ["config/demo.yaml"]
     assert cfg["source"] == "demo"  # nothing of the paper config leaked in
     # --config over a complete file: Snakemake has merged it already (nested leaves as strings)
-    given = fcncfg.deep_merge(demo, {"training": {"threads": "3", "amp": "off"}})
-    cfg, sources = fcncfg.compose_config(given, ["config/demo.yaml"], {"training": {"threads": "3", "amp": "off"}},
+    given = fcncfg.deep_merge(demo, {"training": {"threads": "3", "amp": "fp32"}})
+    cfg, sources = fcncfg.compose_config(given, ["config/demo.yaml"], {"training": {"threads": "3", "amp": "fp32"}},
                                          default=DEFAULT)
     assert sources == ["config/demo.yaml", "--config"]
-    assert cfg["training"]["threads"] == 3 and cfg["training"]["amp"] == "off"
+    assert cfg["training"]["threads"] == 3 and cfg["training"]["amp"] == "fp32"
     assert cfg["training"]["recipe"] == demo["training"]["recipe"]
 
 

@@ -59,7 +59,7 @@ def _train(cfg: dict, d: Path, name: str) -> tuple[dict, dict, list]:
                                          ("mean", {"loss_sampling": 0.6, "class_balance": True}),
                                          ("sum", {"loss_sampling": 0.6, "class_balance": True})])
 def test_accumulation_equals_one_batch(same_size, tmp_path, loss, extras):
-    base = dict(iterations=3, log_every=1, amp="off", channels_last=False, **extras)
+    base = dict(iterations=3, log_every=1, amp="fp32", channels_last=False, **extras)
     one, w1, l1 = _train(make_cfg(same_size, recipe=_sgd(loss, batch_size=4), **base), tmp_path, "b4")
     acc, w4, l4 = _train(make_cfg(same_size, recipe=_sgd(loss, batch_size=1, iter_size=4), **base),
                          tmp_path, "b1x4")
@@ -117,7 +117,7 @@ def _launch(tmp: Path, n: int, cfg: dict, name: str, kill_at: int = 0) -> subpro
 @pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 @pytest.mark.parametrize("loss", ["mean", "sum"])
 def test_two_processes_equal_one(same_size, tmp_path, loss):
-    base = dict(iterations=3, log_every=1, amp="off", channels_last=False, loss_sampling=0.7,
+    base = dict(iterations=3, log_every=1, amp="fp32", channels_last=False, loss_sampling=0.7,
                 class_balance=loss == "mean", val_every=3, val_max_images=2)
     two = _launch(tmp_path, 2, make_cfg(same_size, recipe=_sgd(loss, batch_size=1, iter_size=2), **base), "ddp")
     assert two.returncode == 0, two.stderr
@@ -133,7 +133,7 @@ def test_two_processes_equal_one(same_size, tmp_path, loss):
 
 @pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_two_processes_sigterm_then_resume_is_bitwise_identical(same_size, tmp_path):
-    cfg = make_cfg(same_size, iterations=8, log_every=1, checkpoint_every=0, amp="off", channels_last=False,
+    cfg = make_cfg(same_size, iterations=8, log_every=1, checkpoint_every=0, amp="fp32", channels_last=False,
                    recipe=_sgd("mean", batch_size=1, dropout=None))  # dropout 0.5: per-rank RNGs restored
     straight = _launch(tmp_path, 2, cfg, "straight")
     assert straight.returncode == 0, straight.stderr
@@ -238,7 +238,7 @@ run_training(**json.loads(sys.argv[1]))
 def test_rule_entry_point_claims_gpus_and_launches_the_ranks(same_size, tmp_path, monkeypatch):
     """fcnlib.distributed.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
     (fake) GPUs it claims both and trains 2 ranks — the same weights as one process with the same batch."""
-    base = dict(iterations=2, log_every=1, amp="off", channels_last=False)
+    base = dict(iterations=2, log_every=1, amp="fp32", channels_last=False)
     kwargs = {"cfg": make_cfg(same_size, recipe=_sgd("mean", batch_size=1), **base),
               "out_weights": str(tmp_path / "r.pt"), "resume_path": str(tmp_path / "r.resume.pt"),
               "log_path": str(tmp_path / "r.jsonl"), "device": "auto", "gpus": 2}
@@ -272,7 +272,7 @@ def test_gpu_ids_without_cuda_mean_cpu(monkeypatch):
 def test_torchrun_around_the_rule_script(same_size, tmp_path):
     """`torchrun --nproc-per-node=2 workflow/scripts/train.py …` (the script standalone): each rank joins
     from torchrun's environment, rank 0 alone moves the outputs; same weights as our own launcher."""
-    cfg = make_cfg(same_size, iterations=2, log_every=1, amp="off", channels_last=False,
+    cfg = make_cfg(same_size, iterations=2, log_every=1, amp="fp32", channels_last=False,
                    recipe=_sgd("mean", batch_size=1))
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

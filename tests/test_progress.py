@@ -63,7 +63,7 @@ def test_training_log_gets_no_frame_per_step(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("FCN_PROGRESS_INTERVAL", "3600")
     monkeypatch.delenv("FCN_PROGRESS", raising=False)
     ds = toy.make_dataset(tmp_path / "toy", n=2, sizes=((32, 32),))
-    cfg = toy.make_cfg(ds, iterations=40, log_every=1, val_split=None, amp="off", channels_last=False)
+    cfg = toy.make_cfg(ds, iterations=40, log_every=1, val_split=None, amp="fp32", channels_last=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -26,10 +26,10 @@ from fcnlib.io import atomic_write_json, write_label_png, write_png
 
 WIDTH = 0.0625
 OVERFIT = 120  # iterations for a 32s net to overfit the toy set
-# Every learning test runs in fp32 ("off") and in forced bf16 autocast, whatever the host supports:
+# Every learning test runs in fp32 and in forced bf16 autocast, whatever the host supports:
 # "auto" would pick bf16 on CPUs with native bf16 and fp32 elsewhere, so a threshold tuned on one kind
 # of CPU would fail on the other. On AVX2-only CPUs bf16 is emulated (slow, same numbers): the nets are tiny.
-PRECISIONS = ("off", "bf16")
+PRECISIONS = ("fp32", "bf16")
 COLOURS = {1: (220, 40, 40), 2: (40, 60, 220)}
 
 
@@ -92,7 +92,7 @@ def make_cfg(ds: Path, **over) -> dict:
                    "score_lr_mult": 30.0, "dropout": 0.0},
         "iterations": 10, "val_every": 0, "log_every": 5, "checkpoint_every": 0,
         "augment": {"mirror": False, "jitter": 0}, "loss_sampling": 1.0, "class_balance": False,
-        "seed": 0, "num_workers": 0, "amp": "off", "channels_last": False, "config_hash": "h0",
+        "seed": 0, "num_workers": 0, "amp": "fp32", "channels_last": False, "config_hash": "h0",
     }
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict) and k != "init":
@@ -139,7 +139,7 @@ def imagenet(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module", params=PRECISIONS)
 def amp(request) -> str:
-    """The training config's `amp` of a learning test: "off" (fp32) or "bf16" (forced), never "auto"."""
+    """The training config's `amp` of a learning test: "fp32" or "bf16" (forced), never "auto"."""
     return request.param
 
 

@@ -49,7 +49,7 @@ def _poison_at(monkeypatch, k: int) -> None:
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_nan_mid_run_names_iteration_and_never_writes_nan(toy, tmp_path, monkeypatch, lazy, optimizer):
     monkeypatch.setattr(finite, "LAZY", lazy)
-    cfg = make_cfg(toy, iterations=8, checkpoint_every=2, log_every=4, amp="off", channels_last=False,
+    cfg = make_cfg(toy, iterations=8, checkpoint_every=2, log_every=4, amp="fp32", channels_last=False,
                    recipe={"optimizer": optimizer, "lr": 1e-3})
     out, resume, log = tmp_path / "w.pt", tmp_path / "resume.pt", tmp_path / "log.jsonl"
     _poison_at(monkeypatch, 5)
@@ -97,7 +97,7 @@ def test_device_side_skip_leaves_weights_and_momentum_untouched():
 
 
 def test_poisoned_checkpoint_is_not_resumed(toy, tmp_path):
-    cfg = make_cfg(toy, iterations=4, checkpoint_every=2, amp="off", channels_last=False,
+    cfg = make_cfg(toy, iterations=4, checkpoint_every=2, amp="fp32", channels_last=False,
                    recipe={"optimizer": "sgd", "lr": 1e-3})
     out, resume, log = tmp_path / "w.pt", tmp_path / "resume.pt", tmp_path / "log.jsonl"
 
@@ -134,7 +134,7 @@ def test_deterministic_setting_trains_alexnet_lrn_bitwise(toy, tmp_path, monkeyp
     del base["training"]["deterministic"]
     assert "deterministic" not in fcncfg.train_config(base, "voc-fcn32s")  # hashes of existing runs kept
 
-    cfg = make_cfg(toy, iterations=3, amp="off", channels_last=False, deterministic=True,
+    cfg = make_cfg(toy, iterations=3, amp="fp32", channels_last=False, deterministic=True,
                    arch={"variant": "fcn32s", "backbone": "alexnet"}, recipe={"optimizer": "sgd", "lr": 1e-3})
     prev = torch.are_deterministic_algorithms_enabled()
     try:
@@ -193,7 +193,7 @@ def test_shm_plan():
 def test_training_result_unchanged_with_workers(toy, tmp_path):
     """Workers + uint8 labels + shared-memory batches train to the same weights as the in-process
     loader (fp32): the pipeline moves the same numbers."""
-    cfg = make_cfg(toy, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2})
+    cfg = make_cfg(toy, iterations=4, amp="fp32", channels_last=False, recipe={"batch_size": 2})
     ws = []
     for name, nw in (("w0", 0), ("w2", 2)):
         T.train({**cfg, "num_workers": nw}, tmp_path / f"{name}.pt", tmp_path / f"{name}.r.pt",
@@ -207,7 +207,7 @@ def test_training_result_unchanged_vs_old_collate(toy, tmp_path, monkeypatch):
     from fcnlib import loader
     from fcnlib.data import collate_pad
 
-    cfg = make_cfg(toy, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2})
+    cfg = make_cfg(toy, iterations=4, amp="fp32", channels_last=False, recipe={"batch_size": 2})
     T.train(cfg, tmp_path / "new.pt", tmp_path / "new.r.pt", tmp_path / "new.jsonl", device="cpu")
     monkeypatch.setattr(loader, "collate_shared", collate_pad)
     monkeypatch.setattr(loader, "labels_to_device", lambda y, d: y.to(d))
@@ -250,7 +250,7 @@ def test_training_result_unchanged_raw_vs_float_items(toy_sizes, tmp_path, monke
     mirror + jitter)."""
     from fcnlib import loader
 
-    cfg = make_cfg(toy_sizes, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2},
+    cfg = make_cfg(toy_sizes, iterations=4, amp="fp32", channels_last=False, recipe={"batch_size": 2},
                    augment={"mirror": True, "jitter": 6})
     T.train(cfg, tmp_path / "raw.pt", tmp_path / "raw.r.pt", tmp_path / "raw.jsonl", device="cpu")
     monkeypatch.setattr(loader, "raw_ok", lambda mods: False)

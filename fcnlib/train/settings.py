@@ -16,6 +16,9 @@ from ..modalities import NET_MODALITIES
 
 CHECKPOINT_VERSION = 1
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take
+#: training.amp: autocast precision. Plain words that YAML reads back as the same string after any tool
+#: (DVC's `exp run -S`) rewrites the file unquoted; "off"/"no" would turn into false.
+AMP_SETTINGS = ("auto", "fp32", "bf16", "fp16")
 _ARCH_KEYS = ("variant", "backbone", "num_classes", "width", "in_channels", "heads")
 _REQUIRED = ("experiment", "dataset_json", "train_split", "val_split", "modalities", "arch", "init",
              "recipe", "iterations")
@@ -59,8 +62,8 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"train config of {exp}: iterations={c['iterations']!r}; use an integer ≥ 1")
     if not 0.0 < float(c["loss_sampling"]) <= 1.0:
         raise ConfigError(f"train config of {exp}: loss_sampling={c['loss_sampling']!r}; use 0 < p ≤ 1")
-    if c["amp"] not in ("auto", "off", "bf16", "fp16"):
-        raise ConfigError(f"train config of {exp}: amp={c['amp']!r}; use auto, off, bf16 or fp16")
+    if c["amp"] not in AMP_SETTINGS:
+        raise ConfigError(f"train config of {exp}: amp={c['amp']!r}; use one of {', '.join(AMP_SETTINGS)}")
     if not isinstance(c["deterministic"], bool):
         raise ConfigError(f"train config of {exp}: deterministic={c['deterministic']!r}; use true or false")
     if c["channels_last"] not in ("auto", True, False):

@@ -299,7 +299,8 @@ def slurm_job_tasks(env: Mapping[str, str] | None = None) -> int:
 
 
 def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
-                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> bool:
+                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0,
+                 live_dir: str | os.PathLike | None = None) -> bool:
     """What the training rule runs, unchanged between 1 and N GPUs: `fcnlib.train.train` in the right
     number of processes, each on its own claimed GPU.
 
@@ -313,7 +314,8 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
     from . import devices as fcndev
 
     kwargs = {"cfg": dict(cfg), "out_weights": str(out_weights), "resume_path": str(resume_path),
-              "log_path": str(log_path), "device": device}
+              "log_path": str(log_path), "device": device,
+              "live_dir": None if live_dir is None else str(live_dir)}
     w = world_from_env()
     if w.world > 1:
         from .train import train

@@ -26,7 +26,8 @@ def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str |
     data-parallel processes (fcnlib.distributed.run_training: the same call for 1 and N).
 
     Resume state sits beside the outputs in `<out dir>/.train/` (not an output: it survives a killed job,
-    so rerunning resumes); the log is copied out and the weights moved into place last. Returns False in
+    so rerunning resumes); the log is copied out and the weights moved into place last. DVCLive files (when
+    dvclive is installed) go to `<out dir>/dvclive/` as training runs (fcnlib.train.reporting). Returns False in
     a rank > 0 started by torchrun/srun around the caller (rank 0 moves the outputs).
     """
     from .distributed import run_training
@@ -35,7 +36,7 @@ def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str |
     work = out.parent / ".train"
     work.mkdir(parents=True, exist_ok=True)
     if not run_training(dict(cfg), work / "weights.pt", work / "resume.pt", work / "log.jsonl", device=device,
-                        gpus=gpus):
+                        gpus=gpus, live_dir=out.parent / "dvclive"):
         return False
     with open(work / "log.jsonl", "rb") as src, atomic_write(out_log, "wb") as dst:
         shutil.copyfileobj(src, dst)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 import torch.nn.functional as F
 
 from fcnlib import train as T
@@ -460,3 +461,63 @@ def test_dataset_with_another_void_label_is_refused(tmp_path):
     ds.write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=r"dataset\.json: ignore_index 0 is not 255"):
         run(make_cfg(ds, iterations=1), tmp_path, "void")
+
+
+# --------------------------------------------------------------------------------------------------
+# what a training reports: the rule log's lines, DVCLive files
+# --------------------------------------------------------------------------------------------------
+def _tsv(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()[1:]]
+
+
+def test_log_lines_and_dvclive_files_per_validation(toy, tmp_path, capsys):
+    pytest.importorskip("dvclive", reason="dvclive is not installed (pip install 'fcnlib[dvc]')")
+    cfg = make_cfg(toy, iterations=6, log_every=2, val_every=3)
+    live = tmp_path / "dvclive"
+    T.train(cfg, tmp_path / "w.pt", tmp_path / "r.pt", tmp_path / "log.jsonl", device="cpu", live_dir=live)
+    err = capsys.readouterr().err
+    vals = [d for d in read_log(tmp_path / "log.jsonl") if "val" in d]
+    assert [d["iter"] for d in vals] == [3, 6]
+    start = [line for line in err.splitlines() if line.startswith("fcn train: toy-fcn32s: 6 iterations on ")]
+    assert len(start) == 1 and "precision float32 (amp fp32)" in start[0] and "recipe demo: optimizer adam" in start[0]
+    for d in vals:  # each validation's mean IU, as the JSONL records it, in the rule's log
+        line = next(s for s in err.splitlines() if s.startswith(f"fcn train: toy-fcn32s iter {d['iter']}/6: "))
+        assert f"validation mean IU {100 * d['val']['mean_iu']:.2f}%" in line and "lr 0.002" in line, line
+    assert [r[0] for r in _tsv(live / "plots/metrics/val/mean_iu.tsv")] == ["3", "6"]
+    assert [float(r[1]) for r in _tsv(live / "plots/metrics/val/mean_iu.tsv")] == \
+        [round(100 * d["val"]["mean_iu"], 4) for d in vals]
+    assert [r[0] for r in _tsv(live / "plots/metrics/train/loss.tsv")] == ["2", "4", "6"]
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == 6 and summary["val"]["mean_iu"] == round(100 * vals[-1]["val"]["mean_iu"], 4)
+    assert yaml.safe_load((live / "params.yaml").read_text())["recipe.lr"] == 2e-3
+    assert not (live / "dvc.yaml").exists()  # the pipeline's dvc.yaml decides what DVC shows
+
+
+def test_dvclive_rebuilt_from_the_resumed_log(tmp_path):
+    """A resumed run's DVCLive folder is the checkpoint's records replayed, then the new ones: no step twice."""
+    pytest.importorskip("dvclive", reason="dvclive is not installed (pip install 'fcnlib[dvc]')")
+    from fcnlib.train.reporting import LiveMetrics
+
+    recs = [{"iter": 1, "loss": 2.0, "lr": 0.1}, {"iter": 2, "loss": 1.5, "lr": 0.1}, {"iter": 2, "val": {"mean_iu": 0.2}},
+            {"iter": 3, "loss": 1.0, "lr": 0.1}]
+    first = LiveMetrics(tmp_path / "live", {"a": 1})
+    for r in recs:
+        first.write(r)
+    first.close()
+    # killed after iteration 3; the checkpoint held iterations 1-2: the resumed run replays those, then goes on
+    again = LiveMetrics(tmp_path / "live", {"a": 1}, "".join(json.dumps(r) + "\n" for r in recs[:3]))
+    again.write({"iter": 3, "loss": 0.9, "lr": 0.1})
+    again.close()
+    assert _tsv(tmp_path / "live/plots/metrics/train/loss.tsv") == [["1", "2.0"], ["2", "1.5"], ["3", "0.9"]]
+    assert _tsv(tmp_path / "live/plots/metrics/val/mean_iu.tsv") == [["2", "20.0"]]
+
+
+def test_no_dvclive_one_line_and_training_goes_on(monkeypatch, tmp_path, capsys):
+    from fcnlib.train.reporting import LiveMetrics
+
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # import fails as if not installed
+    live = LiveMetrics(tmp_path / "live", {})
+    live.write({"iter": 1, "loss": 1.0, "lr": 0.1})
+    live.close()
+    assert capsys.readouterr().err.count("dvclive not installed") == 1
+    assert not (tmp_path / "live").exists()

@@ -35,8 +35,12 @@ PathLike = str | os.PathLike
 
 
 def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, log_path: PathLike,
-          device: str = "auto", *, init: PathLike | Sequence[PathLike] | None = None) -> dict[str, Any]:
+          device: str = "auto", *, init: PathLike | Sequence[PathLike] | None = None,
+          live_dir: PathLike | None = None) -> dict[str, Any]:
     """Train one experiment and write `out_weights` (fcnlib.models.save_model format) last.
+
+    Progress goes to log_path (JSONL), to stderr (set-up and one line per validation: fcnlib.train.reporting)
+    and, with `live_dir` and DVCLive installed, to DVCLive files there.
 
     `init` (optional) overrides the weights path(s) of cfg["init"]. Resumes from `resume_path` when it
     holds a checkpoint of the same config_hash; exits with status 128+signal after checkpointing on
@@ -50,7 +54,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
             c["init"]["path"] = str(init)
         else:
             c["init"]["paths"] = [str(p) for p in init]
-    run = _Run(c, Path(out_weights), Path(resume_path), Path(log_path), device)
+    run = _Run(c, Path(out_weights), Path(resume_path), Path(log_path), device, live_dir)
     run.resume()
     run.start_loop()
     run.loop()
@@ -61,12 +65,13 @@ class _Run:
     """One training run's state; its methods are the stages of `train()`, in order."""
 
     def __init__(self, c: dict[str, Any], out_weights: Path, resume_path: Path, log_path: Path,
-                 device: str) -> None:
+                 device: str, live_dir: PathLike | None = None) -> None:
         from .. import distributed
         from ..allocator import tune_malloc
         from ..fast import use_channels_last
 
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
+        self.live_dir = live_dir
         self.r = c["recipe"]
         self.seed = int(c["seed"])
         self.n_iter = int(c["iterations"])
@@ -161,10 +166,17 @@ class _Run:
         """The log, the DDP wrapper, the step guard, the data loader and the progress bar."""
         from ..finite import StepGuard
         from ..loader import apply_shm_plan, collate_shared, shm_plan
+        from ..inference import device_name
         from ..progress import progress
+        from .reporting import LiveMetrics, say, start_line
 
         c, r, dist, dev = self.c, self.r, self.dist, self.dev
         self.log = _Log(self.log_path, self.log_text) if dist.is_main else _RankLog(self.log_text)
+        self.live = LiveMetrics(self.live_dir if dist.is_main else None, _live_params(c), self.log_text)
+        if dist.is_main:
+            where = device_name(dev) + (f" × {dist.world} ranks" if dist.active else "")
+            say(start_line(c, where, _dtype_name(self.amp), len(self.train_ds),
+                           len(self.val_ds) if self.val_ds is not None else 0))
         self.iter_size = int(r.get("iter_size", 1))
         self.ddp = dist.wrap(self.model)  # the forward goes through DDP; `model` stays the bare net (state dicts)
         self.guard = StepGuard(self.opt, self.scaler, dev, c["experiment"], _settings_text(r, c["amp"], self.amp),
@@ -216,8 +228,18 @@ class _Run:
         if res is None:
             return False
         self.state["val"] = res
-        self.log.write({"iter": self.state["it"], "time": round(self.state["train_time"], 3), "val": res})
+        self._record({"iter": self.state["it"], "time": round(self.state["train_time"], 3), "val": res})
+        if self.dist.is_main:
+            from .reporting import say, val_line
+
+            say(val_line(self.c["experiment"], self.state["it"], self.n_iter, res, self.state.get("log_loss"),
+                         float(self.r["lr"])))
         return True
+
+    def _record(self, rec: dict[str, Any]) -> None:
+        """One JSONL record, mirrored to DVCLive."""
+        self.log.write(rec)
+        self.live.write(rec)
 
     def preempted(self, stop: _Stop, pending: bool = False) -> SystemExit:
         """Checkpoint after SIGTERM/SIGINT; the SystemExit (128+signal) to raise."""
@@ -251,6 +273,7 @@ class _Run:
                 if self.bar is not None:
                     self.bar.close()
                 self.log.close()
+                self.live.close()
 
     def iteration(self, stop: _Stop, batches: Any) -> None:
         """One update, then its logging, validation, checkpoint and the test hook."""
@@ -282,8 +305,8 @@ class _Run:
             self.bar.update(1)
         if log_now:
             mean_loss = state["win"][0] / max(state["win"][1], 1)
-            self.log.write({"iter": it, "loss": mean_loss, "time": round(state["train_time"], 3),
-                            "lr": float(r["lr"])})
+            self._record({"iter": it, "loss": mean_loss, "time": round(state["train_time"], 3), "lr": float(r["lr"])})
+            state["log_loss"] = mean_loss
             state["win"] = [0.0, 0]
             self.guard.reset_window()
             if self.bar is not None:
@@ -322,3 +345,11 @@ class _Run:
                 "seconds": state["train_time"], "device": str(self.dev), "resumed_from": self.resumed_from,
                 "val": state["val"], "dtype": _dtype_name(self.amp),
                 "grad_scale": None if self.scaler is None else float(self.scaler.get_scale())}
+
+
+def _live_params(c: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings DVCLive records beside the metrics (params.yaml): what tells two runs apart."""
+    r = c["recipe"]
+    out = {k: c[k] for k in ("experiment", "iterations", "amp", "seed", "loss_sampling") if k in c}
+    out.update({f"recipe.{k}": r[k] for k in ("name", "optimizer", "lr", "batch_size", "loss") if k in r})
+    return out

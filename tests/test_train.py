@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 import torch.nn.functional as F
+import yaml
 
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
@@ -498,8 +498,8 @@ def test_dvclive_rebuilt_from_the_resumed_log(tmp_path):
     pytest.importorskip("dvclive", reason="dvclive is not installed (pip install 'fcnlib[dvc]')")
     from fcnlib.train.reporting import LiveMetrics
 
-    recs = [{"iter": 1, "loss": 2.0, "lr": 0.1}, {"iter": 2, "loss": 1.5, "lr": 0.1}, {"iter": 2, "val": {"mean_iu": 0.2}},
-            {"iter": 3, "loss": 1.0, "lr": 0.1}]
+    recs = [{"iter": 1, "loss": 2.0, "lr": 0.1}, {"iter": 2, "loss": 1.5, "lr": 0.1},
+            {"iter": 2, "val": {"mean_iu": 0.2}}, {"iter": 3, "loss": 1.0, "lr": 0.1}]
     first = LiveMetrics(tmp_path / "live", {"a": 1})
     for r in recs:
         first.write(r)

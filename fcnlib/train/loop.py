@@ -165,8 +165,8 @@ class _Run:
     def start_loop(self) -> None:
         """The log, the DDP wrapper, the step guard, the data loader and the progress bar."""
         from ..finite import StepGuard
-        from ..loader import apply_shm_plan, collate_shared, shm_plan
         from ..inference import device_name
+        from ..loader import apply_shm_plan, collate_shared, shm_plan
         from ..progress import progress
         from .reporting import LiveMetrics, say, start_line
 

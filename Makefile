@@ -1,4 +1,5 @@
-# Two entry points (README): `make demo` runs the offline demo end to end, `make test` runs the tests.
+# Two entry points (README): `make demo` runs the offline demo end to end (into runs/demo/, as `dvc repro`),
+# `make test` runs the tests.
 # Both create .venv and install fcnlib + the workflow tools on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,8 +24,9 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PY) -m pip install -q -e ".[export]" || echo "note: fcnlib[export] (onnx, onnxruntime) not installable here"
 	touch $@
 
+# the folder `dvc repro` builds the demo in (dvc.yaml), so the two share one layout and one set of results
 demo: $(VENV)/.demo
-	$(VENV)/bin/snakemake results/tables.md all --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
+	$(VENV)/bin/snakemake all --cores $(CORES) --configfile config/demo.yaml --directory runs/demo --rerun-incomplete
 
 test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
@@ -41,5 +43,4 @@ bench: $(VENV)/.test
 	$(PY) bench/run.py
 
 clean-demo:
-	rm -rf data/demo_src data/raw data/extracted data/pascal data/nyud data/siftflow data/context data/weights \
-	       results/* logs benchmarks .snakemake
+	rm -rf runs/demo

@@ -33,3 +33,17 @@ rule all:
         figure_targets(),
         ["results/released.md", "results/released.json"] if RELEASED else [],
         summary_targets(),
+
+
+# A run in a DVC stage's folder (make demo, snakemake --directory runs/demo) records its outputs in DVC,
+# so a later `dvc exp run` restores them instead of deleting them (fcnlib.versioning; no-op elsewhere).
+onsuccess:
+    from fcnlib.versioning import record_run
+
+    record_run()
+
+
+onerror:
+    from fcnlib.versioning import record_run
+
+    record_run()

@@ -1,15 +1,15 @@
-"""Small per-run files for versioning tools: `dvc metrics show` reads one flat JSON of headline numbers per
-evaluated (experiment, split), `dvc plots diff` overlays learning curves read from TSV files.
+"""Small per-run files for versioning tools: `dvc metrics show` / `dvc exp show` read one JSON (each
+experiment's validation mean IU and the run's source), `dvc plots` overlays learning curves read from one
+long TSV per metric (a column names the experiment).
 
-The full metrics.json (per-class IU and accuracy, provenance) stays where the evaluate rule writes it;
-these files repeat only the five numbers the paper reports, in percent as in its tables.
+The full metrics.json (per-class IU and accuracy, provenance) stays where the evaluate rule writes it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,38 +41,42 @@ def headline(metrics: Mapping[str, Any], where: str = "metrics.json") -> dict[st
     return out
 
 
-def curve_tables(log_path: str | os.PathLike) -> tuple[str, str]:
-    """A trainer log → (loss TSV: iter, loss; validation TSV: iter, mean_iu, pixel_acc in percent)."""
+def metrics_summary(evaluations: Mapping[str, str | os.PathLike], source: str) -> dict[str, Any]:
+    """The run's `dvc metrics show` / `dvc exp show` file: each experiment's mean IU (%) on its validation split,
+    one column each, and the config's `source` (`demo` runs say so on every row of `dvc metrics show`).
+
+    `evaluations` maps a label (the experiment name) to its metrics.json. Only mean IU: the other numbers of
+    each evaluation stay in its metrics.json and results/tables.md, so `dvc exp show` fits a screen.
+    """
+    return {"source": str(source),
+            "mean_iu": {name: headline(read_json(path), str(path))["mean_iu"] for name, path in evaluations.items()}}
+
+
+def curve_tables(logs: Mapping[str, str | os.PathLike]) -> tuple[str, str]:
+    """Trainer logs → (loss TSV: iter, experiment, loss; validation TSV: iter, experiment, mean_iu, pixel_acc in
+    percent). One long table per metric, so a plot colours by experiment and overlays them all."""
     from .figures import read_log
 
-    loss, val = read_log(log_path)
-    loss_rows = ["iter\tloss"] + [f"{r['iter']}\t{float(r['loss']):.6g}" for r in loss
-                                  if r.get("loss") is not None and math.isfinite(float(r["loss"]))]
-    val_rows = ["iter\tmean_iu\tpixel_acc"]
-    for r in val:
-        v = r["val"]
-        if v.get("mean_iu") is None:
-            continue
-        pa = _percent(v.get("pixel_acc"), f"{log_path}: val.pixel_acc")
-        val_rows.append(f"{r['iter']}\t{_percent(v['mean_iu'], f'{log_path}: val.mean_iu')}\t"
-                        f"{'' if pa is None else pa}")
+    loss_rows, val_rows = ["iter\texperiment\tloss"], ["iter\texperiment\tmean_iu\tpixel_acc"]
+    for name, log_path in logs.items():
+        loss, val = read_log(log_path)
+        loss_rows += [f"{r['iter']}\t{name}\t{float(r['loss']):.6g}" for r in loss
+                      if r.get("loss") is not None and math.isfinite(float(r["loss"]))]
+        for r in val:
+            v = r["val"]
+            if v.get("mean_iu") is None:
+                continue
+            pa = _percent(v.get("pixel_acc"), f"{log_path}: val.pixel_acc")
+            val_rows.append(f"{r['iter']}\t{name}\t{_percent(v['mean_iu'], f'{log_path}: val.mean_iu')}\t"
+                            f"{'' if pa is None else pa}")
     return "\n".join(loss_rows) + "\n", "\n".join(val_rows) + "\n"
 
 
-def write_summaries(evaluations: Iterable[tuple[str | os.PathLike, str | os.PathLike]],
-                    curves: Iterable[tuple[str | os.PathLike, str | os.PathLike, str | os.PathLike]]) -> int:
-    """Write every (metrics.json → headline JSON) and every (log.jsonl → loss TSV, val TSV) pair.
-
-    `evaluations` holds (metrics.json, out.json); `curves` holds (log.jsonl, loss.tsv, val.tsv).
-    Returns the number of files written.
-    """
-    n = 0
-    for src, out in evaluations:
-        atomic_write_json(Path(out), headline(read_json(src), str(src)))
-        n += 1
-    for log, loss_out, val_out in curves:
-        loss, val = curve_tables(log)
-        atomic_write_text(Path(loss_out), loss)
-        atomic_write_text(Path(val_out), val)
-        n += 2
-    return n
+def write_summaries(evaluations: Mapping[str, str | os.PathLike], logs: Mapping[str, str | os.PathLike],
+                    source: str, out_metrics: str | os.PathLike, out_loss: str | os.PathLike,
+                    out_val: str | os.PathLike) -> None:
+    """metrics_summary → `out_metrics` (JSON); curve_tables → `out_loss`, `out_val` (TSV)."""
+    atomic_write_json(Path(out_metrics), metrics_summary(evaluations, source))
+    loss, val = curve_tables(logs)
+    atomic_write_text(Path(out_loss), loss)
+    atomic_write_text(Path(out_val), val)

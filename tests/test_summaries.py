@@ -1,4 +1,4 @@
-"""Per-run files for DVC: five headline numbers in percent per evaluation, learning curves as TSV."""
+"""Per-run files for DVC: validation mean IU per experiment in one JSON, learning curves as long TSVs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fcnlib.errors import DataError
-from fcnlib.summaries import curve_tables, headline, write_summaries
+from fcnlib.summaries import curve_tables, headline, metrics_summary, write_summaries
 
 
 def _metrics(**extra) -> dict:
@@ -32,12 +32,23 @@ def test_curves_and_files(tmp_path):
     lines = [{"iter": 2, "loss": 3.5, "time": 0.1, "lr": 1e-3}, {"iter": 4, "loss": 2.25, "time": 0.2, "lr": 1e-3},
              {"iter": 4, "time": 0.3, "val": {"mean_iu": 0.5, "pixel_acc": 0.75, "mean_acc": 0.6, "fw_iu": 0.7}}]
     log.write_text("\n".join(json.dumps(x) for x in lines) + "\n{\"iter\": 6, \"lo")  # killed mid-line
-    loss, val = curve_tables(log)
-    assert loss == "iter\tloss\n2\t3.5\n4\t2.25\n"
-    assert val == "iter\tmean_iu\tpixel_acc\n4\t50.0\t75.0\n"
+    log2 = tmp_path / "log2.jsonl"
+    log2.write_text(json.dumps({"iter": 3, "loss": 1.0, "time": 0.1, "lr": 1e-3}) + "\n")
+    loss, val = curve_tables({"a": log, "b": log2})
+    # one long table per metric: every experiment's curve in it, named in a column (one plot overlays them)
+    assert loss == "iter\texperiment\tloss\n2\ta\t3.5\n4\ta\t2.25\n3\tb\t1\n"
+    assert val == "iter\texperiment\tmean_iu\tpixel_acc\n4\ta\t50.0\t75.0\n"
     src = tmp_path / "metrics.json"
     src.write_text(json.dumps(_metrics()))
-    outs = (tmp_path / "m" / "voc-fcn8s" / "seg11valid.json", tmp_path / "c" / "l.tsv", tmp_path / "c" / "v.tsv")
-    assert write_summaries([(src, outs[0])], [(log, outs[1], outs[2])]) == 3
-    assert json.loads(outs[0].read_text())["mean_iu"] == 62.19
+    outs = (tmp_path / "m.json", tmp_path / "c" / "l.tsv", tmp_path / "c" / "v.tsv")
+    write_summaries({"voc-fcn8s": src, "voc-fcn8s@val12": src}, {"a": log, "b": log2}, "demo", *outs)
+    assert json.loads(outs[0].read_text()) == {"source": "demo", "mean_iu": {"voc-fcn8s": 62.19,
+                                                                             "voc-fcn8s@val12": 62.19}}
     assert outs[1].read_text() == loss and outs[2].read_text() == val
+
+
+def test_metrics_summary_refuses_a_bad_score(tmp_path):
+    src = tmp_path / "metrics.json"
+    src.write_text(json.dumps(_metrics(mean_iu=1.7)))
+    with pytest.raises(DataError, match="metrics.json: mean_iu.*not a fraction"):
+        metrics_summary({"x": src}, "real")

@@ -1,6 +1,7 @@
 """dvc.yaml on a tiny configuration, through the commands a user types: `dvc repro` (the demo only, never
 the paper), a no-op repro, a param change, `dvc metrics show`, `dvc plots diff` between two commits,
-`dvc push`, a fresh clone, `dvc pull`, re-extraction and `snakemake --touch` without retraining.
+`dvc exp run -S` after a hand-run Snakemake (nothing lost), `dvc exp show`, `dvc push`, a fresh clone,
+`dvc pull`, re-extraction and `snakemake --touch` without retraining.
 
 A throwaway git repository is built from the working tree's workflow files; its config/demo.yaml is
 replaced by a two-experiment cut of config/test.yaml (FCN-32s → FCN-16s on demo PASCAL), so the real
@@ -28,7 +29,7 @@ pytest.importorskip("dvc", reason="dvc is not installed (pip install 'fcnlib[dvc
 RUN = "runs/demo"
 W32 = f"{RUN}/results/pascal/voc-fcn32s/weights.pt"
 W16 = f"{RUN}/results/pascal/voc-fcn16s/weights.pt"
-HEADLINE = {"mean_iu", "pixel_acc", "mean_acc", "fw_iu", "geo_acc"}
+METRICS = f"{RUN}/results/metrics.json"
 SNAKE_ALL = ["snakemake", "all", "--configfile", "config/demo.yaml", "--directory", RUN, "--cores", "1"]
 
 
@@ -77,7 +78,7 @@ def _make_repo(dest: Path) -> Path:
     """A git repository holding what a checkout of this project holds (no data, results, caches)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
     for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles", "dvc.yaml", "paper/dvc.yaml",
-                 ".dvcignore", ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore"):
+                 ".dvcignore", ".gitignore", "pyproject.toml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots"):
         src, dst = REPO / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree(src, dst, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst))
@@ -107,8 +108,8 @@ def test_repro_builds_everything_through_snakemake(reproduced: tuple[Path, str])
     assert "Running stage 'demo'" in log
     assert "paper" not in log and not (repo / "paper" / "dvc.lock").exists()  # the paper is asked for by name
     assert "paper/dvc.yaml:paper" in run(repo, "dvc", "stage", "list", "--all")
-    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png",
-              f"{RUN}/results/metrics/voc-fcn16s/seg11valid.json", f"{RUN}/results/curves/loss/voc-fcn16s.tsv"):
+    for f in (W32, W16, f"{RUN}/results/tables.md", f"{RUN}/results/figures/curves_staged.png", METRICS,
+              f"{RUN}/results/curves/loss.tsv", f"{RUN}/results/pascal/voc-fcn16s/dvclive/metrics.json"):
         assert (repo / f).stat().st_size > 0, f
     assert jobs_run(log).count("train") == 2
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["demo"]
@@ -124,21 +125,23 @@ def test_repro_builds_everything_through_snakemake(reproduced: tuple[Path, str])
     assert run(repo, "dvc", "config", "cache.type").strip() == "reflink,copy"
 
 
-def test_metrics_show_is_a_table_of_headline_numbers(reproduced: tuple[Path, str]) -> None:
+def _quiet(repo: Path, *cmd: str) -> str:
+    """A DVC command's output; it must print no warning (stderr empty)."""
+    r = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and not r.stderr.strip(), f"{' '.join(cmd)}:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def test_metrics_show_is_one_labelled_row_and_quiet(reproduced: tuple[Path, str]) -> None:
     repo, _ = reproduced
-    table = run(repo, "dvc", "metrics", "show")
-    header = next(line for line in table.splitlines() if line.startswith("Path")).split()
-    assert header[0] == "Path" and set(header[1:]) <= HEADLINE and "mean_iu" in header, table
-    assert f"{RUN}/results/metrics/voc-fcn32s/seg11valid.json" in table
-    shown = run_json(repo, "dvc", "metrics", "show")
-    files = shown[""]["data"]
-    got = {p: v["data"] for p, v in files.items() if "data" in v}
-    assert len(got) == 2, files  # FCN-32s and FCN-16s on seg11valid
-    for path, numbers in got.items():
-        assert set(numbers) == {"mean_iu", "pixel_acc", "mean_acc", "fw_iu"}, path
-        assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in numbers.values()), numbers
+    table = _quiet(repo, "dvc", "metrics", "show")
+    rows = [line.split() for line in table.splitlines() if line.strip()]
+    assert rows[0] == ["Path", "mean_iu.voc-fcn16s", "mean_iu.voc-fcn32s", "source"], table
+    assert len(rows) == 2 and rows[1][0] == METRICS and rows[1][-1] == "demo", table  # the path and source say demo
+    got = run_json(repo, "dvc", "metrics", "show")[""]["data"][METRICS]["data"]
     full = json.loads((repo / RUN / "results/pascal/voc-fcn32s/seg11valid/metrics.json").read_text())
-    assert got[f"{RUN}/results/metrics/voc-fcn32s/seg11valid.json"]["mean_iu"] == round(100 * full["mean_iu"], 2)
+    assert got["mean_iu"]["voc-fcn32s"] == round(100 * full["mean_iu"], 2)
+    assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in got["mean_iu"].values()), got
 
 
 def test_second_repro_is_a_no_op(reproduced: tuple[Path, str]) -> None:
@@ -160,7 +163,8 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     cfg = yaml.safe_load((repo / "config/demo.yaml").read_text())
     cfg["experiments"]["voc-fcn16s"]["iterations"] = 4  # was the recipe's 6
     (repo / "config/demo.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert "experiments.voc-fcn16s.iterations" in run(repo, "dvc", "params", "diff")
+    # not one of the few params dvc.yaml shows, but the file is a dep: the stage is out of date
+    assert "config/demo.yaml" in run(repo, "dvc", "status", "demo")
 
     log = run(repo, "dvc", "repro")
     ran = jobs_run(log)
@@ -173,17 +177,55 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "fcn16s: 4 iterations")
 
-    # `dvc plots diff`: the two commits' learning curves of the retrained net, overlaid; files ignored by git
+    # `dvc plots diff`: one chart per metric, every experiment's curve in it, the two commits overlaid
     plots = run_json(repo, "dvc", "plots", "diff", "HEAD~1", "HEAD")
-    curve = plots["data"][f"{RUN}/results/curves/loss/voc-fcn16s.tsv"][0]
-    assert set(curve["revisions"]) == {"HEAD~1", "HEAD"}
-    points = curve["content"]["data"]["values"]
-    iters = {rev: sorted(int(p["iter"]) for p in points if p["rev"] == rev) for rev in ("HEAD~1", "HEAD")}
-    assert iters["HEAD~1"][-1] == 6 and iters["HEAD"][-1] == 4, iters
-    assert f"{RUN}/results/curves/val/voc-fcn16s.tsv" in plots["data"]
-    run(repo, "dvc", "plots", "show")
+    loss = plots["data"][f"{RUN}/results/curves/loss.tsv"]
+    assert len(loss) == 1 and set(loss[0]["revisions"]) == {"HEAD~1", "HEAD"}
+    points = loss[0]["content"]["data"]["values"]
+    iters = {(rev, e): max(int(p["iter"]) for p in points if p["rev"] == rev and p["experiment"] == e)
+             for rev in ("HEAD~1", "HEAD") for e in ("voc-fcn32s", "voc-fcn16s")}
+    assert iters == {("HEAD~1", "voc-fcn32s"): 6, ("HEAD", "voc-fcn32s"): 6, ("HEAD~1", "voc-fcn16s"): 6,
+                     ("HEAD", "voc-fcn16s"): 4}, iters
+    assert loss[0]["content"]["encoding"]["color"]["field"] == "experiment"  # the overlay template
+    assert f"{RUN}/results/curves/val.tsv" in plots["data"]
+    _quiet(repo, "dvc", "plots", "show")
     assert (repo / "dvc_plots" / "index.html").exists()
     assert "dvc_plots" not in run(repo, "git", "status", "--porcelain")
+
+
+def test_exp_run_after_a_hand_run_loses_nothing(reproduced: tuple[Path, str]) -> None:
+    """`make demo`/a hand-run Snakemake writes runs/demo outside DVC; the Snakefile's onsuccess records it, so
+    `dvc exp run -S` (which first restores the outs dvc.lock records, deleting anything unrecorded) keeps it;
+    the experiment's own value reaches the run; `dvc exp show` stays narrow."""
+    repo, _ = reproduced
+    if run(repo, "git", "status", "--porcelain").strip():  # run alone: commit what is there
+        run(repo, "git", "add", "-A")
+        run(repo, "git", "commit", "-qm", "before the hand run")
+    # by hand, outside DVC: one more evaluation (a file no DVC run has made), as a user would
+    target = "results/pascal/voc-fcn32s/train/metrics.json"
+    by_hand = f"{RUN}/{target}"
+    log = run(repo, *SNAKE_ALL[:1], target, *SNAKE_ALL[2:])
+    assert "recorded runs/demo in DVC (dvc.yaml:demo" in log, log[-2000:]
+    made = sha(repo / by_hand)
+    assert "up to date" in run(repo, "dvc", "status", "demo")
+    w32 = sha(repo / W32)
+
+    out = run(repo, "dvc", "exp", "run", "-S", "config/demo.yaml:recipes.demo.iterations=4")
+    assert sha(repo / by_hand) == made, out[-3000:]  # restored from the record, not deleted
+    assert sha(repo / W32) != w32  # retrained with 4 iterations
+    assert max(d["iter"] for d in map(json.loads, (repo / RUN / "results/pascal/voc-fcn32s/log.jsonl")
+                                      .read_text().splitlines())) == 4
+    cfg = yaml.safe_load((repo / "config/demo.yaml").read_text())  # DVC rewrote it: still valid
+    assert cfg["recipes"]["demo"]["iterations"] == 4 and cfg["training"]["amp"] == "fp32"
+
+    shown = run_json(repo, "dvc", "exp", "show")
+    exp = next(e for e in shown if e["rev"] != "workspace")["experiments"][0]["revs"][0]["data"]
+    assert exp["params"]["config/demo.yaml"]["data"]["recipes"]["demo"]["iterations"] == 4
+    table = run(repo, "dvc", "exp", "show", "--no-pager", "--md", stdout_only=True)
+    header = next(line for line in table.splitlines() if "Experiment" in line)
+    columns = [c.strip() for c in header.strip().strip("|").split("|")]
+    assert len(columns) <= 25, columns
+    assert {"mean_iu.voc-fcn32s", "recipes.demo.iterations", "training.amp"} <= set(columns), columns
 
 
 def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path: Path) -> None:

@@ -221,13 +221,20 @@ def train_gpus(exp):
 
 
 # DVC's per-run files (workflow/rules/versioning.smk)
+def summary_evaluations():
+    """{label: (experiment, split)}: each experiment's validation split (else its first evaluated one)."""
+    out = {}
+    for e, exp in EXPERIMENTS.items():
+        splits = exp["eval_splits"]
+        if splits:
+            s = exp["val_split"] if exp["val_split"] in splits else splits[0]
+            out[e if s == exp["val_split"] else f"{e}@{s}"] = (e, s)
+    return out
+
+
 def summary_files():
-    return {
-        "metrics": [f"results/metrics/{e}/{s}.json" for e, s in evaluations()],
-        "loss": [f"results/curves/loss/{e}.tsv" for e in EXPERIMENTS],
-        "val": [f"results/curves/val/{e}.tsv" for e in EXPERIMENTS],
-    }
+    return {"metrics": "results/metrics.json", "loss": "results/curves/loss.tsv", "val": "results/curves/val.tsv"}
 
 
 def summary_targets():
-    return [f for files in summary_files().values() for f in files]
+    return list(summary_files().values())

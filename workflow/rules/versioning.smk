@@ -1,7 +1,8 @@
 # What DVC (dvc.yaml, paper/dvc.yaml) needs from the workflow.
-# `summaries`: the headline numbers of every evaluation as a flat JSON (`dvc metrics show`), every
-# training's loss and validation curve as TSV (`dvc plots diff`); one cheap job for all of them, while
-# metrics.json (per-class numbers) stays the evaluate rule's output.
+# `summaries`: each experiment's validation mean IU and the run's source in one JSON (`dvc metrics show`,
+# `dvc exp show`: one column per experiment), every training's loss and validation curve in one long TSV
+# per metric (`dvc plots`: overlaid, coloured by experiment); one cheap job, while each evaluation's
+# metrics.json (all numbers, per class) stays the evaluate rule's output.
 # `restore_extracted`: DVC caches the archives, not their extracted trees (the data once); after a
 # `dvc pull` this target re-extracts every archive present, then `snakemake all --touch` re-stamps the
 # outputs in DAG order and nothing reruns (docs/cluster.md, "A fresh clone without retraining").
@@ -9,7 +10,7 @@
 
 rule summaries:
     input:
-        metrics=[metrics(e, s) for e, s in evaluations()],
+        metrics=[metrics(e, s) for e, s in summary_evaluations().values()],
         logs=[f"{exp_dir(e)}/log.jsonl" for e in EXPERIMENTS],
     output:
         metrics=summary_files()["metrics"],
@@ -22,6 +23,9 @@ rule summaries:
     conda:
         "../envs/report.yaml"
     params:
+        names=list(summary_evaluations()),
+        experiments=list(EXPERIMENTS),
+        source=config["source"],
         code=fcncfg.code_hash("summaries.py", "figures.py"),
     script:
         "../scripts/summaries.py"

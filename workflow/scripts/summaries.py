@@ -1,13 +1,13 @@
-"""Headline metrics (flat JSON, percent) and learning-curve TSVs for `dvc metrics show` / `dvc plots diff`."""
+"""The run's metrics.json (validation mean IU per experiment) and long learning-curve TSVs for DVC."""
 
 from fcnlib.scripting import run
 from fcnlib.summaries import write_summaries
 
 
 def main(job):
-    n = write_summaries(zip(job.input.metrics, job.output.metrics, strict=True),
-                        zip(job.input.logs, job.output.loss, job.output.val, strict=True))
-    print(f"{n} summary files written")
+    write_summaries(dict(zip(job.params.names, job.input.metrics, strict=True)),
+                    dict(zip(job.params.experiments, job.input.logs, strict=True)), job.params.source,
+                    job.output.metrics, job.output.loss, job.output.val)
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

@@ -30,8 +30,9 @@ rule all:
     input:
         "results/tables.md",
         "results/tables.json",
+        "results/tables.html",
         figure_targets(),
-        ["results/released.md", "results/released.json"] if RELEASED else [],
+        ["results/released.md", "results/released.json", "results/released.html"] if RELEASED else [],
         summary_targets(),
 
 

@@ -1,7 +1,8 @@
-"""The report's figures: Figure 4 style grids, learning curves (Figure 5), per-class IU bars.
+"""The report's figures: Figure 4 style grids, learning curves (Figure 5), per-class IU heatmaps.
 
 Matplotlib's object API with the Agg canvas (no pyplot global state, no display needed) and PNG
-metadata without the software version, so rerunning a rule gives byte-identical files.
+metadata without the software version, so rerunning a rule gives byte-identical files. Every function
+takes `demo`: a demo run's figure carries a DEMO watermark and a footer, as its tables say DEMO.
 """
 
 from __future__ import annotations
@@ -32,7 +33,19 @@ def _figure(w: float, h: float) -> Any:
     return fig
 
 
-def _save(fig: Any, out_png: PathLike) -> Path:
+DEMO_NOTE = "DEMO: synthetic data, tiny nets; not the paper's numbers"
+
+
+def _mark_demo(fig: Any) -> None:
+    """A diagonal DEMO watermark over the whole figure and a footer saying what it means."""
+    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.18,
+             rotation=25, ha="center", va="center", weight="bold", zorder=1000)
+    fig.text(0.995, 0.005, DEMO_NOTE, fontsize=8, color="#c0392b", ha="right", va="bottom", zorder=1000)
+
+
+def _save(fig: Any, out_png: PathLike, demo: bool = False) -> Path:
+    if demo:
+        _mark_demo(fig)
     out = Path(out_png)
     with atomic_write(out, "wb") as f:
         fig.savefig(f, **_SAVE)
@@ -47,7 +60,8 @@ def colourise(label: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 # Figure 4
 # ---------------------------------------------------------------------------------------------------
-def fig4_grid(rows: Sequence[Mapping[str, Any]], out_png: PathLike, title: str | None = None) -> Path:
+def fig4_grid(rows: Sequence[Mapping[str, Any]], out_png: PathLike, title: str | None = None,
+              demo: bool = False) -> Path:
     """image | each prediction (in the dict's order, e.g. FCN-32s, FCN-16s, FCN-8s) | ground truth."""
     if not rows:
         raise DataError(f"{out_png}: no rows to draw; pick at least one image")
@@ -71,8 +85,8 @@ def fig4_grid(rows: Sequence[Mapping[str, Any]], out_png: PathLike, title: str |
             axes[r][0].set_ylabel(str(row["name"]), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return _save(fig, out_png)
+    fig.tight_layout(rect=(0, 0.03 if demo else 0, 1, 1))
+    return _save(fig, out_png, demo)
 
 
 def disagreement(preds: Sequence[np.ndarray], gt: np.ndarray, ignore_index: int = 255) -> float:
@@ -111,7 +125,7 @@ def thin_gain(preds: Sequence[np.ndarray], gt: np.ndarray, width: int = 7) -> in
 
 def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, split: str, n: int,
                       out_png: PathLike, device: str = "auto", candidates: int = 50,
-                      title: str | None = None) -> Path:
+                      title: str | None = None, demo: bool = False) -> Path:
     """Fig. 4 from trained nets (coarsest first): among the first `candidates` images of `split`, draw
     the `n` where the finest net recovers the most thin-structure pixels the coarsest misses
     (`thin_gain`), then those where the nets disagree most (boundaries, blobs FCN-32s loses)."""
@@ -144,7 +158,7 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     has_rgb = "rgb" in ds.meta["splits"][split]["images"]  # show RGB even for an HHA-only net
     rows = [{"image": read_image(ds.image_path(i, "rgb" if has_rgb else None)),
              "gt": gts[i], "preds": {k: preds[k][i] for k in names}, "name": ds.ids[i]} for i in order]
-    return fig4_grid(rows, out_png, title=title)
+    return fig4_grid(rows, out_png, title=title, demo=demo)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def _smooth(y: np.ndarray, k: int) -> np.ndarray:
 
 
 def learning_curves(logs: Mapping[str, PathLike], out_png: PathLike, x: str = "iter",
-                    title: str | None = None) -> Path:
+                    title: str | None = None, demo: bool = False) -> Path:
     """Training loss and validation mean IU of each run vs iteration or wall time (x="time": the
     Figure 5 comparison of whole-image training and loss sampling)."""
     if x not in ("iter", "time"):
@@ -226,16 +240,19 @@ def learning_curves(logs: Mapping[str, PathLike], out_png: PathLike, x: str = "i
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, out_png)
+    fig.tight_layout(rect=(0, 0.04 if demo else 0, 1, 1))
+    return _save(fig, out_png, demo)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Per-class IU
 # ---------------------------------------------------------------------------------------------------
-def per_class_bars(metrics: Mapping[str, PathLike | Mapping[str, Any]], out_png: PathLike,
-                   title: str | None = None) -> Path:
-    """Grouped bars of per-class IU (%) for each net, from metrics.json files (or their dicts)."""
+def per_class_heatmap(metrics: Mapping[str, PathLike | Mapping[str, Any]], out_png: PathLike,
+                      title: str | None = None, demo: bool = False) -> Path:
+    """IU (%) of each class (rows) for each net (columns) as a heatmap, the number in every cell, from
+    metrics.json files (or their dicts). Classes without an IU (absent from ground truth and prediction)
+    are blank, not zero; each column's heading gives the net's mean IU. Readable from VOC's 21 classes to
+    PASCAL-Context's 60 and for any number of nets: one row of text per class, one column per net."""
     loaded = {name: (read_json(m) if not isinstance(m, Mapping) else m) for name, m in metrics.items()}
     if not loaded:
         raise DataError(f"{out_png}: no metrics given")
@@ -246,24 +263,31 @@ def per_class_bars(metrics: Mapping[str, PathLike | Mapping[str, Any]], out_png:
             raise DataError(f"{metrics[name]}: no per_class_iu; rerun the evaluate rule")
         classes += [c for c in pc if c not in classes]
     nets = list(loaded)
-    # Horizontal bars: class names stay readable from VOC's 21 up to PASCAL-Context's 60.
-    height = 0.8 / len(nets)
-    fig = _figure(8.0, 1.6 + 0.2 * len(classes) * max(1.0, len(nets) / 2))
-    ax = fig.subplots()
-    ys = np.arange(len(classes))
-    for k, name in enumerate(nets):
+    grid = np.full((len(classes), len(nets)), np.nan)
+    for j, name in enumerate(nets):
         pc = loaded[name]["per_class_iu"]
-        v = [100 * pc[c] if pc.get(c) is not None else 0.0 for c in classes]
+        for i, c in enumerate(classes):
+            if pc.get(c) is not None and math.isfinite(float(pc[c])):
+                grid[i, j] = 100 * float(pc[c])
+    cell_w, cell_h = 0.9, 0.22
+    fig = _figure(2.4 + cell_w * len(nets), 1.9 + cell_h * len(classes))
+    ax = fig.subplots()
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["viridis"].with_extremes(bad="#f0f0f0")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    for (i, j), v in np.ndenumerate(grid):
+        if math.isfinite(v):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 55 else "black")
+    heads = []
+    for name in nets:
         miu = loaded[name].get("mean_iu")
-        label = f"{name} (mean IU {100 * miu:.1f})" if miu is not None else name
-        ax.barh(ys + (k - (len(nets) - 1) / 2) * height, v, height, label=label)
-    ax.set_yticks(ys, [c if len(c) <= 24 else c[:23] + "…" for c in classes], fontsize=8)
-    ax.set_ylim(len(classes) - 0.4, -0.6)  # first class on top
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("IU (%)")
-    ax.set_title(title or "Per-class intersection over union")
-    ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()),
-              ncol=min(3, len(nets)), frameon=False)
-    fig.tight_layout()
-    return _save(fig, out_png)
+        heads.append(f"{name}\n(mean IU {100 * miu:.1f})" if miu is not None else name)
+    ax.set_xticks(range(len(nets)), heads, fontsize=7, rotation=35, ha="left", rotation_mode="anchor")
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(classes)), [c if len(c) <= 24 else c[:23] + "…" for c in classes], fontsize=7)
+    ax.tick_params(length=0)
+    ax.set_title(title or "Per-class intersection over union (%)", fontsize=10, pad=12)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="IU (%)")
+    fig.tight_layout(rect=(0, 0.03 if demo else 0, 1, 1))
+    return _save(fig, out_png, demo)

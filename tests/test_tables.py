@@ -178,7 +178,7 @@ def test_thin_mask_and_gain_pick_fine_structures_the_finest_net_recovers():
     assert figures.thin_gain([coarse, fine], np.where(gt == 7, 0, gt).astype(np.uint8)) == 0
 
 
-def test_learning_curves_and_per_class_bars(tmp_path):
+def test_learning_curves_and_per_class_heatmap(tmp_path):
     logs = {}
     for name, slow in (("whole image", 1.0), ("sampling p=0.25", 2.5)):
         p = tmp_path / f"{slow}.jsonl"
@@ -200,7 +200,63 @@ def test_learning_curves_and_per_class_bars(tmp_path):
 
     m = tmp_path / "m.json"
     atomic_write_json(m, metrics(0.5))
-    out = figures.per_class_bars({"FCN-32s": m, "FCN-8s": metrics(0.6)}, tmp_path / "pc.png")
+    out = figures.per_class_heatmap({"FCN-32s": m, "FCN-8s": metrics(0.6)}, tmp_path / "pc.png")
     assert _png(out).std() > 10
     with pytest.raises(DataError, match="per_class_iu"):
-        figures.per_class_bars({"x": {"mean_iu": 0.1}}, tmp_path / "pc2.png")
+        figures.per_class_heatmap({"x": {"mean_iu": 0.1}}, tmp_path / "pc2.png")
+
+
+def test_per_class_heatmap_stays_readable_for_many_classes_and_nets(tmp_path):
+    """One text row per class and one column per net: 60 classes × 12 nets fits, with no empty bar area."""
+    classes = [f"class{i}" for i in range(60)]
+    nets = {f"net{j}": {"mean_iu": 0.3, "per_class_iu": {c: (None if i % 7 == 0 else (i * j % 100) / 100)
+                                                          for i, c in enumerate(classes)}} for j in range(12)}
+    img = _png(figures.per_class_heatmap(nets, tmp_path / "pc.png"))
+    h, w = img.shape[:2]
+    assert 12 <= h / 60 <= 40 and 50 <= w / 12 <= 150, (h, w)  # pixels per class row / per net column
+
+
+def _reddish(img: np.ndarray) -> int:
+    r, g, b = (img[..., k].astype(int) for k in range(3))
+    return int(((r - g > 60) & (r - b > 60)).sum())
+
+
+@pytest.mark.parametrize("draw", ["fig4", "curves", "per_class"])
+def test_demo_figures_carry_a_demo_mark(tmp_path, draw):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"iter": i, "loss": 1.0 / i}) for i in range(1, 20)))
+
+    def make(demo: bool) -> np.ndarray:
+        out = tmp_path / f"{draw}-{demo}.png"
+        if draw == "fig4":
+            rows = [{"image": np.full((30, 40, 3), 128, np.uint8), "gt": np.zeros((30, 40), int),
+                     "preds": {"FCN-32s": np.zeros((30, 40), int)}}]
+            figures.fig4_grid(rows, out, demo=demo)
+        elif draw == "curves":
+            figures.learning_curves({"a": log}, out, demo=demo)
+        else:
+            figures.per_class_heatmap({"a": metrics(0.5)}, out, demo=demo)
+        return _png(out)
+
+    plain, demo = make(False), make(True)
+    assert _reddish(plain) == 0 and _reddish(demo) > 200  # the watermark and footer, in red
+
+
+
+def test_tables_and_released_pages_render_as_html_tables(tmp_path):
+    """The report's landing page includes results/tables.html: every Markdown table becomes an HTML table
+    with the same cells, headings become headings, the DEMO note stays; markup in cells is escaped."""
+    from fcnlib.mdhtml import markdown_to_html, write_html
+
+    md = tmp_path / "tables.md"
+    data = write_tables(demo_records(tmp_path), {"config": "demo", "source": "demo", "width": 0.0625,
+                                                 "device": "cpu"}, md, tmp_path / "tables.json")
+    page = write_html(md, tmp_path / "tables.html").read_text()
+    n_md_tables = sum(1 for line in md.read_text().splitlines() if line.startswith("|---"))
+    assert page.count("<table") == n_md_tables == len(data["tables"])
+    assert "DEMO" in page and "<h2>" in page and "<td" in page and "|" not in page.replace("&#124;", "")
+    first = next(iter(data["tables"].values()))
+    assert f">{first['rows'][0]['row']}</td>" in page
+    frag = markdown_to_html("| a | b \\| c |\n|---|---|\n| <x> | **y** *z* `q` |\n")
+    assert "<th" in frag and ">b | c</th>" in frag and "&lt;x&gt;" in frag
+    assert "<strong>y</strong> <em>z</em> <code>q</code>" in frag

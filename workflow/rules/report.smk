@@ -20,6 +20,7 @@ rule fig4:
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],
         device=config["device"],
+        demo=config["source"] == "demo",
         code=CODE["report"],
     script:
         "../scripts/fig4.py"
@@ -43,6 +44,7 @@ rule learning_curves:
         "../envs/report.yaml"
     params:
         names=lambda w: config["figures"]["learning_curves"][w.group],
+        demo=config["source"] == "demo",
         code=CODE["report"],
     script:
         "../scripts/learning_curves.py"
@@ -67,6 +69,7 @@ rule per_class:
         names=lambda w: [
             e for e, s in evaluations() if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
         ],
+        demo=config["source"] == "demo",
         code=CODE["report"],
     script:
         "../scripts/per_class.py"
@@ -78,7 +81,7 @@ rule tables:
         timing=[f"{exp_dir(e)}/timing.json" for e in timed_experiments()],
         released=[released_metrics(n) for n, e in RELEASED.items() if e["table2_row"]],
     output:
-        md=report("results/tables.md", caption="../report/tables.rst", category="Tables"),
+        md="results/tables.md",
         json="results/tables.json",
     log:
         "logs/report/tables.log",
@@ -102,3 +105,23 @@ rule tables:
         code=CODE["report"],
     script:
         "../scripts/tables.py"
+
+
+rule html_page:
+    """results/tables.md or released.md as HTML: the report's landing page shows it (workflow.rst)."""
+    input:
+        "results/{page}.md",
+    output:
+        report("results/{page}.html", caption="../report/html_page.rst", category="Tables"),
+    log:
+        "logs/report/{page}_html.log",
+    benchmark:
+        "benchmarks/report/{page}_html.tsv"
+    wildcard_constraints:
+        page="tables|released",
+    conda:
+        "../envs/report.yaml"
+    params:
+        code=fcncfg.code_hash("mdhtml.py"),
+    script:
+        "../scripts/html_page.py"

@@ -8,8 +8,9 @@ from fcnlib.scripting import run
 
 def main(job):
     logs = dict(zip(job.params.names, map(Path, job.input), strict=True))
-    learning_curves(logs, Path(job.output.iterations), x="iter")
-    learning_curves(logs, Path(job.output.wall_time), x="time")  # Figure 5 compares wall time
+    demo = bool(job.params.demo)
+    learning_curves(logs, Path(job.output.iterations), x="iter", demo=demo)
+    learning_curves(logs, Path(job.output.wall_time), x="time", demo=demo)  # Figure 5 compares wall time
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

@@ -1,13 +1,14 @@
-"""Per-class IU bars for every model of one dataset."""
+"""Per-class IU heatmap (class × net) for every model of one dataset."""
 
 from pathlib import Path
 
-from fcnlib.figures import per_class_bars
+from fcnlib.figures import per_class_heatmap
 from fcnlib.scripting import run
 
 
 def main(job):
-    per_class_bars(dict(zip(job.params.names, map(Path, job.input), strict=True)), Path(job.output[0]))
+    per_class_heatmap(dict(zip(job.params.names, map(Path, job.input), strict=True)), Path(job.output[0]),
+                      demo=bool(job.params.demo))
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

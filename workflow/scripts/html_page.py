@@ -1,0 +1,12 @@
+"""A results Markdown page (tables.md, released.md) as an HTML fragment for the Snakemake report."""
+
+from fcnlib.mdhtml import write_html
+from fcnlib.scripting import run
+
+
+def main(job):
+    write_html(job.input[0], job.output[0])
+
+
+if __name__ == "__main__":  # not in spawned worker processes, which re-import this file
+    run(main, globals().get("snakemake"))

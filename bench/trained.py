@@ -86,8 +86,10 @@ def bench_one(weights: Path, max_images: int | None = None) -> dict[str, Any]:
 
 def run(weights: list[Path] | None = None, max_images: int | None = None) -> dict[str, Any]:
     """bench_one over `weights` (default: every results/*/*/weights.pt of the run in the current directory,
-    else of the repository root; the released stand-ins are converted, not trained, and left out)."""
-    results = next((d for d in (Path.cwd() / "results", ROOT / "results") if d.is_dir()), ROOT / "results")
+    else of `make demo`'s runs/demo, else of the repository root; the released stand-ins are converted, not
+    trained, and left out)."""
+    results = next((d for d in (Path.cwd() / "results", ROOT / "runs" / "demo" / "results", ROOT / "results")
+                    if d.is_dir()), ROOT / "results")
     if not weights:
         weights = sorted(p for p in results.glob("*/*/weights.pt") if p.parent.parent.name != "released")
     if not weights:

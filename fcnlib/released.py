@@ -167,13 +167,19 @@ def layer_map(name: str, model: Any) -> dict[str, list[str]]:
     return out
 
 
-def convert(src: PathLike, dst: PathLike, name: str, width: float = 1.0) -> Path:
-    """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities)."""
+def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None) -> Path:
+    """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities).
+    `width` None: read from the trunk's blob shapes (1.0 for the authors' files, less for demo stand-ins)."""
     from .io import sha256_file
     from .models import ModelMeta, save_model
     from .models.surgery import convert_fcn_caffemodel
 
     m = _model(name)
+    if width is None:
+        from .models.caffe import read_caffemodel
+        from .models.surgery import detect_width
+
+        width = detect_width(read_caffemodel(src), m.backbone, src, FUSION_SUFFIXES[0] if m.fusion else "")
     a = arch(name, width)
     model = convert_fcn_caffemodel(src, a, layer_map=lambda net: layer_map(name, net))
     meta = ModelMeta.create(a, m.modalities, preprocessing(name), classes(name), dataset=m.dataset,

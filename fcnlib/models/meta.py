@@ -7,8 +7,8 @@ converter and the GPU check write through `ModelMeta.create`, and `load_model` r
 
 Keys: arch (build_fcn kwargs or a late-fusion description), modalities (input order; files older than the
 key are RGB), preprocessing ({modality: Preprocessing.to_dict()}), classes (names, or {head: names}), and
-optional provenance (dataset, data_source ("real"|"demo": the dataset.json's source), experiment, config_hash,
-iterations, recipe, init, seed, val, released, …).
+optional provenance (dataset, data_source ("real"|"demo": the dataset.json's source), val_split (the split
+validated on: `fcn evaluate`'s default), experiment, config_hash, iterations, recipe, init, seed, val, released, …).
 """
 
 from __future__ import annotations
@@ -91,6 +91,12 @@ class ModelMeta(dict):
     def is_demo(self) -> bool:
         """Trained on (or converted from) the synthetic demo data: its labels say nothing about real images."""
         return self.get("data_source") == "demo"
+
+    @property
+    def val_split(self) -> str | None:
+        """The split the trainer validated on (the experiment's val_split), if recorded."""
+        split = self.get("val_split")
+        return split if isinstance(split, str) and split else None
 
     @property
     def dataset(self) -> str | None:

@@ -192,16 +192,19 @@ def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None)
 # ---------------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------------
-def check_config(config: Mapping[str, Any], source: str = "config") -> None:
-    """`released:` entries name known models, existing sources and datasets of this config."""
+def config_problems(config: Mapping[str, Any], source: str = "config") -> list[str]:
+    """`released:` entries must name known models, existing sources and datasets of this config: every
+    broken one (fcnlib.config.reference_problems lists them with the rest)."""
+    out = []
     for name, spec in (config.get("released") or {}).items():
         where = f"{source}: at 'released.{name}"
         if name not in MODELS:
-            raise ConfigError(f"{where}': unknown released model; use one of {sorted(MODELS)}")
+            out.append(f"{where}': unknown released model; use one of {sorted(MODELS)}")
+        elif MODELS[name].dataset not in config["datasets"]:
+            out.append(f"{where}': dataset {MODELS[name].dataset!r} has no entry under 'datasets'")
         if spec["source"] not in config["sources"]:
-            raise ConfigError(f"{where}.source': {spec['source']!r} is not under 'sources'")
-        if MODELS[name].dataset not in config["datasets"]:
-            raise ConfigError(f"{where}': dataset {MODELS[name].dataset!r} has no entry under 'datasets'")
+            out.append(f"{where}.source': {spec['source']!r} is not under 'sources'")
+    return out
 
 
 def entries(config: Mapping[str, Any]) -> list[dict[str, Any]]:

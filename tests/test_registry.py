@@ -47,7 +47,7 @@ def test_a_registry_entry_is_all_the_schema_needs(monkeypatch: pytest.MonkeyPatc
 def test_references_to_datasets_are_checked():
     cfg = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
     cfg["experiments"]["voc-fcn32s"]["modalities"] = ["hha"]  # PASCAL holds no HHA
-    with pytest.raises(ConfigError, match=r"at 'experiments\.voc-fcn32s\.modalities': dataset 'pascal' has no \['hha'\]"):
+    with pytest.raises(ConfigError, match=r"at 'experiments\.voc-fcn32s\.modalities': dataset 'pascal' has no"):
         fcncfg.validate_config(cfg, source="cfg")
     cfg = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
     cfg["recipes"]["demo"]["by_dataset"] = {"kitti": {"iterations": 2}}

@@ -97,7 +97,6 @@ CODE = {
         "fast.py",
         "allocator.py",
         "inference.py",
-        "modalities.py",
         "precision.py",
         "determinism.py",
         "finite.py",
@@ -106,7 +105,6 @@ CODE = {
     "evaluate": fcncfg.code_hash(
         "evaluate.py",
         "inference.py",
-        "modalities.py",
         "metrics.py",
         "models/",
         "data/",

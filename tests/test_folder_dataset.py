@@ -16,7 +16,7 @@ from fcnlib.data import SegDataset
 from fcnlib.data.folder import make_splits, prepare_folder
 from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.io import write_png
+from fcnlib.io import write_label_png, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["background", "leaf", "spot"]
@@ -58,6 +58,17 @@ def test_index_masks_prepare_to_the_layout_segdataset_reads(tmp_path: Path) -> N
     i = ds.ids[0]
     assert (np.asarray(Image.open(tmp_path / "out" / "labels" / f"{i}.png"))
             == np.asarray(Image.open(src / "masks" / f"{i}.png"))).all()
+
+
+def test_palette_pngs_without_a_config_palette_are_read_as_indices(tmp_path: Path) -> None:
+    """VOC-style masks: palette PNGs whose pixel values are the class ids (their colours only for viewing)."""
+    src = make_folder(tmp_path / "mine")
+    for p in (src / "masks").iterdir():
+        write_label_png(p, np.asarray(Image.open(p)))
+    assert Image.open(src / "masks" / "im00.png").mode == "P"
+    prepare_folder(tmp_path / "out", src / "images", src / "masks", name="mine", classes=CLASSES, workers=1)
+    lab = np.asarray(Image.open(tmp_path / "out" / "labels" / "im00.png"))
+    assert lab[5, 5] == 1 and lab[10, 16] == 2 and lab[0, 0] == 255
 
 
 def test_colour_masks_are_mapped_through_the_palette(tmp_path: Path) -> None:
@@ -168,10 +179,17 @@ def test_a_folder_dataset_validates_and_resolves(config: dict) -> None:
     ({"val_split": "test"}, r"at 'datasets\.mine\.train_split': made splits are named 'train' and 'val'"),
     ({"colours": 3}, r"at 'datasets\.mine': unknown key\(s\) \['colours'\]"),
     ({"val_fraction": 1.5}, r"at 'datasets\.mine\.val_fraction'"),
+    ({"classes": [["a"], "b"]}, r"at 'datasets\.mine\.classes'"),
 ])
 def test_folder_entry_mistakes_name_the_key(config: dict, change: dict, match: str) -> None:
     config["datasets"]["mine"].update(change)
     with pytest.raises(ConfigError, match=match):
+        fcncfg.validate_config(config, source="cfg")
+
+
+def test_a_dataset_name_must_be_a_plain_path_part(config: dict) -> None:
+    config["datasets"]["../up"] = config["datasets"].pop("mine")
+    with pytest.raises(ConfigError, match=r"at 'datasets'.*'\.\./up' does not match"):
         fcncfg.validate_config(config, source="cfg")
 
 

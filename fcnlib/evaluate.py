@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import datasets as registry
+from . import layout
 from .errors import ConfigError, DataError
 from .inference import (
     device_name,
@@ -197,7 +199,7 @@ def _evaluate_defaults(weights: Path, meta: ModelMeta, configfiles: list[str]) -
     from .experiment import load_config
 
     dataset = meta.dataset
-    out: dict[str, Any] = {"dataset_json": f"data/{dataset}/dataset.json" if dataset else None,
+    out: dict[str, Any] = {"dataset_json": layout.dataset_json(dataset) if dataset else None,
                            "split": meta.val_split}
     if out["split"] is not None:
         return out
@@ -211,7 +213,7 @@ def _evaluate_defaults(weights: Path, meta: ModelMeta, configfiles: list[str]) -
     if exp in config["experiments"]:
         out["split"] = fcncfg.experiment(config, exp)["val_split"]
     elif dataset in config["datasets"]:
-        out["split"] = config["datasets"][dataset]["val_split"]
+        out["split"] = registry.splits_of(dataset, config)[1]
     return out
 
 

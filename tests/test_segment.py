@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from fcnlib import segment
+from fcnlib.datasets import MODALITY_CHANNELS
 from fcnlib.errors import DataError, WeightsError
-from fcnlib.modalities import MODALITY_CHANNELS
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG, DEPTH_LOG, HHA
 

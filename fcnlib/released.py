@@ -157,9 +157,10 @@ def layer_map(name: str, model: Any) -> dict[str, list[str]]:
     return out
 
 
-def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None) -> Path:
+def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None, data_source: str = "real") -> Path:
     """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities).
-    `width` None: read from the trunk's blob shapes (1.0 for the authors' files, less for demo stand-ins)."""
+    `width` None: read from the trunk's blob shapes (1.0 for the authors' files, less for demo stand-ins);
+    `data_source` "demo" marks a demo stand-in (ModelMeta.is_demo: `fcn segment` warns)."""
     from .io import sha256_file
     from .models import ModelMeta, save_model
     from .models.surgery import convert_fcn_caffemodel
@@ -173,7 +174,8 @@ def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None)
     a = arch(name, width)
     model = convert_fcn_caffemodel(src, a, layer_map=lambda net: layer_map(name, net))
     meta = ModelMeta.create(a, m.modalities, preprocessing(name), classes(name), dataset=m.dataset,
-                            experiment=f"released/{name}", released=name, source=Path(src).name,
+                            data_source=data_source, experiment=f"released/{name}", released=name,
+                            source=Path(src).name,
                             source_sha256=sha256_file(src))
     save_model(model, meta, dst)
     return Path(dst)

@@ -15,6 +15,7 @@ rule convert_released:
         "../envs/fcn.yaml"
     params:
         width=config.get("width", 1.0),
+        data_source=config["source"],
         code=CODE["released"],
     script:
         "../scripts/convert_released.py"

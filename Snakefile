@@ -28,11 +28,11 @@ include: "workflow/rules/versioning.smk"
 rule all:
     default_target: True
     input:
-        "results/tables.md",
-        "results/tables.json",
-        "results/tables.html",
+        layout.TABLES_MD,
+        layout.TABLES_JSON,
+        layout.TABLES_HTML,
         figure_targets(),
-        ["results/released.md", "results/released.json", "results/released.html"] if RELEASED else [],
+        [layout.RELEASED_MD, layout.RELEASED_JSON, layout.RELEASED_HTML] if RELEASED else [],
         summary_targets(),
 
 

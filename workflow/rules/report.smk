@@ -4,10 +4,10 @@
 rule fig4:
     """Figure 4 style grid: image | FCN-32s | FCN-16s | FCN-8s | ground truth."""
     input:
+        unpack(lambda w: dataset_inputs(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"], ["rgb"])),
         weights=lambda w: [weights(e) for e in config["figures"]["fig4"][w.group]],
-        data=lambda w: dataset_inputs(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"], ["rgb"]),
     output:
-        report("results/figures/fig4_{group}.png", caption="../report/fig4.rst", category="Figures"),
+        report(layout.fig4("{group}"), caption="../report/fig4.rst", category="Figures"),
     log:
         "logs/figures/fig4_{group}.log",
     benchmark:
@@ -16,7 +16,6 @@ rule fig4:
         "../envs/report.yaml"
     params:
         labels=lambda w: [f"FCN-{EXPERIMENTS[e]['variant'][3:]} ({e})" for e in config["figures"]["fig4"][w.group]],
-        dataset_json=lambda w: dataset_json(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"]),
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],
         device=config["device"],
@@ -28,14 +27,10 @@ rule fig4:
 
 rule learning_curves:
     input:
-        lambda w: [f"{exp_dir(e)}/log.jsonl" for e in config["figures"]["learning_curves"][w.group]],
+        lambda w: [train_log(e) for e in config["figures"]["learning_curves"][w.group]],
     output:
-        iterations=report(
-            "results/figures/curves_{group}.png", caption="../report/learning_curves.rst", category="Figures"
-        ),
-        wall_time=report(
-            "results/figures/curves_{group}_time.png", caption="../report/learning_curves.rst", category="Figures"
-        ),
+        iterations=report(layout.curves("{group}"), caption="../report/learning_curves.rst", category="Figures"),
+        wall_time=report(layout.curves("{group}", "_time"), caption="../report/learning_curves.rst", category="Figures"),
     log:
         "logs/figures/curves_{group}.log",
     benchmark:
@@ -58,7 +53,7 @@ rule per_class:
             if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
         ],
     output:
-        report("results/figures/per_class_{dataset}.png", caption="../report/per_class.rst", category="Figures"),
+        report(layout.per_class("{dataset}"), caption="../report/per_class.rst", category="Figures"),
     log:
         "logs/figures/per_class_{dataset}.log",
     benchmark:
@@ -78,11 +73,11 @@ rule per_class:
 rule tables:
     input:
         metrics=[metrics(e, s) for e, s in evaluations()],
-        timing=[f"{exp_dir(e)}/timing.json" for e in timed_experiments()],
+        timing=[timing(e) for e in timed_experiments()],
         released=[released_metrics(n) for n, e in RELEASED.items() if e["table2_row"]],
     output:
-        md="results/tables.md",
-        json="results/tables.json",
+        md=layout.TABLES_MD,
+        json=layout.TABLES_JSON,
     log:
         "logs/report/tables.log",
     benchmark:
@@ -90,7 +85,7 @@ rule tables:
     conda:
         "../envs/report.yaml"
     params:
-        rows=fcncfg.table_rows(config),
+        rows=table_records(),
         header={
             "config": config["name"],
             "source": config["source"],
@@ -110,9 +105,9 @@ rule tables:
 rule html_page:
     """results/tables.md or released.md as HTML: the report's landing page shows it (workflow.rst)."""
     input:
-        "results/{page}.md",
+        f"{layout.RESULTS}/{{page}}.md",
     output:
-        report("results/{page}.html", caption="../report/html_page.rst", category="Tables"),
+        report(f"{layout.RESULTS}/{{page}}.html", caption="../report/html_page.rst", category="Tables"),
     log:
         "logs/report/{page}_html.log",
     benchmark:

@@ -38,8 +38,12 @@ DEMO_NOTE = "DEMO: synthetic data, tiny nets; not the paper's numbers"
 
 def _mark_demo(fig: Any) -> None:
     """A diagonal DEMO watermark over the whole figure and a footer saying what it means."""
-    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.18,
-             rotation=25, ha="center", va="center", weight="bold", zorder=1000)
+    from matplotlib import patheffects
+
+    # a white rim keeps the word legible over busy image panels (Figure 4) as over white plot areas
+    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.25,
+             rotation=25, ha="center", va="center", weight="bold", zorder=1000,
+             path_effects=[patheffects.withStroke(linewidth=3, foreground="white", alpha=0.35)])
     fig.text(0.995, 0.005, DEMO_NOTE, fontsize=8, color="#c0392b", ha="right", va="bottom", zorder=1000)
 
 

@@ -38,6 +38,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .envcaps import env_int
 from .errors import DataError
 
 _TMP_MARK = ".extract-"
@@ -46,28 +47,15 @@ _MAX_LINK_TARGET = 4096
 _FREE_MARGIN = 4 << 20  # keep this much disk free after the extraction
 
 
-def _env_int(name: str, default: int) -> int:
-    v = os.environ.get(name)
-    if v is None or v == "":
-        return default
-    try:
-        n = int(float(v))
-    except ValueError:
-        raise DataError(f"{name}={v!r}: not a number; set it to a positive integer or unset it") from None
-    if n <= 0:
-        raise DataError(f"{name}={v!r}: must be positive; set it to a positive integer or unset it")
-    return n
-
-
 @dataclass(frozen=True)
 class Limits:
     """What one archive may expand to. The defaults fit every dataset of the paper with a wide margin
     (VOC2012: 17k images, 2 GB, ratio ~1); raise them with the environment variables named in the
     error messages."""
 
-    max_bytes: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_BYTES", 200 << 30))
-    max_members: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_MEMBERS", 2_000_000))
-    max_ratio: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_RATIO", 100))
+    max_bytes: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_BYTES", 200 << 30, "bytes"))
+    max_members: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_MEMBERS", 2_000_000, "members"))
+    max_ratio: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_RATIO", 100))
     ratio_floor: int = 64 << 20  # a small tree may compress well (synthetic data): the ratio counts above this
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from .envcaps import env_float, env_int
 from .errors import DownloadError
 from .progress import progress as progress_bar
 
@@ -29,27 +30,14 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _FREE_MARGIN = 4 << 20
 
 
-def _env_float(name: str, default: float) -> float:
-    v = os.environ.get(name)
-    if v is None or v == "":
-        return default
-    try:
-        x = float(v)
-    except ValueError:
-        raise DownloadError(f"{name}={v!r}: not a number; set it to a positive number or unset it") from None
-    if not (x > 0 and x != float("inf")):
-        raise DownloadError(f"{name}={v!r}: must be a positive finite number; set it or unset it")
-    return x
-
-
 @dataclass(frozen=True)
 class Bounds:
     """How long and how big one download may get (environment variables raise them without code)."""
 
-    deadline: float = field(default_factory=lambda: _env_float("FCN_DOWNLOAD_DEADLINE", 12 * 3600.0))
-    min_rate: float = field(default_factory=lambda: _env_float("FCN_DOWNLOAD_MIN_RATE", 1024.0))
-    rate_window: float = field(default_factory=lambda: _env_float("FCN_DOWNLOAD_RATE_WINDOW", 120.0))
-    max_bytes: int = field(default_factory=lambda: int(_env_float("FCN_DOWNLOAD_MAX_BYTES", 64 * 2.0**30)))
+    deadline: float = field(default_factory=lambda: env_float("FCN_DOWNLOAD_DEADLINE", 12 * 3600.0, "seconds"))
+    min_rate: float = field(default_factory=lambda: env_float("FCN_DOWNLOAD_MIN_RATE", 1024.0, "B/s"))
+    rate_window: float = field(default_factory=lambda: env_float("FCN_DOWNLOAD_RATE_WINDOW", 120.0, "seconds"))
+    max_bytes: int = field(default_factory=lambda: env_int("FCN_DOWNLOAD_MAX_BYTES", 64 << 30, "bytes"))
 
 
 class _MirrorFailed(Exception):

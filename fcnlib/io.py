@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from .envcaps import env_int
 from .errors import DataError, DiskError
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
@@ -185,16 +186,7 @@ class PixelLimitError(DataError):
 def max_image_pixels() -> int:
     """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
     small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
-    v = os.environ.get("FCN_MAX_IMAGE_PIXELS", "")
-    if not v:
-        return DEFAULT_MAX_PIXELS
-    try:
-        n = int(float(v))
-    except (ValueError, OverflowError):
-        n = 0
-    if n <= 0:
-        raise DataError(f"FCN_MAX_IMAGE_PIXELS={v!r}: must be a positive number of pixels; set it or unset it")
-    return n
+    return env_int("FCN_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS, "pixels")
 
 
 def set_max_pixels(n: int) -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib.fast import FastFCN, conv_padded, dense_layer, kernel_stride_pad, padded_first, winograd_available
+from fcnlib.runtime.fast import FastFCN, conv_padded, dense_layer, kernel_stride_pad, padded_first, winograd_available
 
 # A layer whose non-constant part covers at least this fraction of its output runs dense: below it the
 # skipped FLOPs outweigh the extra fill/copy traffic (measured on VGG16-FCN at 500×500: conv1, conv2 skip).

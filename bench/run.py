@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import padskip  # noqa: E402
 import torch  # noqa: E402
 
-from fcnlib import allocator, fast  # noqa: E402
+from fcnlib.runtime import allocator, fast  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 
@@ -129,7 +129,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     a = _median_times({"fwd": base_fwd, **({"step": base_step} if "train" in sections else {})}, reps, sync)
     res["malloc_tuned"] = allocator.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
 
-    # ours: inference as fcnlib.fast sets it up
+    # ours: inference as fcnlib.runtime.fast sets it up
     infer = fast.inference_setup(_random_fcn8s(width).to(device), device, fixed_size=True)
     fast_net = fast.FastFCN(infer)
     exact_net = padskip.PadSkipFCN(infer, amp=None, winograd=False, padskip=True)

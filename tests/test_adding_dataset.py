@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 
-from fcnlib import config as fcncfg
 from fcnlib.errors import ConfigError
-from fcnlib.io import write_label_png, write_png
+from fcnlib.files.io import write_label_png, write_png
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -32,7 +32,7 @@ PREPARE_MODULE = textwrap.dedent('''
 
     import numpy as np
 
-    from fcnlib.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
+    from fcnlib.files.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
 
 
     def prepare_toyshapes(out_dir, raw_dir):
@@ -148,7 +148,7 @@ def added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 def test_recipe_as_written_validates_resolves_trains_and_evaluates(added: dict) -> None:
     from fcnlib.demo import vgg16_state_dict
-    from fcnlib.evaluate import evaluate
+    from fcnlib.eval.evaluate import evaluate
     from fcnlib.models import convert_imagenet_file
     from fcnlib.train import train
 

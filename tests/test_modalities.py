@@ -1,16 +1,16 @@
-"""Modalities and the primary head, each defined once (fcnlib.modalities, fcnlib.inference.primary_head)
+"""Modalities and the primary head, each defined once (fcnlib.facts.modalities, fcnlib.eval.inference.primary_head)
 and agreeing with the config schema and the trainer."""
 
 from pathlib import Path
 
 import yaml
 
-from fcnlib import config as fcncfg
 from fcnlib import train as T
 from fcnlib.data import dataset
-from fcnlib.inference import primary_head
-from fcnlib.modalities import MODALITY_CHANNELS, NET_MODALITIES
+from fcnlib.eval.inference import primary_head
+from fcnlib.facts.modalities import MODALITY_CHANNELS, NET_MODALITIES
 from fcnlib.models.meta import ModelMeta
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 

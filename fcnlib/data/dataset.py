@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
-from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
-from ..modalities import MODALITY_CHANNELS
-from .transforms import augment_pair, pad_to
+from fcnlib.data.transforms import augment_pair, pad_to
+from fcnlib.errors import DataError
+from fcnlib.facts.modalities import MODALITY_CHANNELS
+from fcnlib.files.io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
 
 PathLike = str | os.PathLike
 
@@ -99,7 +99,7 @@ class SegDataset(Dataset):
     (seed, epoch, i), so runs are repeatable — the trainer calls `set_epoch(e)` each epoch.
     raw=True (8-bit modalities only: rgb, hha; the trainer's loader): image is uint8 (C+1)×H×W as
     stored, before preprocessing, whose last channel is 1 on image pixels and 0 where jitter uncovered
-    them (collate_pad pads it with 0 too); `fcnlib.loader.normalize_batch` turns it into exactly the
+    them (collate_pad pads it with 0 too); `fcnlib.train.loader.normalize_batch` turns it into exactly the
     float32 `raw=False` gives (0 at those pixels), on the device. Labels stay int64 here.
     """
 
@@ -131,7 +131,7 @@ class SegDataset(Dataset):
         self.preprocessing = dict(preprocessing) if preprocessing else None
         if self.preprocessing is not None and any(isinstance(v, Mapping) for v in self.preprocessing.values()):
             # as stored in a weights file's meta: turn the plain dicts back into Preprocessing objects
-            from ..models.preprocessing import Preprocessing
+            from fcnlib.models.preprocessing import Preprocessing
 
             self.preprocessing = {k: Preprocessing.from_dict(dict(v)) if isinstance(v, Mapping) else v
                                   for k, v in self.preprocessing.items()}
@@ -267,7 +267,7 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` counts as done (every writer here is atomic)."""
-    from ..io import place_file
+    from fcnlib.files.io import place_file
 
     dst = Path(dst)
     if dst.exists():
@@ -283,7 +283,7 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
 
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
-    from ..io import atomic_write_text
+    from fcnlib.files.io import atomic_write_text
 
     out = {}
     for name, ids in splits.items():
@@ -295,9 +295,9 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
 
 def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each of `dataset`'s split lists (fcnlib.config.LIST_SPLITS) is: `lists` ({split: file}, as the
+    """Where each of `dataset`'s split lists (fcnlib.pipeline.config.LIST_SPLITS) is: `lists` ({split: file}, as the
     workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside the archive)."""
-    from ..config import LIST_SPLITS, split_list_source
+    from fcnlib.pipeline.config import LIST_SPLITS, split_list_source
 
     names = LIST_SPLITS[dataset]
     if lists:
@@ -315,7 +315,7 @@ def start_prepare(out_dir: PathLike, source: str, what: str) -> Path:
     completion marker) so a failed rerun cannot leave a stale one looking valid."""
     import contextlib
 
-    from ..errors import ConfigError
+    from fcnlib.errors import ConfigError
 
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fcnlib.data.context import prepare_context
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

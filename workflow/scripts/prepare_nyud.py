@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fcnlib.data.nyud import prepare_nyud
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

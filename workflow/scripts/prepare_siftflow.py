@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fcnlib.data.siftflow import prepare_siftflow
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from fcnlib.config import experiment_dir
-from fcnlib.inference import device_name
-from fcnlib.scripting import run
-from fcnlib.tables import write_tables
+from fcnlib.eval.inference import device_name
+from fcnlib.pipeline.config import experiment_dir
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.tables import write_tables
 
 
 def main(job):

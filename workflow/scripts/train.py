@@ -1,7 +1,7 @@
-"""Train one experiment; resume state sits beside the outputs at an undeclared path (fcnlib.experiment)."""
+"""Train one experiment; resume state sits beside the outputs at an undeclared path (fcnlib.pipeline.experiment)."""
 
-from fcnlib.experiment import train_to
-from fcnlib.scripting import run
+from fcnlib.pipeline.experiment import train_to
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

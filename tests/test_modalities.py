@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_schema_modality_enum_is_the_net_modalities():
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "fcnlib" / "pipeline" / "config.schema.yaml").read_text())
     assert schema["$defs"]["modality"]["enum"] == list(NET_MODALITIES)
 
 
@@ -36,7 +36,7 @@ def test_primary_head_is_sem_else_the_first():
 
 def test_schema_dataset_lists_are_dataset_heads():
     """README's "Adding a dataset": DATASET_HEADS is the registry; the schema's three dataset lists must equal it."""
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "fcnlib" / "pipeline" / "config.schema.yaml").read_text())
     lists = [list(schema["properties"]["datasets"]["properties"])]  # the datasets: section
     lists += [d["enum"] for d in _find(schema, "dataset") if isinstance(d, dict) and "enum" in d]  # experiments
     lists += [b["propertyNames"]["enum"] for b in _find(schema, "by_dataset")]  # recipe overrides

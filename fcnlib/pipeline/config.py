@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.resources
 import json
 import math
 from pathlib import Path
@@ -22,8 +23,10 @@ from fcnlib.errors import ConfigError
 from fcnlib.facts.modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.modalities import NET_MODALITIES
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-SCHEMA_PATH = PACKAGE_DIR.parent / "workflow" / "schemas" / "config.schema.yaml"
+#: fcnlib's folder: code hashes name files relative to it
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: The config schema ships inside the package (package data), so an installed fcnlib validates configs too.
+SCHEMA_PATH = Path(str(importlib.resources.files(__package__).joinpath("config.schema.yaml")))
 
 # The paper's class counts per dataset (heads for SIFT Flow).
 DATASET_HEADS: dict[str, dict[str, int]] = {

@@ -288,7 +288,7 @@ def test_real_voc2012_mini_with_synthetic_sbd(tmp_path: Path) -> None:
 
 
 def test_cli_with_train_noval(pascal_raw: dict, tmp_path: Path) -> None:
-    from fcnlib.data.voc import cli
+    from fcnlib.cli.prepare_pascal import cli
 
     tn = tmp_path / "train_noval.txt"
     tn.write_text("a1\ns1\ns2\ns3\n")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fcnlib.cli import segment as segment_cli
 from fcnlib.errors import DataError, WeightsError
 from fcnlib.eval import segment
 from fcnlib.models import build_fcn, save_model
@@ -45,8 +46,8 @@ def test_odd_size_jpeg_gives_same_size_palette_png(tmp_path):
     img.parent.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (41, 67, 3), np.uint8)).save(img)
     out = tmp_path / "out"
-    assert segment.cli([str(img), "--weights", str(w), "--out", str(out), "--overlay", "--device", "cpu",
-                        "--quiet"]) == 0
+    assert segment_cli.cli([str(img), "--weights", str(w), "--out", str(out), "--overlay", "--device", "cpu",
+                        "--no-progress"]) == 0
     lab = Image.open(out / "odd.png")
     assert lab.mode == "P" and lab.size == (67, 41)
     assert np.all(np.asarray(lab) == 15)  # the biased class everywhere
@@ -76,9 +77,9 @@ def test_non_image_file_is_a_clear_data_error(tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello")
     with pytest.raises(DataError, match="notes.jpg.*not an image"):
-        segment.cli([str(bad), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
+        segment_cli.cli([str(bad), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
     with pytest.raises(DataError, match="no such file"):
-        segment.cli([str(tmp_path / "missing.jpg"), "--weights", str(w), "--device", "cpu"])
+        segment_cli.cli([str(tmp_path / "missing.jpg"), "--weights", str(w), "--device", "cpu"])
 
 
 def test_model_needing_hha_is_refused(tmp_path):
@@ -87,7 +88,7 @@ def test_model_needing_hha_is_refused(tmp_path):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
     with pytest.raises(WeightsError, match="hha"):
-        segment.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
+        segment_cli.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
 
 
 def test_overlay_keeps_void_pixels():
@@ -108,6 +109,6 @@ def test_weights_of_another_architecture_are_a_weights_error(tmp_path):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
     with pytest.raises(WeightsError, match="mismatch.pt"):
-        segment.cli([str(img), "--weights", str(tmp_path / "mismatch.pt"), "--out", str(tmp_path / "o"),
+        segment_cli.cli([str(img), "--weights", str(tmp_path / "mismatch.pt"), "--out", str(tmp_path / "o"),
                      "--device", "cpu"])
     assert not (tmp_path / "o").exists()  # nothing written before the weights were checked

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fcnlib.cli import main as fcn
 from fcnlib.errors import WeightsError
 from fcnlib.models import (
     CAFFE_VGG,
@@ -22,7 +23,6 @@ from fcnlib.models import (
 from fcnlib.models.alexnet import AlexNet
 from fcnlib.models.caffe import write_caffemodel
 from fcnlib.models.googlenet import GoogLeNet
-from fcnlib.models.surgery import cli
 from fcnlib.models.vgg import VGG16, run_trunk, scaled
 
 torch.set_num_threads(1)  # the CPU is shared; one thread is fastest under load
@@ -336,10 +336,10 @@ def test_staged_init_mismatch_is_weights_error():
 
 def test_cli_convert_weights(tmp_path, capsys):
     torch.save(tv_vgg16_state_dict(W), tmp_path / "v.pth")
-    rc = cli(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "v.pt"), "--backbone", "vgg16",
+    rc = fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "v.pt"), "--backbone", "vgg16",
               "--format", "torchvision", "--width", str(W)])
     assert rc == 0 and (tmp_path / "v.pt").exists()
-    rc = cli([str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
+    rc = fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
     assert rc == 2 and "error:" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 

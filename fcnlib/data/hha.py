@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.data.hha_geometry import _orient, _plane_normals, _rotation, estimate_gravity
+from fcnlib.data.hha_geometry import estimate_gravity, orient_normals, plane_normals, rotation_between
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.files.io import read_depth_png, set_max_pixels, write_png
+from fcnlib.files.io import read_depth_png, write_png
 from fcnlib.runtime.allocator import tune_malloc
 from fcnlib.runtime.parallel import map_parallel
 
@@ -89,11 +89,11 @@ def hha_components(depth_m: np.ndarray, camera: Camera, raw_depth_m: np.ndarray 
     with np.errstate(divide="ignore"):
         inv_z = np.divide(1.0, z_n, out=z_n) if valid is None else np.divide(
             1.0, z_n, out=np.zeros_like(z_n), where=valid)
-    n1 = _orient(_plane_normals(u, v, inv_z, valid, 3), u, v)
-    g = estimate_gravity(_orient(_plane_normals(u, v, inv_z, valid, 10), u, v))
+    n1 = orient_normals(plane_normals(u, v, inv_z, valid, 3), u, v)
+    g = estimate_gravity(orient_normals(plane_normals(u, v, inv_z, valid, 10), u, v))
 
     # pcRot = Rᵀ p (R turns the y axis into gravity), so its y = (column 2 of R)·p; height is up.
-    rot = _rotation(np.array([0.0, 1.0, 0.0]), g)
+    rot = rotation_between(np.array([0.0, 1.0, 0.0]), g)
     height = (-rot[2, 1] - rot[0, 1] * u)[None, :] - (rot[1, 1] * v)[:, None]
     height *= z_cm
     y_min = float(height.min())
@@ -195,44 +195,3 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
     # glibc's default mmaps each frame-sized temporary afresh (its page faults cost ~2× the arithmetic)
     map_parallel(_encode_one, todo, workers, "hha", progress=progress, initializer=tune_malloc)
     return outs
-
-
-def _parse_intrinsics(text: str) -> Camera:
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        vals = []
-    if len(vals) != 4 or min(vals[:2]) <= 0:
-        raise ConfigError(f"--intrinsics {text!r}: expected fx,fy,cx,cy (pixels, fx and fy > 0, "
-                          f"cx/cy 1-based as in the NYU toolbox), e.g. 518.8579,519.4696,325.5824,253.7362")
-    return Camera(*vals)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn hha DEPTH... -o DIR [--raw-depth RAW...] [--camera NAME | --intrinsics fx,fy,cx,cy]
-    [--depth-scale S] [--workers N]`."""
-    from fcnlib.cli.options import Parser, add_out, add_progress
-
-    ap = Parser(prog="fcn hha", description="Encode depth PNGs as HHA (Gupta et al. 2014).")
-    ap.add_argument("depth", nargs="+", type=Path, help="depth PNGs (16-bit)")
-    add_out(ap, "output folder (<stem>.png per input)", required=True, type=Path)
-    ap.add_argument("--raw-depth", nargs="+", type=Path, default=None,
-                    help="raw depth PNGs (0 = missing), one per depth map, same order")
-    cam = ap.add_mutually_exclusive_group()
-    cam.add_argument("--camera", choices=sorted(CAMERAS), default="nyu-color",
-                     help="intrinsics preset (default nyu-color, full 640×480 NYU frame)")
-    cam.add_argument("--intrinsics", help="fx,fy,cx,cy in pixels (cx, cy 1-based)")
-    ap.add_argument("--depth-scale", type=float, default=0.001,
-                    help="metres per stored depth unit: 0.001 mm (default), 0.0001 for 0.1 mm, 1 for metres")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    add_progress(ap)
-    ap.add_argument("--max-pixels", type=int, default=None,
-                    help="refuse depth maps with more pixels (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
-    args = ap.parse_args(argv)
-    if args.max_pixels is not None:
-        set_max_pixels(args.max_pixels)
-    camera = _parse_intrinsics(args.intrinsics) if args.intrinsics else CAMERAS[args.camera]
-    outs = encode_dataset(args.depth, args.out, camera, args.depth_scale, raw_paths=args.raw_depth,
-                          workers=args.workers, progress=not args.no_progress)
-    print(f"{len(outs)} HHA images in {args.out}")
-    return 0

@@ -6,7 +6,6 @@ size: FCNs are fully convolutional and crop their output back to the input.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from fcnlib.errors import DataError, WeightsError
-from fcnlib.files.io import PixelLimitError, atomic_write, read_image, set_max_pixels, voc_palette, write_label_png
+from fcnlib.files.io import PixelLimitError, atomic_write, read_image, voc_palette, write_label_png
 
 PathLike = str | os.PathLike
 
@@ -121,36 +120,3 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
                 Image.fromarray(overlay(image, preds[main])).save(f, format="PNG")
         written.append(target)
     return written
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from fcnlib.cli.options import Parser, add_device, add_out, add_progress
-
-    p = Parser(prog="fcn segment", description="Write VOC-palette label PNGs for images "
-                                "with a trained FCN (preprocessing is read from the weights file).")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    p.add_argument("--weights", required=True, help="weights file written by the pipeline (weights.pt)")
-    add_out(p, "output folder (default: ./segmentation)", default="segmentation")
-    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
-    add_device(p)
-    add_progress(p)
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse larger images before decoding (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
-    return p
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `fcn segment`; fcnlib errors propagate for the dispatcher to print (exit 2)."""
-    args = build_parser().parse_args(argv)
-    if args.max_pixels is not None:
-        set_max_pixels(args.max_pixels)
-    written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
-                            device=args.device, progress=not args.no_progress)
-    print(f"wrote {len(written)} label map(s) to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    raise SystemExit(cli(sys.argv[1:]))

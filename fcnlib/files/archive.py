@@ -442,15 +442,3 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Pat
         os.fsync(fd)
         os.close(fd)
     return dest
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn extract ARCHIVE -o DEST`: safe, all-or-nothing extraction."""
-    from fcnlib.cli.options import Parser, add_out
-
-    p = Parser(prog="fcn extract", description=cli.__doc__)
-    p.add_argument("archive", type=Path, help="tar (.tar, .tgz, .tar.gz, …) or zip archive")
-    add_out(p, "folder to create (replaced if present)", required=True, type=Path)
-    a = p.parse_args(argv)
-    print(safe_extract(a.archive, a.out))
-    return 0

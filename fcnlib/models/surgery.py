@@ -7,9 +7,7 @@ fc8 (as a 1×1 conv) so the conversion can be checked against the classifier; FC
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnlib.errors import ConfigError, FcnError, WeightsError
+from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.files.io import atomic_save_torch
 from fcnlib.models.fcn import BACKBONES
 from fcnlib.models.googlenet import INCEPTION
@@ -337,57 +335,3 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     check_state_dict(model, sd, str(src))
     model.load_state_dict(sd)
     return model
-
-
-def _is_fcn_caffemodel(src: str | os.PathLike) -> bool:
-    """A trained FCN (has score layers) rather than an ImageNet classifier — decided from the file."""
-    if not str(src).endswith(".caffemodel") or not Path(src).is_file():
-        return False
-    from fcnlib.models.caffe import read_caffemodel
-
-    return any(n.startswith("score_fr") for n in read_caffemodel(src))
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn convert-weights SRC -o DST --backbone vgg16 --format caffe|torchvision` (ImageNet classifier), or
-    `fcn convert-weights fcn8s-heavy-pascal.caffemodel -o DST [--released voc-fcn8s]` (the authors' FCN)."""
-    from fcnlib.eval import released
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "convert-weights":
-        argv = argv[1:]
-    from fcnlib.cli.options import Parser, add_out
-
-    ap: argparse.ArgumentParser = Parser(prog="fcn convert-weights",
-                                         description="ImageNet classifier → fully convolutional weights file, "
-                                                     "or one of the authors' released FCN caffemodels → our "
-                                                     "weights file")
-    ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth), or a released FCN "
-                                ".caffemodel")
-    add_out(ap, "output .pt file", required=True)
-    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES), help="classifier architecture")
-    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt",
-                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default caffe")
-    ap.add_argument("--width", type=float, default=1.0, help="width of a reduced stand-in (default 1.0)")
-    ap.add_argument("--released", choices=sorted(released.MODELS), default=None,
-                    help="which released FCN the caffemodel is (default: from its file name, e.g. "
-                         "fcn8s-heavy-pascal.caffemodel → voc-fcn8s)")
-    a = ap.parse_args(argv)
-    try:
-        name = a.released or released.by_caffemodel(a.src)
-        if name is not None:
-            out = released.convert(a.src, a.out, name, a.width)
-        else:
-            try:
-                out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)
-            except WeightsError:
-                if _is_fcn_caffemodel(a.src):  # not a classifier: a trained FCN under another file name
-                    raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "
-                                       f"which with --released (one of {', '.join(sorted(released.MODELS))})"
-                                       ) from None
-                raise
-    except FcnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}" + (f" (released {name})" if name else ""))
-    return 0

@@ -14,6 +14,8 @@ import hashlib
 import importlib.resources
 import json
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -458,24 +460,20 @@ def table_rows(config: dict) -> list[dict]:
     return rows
 
 
-def cli(argv: list[str]) -> int:
-    """`fcn check-config FILE...`: validate config files exactly as the workflow does."""
-    import argparse
+#: The config a command line uses when given none (paths are relative to the pipeline's folder).
+DEFAULT_CONFIG = Path("config/config.yaml")
 
-    p = argparse.ArgumentParser(prog="fcn check-config", description=cli.__doc__)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="config YAML file(s), each checked on its own; one without 'experiments' is an "
-                        "override, checked merged over config/config.yaml as the workflow merges it")
-    args = p.parse_args(argv)
-    default = Path("config/config.yaml")
-    if not default.exists():
-        default = PACKAGE_DIR.parent / "config" / "config.yaml"
-    for f in args.files:
-        cfg = load_yaml(f)
-        if not isinstance(cfg, dict):
+
+def load_config(files: Sequence[str | os.PathLike], default: str | os.PathLike = DEFAULT_CONFIG) -> tuple[dict, str]:
+    """Config files composed as the workflow composes --configfile (compose_config), validated;
+    returns (config, its sources as one string)."""
+    given: dict[str, Any] = {}
+    for f in files:
+        part = load_yaml(f)
+        if not isinstance(part, dict):
             raise ConfigError(f"{f}: expected a mapping of config keys at the top level")
-        cfg, sources = compose_config(cfg, [str(f)], default=default)
-        validate_config(cfg, source=" + ".join(sources))
-        merged = f", merged over {default}" if len(sources) > 1 else ""
-        print(f"{f}: ok ({len(cfg['experiments'])} experiments{merged})")
-    return 0
+        given = deep_merge(given, part)
+    cfg, sources = compose_config(given, [str(f) for f in files], default=default)
+    source = " + ".join(sources)
+    validate_config(cfg, source=source)
+    return cfg, source

@@ -1,0 +1,35 @@
+"""`fcn segment IMAGE_OR_DIR... --weights W`: VOC-palette label PNGs for images."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from fcnlib.cli.options import add_device, add_out, add_progress
+from fcnlib.eval.segment import segment_paths
+from fcnlib.files.io import set_max_pixels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fcn segment", description="Write VOC-palette label PNGs for images "
+                                "with a trained FCN (preprocessing is read from the weights file).")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    p.add_argument("--weights", required=True, help="weights file written by the pipeline (weights.pt)")
+    add_out(p, "output folder (default: ./segmentation)", default="segmentation")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
+    add_device(p)
+    add_progress(p)
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse larger images before decoding (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
+    return p
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `fcn segment`; fcnlib errors propagate for the dispatcher to print (exit 2)."""
+    args = build_parser().parse_args(argv)
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
+    written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
+                            device=args.device, progress=not args.no_progress)
+    print(f"wrote {len(written)} label map(s) to {args.out}")
+    return 0

@@ -30,11 +30,13 @@ test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 # The fast tier while editing: ruff + the unit tests (no end-to-end DAG, DVC, SLURM or fault injection).
 test-fast: $(VENV)/.test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: $(VENV)/.test

@@ -25,7 +25,8 @@ from fcnlib.data.nyud import NYU40_CLASSES, prepare_nyud
 from fcnlib.data.siftflow import SIFTFLOW_SEM_CLASSES, SUBDIR, prepare_siftflow
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError
-from fcnlib.pipeline.config import LIST_SPLITS, load_yaml, split_list_sources
+from fcnlib.facts.datasets import LIST_SPLITS, split_list_sources
+from fcnlib.pipeline.config import load_yaml
 
 FCN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fcn_berkeleyvision" / "data"
 

@@ -295,9 +295,9 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
 
 def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each of `dataset`'s split lists (fcnlib.pipeline.config.LIST_SPLITS) is: `lists` ({split: file}, as the
+    """Where each of `dataset`'s split lists (fcnlib.facts.datasets.LIST_SPLITS) is: `lists` ({split: file}, as the
     workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside the archive)."""
-    from fcnlib.pipeline.config import LIST_SPLITS, split_list_source
+    from fcnlib.facts.datasets import LIST_SPLITS, split_list_source
 
     names = LIST_SPLITS[dataset]
     if lists:

@@ -9,6 +9,7 @@ from snakemake.logging import logger
 
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.eval import released as fcnreleased
+from fcnlib.facts import datasets as fcndatasets
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.

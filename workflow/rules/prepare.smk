@@ -47,7 +47,7 @@ rule prepare_pascal:
 rule prepare_nyud:
     input:
         nyud=extracted("nyud"),
-        lists=[raw(s) for s in fcncfg.split_list_sources("nyud", SOURCES).values()],
+        lists=[raw(s) for s in fcndatasets.split_list_sources("nyud", SOURCES).values()],
     output:
         "data/nyud/dataset.json",
     log:
@@ -60,7 +60,7 @@ rule prepare_nyud:
     threads: config["workers"]
     params:
         source=config["source"],
-        list_splits=list(fcncfg.split_list_sources("nyud", SOURCES)),  # the split of each input.lists file
+        list_splits=list(fcndatasets.split_list_sources("nyud", SOURCES)),  # the split of each input.lists file
         code=CODE["prepare"],
     script:
         "../scripts/prepare_nyud.py"
@@ -69,7 +69,7 @@ rule prepare_nyud:
 rule prepare_siftflow:
     input:
         siftflow=extracted("siftflow"),
-        lists=[raw(s) for s in fcncfg.split_list_sources("siftflow", SOURCES).values()],
+        lists=[raw(s) for s in fcndatasets.split_list_sources("siftflow", SOURCES).values()],
     output:
         "data/siftflow/dataset.json",
     log:
@@ -82,7 +82,7 @@ rule prepare_siftflow:
     threads: config["workers"]
     params:
         source=config["source"],
-        list_splits=list(fcncfg.split_list_sources("siftflow", SOURCES)),  # the split of each input.lists file
+        list_splits=list(fcndatasets.split_list_sources("siftflow", SOURCES)),  # the split of each input.lists file
         code=CODE["prepare"],
     script:
         "../scripts/prepare_siftflow.py"

@@ -9,6 +9,8 @@ from typing import Any
 from fcnlib.cli.options import add_device, add_out, add_progress
 from fcnlib.errors import ConfigError
 from fcnlib.eval.evaluate import SCORE_KEYS, evaluate_file
+from fcnlib.facts import datasets as registry
+from fcnlib.files import layout
 from fcnlib.models.io import safe_torch_load
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.pipeline.config import load_config
@@ -17,7 +19,7 @@ from fcnlib.pipeline.config import load_config
 def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
     """Dataset and split the workflow would use for these weights (their experiment's val split)."""
     dataset = meta.get("dataset")
-    out: dict[str, Any] = {"dataset_json": f"data/{dataset}/dataset.json" if dataset else None, "split": None}
+    out: dict[str, Any] = {"dataset_json": layout.dataset_json(dataset) if dataset else None, "split": None}
     exp = meta.get("experiment")
     try:
         config, _ = load_config(configfiles)
@@ -28,7 +30,7 @@ def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[st
     if exp in config["experiments"]:
         out["split"] = fcncfg.experiment(config, exp)["val_split"]
     elif dataset in config["datasets"]:
-        out["split"] = config["datasets"][dataset]["val_split"]
+        out["split"] = registry.splits_of(dataset, config)[1]
     return out
 
 

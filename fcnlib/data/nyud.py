@@ -17,18 +17,12 @@ import numpy as np
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import NYU40_CLASSES
 from fcnlib.files.io import atomic_write_json, image_size, write_label_png
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
 
-NYU40_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-    "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
-    "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box",
-    "whiteboard", "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
-    "otherfurniture", "otherprop",
-)
 GUPTA_CROP_WIDTH = 560  # full-resolution width of the Gupta crop; demo images are smaller
 
 

@@ -21,18 +21,13 @@ import numpy as np
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
 from fcnlib.files.io import atomic_write_json, image_size, write_label_png
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
 
 SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
-SIFTFLOW_SEM_CLASSES = (
-    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk", "desert",
-    "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole", "river", "road", "rock",
-    "sand", "sea", "sidewalk", "sign", "sky", "staircase", "streetlight", "sun", "tree", "window",
-)
-SIFTFLOW_GEO_CLASSES = ("sky", "horizontal", "vertical")
 
 
 def find_siftflow_root(raw_dir: PathLike) -> Path:

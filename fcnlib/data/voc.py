@@ -22,13 +22,8 @@ from fcnlib.data import splits as S
 from fcnlib.data.dataset import start_prepare
 from fcnlib.data.sbd import convert_sbd, find_sbd_root
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import VOC_CLASSES
 from fcnlib.files.io import atomic_write_json, place_file
-
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)
 
 
 def find_voc_root(voc_dir: Path, year: int) -> Path:

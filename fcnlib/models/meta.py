@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fcnlib.errors import DataError, WeightsError
-from fcnlib.facts.modalities import MODALITY_CHANNELS
+from fcnlib.facts.datasets import MODALITY_CHANNELS
 from fcnlib.models.preprocessing import Preprocessing
 
 #: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.

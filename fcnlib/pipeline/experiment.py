@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fcnlib.errors import ConfigError
 from fcnlib.files.io import atomic_write
+
+DEFAULT_CONFIG = Path("config/config.yaml")
 
 
 def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str | os.PathLike,
@@ -32,3 +36,18 @@ def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str |
         shutil.copyfileobj(src, dst)
     (work / "weights.pt").replace(out)  # declared weights last
     return True
+
+
+def with_inputs(cfg: dict[str, Any], dataset_json: str | os.PathLike,
+                init: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """`cfg` reading the files a rule declares instead of the paths config resolution wrote into it: its
+    dataset.json and its initial weights (one file; one per member of a late fusion). The config hash stays
+    the resolved one."""
+    spec = dict(cfg["init"])
+    paths = [str(p) for p in init]
+    want = len(spec["paths"]) if "paths" in spec else 1
+    if len(paths) != want:
+        raise ConfigError(f"train config of {cfg['experiment']}: init {spec['kind']} takes {want} weights "
+                          f"file(s), the rule gives {len(paths)} ({paths}); fix the train rule's input.init")
+    spec.update({"paths": paths} if "paths" in spec else {"path": paths[0]})
+    return {**cfg, "dataset_json": str(dataset_json), "init": spec}

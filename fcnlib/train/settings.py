@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from fcnlib.errors import ConfigError
-from fcnlib.facts.modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
-from fcnlib.facts.modalities import NET_MODALITIES
+from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from fcnlib.facts.datasets import NET_MODALITIES
 
 CHECKPOINT_VERSION = 1
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take

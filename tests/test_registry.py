@@ -12,10 +12,9 @@ from fcnlib import train as T
 from fcnlib.data import dataset
 from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError
-from fcnlib.eval.inference import primary_head
 from fcnlib.facts import datasets as registry
 from fcnlib.files import layout
-from fcnlib.models.meta import ModelMeta
+from fcnlib.models.meta import ModelMeta, primary_head
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.pipeline.experiment import with_inputs
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from fcnlib.cli.options import add_out
 from fcnlib.errors import WeightsError
 from fcnlib.eval import released
-from fcnlib.models.caffe import read_caffemodel
+from fcnlib.models.caffe import read_caffemodel, sniff_format
 from fcnlib.models.fcn import BACKBONES
 from fcnlib.models.surgery import FORMATS, convert_imagenet_file
 
@@ -32,9 +32,12 @@ def cli(argv: list[str] | None = None) -> int:
                                 ".caffemodel")
     add_out(ap, "output .pt file", required=True)
     ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES), help="classifier architecture")
-    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt",
-                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default caffe")
-    ap.add_argument("--width", type=float, default=1.0, help="width of a reduced stand-in (default 1.0)")
+    ap.add_argument("--format", default=None, choices=FORMATS, dest="fmt",
+                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default: detected "
+                         "from the file")
+    ap.add_argument("--width", type=float, default=None,
+                    help="channel width of a reduced stand-in (default: detected from the layers' shapes; "
+                         "1.0 = the paper's nets)")
     ap.add_argument("--released", choices=sorted(released.MODELS), default=None,
                     help="which released FCN the caffemodel is (default: from its file name, e.g. "
                          "fcn8s-heavy-pascal.caffemodel → voc-fcn8s)")
@@ -46,7 +49,8 @@ def cli(argv: list[str] | None = None) -> int:
         try:
             out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)
         except WeightsError:
-            if _is_fcn_caffemodel(a.src):  # not a classifier: a trained FCN under another file name
+            # not a classifier: a trained FCN under another file name
+            if sniff_format(a.src) == "caffe" and _is_fcn_caffemodel(a.src):
                 raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "
                                    f"which with --released (one of {', '.join(sorted(released.MODELS))})"
                                    ) from None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcnlib.cli.options import add_out, add_progress
+from fcnlib.cli.options import add_out, add_progress, out_file
 from fcnlib.errors import DownloadError
 from fcnlib.files.download import download
 from fcnlib.files.httpfetch import Bounds
@@ -29,7 +30,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fcn download", description="Download one file with mirrors, resume "
                "and checksum verification; URLs are tried in order.")
     p.add_argument("urls", nargs="+", metavar="URL", help="mirrors of the file, tried in order (http(s), file)")
-    add_out(p, "destination file", required=True, type=Path)
+    add_out(p, "destination file, or a folder to put it in (under the URL's file name)", required=True,
+            type=Path)
     p.add_argument("--md5", help="expected MD5 (hex); a mismatch rejects the mirror")
     p.add_argument("--sha256", help="expected SHA-256 (hex)")
     p.add_argument("--sha1", help="expected SHA-1 (hex)")
@@ -42,7 +44,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-rate", type=float, help="B/s below which a mirror is dropped (FCN_DOWNLOAD_MIN_RATE)")
     add_progress(p)
     a = p.parse_args(argv)
-    path = download(a.urls, a.out, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
+    name = urllib.parse.unquote(Path(urllib.parse.urlsplit(a.urls[0]).path).name)
+    dest = out_file(a.out, name, "downloaded file")  # -o FOLDER: the URL's file name inside
+    path = download(a.urls, dest, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
                     progress=not a.no_progress, timeout=a.timeout, bounds=_cli_bounds(a.deadline, a.min_rate))
     print(path)
     return 0

@@ -6,11 +6,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fcnlib.models.export import FORMATS, SUFFIX, export
-
-
-def default_out(weights: Path, fmt: str) -> Path:
-    return weights.with_name(weights.stem + SUFFIX[fmt])
+from fcnlib.cli.options import out_file
+from fcnlib.models.export import FORMATS, default_out, export
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="torchscript", dest="fmt",
                    help="torchscript (default, needs only torch) or onnx (needs pip install 'fcnlib[export]')")
     p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output file (default: beside the weights, <stem>.torchscript.pt or <stem>.onnx)")
+                   help="output file, or a folder to put it in (default: beside the weights, "
+                        "<stem>.torchscript.pt or <stem>.onnx)")
     p.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"),
                    help="height and width of the example input used for tracing (default 224 224); "
                         "the exported net takes any size")
@@ -30,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fcn export`; fcnlib errors propagate for the dispatcher to print (exit 2)."""
     args = build_parser().parse_args(argv)
-    out = args.out or default_out(args.weights, args.fmt)
+    default = default_out(args.weights, args.fmt)
+    out = out_file(args.out, default.name) if args.out else default  # -o FOLDER: the default name inside
     info = export(args.weights, out, args.fmt, size=tuple(args.size))
     print(f"wrote {out} ({args.fmt}; outputs {info['outputs']}) and {out}.json (preprocessing, classes)")
     return 0

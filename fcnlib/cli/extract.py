@@ -10,10 +10,12 @@ from fcnlib.files.archive import safe_extract
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """`fcn extract ARCHIVE -o DEST`: safe, all-or-nothing extraction."""
+    """`fcn extract ARCHIVE -o DEST`: safe, all-or-nothing extraction into a new folder, or into an existing
+    one like `tar -C` when nothing there would be overwritten."""
     p = argparse.ArgumentParser(prog="fcn extract", description=cli.__doc__)
     p.add_argument("archive", type=Path, help="tar (.tar, .tgz, .tar.gz, …) or zip archive")
-    add_out(p, "folder to create (replaced if present)", required=True, type=Path)
+    add_out(p, "folder to extract into: created if absent; an existing folder gets the archive's files added "
+               "(refused, nothing changed, if any would overwrite something there)", required=True, type=Path)
     a = p.parse_args(argv)
-    print(safe_extract(a.archive, a.out))
+    print(safe_extract(a.archive, a.out, merge=True))
     return 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from fcnlib.cli.options import add_device, add_out, add_progress
-from fcnlib.eval.segment import segment_paths
+from fcnlib.eval.segment import Segmenter, segment_paths
 from fcnlib.files.io import set_max_pixels
 
 
@@ -29,7 +30,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
-    written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
-                            device=args.device, progress=not args.no_progress)
+    seg = Segmenter(args.weights, args.device)
+    if seg.demo:
+        print(f"warning: {args.weights} are demo weights (trained on the synthetic demo data); their labels "
+              f"say nothing about real images — use weights trained on a real dataset", file=sys.stderr)
+    written = segment_paths(args.inputs, seg, args.out, overlay_png=args.overlay, progress=not args.no_progress)
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0

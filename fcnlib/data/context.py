@@ -17,6 +17,7 @@ import numpy as np
 
 from fcnlib.data.dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, image_size, write_label_png
 from fcnlib.runtime.parallel import map_parallel
 
@@ -134,7 +135,7 @@ def prepare_context(out_dir: PathLike, voc2010_dir: PathLike, context_dir: PathL
     rel = write_split_lists(out, splits)
     meta = {
         "name": "context", "source": source, "ignore_index": 255,
-        "heads": {"sem": 60}, "classes": {"sem": classes},
+        "heads": REGISTRY["context"].heads, "classes": {"sem": classes},  # names as its classes-59 file spells them
         "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}},
                        "labels": {"sem": {"dir": "labels", "ext": ".png"}}} for s in splits},
         "sizes": {s: len(v) for s, v in splits.items()},

@@ -17,7 +17,7 @@ import numpy as np
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 from fcnlib.errors import DataError
-from fcnlib.facts.datasets import NYU40_CLASSES
+from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, image_size, write_label_png
 from fcnlib.runtime.parallel import map_parallel
 
@@ -113,7 +113,7 @@ def prepare_nyud(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike | Non
         images["rawdepth"] = {"dir": "rawdepth", "ext": ".png", "scale_m": 0.001}
     meta = {
         "name": "nyud", "source": source, "ignore_index": 255,
-        "heads": {"sem": 40}, "classes": {"sem": list(NYU40_CLASSES)},
+        **REGISTRY["nyud"].described(),
         # the HHA rule needs the intrinsics: the Gupta-crop camera scaled to the stored image width
         # (1.0 for the real 560-px crops; the demo renders smaller images with the scaled camera)
         "camera": _camera(width),

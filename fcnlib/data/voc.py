@@ -22,7 +22,7 @@ from fcnlib.data import splits as S
 from fcnlib.data.dataset import start_prepare
 from fcnlib.data.sbd import convert_sbd, find_sbd_root
 from fcnlib.errors import DataError
-from fcnlib.facts.datasets import VOC_CLASSES
+from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, place_file
 
 
@@ -158,7 +158,7 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
 
     meta: dict[str, Any] = {
         "name": "pascal", "source": source, "ignore_index": 255,
-        "heads": {"sem": len(VOC_CLASSES)}, "classes": {"sem": list(VOC_CLASSES)},
+        **REGISTRY["pascal"].described(),
         "splits": {name: {"ids": f"splits/{name}.txt",
                           "images": {"rgb": {"dir": _rel(s.img_dir, out_dir), "ext": s.img_ext}},
                           "labels": {"sem": {"dir": _rel(s.lbl_dir, out_dir), "ext": ".png"}}}

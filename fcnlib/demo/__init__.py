@@ -37,7 +37,7 @@ from fcnlib.demo.imagenet import (
     vgg16_torchvision,
 )
 from fcnlib.demo.nyud import _nyud
-from fcnlib.demo.paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
+from fcnlib.demo.paint import BACKGROUND_RGB, class_appearance, paint
 from fcnlib.demo.pascal import _pascal
 from fcnlib.demo.released import _released, released_caffe_blobs
 from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
@@ -107,13 +107,13 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
 __all__ = [
     "ALL_PARTS",
     "make_demo",
+    "cli",
     "BACKGROUND_RGB",
     "PRETRAIN_CLASSES",
     "PRETRAIN_PATCH",
     "SIFTFLOW_GROUND",
     "SIFTFLOW_SKY",
     "TAR_MTIME",
-    "VOC_CLASSES",
     "ZIP_DATE",
     "alexnet_caffe_blobs",
     "class_appearance",

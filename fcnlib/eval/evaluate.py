@@ -12,14 +12,18 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.eval.inference import device_name, load_for_inference, predict, primary_head, resolve_device, score_dataset
+from fcnlib.eval.inference import device_name, load_for_inference, predict, resolve_device, score_dataset
 from fcnlib.eval.metrics import SCORE_KEYS, ConfusionMatrix
 from fcnlib.files.io import atomic_write_json, read_json, sha256_file, write_label_png
+from fcnlib.models.meta import primary_head
+
+if TYPE_CHECKING:
+    pass
 
 PathLike = str | os.PathLike
 

@@ -12,8 +12,6 @@ from typing import Any
 from fcnlib.errors import ConfigError
 from fcnlib.files.io import atomic_write
 
-DEFAULT_CONFIG = Path("config/config.yaml")
-
 
 def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str | os.PathLike,
              device: str = "auto", gpus: int = 0) -> bool:

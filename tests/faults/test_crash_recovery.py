@@ -76,3 +76,60 @@ def test_sigkilled_job_leaves_no_pool_process(tmp_path: Path, victim: str) -> No
             os.kill(p, signal.SIGKILL)
         job.kill()
         job.wait()
+
+
+SNAKEFILE = """
+rule all:
+    input: "out.txt"
+
+rule slow:
+    output: "out.txt"
+    shell: "sleep {config[delay]} && echo done > {output}"
+"""
+
+
+def _smk(work: Path, *args: str, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(work), "-s",
+           str(work / "Snakefile"), *args]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if kw.pop("background", False):
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stale_lock_after_killed_snakemake_is_cleared_only_when_no_run_is_active(tmp_path: Path) -> None:
+    from fcnlib import runlock
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "Snakefile").write_text(SNAKEFILE)
+    assert runlock.main([str(work)]) == 1 and not runlock.stale_lock(work)  # never run: no lock
+    run = _smk(work, "--config", "delay=60", background=True)
+    try:
+        end = time.monotonic() + 90
+        while not runlock.lock_files(work) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert runlock.lock_files(work), "Snakemake never locked the folder"
+        # an active run: the lock is not stale and must not be cleared (from the folder or from elsewhere)
+        assert run.pid in runlock.active_runs(work)
+        assert runlock.active_runs(tmp_path) == []  # a run in another folder does not hold this one
+        assert not runlock.stale_lock(work) and runlock.main([str(work)]) == 1
+        os.killpg(run.pid, signal.SIGKILL)  # as the OOM killer or a lost node does
+        run.wait(10)
+        assert _wait_gone(run.pid, 10) == []
+    finally:
+        for p in _group(run.pid):
+            os.kill(p, signal.SIGKILL)
+        run.kill()
+        run.wait()
+    assert runlock.lock_files(work) and runlock.active_runs(work) == []
+    refused = _smk(work, "--config", "delay=0", "--rerun-incomplete")
+    assert refused.returncode != 0 and "LockException" in refused.stdout + refused.stderr  # the documented case
+    assert runlock.stale_lock(work) and runlock.main([str(work)]) == 0
+    assert _smk(work, "--config", "delay=0", "--unlock").returncode == 0  # what `make demo` then runs
+    assert runlock.lock_files(work) == [] and runlock.main([str(work)]) == 1
+    done = _smk(work, "--config", "delay=0", "--rerun-incomplete")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (work / "out.txt").read_text() == "done\n"

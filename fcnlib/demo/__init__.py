@@ -54,7 +54,8 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
               image_size: int | tuple[int, int] = (64, 96), siftflow_size: int | None = None,
               parts: Sequence[str] = ALL_PARTS, pretrain_steps: int = 1200,
               released: Sequence[str] = (), log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Build `out_dir` whole with the demo raw files (what it held is replaced); returns the manifest {relative path: {"sha256", "size"}}.
+    """Build `out_dir` whole with the demo raw files (what it held is replaced); returns the manifest
+    {relative path: {"sha256", "size"}}.
 
     Files: VOCtrainval_25-May-2011.tar, VOCtrainval_11-May-2012.tar, benchmark.tgz, seg11valid.txt,
     train_noval.txt (pascal); nyud.tar.gz (nyud); SiftFlowDataset.zip, siftflow-trainval.txt,

@@ -184,6 +184,11 @@ class SegDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def files(self) -> list[Path]:
+        """Every file this split reads: each item's image per modality and its label per head."""
+        specs = [self._spec["images"][m] for m in self.modalities] + [self._spec["labels"][h] for h in self.heads]
+        return [self._path(s, i) for i in range(len(self.ids)) for s in specs]
+
     # -- loading --------------------------------------------------------------------------------
     def _check_exists(self, path: Path, i: int, what: str) -> None:
         if not path.is_file():

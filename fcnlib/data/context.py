@@ -106,7 +106,7 @@ def _item(args: tuple[str, str, str, str, Any]) -> str:
 
 def prepare_context(out_dir: PathLike, voc2010_dir: PathLike, context_dir: PathLike, classes59_file: PathLike,
                     source: str = "real", workers: int | None = None) -> dict[str, Any]:
-    """Convert PASCAL-Context to rgb/<id>.jpg + labels/<id>.png (0..59) + splits + dataset.json (last)."""
+    """Convert PASCAL-Context to rgb/<id>.jpg + labels/<id>.png (0..59) + splits + dataset.json, built whole."""
     with staged_prepare(out_dir, source, "prepare_context") as out:
         voc = _find(Path(voc2010_dir), "JPEGImages",
                     ("", "VOC2010", "VOCdevkit/VOC2010", "TrainVal/VOCdevkit/VOC2010"))

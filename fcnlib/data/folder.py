@@ -22,7 +22,7 @@ from PIL import Image
 from ..errors import DataError
 from ..io import IGNORE_INDEX, atomic_write_json, image_size, read_image, read_label, write_label_png
 from ..parallel import map_parallel
-from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
+from .dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
 
 PathLike = str | os.PathLike
 
@@ -112,36 +112,36 @@ def prepare_folder(out_dir: PathLike, images_dir: PathLike, masks_dir: PathLike,
                    val_fraction: float = 0.2, seed: int = 0, lists: Mapping[str, PathLike] | None = None,
                    classes_file: PathLike | None = None, palette_file: PathLike | None = None,
                    source: str = "real", workers: int | None = None) -> dict[str, Any]:
-    """images/ + masks/ → out_dir/{rgb,labels,splits}/ + dataset.json (last). `lists` {split: id list file},
+    """images/ + masks/ → out_dir/{rgb,labels,splits}/ + dataset.json, built whole. `lists` {split: id list file},
     else train/val made with `seed`. `classes_file`/`palette_file` are the files `classes`/`palette` were read
     from (inputs of the rule, so editing them reruns it); their content arrives parsed."""
     del classes_file, palette_file
-    out = start_prepare(out_dir, source, f"prepare_{name}")
-    images, ext = find_images(Path(images_dir))
-    if lists:
-        splits = {s: read_ids(f) for s, f in lists.items()}
-        for s, ids in splits.items():
-            unknown = [i for i in ids if i not in images]
-            if unknown:
-                raise DataError(f"{lists[s]}: ids {unknown[:4]} of split {s!r} have no image in {images_dir}; "
-                                f"fix the list or add the images")
-            if not ids:
-                raise DataError(f"{lists[s]}: split {s!r} lists no ids; list at least one")
-    else:
-        splits = make_splits(sorted(images), val_fraction, seed)
-    used = sorted({i for ids in splits.values() for i in ids})
-    n = len(classes)
-    pal = [list(c) for c in palette] if palette is not None else None
-    map_parallel(_item, [(i, str(images[i]), str(Path(masks_dir) / f"{i}.png"), str(out), n, pal) for i in used],
-                 workers, desc=name)
-    rel = write_split_lists(out, splits)
-    layout = {"images": {"rgb": {"dir": "rgb", "ext": ext}}, "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
-    meta = {
-        "name": name, "source": source, "ignore_index": IGNORE_INDEX,
-        "heads": {"sem": n}, "classes": {"sem": list(classes)},
-        "splits": {s: {"ids": rel[s], **layout} for s in rel},
-        "sizes": {s: len(ids) for s, ids in splits.items()},
-    }
-    atomic_write_json(out / "dataset.json", meta)
-    print(f"{name}: " + ", ".join(f"{s} {len(ids)}" for s, ids in splits.items()))
-    return meta
+    with staged_prepare(out_dir, source, f"prepare_{name}") as out:
+        images, ext = find_images(Path(images_dir))
+        if lists:
+            splits = {s: read_ids(f) for s, f in lists.items()}
+            for s, ids in splits.items():
+                unknown = [i for i in ids if i not in images]
+                if unknown:
+                    raise DataError(f"{lists[s]}: ids {unknown[:4]} of split {s!r} have no image in {images_dir}; "
+                                    f"fix the list or add the images")
+                if not ids:
+                    raise DataError(f"{lists[s]}: split {s!r} lists no ids; list at least one")
+        else:
+            splits = make_splits(sorted(images), val_fraction, seed)
+        used = sorted({i for ids in splits.values() for i in ids})
+        n = len(classes)
+        pal = [list(c) for c in palette] if palette is not None else None
+        map_parallel(_item, [(i, str(images[i]), str(Path(masks_dir) / f"{i}.png"), str(out), n, pal) for i in used],
+                     workers, desc=name)
+        rel = write_split_lists(out, splits)
+        layout = {"images": {"rgb": {"dir": "rgb", "ext": ext}}, "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
+        meta = {
+            "name": name, "source": source, "ignore_index": IGNORE_INDEX,
+            "heads": {"sem": n}, "classes": {"sem": list(classes)},
+            "splits": {s: {"ids": rel[s], **layout} for s in rel},
+            "sizes": {s: len(ids) for s, ids in splits.items()},
+        }
+        atomic_write_json(out / "dataset.json", meta)
+        print(f"{name}: " + ", ".join(f"{s} {len(ids)}" for s, ids in splits.items()))
+        return meta

@@ -87,7 +87,7 @@ def _camera(width: int) -> dict[str, float]:
 def prepare_nyud(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike | None = None, source: str = "real",
                  workers: int | None = None, *, lists: Mapping[str, PathLike] | None = None) -> dict[str, Any]:
     """Convert NYUD (FCN layout) to rgb/, depth/, [rawdepth/], labels/ (0..39, 255 void), splits train,
-    val, trainval, test, and dataset.json (last). hha/ is declared but made later by the HHA rule.
+    val, trainval, test, and dataset.json, built whole. hha/ is declared but made later by the HHA rule.
     Split lists: `lists` {train/val/test: file}, else `lists_dir`/<split>.txt, else those in the archive."""
     with staged_prepare(out_dir, source, "prepare_nyud") as out:
         root = find_nyud_root(raw_dir)

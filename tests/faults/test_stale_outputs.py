@@ -21,6 +21,7 @@ from scipy.io import loadmat, savemat
 
 from fcnlib.archive import safe_extract
 from fcnlib.data.context import prepare_context
+from fcnlib.data.folder import prepare_folder
 from fcnlib.data.nyud import prepare_nyud
 from fcnlib.data.siftflow import SUBDIR, prepare_siftflow
 from fcnlib.data.voc import prepare_pascal
@@ -138,7 +139,16 @@ def raw(tmp_path_factory) -> dict[str, Path]:
                        ("VOCtrainval_03-May-2010.tar", "voc2010"), ("VOCtrainval_25-May-2011.tar", "voc2011"),
                        ("VOCtrainval_11-May-2012.tar", "voc2012"), ("benchmark.tgz", "sbd")):
         safe_extract(demo / name, ext / dest)
+    rng = np.random.default_rng(3)  # a folder dataset of one's own: images/ + masks/ (class ids)
+    for k in range(5):
+        _save(ext / "folder" / "images" / f"im{k}.png", rng.integers(0, 255, (12, 16, 3)).astype(np.uint8))
+        _save(ext / "folder" / "masks" / f"im{k}.png", rng.integers(0, 3, (12, 16)).astype(np.uint8))
     return {"demo": demo, "ext": ext}
+
+
+def _save(path: Path, a: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).save(path)
 
 
 def _remat(path: Path, key: str, fn: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -194,7 +204,22 @@ def spoil_sbd(ext: Path) -> None:
         mat.write_bytes(_sbd_mat(_shift(read_sbd_cls(mat), 20)))
 
 
+def spoil_folder(ext: Path) -> None:
+    """Every mask's classes 1 and 2 swapped, one image repainted, one extra image + mask."""
+    root = ext / "folder"
+    for m in (root / "masks").glob("*.png"):
+        a = np.asarray(Image.open(m))
+        _save(m, np.where(a == 1, 2, np.where(a == 2, 1, a)).astype(np.uint8))
+    first = sorted((root / "images").glob("*.png"))[0]
+    _save(first, 255 - np.asarray(Image.open(first)))
+    _copy_extra(first, root / "images" / "zz_extra.png")
+    _copy_extra(root / "masks" / first.name, root / "masks" / "zz_extra.png")
+
+
 PREPARES = {
+    "folder": (spoil_folder, lambda out, ext, demo: prepare_folder(
+        out, ext / "folder" / "images", ext / "folder" / "masks", name="mine",
+        classes=["background", "leaf", "spot"], workers=2)),
     "nyud": (spoil_nyud, lambda out, ext, demo: prepare_nyud(out, ext / "nyud", workers=2)),
     "siftflow": (spoil_siftflow, lambda out, ext, demo: prepare_siftflow(
         out, ext / "siftflow", workers=2, lists={s: demo / f"siftflow-{s}.txt" for s in ("trainval", "test")})),

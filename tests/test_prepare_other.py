@@ -20,9 +20,9 @@ from fcnlib.data.context import (
     prepare_context,
     read_classes59,
 )
-from fcnlib.data.nyud import NYU40_CLASSES, prepare_nyud
-from fcnlib.data.siftflow import SIFTFLOW_SEM_CLASSES, SUBDIR, prepare_siftflow
-from fcnlib.datasets import CONTEXT59_CLASSES, REGISTRY, split_list_sources
+from fcnlib.data.nyud import prepare_nyud
+from fcnlib.data.siftflow import SUBDIR, prepare_siftflow
+from fcnlib.datasets import CONTEXT59_CLASSES, NYU40_CLASSES, REGISTRY, SIFTFLOW_SEM_CLASSES, split_list_sources
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError
 

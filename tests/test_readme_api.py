@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from fcnlib import export
-from fcnlib.data.voc import VOC_CLASSES
+from fcnlib.datasets import VOC_CLASSES
 from fcnlib.models import ModelMeta, build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
@@ -133,7 +134,7 @@ def prepare_context(out_dir: PathLike, voc2010_dir: PathLike, context_dir: PathL
         rel = write_split_lists(out, splits)
         meta = {
             "name": "context", "source": source, "ignore_index": 255,
-            "heads": {"sem": 60}, "classes": {"sem": classes},
+            "heads": REGISTRY["context"].heads, "classes": {"sem": classes},  # as its classes-59 file spells them
             "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}},
                            "labels": {"sem": {"dir": "labels", "ext": ".png"}}} for s in splits},
             "sizes": {s: len(v) for s, v in splits.items()},

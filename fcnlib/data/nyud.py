@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import NYU40_CLASSES
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
@@ -112,7 +112,7 @@ def prepare_nyud(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike | Non
             images["rawdepth"] = {"dir": "rawdepth", "ext": ".png", "scale_m": 0.001}
         meta = {
             "name": "nyud", "source": source, "ignore_index": 255,
-            "heads": {"sem": 40}, "classes": {"sem": list(NYU40_CLASSES)},
+            **REGISTRY["nyud"].described(),
             # the HHA rule needs the intrinsics: the Gupta-crop camera scaled to the stored image width
             # (1.0 for the real 560-px crops; the demo renders smaller images with the scaled camera)
             "camera": _camera(width),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
@@ -110,8 +110,7 @@ def prepare_siftflow(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike |
         labels = {"sem": {"dir": "labels_sem", "ext": ".png"}, "geo": {"dir": "labels_geo", "ext": ".png"}}
         meta = {
             "name": "siftflow", "source": source, "ignore_index": 255,
-            "heads": {"sem": 33, "geo": 3},
-            "classes": {"sem": list(SIFTFLOW_SEM_CLASSES), "geo": list(SIFTFLOW_GEO_CLASSES)},
+            **REGISTRY["siftflow"].described(),
             "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}}, "labels": labels}
                        for s in rel},
             "sizes": {s: len(v) for s, v in splits.items()},

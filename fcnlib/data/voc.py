@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..datasets import VOC_CLASSES
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, place_file
 from . import splits as S
@@ -156,7 +156,7 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
 
         meta: dict[str, Any] = {
             "name": "pascal", "source": source, "ignore_index": 255,
-            "heads": {"sem": len(VOC_CLASSES)}, "classes": {"sem": list(VOC_CLASSES)},
+            **REGISTRY["pascal"].described(),
             "splits": {name: {"ids": f"splits/{name}.txt",
                               "images": {"rgb": {"dir": _rel(s.img_dir, out_dir), "ext": s.img_ext}},
                               "labels": {"sem": {"dir": _rel(s.lbl_dir, out_dir), "ext": ".png"}}}

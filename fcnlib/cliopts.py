@@ -77,3 +77,18 @@ def replaced_out(out: str | os.PathLike, marker: str, command: str) -> Path:
         raise ConfigError(f"{path}: -o is a folder with other files and no {marker}; {command} replaces its "
                           f"output folder whole, so give a new or empty folder")
     return path
+
+
+def out_file(out: Path, name: str, what: str = "file") -> Path:
+    """What `-o OUT` means for a command writing one file named `name` by default: an existing folder (or a
+    link to one) means "put it inside, as `name`"; anything else is the file's path. `name` empty (nothing
+    to name the file after) with a folder is one ConfigError asking for a file path."""
+    from .errors import ConfigError
+
+    out = Path(out)
+    if not out.is_dir():
+        return out
+    if not name or name in (".", "..") or "/" in name:
+        raise ConfigError(f"-o {out}: is a folder and there is no {what} name to put inside it; give the "
+                          f"{what}'s path, e.g. -o {out / ('NAME')}")
+    return out / name

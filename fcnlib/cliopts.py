@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)"
@@ -60,3 +61,18 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:
     p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def out_file(out: Path, name: str, what: str = "file") -> Path:
+    """What `-o OUT` means for a command writing one file named `name` by default: an existing folder (or a
+    link to one) means "put it inside, as `name`"; anything else is the file's path. `name` empty (nothing
+    to name the file after) with a folder is one ConfigError asking for a file path."""
+    from .errors import ConfigError
+
+    out = Path(out)
+    if not out.is_dir():
+        return out
+    if not name or name in (".", "..") or "/" in name:
+        raise ConfigError(f"-o {out}: is a folder and there is no {what} name to put inside it; give the "
+                          f"{what}'s path, e.g. -o {out / ('NAME')}")
+    return out / name

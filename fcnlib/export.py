@@ -27,6 +27,7 @@ from .errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from .models.meta import ModelMeta
+from .cliopts import out_file
 from .io import atomic_write, atomic_write_json, sha256_file
 
 FORMATS = ("torchscript", "onnx")
@@ -92,6 +93,9 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: not one of {list(FORMATS)}")
     weights, out = Path(weights), Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; pass the exported file's path (the CLI's -o FOLDER puts "
+                          f"{default_out(weights, fmt).name} inside it)")
     if out.resolve() == weights.resolve():
         raise ConfigError(f"{out}: would overwrite the weights it is exported from; pass another -o/--out")
     model, meta = load_model(weights, "cpu")
@@ -158,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="torchscript", dest="fmt",
                    help="torchscript (default, needs only torch) or onnx (needs pip install 'fcnlib[export]')")
     p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output file (default: beside the weights, <stem>.torchscript.pt or <stem>.onnx)")
+                   help="output file, or a folder to put it in (default: beside the weights, "
+                        "<stem>.torchscript.pt or <stem>.onnx)")
     p.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"),
                    help="height and width of the example input used for tracing (default 224 224); "
                         "the exported net takes any size")
@@ -168,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fcn export`; fcnlib errors propagate for the dispatcher to print (exit 2)."""
     args = build_parser().parse_args(argv)
-    out = args.out or default_out(args.weights, args.fmt)
+    default = default_out(args.weights, args.fmt)
+    out = out_file(args.out, default.name) if args.out else default  # -o FOLDER: the default name inside
     info = export(args.weights, out, args.fmt, size=tuple(args.size))
     print(f"wrote {out} ({args.fmt}; outputs {info['outputs']}) and {out}.json (preprocessing, classes)")
     return 0

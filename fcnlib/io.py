@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from .envcaps import env_int
 from .errors import DataError, DiskError
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
@@ -66,9 +67,26 @@ def place_file(src: PathLike, dst: PathLike) -> None:
         raise
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`."""
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    The temp file is private (mkstemp's 0600) while it is written; the finished file gets the mode
+    `open()` would give it (0666 minus the umask), so colleagues on a shared folder can read results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmps(path)
@@ -77,6 +95,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # our own temp file
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -185,16 +204,7 @@ class PixelLimitError(DataError):
 def max_image_pixels() -> int:
     """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
     small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
-    v = os.environ.get("FCN_MAX_IMAGE_PIXELS", "")
-    if not v:
-        return DEFAULT_MAX_PIXELS
-    try:
-        n = int(float(v))
-    except (ValueError, OverflowError):
-        n = 0
-    if n <= 0:
-        raise DataError(f"FCN_MAX_IMAGE_PIXELS={v!r}: must be a positive number of pixels; set it or unset it")
-    return n
+    return env_int("FCN_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS, "pixels")
 
 
 def set_max_pixels(n: int) -> None:

@@ -351,8 +351,9 @@ def read_depth_png(path: PathLike) -> np.ndarray:
 
 
 def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None = None,
-               ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size."""
+               ignore_index: int = IGNORE_INDEX, fix: str | None = None) -> np.ndarray:
+    """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size. `fix`: what the
+    error tells the user to do (default: regenerate a prepared label, as a prepare step wrote it)."""
     try:
         with _open_capped(path, "label map") as im:
             im.load()
@@ -368,13 +369,14 @@ def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None =
     if bad.any():
         vals = np.unique(arr[bad])[:8].tolist()
         raise DataError(f"{path}: label values {vals} are outside 0..{num_classes - 1} (and not the ignore "
-                        f"value {ignore_index}); the file belongs to another dataset or was saved in colour — "
-                        f"regenerate it (delete it and rerun the prepare rule) or remove its id from the split "
-                        f"list")
+                        f"value {ignore_index}); " + (fix or "the file belongs to another dataset or was saved in "
+                                                      "colour — regenerate it (delete it and rerun the prepare "
+                                                      "rule) or remove its id from the split list"))
     if shape is not None and arr.shape != tuple(shape):
         raise DataError(f"{path}: label size {arr.shape[1]}×{arr.shape[0]} differs from its image "
-                        f"{shape[1]}×{shape[0]}; the label belongs to another image — regenerate it (delete it "
-                        f"and rerun the prepare rule) or remove its id from the split list")
+                        f"{shape[1]}×{shape[0]}; " + (fix or "the label belongs to another image — regenerate it "
+                                                      "(delete it and rerun the prepare rule) or remove its id "
+                                                      "from the split list"))
     return arr.astype(np.uint8)
 
 

@@ -23,7 +23,9 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PY) -m pip install -q -e ".[export]" || echo "note: fcnlib[export] (onnx, onnxruntime) not installable here"
 	touch $@
 
+# A Snakemake killed outright leaves its lock; cleared here only when no other run is active in this folder.
 demo: $(VENV)/.demo
+	@if $(PY) -m fcnlib.pipeline.runlock .; then $(VENV)/bin/snakemake --unlock --configfile config/demo.yaml; fi
 	$(VENV)/bin/snakemake results/tables.md all --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
 
 test: $(VENV)/.test

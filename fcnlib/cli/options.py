@@ -4,6 +4,7 @@ silence progress bars, `--device`. One definition each, so no two commands spell
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:
     p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def replaced_out(out: str | os.PathLike, marker: str, command: str) -> Path:
+    """`-o DIR` for a command that builds DIR whole and swaps it in (fcnlib.files.io.staged_dir): DIR must be
+    new, empty, or a folder this command wrote before (it holds `marker`), so nobody's other files are
+    replaced. Else one ConfigError naming the folder and the fix."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: -o names a file; {command} writes a folder (give a new or empty one)")
+    if path.is_dir() and not (path / marker).is_file() and any(path.iterdir()):
+        raise ConfigError(f"{path}: -o is a folder with other files and no {marker}; {command} replaces its "
+                          f"output folder whole, so give a new or empty folder")
+    return path
 
 
 def out_file(out: Path, name: str, what: str = "file") -> Path:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fcnlib.data.hha_geometry import estimate_gravity, orient_normals, plane_normals, rotation_between
+from fcnlib.data.hha_geometry import (
+    estimate_gravity,
+    orient_normals,
+    plane_normals,
+    rotation_between,
+)
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.files.io import read_depth_png, write_png
 from fcnlib.runtime.allocator import tune_malloc
 from fcnlib.runtime.parallel import map_parallel
+
+PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -174,10 +183,11 @@ def _encode_one(args: tuple) -> str:
 def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth_scale: float,
                    raw_paths: list[Path] | None = None, workers: int | None = None,
                    progress: bool = True) -> list[Path]:
-    """Encode every depth map to out_dir/<stem>.png (HHA), in parallel; existing outputs are kept.
+    """Encode every depth map to out_dir/<stem>.png (HHA), in parallel, replacing what is there.
 
-    Each PNG is written atomically, so a killed run leaves only complete files and a rerun resumes.
-    Returns the output paths in input order.
+    Each PNG is written atomically. Nothing is skipped: a PNG already in out_dir may come from other
+    intrinsics or depth maps (the workflow builds its folder whole: encode_nyud). Returns the output
+    paths in input order.
     """
     depth_paths = [Path(p) for p in depth_paths]
     out_dir = Path(out_dir)
@@ -189,9 +199,43 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
         raise ConfigError(f"{out_dir}: two inputs share a file name stem, their HHA outputs would collide; "
                           f"encode them into separate output folders")
     raws = [None] * len(depth_paths) if raw_paths is None else [Path(p) for p in raw_paths]
-    todo = [(d, r, o, camera, depth_scale) for d, r, o in zip(depth_paths, raws, outs, strict=True)
-            if not o.exists()]
+    todo = [(d, r, o, camera, depth_scale) for d, r, o in zip(depth_paths, raws, outs, strict=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     # glibc's default mmaps each frame-sized temporary afresh (its page faults cost ~2× the arithmetic)
     map_parallel(_encode_one, todo, workers, "hha", progress=progress, initializer=tune_malloc)
     return outs
+
+
+def _split_paths(dataset_json: Path, meta: dict[str, Any], modality: str) -> list[Path]:
+    """Every file of `modality` listed by any split of a dataset.json (sorted, once each)."""
+    from fcnlib.data.dataset import read_ids
+
+    base, paths = dataset_json.parent, set()
+    for split in meta["splits"].values():
+        spec = split["images"].get(modality)
+        if spec is None:
+            return []
+        for i in read_ids(base / split["ids"]):
+            paths.add(base / spec["dir"] / f"{i}{spec['ext']}")
+    return sorted(paths)
+
+
+def encode_nyud(dataset_json: PathLike, manifest: PathLike, camera: str = "nyu-color-gupta-crop",
+                depth_scale: float = 0.001, workers: int | None = None, progress: bool = True) -> dict[str, str]:
+    """The HHA of every depth map of a prepared NYUD (the encode_hha rule): the folder of `manifest`
+    is built whole (fcnlib.files.io.staged_dir) with one PNG per depth map and the manifest ({png: sha256}),
+    so a rerun with other intrinsics or depth maps leaves no PNG of the old run. The dataset's own
+    intrinsics ("camera" in dataset.json) win over the `camera` preset. Returns the manifest."""
+    from fcnlib.files.io import atomic_write_json, read_json, sha256_file, staged_dir
+
+    dataset_json, manifest = Path(dataset_json), Path(manifest)
+    meta = read_json(dataset_json)
+    cam = Camera(**meta["camera"]) if "camera" in meta else CAMERAS[camera]
+    depth = _split_paths(dataset_json, meta, "depth")
+    raw = _split_paths(dataset_json, meta, "rawdepth") or None
+    scale = meta["splits"][next(iter(meta["splits"]))]["images"]["depth"].get("scale_m", depth_scale)
+    with staged_dir(manifest.parent) as out:
+        outs = encode_dataset(depth, out, cam, float(scale), raw_paths=raw, workers=workers, progress=progress)
+        sums = {p.name: sha256_file(p) for p in outs}
+        atomic_write_json(out / manifest.name, sums)
+    return sums

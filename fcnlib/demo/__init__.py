@@ -42,7 +42,7 @@ from fcnlib.demo.pascal import _pascal
 from fcnlib.demo.released import _released, released_caffe_blobs
 from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
 from fcnlib.errors import ConfigError
-from fcnlib.files.io import atomic_write_json, sha256_file
+from fcnlib.files.io import atomic_write_json, sha256_file, staged_dir
 
 PathLike = str | os.PathLike
 ALL_PARTS = ("pascal", "nyud", "siftflow", "context", "weights", "released")
@@ -54,7 +54,8 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
               image_size: int | tuple[int, int] = (64, 96), siftflow_size: int | None = None,
               parts: Sequence[str] = ALL_PARTS, pretrain_steps: int = 1200,
               released: Sequence[str] = (), log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write the demo raw files into `out_dir`; returns the manifest {relative path: {"sha256", "size"}}.
+    """Build `out_dir` whole with the demo raw files (what it held is replaced); returns the manifest
+    {relative path: {"sha256", "size"}}.
 
     Files: VOCtrainval_25-May-2011.tar, VOCtrainval_11-May-2012.tar, benchmark.tgz, seg11valid.txt,
     train_noval.txt (pascal); nyud.tar.gz (nyud); SiftFlowDataset.zip, siftflow-trainval.txt,
@@ -80,34 +81,33 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
     unknown = set(parts) - set(ALL_PARTS)
     if unknown:
         raise ConfigError(f"demo: unknown parts {sorted(unknown)}; choose from {list(ALL_PARTS)}")
-    out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda s: None)
-    steps = {
-        "pascal": lambda: _pascal(out, seed, n_train, n_val, (lo, hi)),
-        "nyud": lambda: _nyud(out, seed, n_train, n_val, (lo, hi)),
-        "siftflow": lambda: _siftflow(out, seed, n_train, n_val, int(siftflow_size)),
-        "context": lambda: _context(out, seed, n_train, n_val, (lo, hi)),
-        "weights": lambda: _weights(out, seed, float(width), int(pretrain_steps), log),
-        "released": lambda: _released(out, seed, float(width), released),
-    }
-    for part in ALL_PARTS:
-        if part in parts:
-            t0 = time.perf_counter()
-            steps[part]()
-            log(f"demo: {part} written in {time.perf_counter() - t0:.1f} s")
-    manifest = {}
-    for p in sorted(out.rglob("*")):
-        rel = p.relative_to(out).as_posix()
-        if p.is_file() and rel != "manifest.json" and not p.name.startswith("."):
-            manifest[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
-    atomic_write_json(out / "manifest.json", manifest)
+    with staged_dir(out) as stage:  # built whole, then swapped in: no file of an earlier call stays
+        steps = {
+            "pascal": lambda: _pascal(stage, seed, n_train, n_val, (lo, hi)),
+            "nyud": lambda: _nyud(stage, seed, n_train, n_val, (lo, hi)),
+            "siftflow": lambda: _siftflow(stage, seed, n_train, n_val, int(siftflow_size)),
+            "context": lambda: _context(stage, seed, n_train, n_val, (lo, hi)),
+            "weights": lambda: _weights(stage, seed, float(width), int(pretrain_steps), log),
+            "released": lambda: _released(stage, seed, float(width), released),
+        }
+        for part in ALL_PARTS:
+            if part in parts:
+                t0 = time.perf_counter()
+                steps[part]()
+                log(f"demo: {part} written in {time.perf_counter() - t0:.1f} s")
+        manifest = {}
+        for p in sorted(stage.rglob("*")):
+            rel = p.relative_to(stage).as_posix()
+            if p.is_file() and rel != "manifest.json" and not p.name.startswith("."):
+                manifest[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+        atomic_write_json(stage / "manifest.json", manifest)
     return manifest
 
 
 __all__ = [
     "ALL_PARTS",
     "make_demo",
-    "cli",
     "BACKGROUND_RGB",
     "PRETRAIN_CLASSES",
     "PRETRAIN_PATCH",

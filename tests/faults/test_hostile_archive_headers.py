@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hostile import fcn, files_under, one_error
 
-from fcnlib.archive import Limits, safe_extract
 from fcnlib.errors import ConfigError, DataError
+from fcnlib.files.archive import Limits, safe_extract
 
 MiB = 1 << 20
 
@@ -172,7 +172,7 @@ def test_cli_long_name_one_line(tmp_path: Path) -> None:
 
 
 def test_bad_image_pixel_cap_blames_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fcnlib.io import read_image
+    from fcnlib.files.io import read_image
 
     img = tmp_path / "a.png"
     from PIL import Image

@@ -23,9 +23,9 @@ from hostile import ROOT, fcn, files_under, one_error
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers_http import serve  # noqa: E402
 
-from fcnlib.archive import safe_extract  # noqa: E402
-from fcnlib.download import download, part_path, record_path  # noqa: E402
 from fcnlib.errors import ConfigError, DataError, DownloadError  # noqa: E402
+from fcnlib.files.archive import safe_extract  # noqa: E402
+from fcnlib.files.download import download, part_path, record_path  # noqa: E402
 
 BODY = random.Random(5).randbytes(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -225,7 +225,7 @@ def test_export_into_existing_folder(tmp_path: Path) -> None:
 
 
 def test_export_library_refuses_a_folder(tmp_path: Path) -> None:
-    from fcnlib.export import export
+    from fcnlib.models.export import export
 
     with pytest.raises(ConfigError, match="is a folder"):
         export(tmp_path / "weights.pt", tmp_path)
@@ -235,7 +235,7 @@ def test_export_library_refuses_a_folder(tmp_path: Path) -> None:
 _WORKER = """
 import sys
 from pathlib import Path
-from fcnlib.download import download
+from fcnlib.files.download import download
 download([sys.argv[1]], Path(sys.argv[2]), progress=False)
 print("ok")
 """

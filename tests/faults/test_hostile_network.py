@@ -25,8 +25,8 @@ from hostile import fcn, one_error
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers_http import raw_server, serve  # noqa: E402
 
-from fcnlib.download import Bounds, download, part_path  # noqa: E402
 from fcnlib.errors import DownloadError  # noqa: E402
+from fcnlib.files.download import Bounds, download, part_path  # noqa: E402
 
 BODY = random.Random(3).randbytes(200_000)
 SHA = hashlib.sha256(BODY).hexdigest()

@@ -24,19 +24,23 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PY) -m pip install -q -e ".[export]" || echo "note: fcnlib[export] (onnx, onnxruntime) not installable here"
 	touch $@
 
-# the folder `dvc repro` builds the demo in (dvc.yaml), so the two share one layout and one set of results
+# the folder `dvc repro` builds the demo in (dvc.yaml), so the two share one layout and one set of results.
+# A Snakemake killed outright leaves its lock; cleared here only when no other run is active in that folder.
 demo: $(VENV)/.demo
+	@if $(PY) -m fcnlib.pipeline.runlock runs/demo; then $(VENV)/bin/snakemake --unlock --configfile config/demo.yaml --directory runs/demo; fi
 	$(VENV)/bin/snakemake all --cores $(CORES) --configfile config/demo.yaml --directory runs/demo --rerun-incomplete
 
 test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 # The fast tier while editing: ruff + the unit tests (no end-to-end DAG, DVC, SLURM or fault injection).
 test-fast: $(VENV)/.test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: $(VENV)/.test

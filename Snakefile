@@ -37,14 +37,14 @@ rule all:
 
 
 # A run in a DVC stage's folder (make demo, snakemake --directory runs/demo) records its outputs in DVC,
-# so a later `dvc exp run` restores them instead of deleting them (fcnlib.versioning; no-op elsewhere).
+# so a later `dvc exp run` restores them instead of deleting them (fcnlib.pipeline.versioning; no-op elsewhere).
 onsuccess:
-    from fcnlib.versioning import record_run
+    from fcnlib.pipeline.versioning import record_run
 
     record_run()
 
 
 onerror:
-    from fcnlib.versioning import record_run
+    from fcnlib.pipeline.versioning import record_run
 
     record_run()

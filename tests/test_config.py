@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fcnlib import config as fcncfg
+from fcnlib.cli import check_config
 from fcnlib.errors import ConfigError
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def _rewritten(value):
     return yaml.safe_load(buf.getvalue())["k"], buf.getvalue()
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml", "../workflow/schemas/config.schema.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml", "../fcnlib/pipeline/config.schema.yaml"])
 def test_every_string_survives_a_yaml12_rewrite(name):
     """e.g. `amp: "off"` became `amp: off` = False under DVC, and validation refused every experiment."""
     doc = yaml.safe_load((ROOT / "config" / name).read_text())
@@ -228,7 +229,7 @@ def test_every_problem_is_listed(paper, tmp_path, capsys):
         problems = fcncfg.config_problems(cfg, name)
         assert len(problems) == 3 and all(any(e in m for m in problems) for e in expected)
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(paper))
-    assert fcncfg.cli([str(tmp_path / f) for f in ("schema.yaml", "ok.yaml", "refs.yaml")]) == 2
+    assert check_config.cli([str(tmp_path / f) for f in ("schema.yaml", "ok.yaml", "refs.yaml")]) == 2
     out, err = capsys.readouterr()
     assert "ok.yaml: ok" in out
     lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]

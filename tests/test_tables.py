@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlib import figures, paper
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.io import atomic_write_json
-from fcnlib.tables import build_tables, write_tables
+from fcnlib.facts import paper
+from fcnlib.files.io import atomic_write_json
+from fcnlib.report import figures
+from fcnlib.report.tables import build_tables, write_tables
 
 HEADER = {"config": "config/demo.yaml", "source": "demo", "device": "Test CPU (2 threads)",
           "iterations": {"pascal/fcn32s": 40, "pascal/fcn16s": 40}, "width": 0.0625}
@@ -246,7 +247,7 @@ def test_demo_figures_carry_a_demo_mark(tmp_path, draw):
 def test_tables_and_released_pages_render_as_html_tables(tmp_path):
     """The report's landing page includes results/tables.html: every Markdown table becomes an HTML table
     with the same cells, headings become headings, the DEMO note stays; markup in cells is escaped."""
-    from fcnlib.mdhtml import markdown_to_html, write_html
+    from fcnlib.report.mdhtml import markdown_to_html, write_html
 
     md = tmp_path / "tables.md"
     data = write_tables(demo_records(tmp_path), {"config": "demo", "source": "demo", "width": 0.0625,

@@ -1,4 +1,4 @@
-"""fcnlib.versioning: a Snakemake run in a DVC stage's folder records itself (`dvc commit`), so `dvc exp run`
+"""fcnlib.pipeline.versioning: a Snakemake run in a DVC stage's folder records itself (`dvc commit`), so `dvc exp run`
 restores it instead of deleting it; nothing happens under DVC, outside a DVC checkout or in a folder no stage owns."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fcnlib.versioning import owning_stage, record_run
+from fcnlib.pipeline.versioning import owning_stage, record_run
 
 DEMO = {"stages": {"demo": {"cmd": "true", "outs": [{"runs/demo/results": {"persist": True}},
                                                    {"runs/demo/logs": {"persist": True}}]}}}

@@ -117,6 +117,6 @@ rule html_page:
     conda:
         "../envs/report.yaml"
     params:
-        code=fcncfg.code_hash("mdhtml.py"),
+        code=fcncfg.code_hash("report/mdhtml.py"),
     script:
         "../scripts/html_page.py"

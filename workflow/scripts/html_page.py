@@ -1,7 +1,7 @@
 """A results Markdown page (tables.md, released.md) as an HTML fragment for the Snakemake report."""
 
-from fcnlib.mdhtml import write_html
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.mdhtml import write_html
 
 
 def main(job):

@@ -1,7 +1,7 @@
 """The run's metrics.json (validation mean IU per experiment) and long learning-curve TSVs for DVC."""
 
-from fcnlib.scripting import run
-from fcnlib.summaries import write_summaries
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.summaries import write_summaries
 
 
 def main(job):

@@ -7,10 +7,13 @@ fsync, rename), so a killed job never leaves a truncated file that looks complet
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -34,8 +37,6 @@ PathLike = str | os.PathLike
 def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
     """Temp files (or staging folders) of `path` left by a killed writer (SIGKILL skips cleanup): their pid
     no longer runs. Names are `.<name>.<pid>-<random><suffix>`."""
-    import shutil
-
     for t in path.parent.glob(f".{glob_escape(path.name)}.*-*{suffix}"):
         pid = t.name[len(path.name) + 2:].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -54,8 +55,6 @@ def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    import ctypes
-
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
@@ -80,8 +79,6 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
     (the staging folder is removed, or by the next run when the writer was killed). A link at `target`
     is kept: its folder's content is replaced.
     """
-    import shutil
-
     target = Path(target)
     if target.is_symlink():
         target = Path(os.path.realpath(target))
@@ -121,8 +118,6 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
 def place_file(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` atomically: a hard link where possible (no copy of a 2 GB archive), else a copy,
     through a temp name unique to this process; the temp file never outlives a failure."""
-    import shutil
-
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -219,7 +214,7 @@ def disk_error(path: PathLike, e: OSError) -> DiskError:
 
 def atomic_save_torch(obj: Any, path: PathLike) -> None:
     """torch.save through atomic_write; a failed write (disk full) is one DiskError naming `path`."""
-    import torch
+    import torch  # io is imported while the Snakefile is parsed: torch only when a tensor file is written
 
     try:
         with atomic_write(path, "wb") as f:
@@ -233,8 +228,6 @@ def atomic_save_torch(obj: Any, path: PathLike) -> None:
 
 def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (weights and archives can be GBs)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

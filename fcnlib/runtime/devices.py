@@ -94,7 +94,7 @@ class Claim:
 
 def _cuda_usable() -> bool:
     """CUDA really there (a CUDA_VISIBLE_DEVICES or fake SLURM GRES without a GPU must mean CPU)."""
-    import torch
+    import torch  # the Snakefile asks visible_gpu_count at parse time: torch only when CUDA is asked about
 
     return torch.cuda.is_available()
 

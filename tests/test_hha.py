@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlib import hha
+from fcnlib.cli import hha as hha_cli
+from fcnlib.data import hha, hha_geometry
+from fcnlib.data.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_components, read_depth
+from fcnlib.demo.scenes import CEILING, FLOOR, WALL, render_room
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_components, read_depth
-from fcnlib.scenes import CEILING, FLOOR, WALL, render_room
 
 DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hha_python" / "demo"
 
@@ -72,7 +73,7 @@ def test_raw_depth_mask_agrees_with_python_port():
     assert per[0] == 1.0  # disparity ignores the mask
     assert equal >= 0.99
     # where the whole 7x7 patch is missing the normal is NaN, which the reference turns into 180°
-    holes = hha._window_sum(hha._window_sum((raw > 0).astype(float), 3, 0), 3, 1) == 0
+    holes = hha_geometry.window_sum(hha_geometry.window_sum((raw > 0).astype(float), 3, 0), 3, 1) == 0
     assert holes.any() and np.all(ours[..., 2][holes] == 218) and np.all(ref[..., 2][holes] == 218)
 
 
@@ -94,7 +95,7 @@ def _interior(scene: dict, label: int, r: int = 4) -> np.ndarray:
     region = region.reshape(scene["label"].shape).astype(np.float64)
 
     def box(a: np.ndarray) -> np.ndarray:
-        return hha._window_sum(hha._window_sum(a, r, 0), r, 1)
+        return hha_geometry.window_sum(hha_geometry.window_sum(a, r, 0), r, 1)
 
     k = (2 * r + 1) ** 2
     constant = (box(region) == k * region) & (box(region ** 2) == k * region ** 2)
@@ -225,11 +226,11 @@ def test_cli(tmp_path):
     p = tmp_path / "a.png"
     _write_depth(p, render_room(5, cam, 60, 80)["depth_m"], 0.001)
     intr = f"{cam.fx},{cam.fy},{cam.cx},{cam.cy}"
-    assert hha.cli([str(p), "-o", str(tmp_path / "out"), "--intrinsics", intr, "--workers", "1",
+    assert hha_cli.cli([str(p), "-o", str(tmp_path / "out"), "--intrinsics", intr, "--workers", "1",
                     "--no-progress"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     assert out.shape == (60, 80, 3)
     with pytest.raises(ConfigError, match="intrinsics"):
-        hha.cli([str(p), "-o", str(tmp_path / "o2"), "--intrinsics", "1,2,3"])
+        hha_cli.cli([str(p), "-o", str(tmp_path / "o2"), "--intrinsics", "1,2,3"])
     with pytest.raises(DataError, match="depth-scale"):
-        hha.cli([str(p), "-o", str(tmp_path / "o3"), "--depth-scale", "1", "--workers", "1", "--no-progress"])
+        hha_cli.cli([str(p), "-o", str(tmp_path / "o3"), "--depth-scale", "1", "--workers", "1", "--no-progress"])

@@ -12,13 +12,13 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from fcnlib.archive import safe_extract
 from fcnlib.data import splits as S
 from fcnlib.data.sbd import convert_sbd, find_sbd_root, read_sbd_cls
 from fcnlib.data.voc import find_voc_root, prepare_pascal
-from fcnlib.datasets import VOC_CLASSES
 from fcnlib.errors import DataError
-from fcnlib.io import write_label_png
+from fcnlib.facts.datasets import VOC_CLASSES
+from fcnlib.files.archive import safe_extract
+from fcnlib.files.io import write_label_png
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 H, W = 6, 8
@@ -289,7 +289,7 @@ def test_real_voc2012_mini_with_synthetic_sbd(tmp_path: Path) -> None:
 
 
 def test_cli_with_train_noval(pascal_raw: dict, tmp_path: Path) -> None:
-    from fcnlib.data.voc import cli
+    from fcnlib.cli.prepare_pascal import cli
 
     tn = tmp_path / "train_noval.txt"
     tn.write_text("a1\ns1\ns2\ns3\n")

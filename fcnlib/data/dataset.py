@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
-from ..errors import DataError
-from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
-from .transforms import augment_pair, pad_to
+from fcnlib.data.transforms import augment_pair, pad_to
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
+from fcnlib.files.io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
 
 PathLike = str | os.PathLike
 
@@ -100,7 +100,7 @@ class SegDataset(Dataset):
     (seed, epoch, i), so runs are repeatable — the trainer calls `set_epoch(e)` each epoch.
     raw=True (8-bit modalities only: rgb, hha; the trainer's loader): image is uint8 (C+1)×H×W as
     stored, before preprocessing, whose last channel is 1 on image pixels and 0 where jitter uncovered
-    them (collate_pad pads it with 0 too); `fcnlib.loader.normalize_batch` turns it into exactly the
+    them (collate_pad pads it with 0 too); `fcnlib.train.loader.normalize_batch` turns it into exactly the
     float32 `raw=False` gives (0 at those pixels), on the device. Labels stay int64 here.
     """
 
@@ -132,7 +132,7 @@ class SegDataset(Dataset):
         self.preprocessing = dict(preprocessing) if preprocessing else None
         if self.preprocessing is not None and any(isinstance(v, Mapping) for v in self.preprocessing.values()):
             # as stored in a weights file's meta: turn the plain dicts back into Preprocessing objects
-            from ..models.preprocessing import Preprocessing
+            from fcnlib.models.preprocessing import Preprocessing
 
             self.preprocessing = {k: Preprocessing.from_dict(dict(v)) if isinstance(v, Mapping) else v
                                   for k, v in self.preprocessing.items()}
@@ -273,7 +273,7 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` is replaced (its content may be an older archive's)."""
-    from ..io import place_file
+    from fcnlib.files.io import place_file
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +287,7 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
 
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
-    from ..io import atomic_write_text
+    from fcnlib.files.io import atomic_write_text
 
     out = {}
     for name, ids in splits.items():
@@ -299,7 +299,7 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
 
 def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each of `dataset`'s split lists (fcnlib.datasets: DatasetSpec.split_lists) is: `lists` ({split:
+    """Where each of `dataset`'s split lists (fcnlib.facts.datasets: DatasetSpec.split_lists) is: `lists` ({split:
     file}, as the workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside
     the archive)."""
     names = REGISTRY[dataset].split_lists
@@ -316,10 +316,10 @@ def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir:
 @contextlib.contextmanager
 def staged_prepare(out_dir: PathLike, source: str, what: str) -> Iterator[Path]:
     """Common frame of a prepare step: check `source`, then build the whole dataset folder in a staging
-    folder swapped in for `out_dir` at the end (fcnlib.io.staged_dir): a rerun after a corrected archive
+    folder swapped in for `out_dir` at the end (fcnlib.files.io.staged_dir): a rerun after a corrected archive
     leaves no file of the old set, and a failed one keeps the old set whole."""
-    from ..errors import ConfigError
-    from ..io import staged_dir
+    from fcnlib.errors import ConfigError
+    from fcnlib.files.io import staged_dir
 
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")

@@ -5,7 +5,7 @@ or palette PNG: 0..N-1, 255 = void) or, when the config gives a `palette`, an RG
 colours. Every mask is checked (integral class ids in range, the size of its image) and written as a
 class-id PNG; images are linked (or copied) in. Without split lists, train/val are made from the ids with
 a seeded hash order, the same whatever the file system's listing order. Declared in the config alone:
-fcnlib.datasets.folder_spec, README "Your own data".
+fcnlib.facts.datasets.folder_spec, README "Your own data".
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..io import (
+from fcnlib.data.dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
+from fcnlib.errors import DataError
+from fcnlib.files.io import (
     IGNORE_INDEX,
     atomic_write_json,
     colour_to_label,
@@ -29,8 +30,7 @@ from ..io import (
     read_label,
     write_label_png,
 )
-from ..parallel import map_parallel
-from .dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
+from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
 
@@ -87,7 +87,7 @@ def mask_to_label(path: Path, shape: tuple[int, int], num_classes: int,
                           "'classes', 255 = void, the image's size) or the 'classes' list")
     rgb = read_image(path, "RGB")
     label = colour_to_label(rgb, np.asarray(palette, np.uint8))  # a colour not in the palette → 255
-    unknown = label == IGNORE_INDEX  # never a class: at most 255 classes (fcnlib.datasets.MAX_CLASSES)
+    unknown = label == IGNORE_INDEX  # never a class: at most 255 classes (fcnlib.facts.datasets.MAX_CLASSES)
     if unknown.any():
         cols = [tuple(c) for c in np.unique(rgb[unknown], axis=0)[:4].tolist()]
         raise DataError(f"{path}: colours {cols} are not in the dataset's palette; paint every pixel in a "

@@ -1,7 +1,7 @@
 """SBD (Hariharan et al. 2011, benchmark.tgz): find the dataset folder, convert cls/*.mat to palette PNGs.
 
-Conversion runs in a process pool (fcnlib.parallel); every PNG is written (the prepare step builds its
-whole folder afresh: fcnlib.io.staged_dir), so none can be left from an older archive.
+Conversion runs in a process pool (fcnlib.runtime.parallel); every PNG is written (the prepare step builds its
+whole folder afresh: fcnlib.files.io.staged_dir), so none can be left from an older archive.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..io import write_label_png
-from ..parallel import map_parallel
+from fcnlib.errors import DataError
+from fcnlib.files.io import write_label_png
+from fcnlib.runtime.parallel import map_parallel
 
 SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import REGISTRY
-from ..errors import DataError
-from ..io import atomic_write_json, image_size, write_label_png
-from ..parallel import map_parallel
-from .dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
+from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import REGISTRY
+from fcnlib.files.io import atomic_write_json, image_size, write_label_png
+from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
 

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..datasets import REGISTRY
-from ..errors import DataError
-from ..io import atomic_write_json, place_file
-from . import splits as S
-from .dataset import staged_prepare
-from .sbd import convert_sbd, find_sbd_root
+from fcnlib.data import splits as S
+from fcnlib.data.dataset import staged_prepare
+from fcnlib.data.sbd import convert_sbd, find_sbd_root
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import REGISTRY
+from fcnlib.files.io import atomic_write_json, place_file
 
 
 def find_voc_root(voc_dir: Path, year: int) -> Path:
@@ -164,28 +164,3 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
         }
         atomic_write_json(out_dir / "dataset.json", meta)
         return meta
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`fcn prepare-pascal -o OUT --voc2011 DIR --sbd DIR [--voc2012 DIR] [--seg11valid F] [--train-noval F]`"""
-    from ..cliopts import Parser, add_out, replaced_out
-
-    p = Parser(prog="fcn prepare-pascal", description="SBD merge + the paper's PASCAL "
-                                "splits → OUT/dataset.json (the *_dir args are extracted archive roots)")
-    add_out(p, "folder for dataset.json, labels and split lists (built whole: new, empty or an earlier "
-                    "prepare-pascal output)", required=True, type=Path)
-    p.add_argument("--voc2011", required=True, type=Path, help="extracted VOC2011 trainval archive root")
-    p.add_argument("--sbd", required=True, type=Path, help="extracted SBD benchmark.tgz root")
-    p.add_argument("--voc2012", type=Path, help="extracted VOC2012 trainval root (adds trainaug / val12)")
-    p.add_argument("--seg11valid", type=Path, help="the authors' seg11valid.txt, to cross-check")
-    p.add_argument("--train-noval", type=Path, help="SBD train_noval.txt (adds split train_noval)")
-    p.add_argument("--source", choices=("real", "demo"), default="real",
-                   help="real (checks the paper's split sizes) or demo (synthetic data; default real)")
-    p.add_argument("--workers", type=int, help="processes for the SBD conversion (default: all cores)")
-    a = p.parse_args(argv)
-    replaced_out(a.out, "dataset.json", "fcn prepare-pascal")
-    prepare_pascal(a.out, voc2011_dir=a.voc2011, sbd_dir=a.sbd, voc2012_dir=a.voc2012,
-                   seg11valid_list=a.seg11valid, train_noval_list=a.train_noval, source=a.source,
-                   workers=a.workers)
-    print(a.out / "dataset.json")
-    return 0

@@ -22,11 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..io import atomic_write_json, sha256_file, staged_dir
-from .context import _context
-from .encode import TAR_MTIME, ZIP_DATE
-from .imagenet import (
+from fcnlib.demo.context import _context
+from fcnlib.demo.encode import TAR_MTIME, ZIP_DATE
+from fcnlib.demo.imagenet import (
     PRETRAIN_CLASSES,
     PRETRAIN_PATCH,
     _weights,
@@ -38,11 +36,13 @@ from .imagenet import (
     vgg16_state_dict,
     vgg16_torchvision,
 )
-from .nyud import _nyud
-from .paint import BACKGROUND_RGB, class_appearance, paint
-from .pascal import _pascal
-from .released import _released, released_caffe_blobs
-from .siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
+from fcnlib.demo.nyud import _nyud
+from fcnlib.demo.paint import BACKGROUND_RGB, class_appearance, paint
+from fcnlib.demo.pascal import _pascal
+from fcnlib.demo.released import _released, released_caffe_blobs
+from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
+from fcnlib.errors import ConfigError
+from fcnlib.files.io import atomic_write_json, sha256_file, staged_dir
 
 PathLike = str | os.PathLike
 ALL_PARTS = ("pascal", "nyud", "siftflow", "context", "weights", "released")
@@ -105,35 +105,9 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
     return manifest
 
 
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`fcn demo-data -o DIR [--seed N] [--width W]`: write the offline demo raw files."""
-    from ..cliopts import Parser, add_out, replaced_out
-
-    ap = Parser(prog="fcn demo-data", description=cli.__doc__)
-    add_out(ap, "output folder, built whole (new, empty or an earlier demo-data output; e.g. data/demo_src)",
-            required=True)
-    ap.add_argument("--seed", type=int, default=0, help="generator seed: same seed, same bytes (default 0)")
-    ap.add_argument("--width", type=float, default=0.0625, help="backbone channel factor of the stand-in weights")
-    ap.add_argument("--n-train", type=int, default=48, help="training images per dataset (default 48)")
-    ap.add_argument("--n-val", type=int, default=16, help="validation/test images per dataset (default 16)")
-    ap.add_argument("--min-size", type=int, default=64, help="smallest image side in pixels (default 64)")
-    ap.add_argument("--max-size", type=int, default=96, help="largest image side in pixels (default 96)")
-    ap.add_argument("--parts", nargs="+", default=list(ALL_PARTS), choices=ALL_PARTS,
-                    help="which datasets/weights to write (default: all)")
-    ap.add_argument("--released", nargs="*", default=[], metavar="NAME",
-                    help="released models to write stand-in caffemodels for (fcnlib.released.MODELS)")
-    a = ap.parse_args(argv)
-    replaced_out(a.out, "manifest.json", "fcn demo-data")
-    man = make_demo(a.out, seed=a.seed, width=a.width, n_train=a.n_train, n_val=a.n_val,
-                    image_size=(a.min_size, a.max_size), parts=a.parts, released=a.released, log=print)
-    print(f"demo: {len(man)} files in {a.out}")
-    return 0
-
-
 __all__ = [
     "ALL_PARTS",
     "make_demo",
-    "cli",
     "BACKGROUND_RGB",
     "PRETRAIN_CLASSES",
     "PRETRAIN_PATCH",
@@ -153,6 +127,3 @@ __all__ = [
     "vgg16_state_dict",
     "vgg16_torchvision",
 ]
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..envcaps import env_int
-from ..errors import ConfigError, WeightsError
-from ..io import atomic_save_torch
-from .fcn import build_fcn, build_late_fusion
-from .meta import ModelMeta
+from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.files.envcaps import env_int
+from fcnlib.files.io import atomic_save_torch
+from fcnlib.models.fcn import build_fcn, build_late_fusion
+from fcnlib.models.meta import ModelMeta
 
 _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "heads"}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..io import atomic_write_text
+from fcnlib.files.io import atomic_write_text
 
 
 class _Log:
@@ -79,7 +79,7 @@ def inputs_hash(files: Sequence[Path]) -> str:
     only for the very inputs it was trained on, whatever their paths' mtimes say."""
     import hashlib
 
-    from ..io import sha256_file
+    from fcnlib.files.io import sha256_file
 
     h = hashlib.sha256()
     for f in files:

@@ -41,7 +41,7 @@ def _wait_gone(pgid: int, seconds: float) -> list[int]:
 # A job as the prepare rules run one: a script whose map_parallel keeps two workers busy.
 JOB = """
 import sys, time
-from fcnlib.parallel import map_parallel
+from fcnlib.runtime.parallel import map_parallel
 if __name__ == "__main__":
     print("started", flush=True)
     map_parallel(time.sleep, [60.0] * 8, workers=2, progress=False)
@@ -100,7 +100,7 @@ def _smk(work: Path, *args: str, **kw) -> subprocess.Popen | subprocess.Complete
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_stale_lock_after_killed_snakemake_is_cleared_only_when_no_run_is_active(tmp_path: Path) -> None:
-    from fcnlib import runlock
+    from fcnlib.pipeline import runlock
 
     work = tmp_path / "w"
     work.mkdir()

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcnlib import io as fio
-from fcnlib.archive import safe_extract
-from fcnlib.download import download, record_path
+from fcnlib.files import io as fio
+from fcnlib.files.archive import safe_extract
+from fcnlib.files.download import download, record_path
 
 UMASKS = [0o022, 0o077, 0o002, 0o027]
 

@@ -1,7 +1,7 @@
 """Issue 23 class 3: a rerun after an input changed gives exactly the files a clean run gives — nothing of
 the old run survives (no stale file, no stale content), and a failed or killed run keeps the old set whole.
 
-One mechanism (fcnlib.io.staged_dir: build the whole set beside the target, swap it in) serves every step
+One mechanism (fcnlib.files.io.staged_dir: build the whole set beside the target, swap it in) serves every step
 that writes a set of files; each rule kind is checked here on small synthetic inputs in the real on-disk
 formats: wrong input → run, corrected input → rerun into the same folder, compared with a clean run.
 (The DAG-level case, through Snakemake, is test_stale_outputs_dag.py.)"""
@@ -19,7 +19,6 @@ from hostile import fcn, one_error
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from fcnlib.archive import safe_extract
 from fcnlib.data.context import prepare_context
 from fcnlib.data.folder import prepare_folder
 from fcnlib.data.nyud import prepare_nyud
@@ -27,7 +26,8 @@ from fcnlib.data.siftflow import SUBDIR, prepare_siftflow
 from fcnlib.data.voc import prepare_pascal
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError, DiskError
-from fcnlib.io import atomic_write_json, read_json, staged_dir
+from fcnlib.files.archive import safe_extract
+from fcnlib.files.io import atomic_write_json, read_json, staged_dir
 
 pytestmark = pytest.mark.usefixtures("quiet_pool")
 
@@ -265,7 +265,7 @@ def test_prepare_failing_rerun_keeps_the_previous_set_whole(raw, tmp_path: Path)
 
 
 def test_hha_rule_rerun_after_new_intrinsics_equals_a_clean_run(raw, tmp_path: Path) -> None:
-    from fcnlib.hha import encode_nyud
+    from fcnlib.data.hha import encode_nyud
 
     ds = tmp_path / "run" / "nyud"
     prepare_nyud(ds, raw["ext"] / "nyud", workers=1)

@@ -1,5 +1,5 @@
 # NYUD depth → HHA PNGs (Gupta et al. 2014). The folder data/nyud/hha is built whole and swapped in
-# (fcnlib.io.staged_dir), so a rerun leaves no PNG of an older run; the manifest (sha256 per image),
+# (fcnlib.files.io.staged_dir), so a rerun leaves no PNG of an older run; the manifest (sha256 per image),
 # inside it, is the declared output.
 
 

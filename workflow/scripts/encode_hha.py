@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fcnlib.hha import encode_nyud
-from fcnlib.scripting import run
+from fcnlib.data.hha import encode_nyud
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

@@ -141,14 +141,47 @@ class _CheckedRedirect(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
+def _resolve(host: str, port: int, clock: _Clock) -> list[tuple]:
+    """getaddrinfo within the deadline: it cannot be interrupted, so it runs in a daemon thread that is
+    abandoned (left to finish on its own) when the deadline passes first."""
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as e:
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="fcn-resolve", daemon=True)
+    t.start()
+    t.join(max(0.0, clock.left()))
+    if t.is_alive():
+        raise TimeoutError(f"resolving {host} did not finish before the deadline")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["infos"]  # type: ignore[return-value]
+
+
 class _WatchedHTTP(http.client.HTTPConnection):
-    """An HTTP connection whose sockets the download's watchdog can shut down at the deadline."""
+    """An HTTP connection inside the download's deadline: the name lookup is bounded by it, and the
+    watchdog can shut its sockets down when it passes."""
 
     def __init__(self, *args, clock: Clock, **kwargs) -> None:  # noqa: ANN002, ANN003 - http.client's API
         super().__init__(*args, **kwargs)
         self._clock = clock
         create = self._create_connection
-        self._create_connection = lambda *a, **k: clock.watch(create(*a, **k))  # covers a TLS handshake too
+
+        def connect_watched(address: tuple[str, int], *a: object, **k: object) -> socket.socket:
+            host, port = address[0], address[1]
+            last: OSError | None = None
+            for *_, sockaddr in _resolve(host, port, clock):
+                try:  # a numeric address: no second lookup
+                    return clock.watch(create((sockaddr[0], sockaddr[1]), *a, **k))  # covers a TLS handshake too
+                except OSError as e:
+                    last = e
+            raise last or OSError(f"no address for {host}")
+
+        self._create_connection = connect_watched
 
     def connect(self) -> None:
         super().connect()

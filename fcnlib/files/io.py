@@ -69,6 +69,33 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put the finished folder `tmp` at `target` (its old content removed); a failure leaves the old set in
+    place and is one DiskError naming the folder."""
+    import shutil
+
+    try:
+        if not target.exists():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp)  # now the old content
+        else:
+            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old)
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EBUSY):
+            raise DiskError(f"{target}: cannot replace it with the new set built beside it ({e.strerror}): it is "
+                            f"a mount point or in use; mount or link its parent folder instead, or write the "
+                            f"output elsewhere (the previous {target.name} is kept)") from None
+        raise disk_error(target, e) from None
+
+
 @contextlib.contextmanager
 def staged_dir(target: PathLike) -> Iterator[Path]:
     """The output contract of every step that writes a set of files: build the whole set in a fresh
@@ -95,15 +122,7 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
     try:
         tmp.chmod(0o777 & ~current_umask())  # as mkdir would make it (mkdtemp's 0700 would hide the results)
         yield tmp
-        if not target.exists():
-            os.rename(tmp, target)
-        elif _exchange(tmp, target):
-            shutil.rmtree(tmp)  # now the old content
-        else:
-            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old)
+        _swap_in(tmp, target)
         with contextlib.suppress(OSError):
             fd = os.open(target.parent, os.O_RDONLY)
             try:

@@ -141,7 +141,7 @@ class _CheckedRedirect(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def _resolve(host: str, port: int, clock: _Clock) -> list[tuple]:
+def _resolve(host: str, port: int, clock: Clock) -> list[tuple]:
     """getaddrinfo within the deadline: it cannot be interrupted, so it runs in a daemon thread that is
     abandoned (left to finish on its own) when the deadline passes first."""
     box: dict[str, object] = {}

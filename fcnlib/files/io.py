@@ -72,8 +72,6 @@ def _exchange(a: Path, b: Path) -> bool:
 def _swap_in(tmp: Path, target: Path) -> None:
     """Put the finished folder `tmp` at `target` (its old content removed); a failure leaves the old set in
     place and is one DiskError naming the folder."""
-    import shutil
-
     try:
         if not target.exists():
             os.rename(tmp, target)

@@ -175,9 +175,13 @@ def test_world_from_env():
 # --------------------------------------------------------------------------------------------------
 # one GPU per concurrent job (fake GPU ids)
 # --------------------------------------------------------------------------------------------------
+# another job: claims one GPU, prints its index, holds it
+_HOLD_ONE = ("import time\nfrom fcnlib.runtime.devices import claimed\nwith claimed(1) as c:\n"
+             "    print(' '.join(str(i) for i in c.indices), flush=True)\n    time.sleep(120)\n")
+
+
 def _holder(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fcnlib.runtime.devices", "1", "120"], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", _HOLD_ONE], env=env, stdout=subprocess.PIPE, text=True)
 
 
 def test_concurrent_jobs_claim_different_gpus_and_sigkill_frees(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.io import loadmat
 
 from fcnlib.data.dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
@@ -82,7 +83,6 @@ def _find(root: Path, marker: str, candidates: tuple[str, ...]) -> Path | None:
 
 def _item(args: tuple[str, str, str, str, Any]) -> str:
     iid, jpg, mat, out_dir, lut = args
-    from scipy.io import loadmat
 
     out = Path(out_dir)
     link_or_copy(jpg, out / "rgb" / f"{iid}.jpg")

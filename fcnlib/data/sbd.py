@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
 
 from fcnlib.errors import DataError
 from fcnlib.files.io import write_label_png
@@ -32,8 +33,6 @@ def find_sbd_root(sbd_dir: Path) -> Path:
 
 def read_sbd_cls(mat_path: Path) -> np.ndarray:
     """Class-id map (H×W uint8, 0 = background, 1..20) of one SBD cls/*.mat file."""
-    from scipy.io import loadmat
-
     try:
         seg = loadmat(mat_path)["GTcls"][0]["Segmentation"][0]
     except FileNotFoundError:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.io import loadmat
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
@@ -41,8 +42,6 @@ def find_siftflow_root(raw_dir: PathLike) -> Path:
 
 
 def _load_S(path: Path, iid: str, kind: str) -> np.ndarray:
-    from scipy.io import loadmat
-
     try:
         return np.asarray(loadmat(path)["S"]).astype(np.int32)
     except FileNotFoundError:

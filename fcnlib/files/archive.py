@@ -43,6 +43,7 @@ from pathlib import Path
 
 from fcnlib.errors import DataError
 from fcnlib.files.envcaps import env_int
+from fcnlib.files.treemerge import merge_into
 
 _TMP_MARK = ".extract-"
 _MAX_HOPS = 40  # symlinks followed while resolving one target (Linux's own limit)
@@ -518,8 +519,6 @@ def _merge_extract(archive: Path, dest: Path, limits: Limits) -> Path:
     """Extract into the existing folder `dest` like `tar -C dest`, refusing (nothing changed) if any member
     would overwrite something there. The temp tree lives inside `dest` (same file system; `-o .` works
     without write access to the parent)."""
-    from fcnlib.files.treemerge import merge_into
-
     for d in dest.glob(f".fcn{_TMP_MARK}*"):  # left by a killed merge into this folder
         pid = d.name.rsplit(_TMP_MARK, 1)[-1]
         if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):

@@ -177,7 +177,7 @@ def _validate_schema(config: dict, source: str) -> None:
 
 
 def _schema_problems(config: dict, source: str) -> list[str]:
-    import jsonschema
+    import jsonschema  # only on a cache miss: most Snakefile parses skip the schema check (validate_config)
 
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
@@ -267,7 +267,9 @@ def reference_problems(config: dict, source: str) -> list[str]:
         for group, names in groups.items():
             out += [f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment"
                     for n in names if n not in exps]
-    from fcnlib.eval.released import config_problems as released_problems  # no torch at import: cheap here
+
+    # numpy-free Snakefile parse: fcnlib.eval.released imports fcnlib.files.io (numpy) at its top
+    from fcnlib.eval.released import config_problems as released_problems
 
     out += released_problems(config, source)
     for name, spec in config["sources"].items():

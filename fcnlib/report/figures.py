@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from scipy import ndimage
 
+from fcnlib.data import SegDataset
 from fcnlib.errors import DataError
+from fcnlib.eval.inference import load_for_inference, predict, resolve_device
 from fcnlib.files.io import atomic_write, read_image, read_json, voc_palette
+from fcnlib.models.meta import primary_head
 
 PathLike = str | os.PathLike
 
@@ -25,8 +30,9 @@ _SAVE = {"format": "png", "metadata": {"Software": None}, "dpi": 100}
 
 
 def _figure(w: float, h: float) -> Any:
+    # matplotlib (~0.5 s to import) only where a figure is drawn: summaries import read_log from here
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # (as above)
 
     fig = Figure(figsize=(w, h))
     FigureCanvasAgg(fig)
@@ -38,12 +44,8 @@ DEMO_NOTE = "DEMO: synthetic data, tiny nets; not the paper's numbers"
 
 def _mark_demo(fig: Any) -> None:
     """A diagonal DEMO watermark over the whole figure and a footer saying what it means."""
-    from matplotlib import patheffects
-
-    # a white rim keeps the word legible over busy image panels (Figure 4) as over white plot areas
-    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.25,
-             rotation=25, ha="center", va="center", weight="bold", zorder=1000,
-             path_effects=[patheffects.withStroke(linewidth=3, foreground="white", alpha=0.35)])
+    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.3,
+             rotation=25, ha="center", va="center", weight="bold", zorder=1000)
     fig.text(0.995, 0.005, DEMO_NOTE, fontsize=8, color="#c0392b", ha="right", va="bottom", zorder=1000)
 
 
@@ -106,8 +108,6 @@ def disagreement(preds: Sequence[np.ndarray], gt: np.ndarray, ignore_index: int 
 def thin_mask(gt: np.ndarray, width: int = 7, background: int = 0, ignore_index: int = 255) -> np.ndarray:
     """Object pixels on structures narrower than `width` px (poles, wires, legs, small parts): what a
     morphological opening of each class's mask with a width×width square removes."""
-    from scipy import ndimage
-
     out = np.zeros(gt.shape, bool)
     square = np.ones((width, width), bool)
     for c in np.unique(gt):
@@ -133,12 +133,6 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     """Fig. 4 from trained nets (coarsest first): among the first `candidates` images of `split`, draw
     the `n` where the finest net recovers the most thin-structure pixels the coarsest misses
     (`thin_gain`), then those where the nets disagree most (boundaries, blobs FCN-32s loses)."""
-    import torch
-
-    from fcnlib.data import SegDataset
-    from fcnlib.eval.inference import load_for_inference, predict, resolve_device
-    from fcnlib.models.meta import primary_head
-
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")
     dev = resolve_device(device)
@@ -277,10 +271,9 @@ def per_class_heatmap(metrics: Mapping[str, PathLike | Mapping[str, Any]], out_p
     cell_w, cell_h = 0.9, 0.22
     fig = _figure(2.4 + cell_w * len(nets), 1.9 + cell_h * len(classes))
     ax = fig.subplots()
-    import matplotlib as mpl
-
-    cmap = mpl.colormaps["viridis"].with_extremes(bad="#f0f0f0")
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    ax.set_facecolor("#f0f0f0")  # classes without an IU: masked cells let it show
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=100, aspect="auto",
+                   interpolation="nearest")
     for (i, j), v in np.ndenumerate(grid):
         if math.isfinite(v):
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 55 else "black")

@@ -15,6 +15,7 @@ from typing import Any
 
 from fcnlib.errors import DataError
 from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json
+from fcnlib.report.figures import read_log
 
 HEADLINE = ("mean_iu", "pixel_acc", "mean_acc", "fw_iu", "geo_acc")
 
@@ -55,8 +56,6 @@ def metrics_summary(evaluations: Mapping[str, str | os.PathLike], source: str) -
 def curve_tables(logs: Mapping[str, str | os.PathLike]) -> tuple[str, str]:
     """Trainer logs → (loss TSV: iter, experiment, loss; validation TSV: iter, experiment, mean_iu, pixel_acc in
     percent). One long table per metric, so a plot colours by experiment and overlays them all."""
-    from fcnlib.report.figures import read_log
-
     loss_rows, val_rows = ["iter\texperiment\tloss"], ["iter\texperiment\tmean_iu\tpixel_acc"]
     for name, log_path in logs.items():
         loss, val = read_log(log_path)

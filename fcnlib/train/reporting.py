@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 PathLike = str | os.PathLike
 
 
 def say(line: str) -> None:
     """One line in the rule's log, beside (not inside) a progress bar."""
-    from tqdm import tqdm
-
     tqdm.write(line, file=sys.stderr)
 
 
@@ -65,6 +65,7 @@ class LiveMetrics:
         if directory is None:
             return
         try:
+            # an optional dependency (fcnlib[dvc]): imported only when a training asks for DVCLive files
             from dvclive import Live
         except ImportError:
             say("fcn train: dvclive not installed (pip install 'fcnlib[dvc]'): no DVCLive metrics")

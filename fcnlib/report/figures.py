@@ -44,8 +44,10 @@ DEMO_NOTE = "DEMO: synthetic data, tiny nets; not the paper's numbers"
 
 def _mark_demo(fig: Any) -> None:
     """A diagonal DEMO watermark over the whole figure and a footer saying what it means."""
-    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.3,
-             rotation=25, ha="center", va="center", weight="bold", zorder=1000)
+    # a faint white box under the word keeps it legible over busy image panels (Figure 4)
+    fig.text(0.5, 0.5, "DEMO", fontsize=min(120, 30 * fig.get_figwidth() / 4), color="#c0392b", alpha=0.5,
+             rotation=25, ha="center", va="center", weight="bold", zorder=1000,
+             bbox={"facecolor": "white", "alpha": 0.3, "edgecolor": "none", "boxstyle": "round,pad=0.1"})
     fig.text(0.995, 0.005, DEMO_NOTE, fontsize=8, color="#c0392b", ha="right", va="bottom", zorder=1000)
 
 

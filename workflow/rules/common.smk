@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
+from fcnlib import codehash as fcncode
 from fcnlib import config as fcncfg
 from fcnlib import released as fcnreleased
 from fcnlib.errors import ConfigError
@@ -63,57 +64,16 @@ USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
-# Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
-CODE = {
-    "download": fcncfg.code_hash("download.py", "httpfetch.py"),
-    # the demo's ImageNet/released stand-ins are built with fcnlib's backbones and written with its name maps
-    "demo": fcncfg.code_hash(
-        "demo/",
-        "scenes.py",
-        "hha.py",
-        "hha_geometry.py",
-        "released.py",
-        "models/vgg.py",
-        "models/alexnet.py",
-        "models/googlenet.py",
-        "models/surgery.py",
-        "models/caffe.py",
-        "models/preprocessing.py",
-    ),
-    "extract": fcncfg.code_hash("archive.py"),
-    "prepare": fcncfg.code_hash("data/", "parallel.py"),
-    "hha": fcncfg.code_hash("hha.py", "hha_geometry.py", "parallel.py", "allocator.py"),
-    "weights": fcncfg.code_hash("models/"),
-    "train": fcncfg.code_hash(
-        "train/",
-        "models/",
-        "data/",
-        "metrics.py",
-        "evaluate.py",
-        "fast.py",
-        "allocator.py",
-        "inference.py",
-        "modalities.py",
-        "precision.py",
-        "determinism.py",
-        "finite.py",
-        "loader.py",
-    ),
-    "evaluate": fcncfg.code_hash(
-        "evaluate.py",
-        "inference.py",
-        "modalities.py",
-        "metrics.py",
-        "models/",
-        "data/",
-        "fast.py",
-        "allocator.py",
-        "precision.py",
-        "determinism.py",
-    ),
-    "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "inference.py", "models/"),
-    "released": fcncfg.code_hash("released.py", "paper.py", "inference.py", "models/"),
-}
+
+def add_code_hashes(rules):
+    """Give each script job the hash of its script's import closure in fcnlib as the param `code`
+    (fcnlib.codehash: derived from the imports, never listed), so Snakemake's params rerun trigger reruns
+    exactly the jobs whose code an edit touches. Called once, after the last rule is defined (Snakefile)."""
+    for r in rules:
+        if r.script:
+            script = Path(r.basedir.get_path_or_uri(secret_free=True)) / r.script
+            r.set_params(code=fcncode.script_hash(script.resolve()))
+
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the
 # trainings share the cores (otherwise a late dataset's training chain ends the run alone).

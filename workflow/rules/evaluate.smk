@@ -21,7 +21,6 @@ rule evaluate:
         device=config["device"],
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
-        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -44,6 +43,5 @@ rule time_forward:
     params:
         device=config["device"],
         timing=config["evaluation"]["timing"],
-        code=CODE["evaluate"],
     script:
         "../scripts/time_forward.py"

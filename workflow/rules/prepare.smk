@@ -13,8 +13,6 @@ rule extract:
     priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
-    params:
-        code=CODE["extract"],
     script:
         "../scripts/extract.py"
 
@@ -39,7 +37,6 @@ rule prepare_pascal:
     threads: config["workers"]
     params:
         source=config["source"],
-        code=CODE["prepare"],
     script:
         "../scripts/prepare_pascal.py"
 
@@ -61,7 +58,6 @@ rule prepare_nyud:
     params:
         source=config["source"],
         list_splits=list(fcncfg.split_list_sources("nyud", SOURCES)),  # the split of each input.lists file
-        code=CODE["prepare"],
     script:
         "../scripts/prepare_nyud.py"
 
@@ -83,7 +79,6 @@ rule prepare_siftflow:
     params:
         source=config["source"],
         list_splits=list(fcncfg.split_list_sources("siftflow", SOURCES)),  # the split of each input.lists file
-        code=CODE["prepare"],
     script:
         "../scripts/prepare_siftflow.py"
 
@@ -105,6 +100,5 @@ rule prepare_context:
     threads: config["workers"]
     params:
         source=config["source"],
-        code=CODE["prepare"],
     script:
         "../scripts/prepare_context.py"

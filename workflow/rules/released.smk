@@ -15,7 +15,6 @@ rule convert_released:
         "../envs/fcn.yaml"
     params:
         width=config.get("width", 1.0),
-        code=CODE["released"],
     script:
         "../scripts/convert_released.py"
 
@@ -40,7 +39,6 @@ rule evaluate_released:
         device=config["device"],
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
-        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -61,6 +59,5 @@ rule released_report:
     params:
         names=list(RELEASED),
         header={"config": config["name"], "source": config["source"], "width": config.get("width", 1.0)},
-        code=CODE["released"],
     script:
         "../scripts/released_report.py"

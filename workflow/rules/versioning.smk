@@ -21,8 +21,6 @@ rule summaries:
         "benchmarks/report/summaries.tsv"
     conda:
         "../envs/report.yaml"
-    params:
-        code=fcncfg.code_hash("summaries.py", "figures.py"),
     script:
         "../scripts/summaries.py"
 

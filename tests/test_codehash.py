@@ -1,0 +1,107 @@
+"""fcnlib.codehash: a script's code hash is its import closure, read from the source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fcnlib.distributed
+import fcnlib.hha
+import fcnlib.tables
+from fcnlib.codehash import PACKAGE_ROOT, files_hash, import_closure, imported_names, script_hash
+
+SCRIPTS = PACKAGE_ROOT / "workflow" / "scripts"
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.fixture
+def pkg(tmp_path: Path) -> Path:
+    """A package `pkg` with a cycle (a ↔ b), relative imports of both levels, an import inside a function,
+    a sub-package whose __init__ imports, a submodule named by `from pkg.sub import c`, an
+    importlib.import_module("literal"), a module nobody imports, and a script outside the package."""
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "import os\nfrom . import b\n",
+        "pkg/b.py": "import pkg.a\nimport numpy\n",  # the cycle back to a; third-party ignored
+        "pkg/sub/__init__.py": "from .init_dep import X\n",
+        "pkg/sub/init_dep.py": "X = 1\n",
+        "pkg/sub/c.py": "def f():\n    from ..lazy import y\n    return y\n",  # in a function, two dots
+        "pkg/lazy.py": "y = 2\n",
+        "pkg/dyn.py": "z = 3\n",
+        "pkg/unused.py": "import pkg.a\n",
+        "other/__init__.py": "",
+        "other/o.py": "",
+        "scripts/run.py": ("import importlib\nfrom pkg.sub import c\nfrom pkg import a\nimport other.o\n"
+                           "m = importlib.import_module('pkg.dyn')\n"),
+    })
+    return tmp_path
+
+
+def _rel(root: Path, files: list[Path]) -> set[str]:
+    return {f.relative_to(root.resolve()).as_posix() for f in files}
+
+
+def test_closure_follows_every_kind_of_import(pkg: Path) -> None:
+    got = _rel(pkg, import_closure([pkg / "scripts" / "run.py"], root=pkg, packages=("pkg",)))
+    assert got == {"scripts/run.py", "pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/sub/__init__.py",
+                   "pkg/sub/init_dep.py", "pkg/sub/c.py", "pkg/lazy.py", "pkg/dyn.py"}
+    # a module only an unused module imports is not part of it; `other` is not a followed package
+    assert "pkg/unused.py" not in got and not any(g.startswith("other/") for g in got)
+
+
+def test_closure_of_a_module_entry_resolves_its_relative_imports(pkg: Path) -> None:
+    got = _rel(pkg, import_closure([pkg / "pkg" / "sub" / "c.py"], root=pkg, packages=("pkg",)))
+    assert got == {"pkg/sub/c.py", "pkg/__init__.py", "pkg/lazy.py"}
+
+
+def test_relative_import_in_a_package_init_counts_from_the_package() -> None:
+    assert imported_names("from . import m\nfrom .. import n\n", "p.q", is_package=True) >= {"p.q.m", "p.n"}
+    assert imported_names("from . import m\n", "p.q", is_package=False) == {"p", "p.m"}
+
+
+def test_hash_changes_with_closure_members_only(pkg: Path) -> None:
+    def h() -> str:
+        return files_hash(import_closure([pkg / "scripts" / "run.py"], root=pkg, packages=("pkg",)), pkg)
+
+    before = h()
+    (pkg / "pkg" / "unused.py").write_text("import pkg.a\n# edited\n")
+    assert h() == before
+    (pkg / "pkg" / "lazy.py").write_text("y = 2\n# edited\n")  # reached only through an in-function import
+    edited = h()
+    assert edited != before
+    (pkg / "pkg" / "sub" / "init_dep.py").write_text("X = 2\n")  # reached only through a package __init__
+    assert h() != edited
+
+
+def test_hash_is_independent_of_where_the_tree_lies(pkg: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import shutil
+
+    other = tmp_path_factory.mktemp("elsewhere") / "copy"
+    shutil.copytree(pkg, other)
+    script_hash.cache_clear()
+    assert script_hash(pkg / "scripts" / "run.py", pkg, ("pkg",)) == script_hash(other / "scripts" / "run.py",
+                                                                                 other, ("pkg",))
+
+
+def _users(module: object) -> set[str]:
+    """Workflow scripts whose closure holds `module`'s file."""
+    f = Path(module.__file__).resolve()
+    return {s.stem for s in SCRIPTS.glob("*.py") if f in import_closure([s])}
+
+
+def test_workflow_scripts_closures_follow_the_real_imports() -> None:
+    # the DDP plumbing runs inside every training and in no data preparation or report step
+    users = _users(fcnlib.distributed)
+    assert "train" in users
+    assert not users & {"download", "extract", "make_demo", "prepare_pascal", "prepare_nyud", "encode_hha",
+                        "convert_weights", "tables", "fig4", "per_class", "learning_curves"}, users
+    # NYUD preparation reads hha.py's cameras; HHA encoding is hha.py
+    assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.hha)
+    # a report module: its rule only
+    assert _users(fcnlib.tables) == {"tables"}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from fcnlib import fast  # noqa: E402
+from fcnlib import compute, fast  # noqa: E402
 from fcnlib.inference import predict, primary_head, score_dataset  # noqa: E402
 from fcnlib.models import load_model  # noqa: E402
 
@@ -95,7 +95,7 @@ def run(weights: list[Path] | None = None, max_images: int | None = None) -> dic
     threads = torch.get_num_threads()
     nets = [bench_one(w, max_images) for w in weights]
     return {"nets": nets, "min_agreement": min(n["argmax_agreement"] for n in nets), "threads": threads,
-            "cpu_native_bf16": fast.cpu_has_native_bf16()}
+            "cpu_native_bf16": compute.cpu_has_native_bf16()}
 
 
 def table_rows(r: dict[str, Any], row: Any) -> list[str]:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)"
+PRECISION_HELP = ("compute dtype: auto (bf16/fp16 where the device runs it natively, else fp32), fp32, bf16 or "
+                  "fp16 (default: auto)")
 
 
 class _Deprecated(argparse.Action):
@@ -60,3 +62,10 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:
     p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def add_precision(p: argparse.ArgumentParser) -> None:
+    """`--precision {auto,fp32,bf16,fp16}`: the compute dtype (fcnlib.compute.resolve_runtime)."""
+    from .compute import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)

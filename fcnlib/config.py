@@ -397,6 +397,13 @@ def train_config(config: dict, name: str) -> dict:
     return cfg
 
 
+def runtime_settings(config: dict) -> dict[str, Any]:
+    """What a scoring, timing or figure job computes with: fcnlib.compute.resolve_runtime's arguments
+    (`device`, `training.amp`, `training.channels_last`), the same settings the trainer resolves."""
+    tr = config["training"]
+    return {"device": config["device"], "amp": tr["amp"], "channels_last": tr["channels_last"]}
+
+
 def gpus(config: dict, name: str) -> int:
     """GPUs (= data-parallel processes) of one net's training: experiments.<name>.gpu, else resources.gpu."""
     return int(config["experiments"][name].get("gpu", config["resources"]["gpu"]))

@@ -65,14 +65,18 @@ class Claim:
         self.indices, self.ids, self._fds, self.fake = indices, ids, fds, fake
 
     def devices(self, device: str = "auto") -> list[str]:
-        """torch device per claimed GPU for device "auto"/"cuda" (fake GPUs, no CUDA: "cpu" for auto);
-        cpu and cuda:N unchanged."""
+        """torch device per claimed GPU for device "auto"/"cuda" (fcnlib.compute.resolve_device with the
+        claimed index: the CPU where CUDA is not usable, e.g. fake GPUs or a fake SLURM GRES); nothing
+        claimed: "auto" is the CPU; cpu and cuda:N unchanged."""
+        from .compute import resolve_device
+
         d = str(device)
+        n = max(1, len(self.indices))
         if d not in ("auto", "", "cuda"):  # cpu, cuda:N: as given
-            return [d] * max(1, len(self.indices))
-        if self.indices and not self.fake and _cuda_usable():
-            return [f"cuda:{i}" for i in self.indices]
-        return ["cuda" if d == "cuda" else "cpu"] * max(1, len(self.indices))  # cuda: let it fail loudly
+            return [d] * n
+        if self.indices and not self.fake:
+            return [str(resolve_device(d, index=i)) for i in self.indices]
+        return [str(resolve_device("cuda")) if d == "cuda" else "cpu"] * n  # cuda without CUDA: ConfigError
 
     def release(self) -> None:
         for fd in self._fds:
@@ -80,13 +84,6 @@ class Claim:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
         self._fds = []
-
-
-def _cuda_usable() -> bool:
-    """CUDA really there (a CUDA_VISIBLE_DEVICES or fake SLURM GRES without a GPU must mean CPU)."""
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _try_lock(path: Path) -> int | None:

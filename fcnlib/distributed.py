@@ -181,9 +181,9 @@ def setup(device: str | Any = "auto") -> tuple[Dist, Any]:
     w = world_from_env()
     if w.world <= 1:
         return Dist(), device
-    if str(device) in ("auto", ""):
-        device = f"cuda:{w.local_rank % max(torch.cuda.device_count(), 1)}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    from .compute import resolve_device
+
+    dev = resolve_device(device, index=w.local_rank)  # "auto": this rank's GPU (or the CPU)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     import datetime

@@ -15,15 +15,9 @@ from typing import Any
 
 import torch
 
+from .compute import AMP_DEFAULT, CHANNELS_LAST_DEFAULT, resolve_runtime
 from .errors import ConfigError, DataError
-from .inference import (
-    device_name,
-    load_for_inference,
-    predict,
-    primary_head,
-    resolve_device,
-    score_dataset,
-)
+from .inference import device_name, load_for_inference, predict, primary_head, score_dataset
 from .io import atomic_write_json, read_json, sha256_file, write_label_png
 from .metrics import SCORE_KEYS, ConfusionMatrix
 
@@ -52,17 +46,22 @@ def scores_to_json(cm: ConfusionMatrix, class_names: list[str] | None) -> dict[s
 
 
 def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: str | torch.device = "auto",
+             precision: str = AMP_DEFAULT, channels_last: Any = CHANNELS_LAST_DEFAULT,
              max_images: int | None = None, predictions_dir: PathLike | None = None, progress: bool = True,
              config_hash: str | None = None) -> dict[str, Any]:
     """Score `weights` on `split` of a prepared dataset; returns the metrics.json content.
 
-    One confusion matrix per head accumulated over the whole split. For a two-headed net (SIFT Flow)
-    the semantic head's metrics are at top level, the geometric head's under "geo", plus "geo_acc".
+    device/precision/channels_last: the job's settings (config `device`, `training.amp`,
+    `training.channels_last`), resolved once into a fcnlib.compute.Runtime; "dtype" in the result is
+    the dtype the convolutions ran in. One confusion matrix per head accumulated over the whole split.
+    For a two-headed net (SIFT Flow) the semantic head's metrics are at top level, the geometric head's
+    under "geo", plus "geo_acc".
     """
     from .data import SegDataset
 
-    dev = resolve_device(device)
-    model, meta = load_for_inference(weights, dev)
+    rt = resolve_runtime(device, precision, channels_last)
+    dev = rt.device
+    model, meta = load_for_inference(weights, rt)
     pre = meta.preprocessing(weights)
     mods = meta.modalities
     ds = SegDataset(dataset_json, split, modalities=mods, preprocessing=pre, max_images=max_images)
@@ -106,21 +105,9 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
         "weights_sha256": sha256_file(weights),
         "config_hash": config_hash if config_hash is not None else meta.get("config_hash"),
         "device": device_name(dev),
-        "dtype": _compute_dtype(model),
+        "dtype": rt.dtype_name,
     })
     return result
-
-
-def _compute_dtype(model: torch.nn.Module, device: torch.device | None = None) -> str:
-    """The dtype the forward computes in ("float32", "bfloat16", "float16"), recorded with every score/time."""
-    from . import fast
-    from .precision import dtype_name
-
-    if isinstance(model, fast.FastFCN):
-        amp = model.amp
-        dt = fast.autocast_dtype(device or next(model.parameters()).device) if amp == "auto" else amp
-        return dtype_name(dt)
-    return "float32"
 
 
 def evaluate_file(weights: PathLike, dataset_json: PathLike, split: str, out_json: PathLike,
@@ -150,24 +137,25 @@ def _model_in_channels(model: torch.nn.Module) -> int:
 
 def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup: int = 1,
                  device: str | torch.device = "auto", in_channels: int | None = None,
-                 fast_path: bool = True) -> dict[str, Any]:
+                 fast_path: bool = True, precision: str = AMP_DEFAULT,
+                 channels_last: Any = CHANNELS_LAST_DEFAULT) -> dict[str, Any]:
     """Median wall time of `runs` forward passes of a 1×C×size×size input after `warmup` passes, through
-    the same fast path evaluation uses (`fast_path=False`: plain eager fp32).
+    the same fast path and Runtime evaluation uses (`fast_path=False`: plain eager fp32).
 
     The paper averages 20 trials on a K40c; the median is robust to the other jobs sharing our machine.
     """
+    from . import fast
+
     if runs < 1 or warmup < 0 or size < 1:
         raise ConfigError(f"time_forward: need runs ≥ 1, warmup ≥ 0, size ≥ 1 (got {runs}, {warmup}, {size})")
-    dev = resolve_device(device)
+    rt = resolve_runtime(device, precision if fast_path else "off", channels_last if fast_path else False)
+    dev = rt.device
+    if isinstance(model, fast.FastFCN):
+        model = model.model
     model = model.to(dev).eval()
     c = in_channels if in_channels is not None else _model_in_channels(model)
-    cl = False
     if fast_path:
-        from . import fast
-
-        if not isinstance(model, fast.FastFCN):
-            model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
-        cl = fast.use_channels_last(dev)
+        model = fast.FastFCN(fast.inference_setup(model, rt, fixed_size=True), amp=rt.dtype)
     x = torch.zeros(1, c, size, size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
@@ -181,7 +169,7 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
                 times.append((time.perf_counter() - t0) * 1000.0)
     return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
             "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
-            "dtype": _compute_dtype(model, dev), "channels_last": cl}
+            "dtype": rt.dtype_name, "channels_last": rt.channels_last}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -210,7 +198,7 @@ def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[st
 
 def cli(argv: list[str] | None = None) -> int:
     """Entry point of `fcn evaluate WEIGHTS`: the evaluate rule's metrics.json, from the shell."""
-    from .cliopts import Parser, add_device, add_out, add_progress
+    from .cliopts import Parser, add_device, add_out, add_precision, add_progress
     from .models.io import safe_torch_load
 
     p = Parser(prog="fcn evaluate", description="Score trained weights on a split of a prepared dataset with "
@@ -224,6 +212,7 @@ def cli(argv: list[str] | None = None) -> int:
                    help="config file(s) giving the default split (default: config/config.yaml)")
     add_out(p, "metrics.json to write (default: <weights dir>/<split>/metrics.json, as the rule)", type=Path)
     add_device(p)
+    add_precision(p)
     p.add_argument("--max-images", type=int, default=None, help="score only the first N images of the split")
     p.add_argument("--predictions", type=Path, default=None, metavar="DIR",
                    help="also write each image's predicted label PNG into DIR")
@@ -240,6 +229,7 @@ def cli(argv: list[str] | None = None) -> int:
                           f"the config); pass {missing}")
     out = args.out or args.weights.parent / split / "metrics.json"
     result = evaluate_file(args.weights, dataset_json, split, out_json=out, device=args.device,
+                           precision=args.precision,
                            max_images=args.max_images, predictions_dir=args.predictions,
                            progress=not args.no_progress)
     scores = ", ".join(f"{k} {100 * result[k]:.1f}" for k in SCORE_KEYS if result.get(k) is not None)

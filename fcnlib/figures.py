@@ -111,22 +111,24 @@ def thin_gain(preds: Sequence[np.ndarray], gt: np.ndarray, width: int = 7) -> in
 
 def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, split: str, n: int,
                       out_png: PathLike, device: str = "auto", candidates: int = 50,
-                      title: str | None = None) -> Path:
+                      title: str | None = None, precision: str = "auto") -> Path:
     """Fig. 4 from trained nets (coarsest first): among the first `candidates` images of `split`, draw
     the `n` where the finest net recovers the most thin-structure pixels the coarsest misses
     (`thin_gain`), then those where the nets disagree most (boundaries, blobs FCN-32s loses)."""
     import torch
 
+    from .compute import resolve_runtime
     from .data import SegDataset
-    from .inference import load_for_inference, predict, primary_head, resolve_device
+    from .inference import load_for_inference, predict, primary_head
 
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")
-    dev = resolve_device(device)
+    rt = resolve_runtime(device, precision)
+    dev = rt.device
     preds: dict[str, list[np.ndarray]] = {}
     ds: Any = None
     for name, path in weights.items():
-        model, meta = load_for_inference(path, dev)
+        model, meta = load_for_inference(path, rt)
         ds = SegDataset(dataset_json, split, modalities=meta.modalities, preprocessing=meta.preprocessing(path),
                         max_images=candidates)
         heads = list(ds.num_classes)

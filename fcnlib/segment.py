@@ -47,13 +47,16 @@ def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 
 class Segmenter:
-    """A loaded RGB model + its preprocessing; `__call__(image_uint8_HWC) -> {head: uint8 H×W labels}`."""
+    """A loaded RGB model + its preprocessing; `__call__(image_uint8_HWC) -> {head: uint8 H×W labels}`.
+    device/precision: resolved once into a fcnlib.compute.Runtime (`self.runtime`)."""
 
-    def __init__(self, weights: PathLike, device: str | torch.device = "auto") -> None:
-        from .inference import load_for_inference, resolve_device
+    def __init__(self, weights: PathLike, device: str | torch.device = "auto", precision: str = "auto") -> None:
+        from .compute import resolve_runtime
+        from .inference import load_for_inference
 
-        self.device = resolve_device(device)
-        self.model, self.meta = load_for_inference(weights, self.device)
+        self.runtime = resolve_runtime(device, precision)
+        self.device = self.runtime.device
+        self.model, self.meta = load_for_inference(weights, self.runtime)
         mods = self.meta.modalities
         if mods != ["rgb"]:
             raise WeightsError(f"{weights}: this model needs input modalities {mods}, but `fcn segment` "
@@ -77,7 +80,7 @@ def _out_names(paths: list[Path]) -> list[str]:
 
 
 def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLike, *,
-                  overlay_png: bool = False, device: str | torch.device = "auto",
+                  overlay_png: bool = False, device: str | torch.device = "auto", precision: str = "auto",
                   progress: bool = True) -> list[Path]:
     """Segment every input image; returns the label PNGs written (one per image, `<stem>.png`)."""
     from tqdm import tqdm
@@ -85,7 +88,7 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
     from .inference import primary_head
 
     paths = collect_inputs(inputs)
-    seg = Segmenter(weights, device)
+    seg = Segmenter(weights, device, precision)
     out_dir = Path(out_dir)
     written = []
     main = primary_head(seg.heads)
@@ -124,7 +127,7 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cliopts import Parser, add_device, add_out, add_progress
+    from .cliopts import Parser, add_device, add_out, add_precision, add_progress
 
     p = Parser(prog="fcn segment", description="Write VOC-palette label PNGs for images "
                                 "with a trained FCN (preprocessing is read from the weights file).")
@@ -133,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_out(p, "output folder (default: ./segmentation)", default="segmentation")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
     add_device(p)
+    add_precision(p)
     add_progress(p)
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse larger images before decoding (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
@@ -145,7 +149,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
-                            device=args.device, progress=not args.no_progress)
+                            device=args.device, precision=args.precision, progress=not args.no_progress)
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0
 

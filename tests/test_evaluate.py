@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fcnlib import compute
 from fcnlib import evaluate as ev
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.io import read_label, write_label_png
@@ -25,9 +26,9 @@ CLASSES = ["background", "thing", "stuff"]
 def native_bf16(request, monkeypatch) -> bool:
     """evaluation runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib import fast
+    from fcnlib import compute
 
-    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: request.param)
     return request.param
 
 
@@ -149,11 +150,11 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(DataError, match="no split 'test'"):
         ev.evaluate(w, ds, "test", device="cpu", progress=False)
     with pytest.raises(ConfigError, match="device"):
-        ev.resolve_device("tpu")
+        compute.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            ev.resolve_device("cuda")
-    assert ev.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+            compute.resolve_device("cuda")
+    assert compute.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_time_forward_reports_median_and_device(native_bf16, monkeypatch):
@@ -186,3 +187,45 @@ def test_fig4_from_weights_picks_images_where_nets_differ(tmp_path):
     out = fig4_from_weights(paths, ds, "val", 1, tmp_path / "fig4.png", device="cpu")
     with Image.open(out) as im:  # one row of five panels
         assert im.format == "PNG" and im.width > 3 * im.height
+
+
+def _conv_output_dtypes(run) -> set[torch.dtype]:
+    """dtypes the Conv2d layers produced while `run()` ran (a global forward hook)."""
+    seen: set[torch.dtype] = set()
+
+    def hook(mod, args, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            seen.add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+@pytest.mark.parametrize(("precision", "dtype", "name"), [("off", torch.float32, "float32"),
+                                                          ("fp32", torch.float32, "float32"),
+                                                          ("bf16", torch.bfloat16, "bfloat16")])
+def test_evaluation_computes_in_the_configured_precision(tmp_path, native_bf16, precision, dtype, name):
+    """`amp: off` scores in fp32 even where the host's auto choice is bf16 (both hosts forced by the fixture);
+    a forced bf16 runs bf16 convolutions on either host."""
+    ds = make_dataset(tmp_path / "ds")
+    w = tmp_path / "w.pt"
+    save_tiny(w)
+    result = {}
+    dtypes = _conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", precision=precision,
+                                                                   progress=False)))
+    assert dtypes == {dtype}
+    assert result["dtype"] == name
+
+
+def test_evaluation_auto_precision_follows_the_host(tmp_path, native_bf16):
+    ds = make_dataset(tmp_path / "ds")
+    w = tmp_path / "w.pt"
+    save_tiny(w)
+    result = {}
+    dtypes = _conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", progress=False)))
+    assert dtypes == {torch.bfloat16 if native_bf16 else torch.float32}
+    assert result["dtype"] == ("bfloat16" if native_bf16 else "float32")

@@ -21,9 +21,9 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 def native_bf16(request, monkeypatch) -> bool:
     """`fcn segment` runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib import fast
+    from fcnlib import compute
 
-    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: request.param)
     return request.param
 
 
@@ -111,3 +111,26 @@ def test_weights_of_another_architecture_are_a_weights_error(tmp_path):
         segment.cli([str(img), "--weights", str(tmp_path / "mismatch.pt"), "--out", str(tmp_path / "o"),
                      "--device", "cpu"])
     assert not (tmp_path / "o").exists()  # nothing written before the weights were checked
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_switch_sets_the_convolutions_dtype(tmp_path, precision, dtype):
+    """`fcn segment --precision` decides the dtype on either kind of host (both forced by the fixture)."""
+    w = tmp_path / "w.pt"
+    save_tiny(w, winner=3)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((24, 20, 3), np.uint8)).save(img)
+    seen: set[torch.dtype] = set()
+
+    def hook(mod, args, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            seen.add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        assert segment.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "out"), "--device", "cpu",
+                            "--precision", precision, "--no-progress"]) == 0
+    finally:
+        handle.remove()
+    assert seen == {dtype}
+    assert np.all(np.asarray(Image.open(tmp_path / "out" / "a.png")) == 3)

@@ -1,5 +1,6 @@
-"""Everything built before the first step: device, autocast dtype, backend switches, fp16 scaler, the
-model with its preprocessing (initialised as the config says) and the optimizer's Caffe-style param groups."""
+"""Everything built before the first step (device and dtype: the Runtime, fcnlib.compute): backend
+switches, fp16 scaler, the model with its preprocessing (initialised as the config says) and the
+optimizer's Caffe-style param groups."""
 
 from __future__ import annotations
 
@@ -12,26 +13,6 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from .settings import _ARCH_KEYS, MODALITY_CHANNELS
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    from ..inference import resolve_device
-
-    return resolve_device(device)
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for "auto": bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with native bf16
-    (fcnlib.fast measured emulated bf16 at ~1/10 of fp32 speed, so other CPUs train in fp32)."""
-    if amp == "off":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    from ..fast import autocast_dtype
-
-    return autocast_dtype(device)  # bf16/fp16 on CUDA and on CPUs with native bf16; else fp32
 
 
 def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError
 from ..io import IGNORE_INDEX, atomic_save_torch, read_json
-from .build import _batch_bytes, _make_optimizer, _make_scaler, _resolve_device, _setup_backends, amp_dtype, build_model
+from .build import _batch_bytes, _make_optimizer, _make_scaler, _setup_backends, build_model
 from .checkpoint import _Log, _RankLog, _Stop, load_checkpoint
 from .loss import _accumulated_step, median_frequency_weights
 from .sampling import _Batches, _Keyed, _mix, _rank_rng, _rng_state, _seed_everything, _set_rng_state, _worker_init
@@ -64,17 +64,16 @@ class _Run:
                  device: str) -> None:
         from .. import distributed
         from ..allocator import tune_malloc
-        from ..fast import use_channels_last
+        from ..compute import resolve_runtime
 
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
         self.r = c["recipe"]
         self.seed = int(c["seed"])
         self.n_iter = int(c["iterations"])
         self.dist, device = distributed.setup(device)  # world 1 (no launcher env): nothing changes
-        self.dev = _resolve_device(device)
-        self.amp = amp_dtype(c["amp"], self.dev)
+        self.runtime = resolve_runtime(device, c["amp"], c["channels_last"])  # the one decision, used below
+        self.dev, self.amp, self.cl = self.runtime.device, self.runtime.dtype, self.runtime.channels_last
         tune_malloc()  # glibc keeps big freed buffers: ~9M page faults per 500×500 step otherwise
-        self.cl = use_channels_last(self.dev) if c["channels_last"] == "auto" else bool(c["channels_last"])
         self.dataset_json = Path(c["dataset_json"])
         self.ds_meta = read_json(self.dataset_json)
         self.dataset_name = str(self.ds_meta.get("name", ""))

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from fcnlib import codehash as fcncode
+from fcnlib import compute as fcncompute
 from fcnlib import config as fcncfg
 from fcnlib import released as fcnreleased
 from fcnlib.errors import ConfigError
@@ -34,6 +35,14 @@ try:
     fcncfg.validate_config(config, source=_CONFIG_SOURCE, cache_dir=".snakemake/fcn")
 except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
+
+# Local jobs run on this box: a device it lacks (`device: cuda` without CUDA) is one line now, not a failure
+# inside every job (cluster jobs check it where they start: fcnlib.compute.check_device / resolve_runtime).
+if workflow.global_resources["_nodes"].value is None:
+    try:
+        fcncompute.check_device(config["device"], f"{_CONFIG_SOURCE}: at 'device'")
+    except ConfigError as _e:
+        raise WorkflowError(f"invalid configuration — {_e}") from None
 
 # Local runs: at most as many GPU jobs at once as this box has GPUs (1 on a CPU box), so
 # `snakemake --cores 8 results/tables.md` is safe without `--resources gpu=…`; each job then claims its
@@ -62,6 +71,8 @@ EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experim
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
 # The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
+# device, compute dtype and memory format of scoring, timing and figure jobs (fcnlib.compute.resolve_runtime)
+RUNTIME = fcncfg.runtime_settings(config)
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
 

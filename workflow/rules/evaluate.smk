@@ -18,7 +18,7 @@ rule evaluate:
         gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     params:
         dataset_json=lambda w: dataset_json(w.dataset),
-        device=config["device"],
+        runtime=RUNTIME,
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
     script:
@@ -41,7 +41,7 @@ rule time_forward:
     resources:
         gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     params:
-        device=config["device"],
+        runtime=RUNTIME,
         timing=config["evaluation"]["timing"],
     script:
         "../scripts/time_forward.py"

@@ -36,7 +36,7 @@ rule evaluate_released:
         gpu=config["resources"]["gpu"],
     params:
         dataset_json=lambda w: dataset_json(RELEASED[w.name]["dataset"]),
-        device=config["device"],
+        runtime=RUNTIME,
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
     script:

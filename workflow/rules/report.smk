@@ -19,7 +19,7 @@ rule fig4:
         dataset_json=lambda w: dataset_json(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"]),
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],
-        device=config["device"],
+        runtime=RUNTIME,
     script:
         "../scripts/fig4.py"
 

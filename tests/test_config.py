@@ -11,11 +11,6 @@ from fcnlib.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def paper() -> dict:
-    return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
-
-
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = fcncfg.load_yaml(ROOT / "config" / name)

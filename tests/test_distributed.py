@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_cfg, make_dataset, read_log
+from helpers_train import make_cfg, make_dataset, read_log
 
 from fcnlib import devices as D
 from fcnlib import distributed as dist

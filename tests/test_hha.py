@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_paths import need_shared
 from PIL import Image
 
 from fcnlib import hha
@@ -13,13 +14,9 @@ from fcnlib.errors import ConfigError, DataError
 from fcnlib.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_components, read_depth
 from fcnlib.scenes import CEILING, FLOOR, WALL, render_room
 
-DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hha_python" / "demo"
-
 
 def _demo() -> Path:
-    if not (DEMO / "0.png").exists():
-        pytest.skip(f"real HHA reference data not found at {DEMO} (needs the shared data folder beside the repo)")
-    return DEMO
+    return need_shared("hha_python/demo/0.png").parent
 
 
 def _agreement(ours: np.ndarray, ref: np.ndarray) -> tuple[float, int]:

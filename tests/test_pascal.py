@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse
+from helpers_paths import need_shared as _need
 from PIL import Image
 
 from fcnlib.archive import safe_extract
@@ -19,15 +20,7 @@ from fcnlib.data.voc import VOC_CLASSES, find_voc_root, prepare_pascal
 from fcnlib.errors import DataError
 from fcnlib.io import write_label_png
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 H, W = 6, 8
-
-
-def _need(rel: str) -> Path:
-    p = SHARED / rel
-    if not p.exists():
-        pytest.skip(f"real data {p} not present (../shared/data beside the repo)")
-    return p
 
 
 def save_sbd_mat(path: Path, seg: np.ndarray) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_paths import SHARED_DATA
 from PIL import Image
 from scipy.io import loadmat, savemat
 
@@ -27,7 +28,7 @@ from fcnlib.data.siftflow import SIFTFLOW_SEM_CLASSES, SUBDIR, prepare_siftflow
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError
 
-FCN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fcn_berkeleyvision" / "data"
+FCN = SHARED_DATA / "fcn_berkeleyvision" / "data"
 
 
 def _need(p: Path) -> Path:

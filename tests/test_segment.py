@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_paths import need_shared
 from PIL import Image
 
 from fcnlib import segment
 from fcnlib.errors import DataError, WeightsError
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG, HHA
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
@@ -55,9 +54,7 @@ def test_odd_size_jpeg_gives_same_size_palette_png(tmp_path):
 
 
 def test_directory_and_real_demo_image(tmp_path):
-    demo = SHARED / "fcn_berkeleyvision" / "demo" / "image.jpg"
-    if not demo.is_file():
-        pytest.skip(f"real demo image not found at {demo} (needs /work/shared beside the repo)")
+    demo = need_shared("fcn_berkeleyvision/demo/image.jpg")
     w = tmp_path / "w.pt"
     save_tiny(w)
     d = tmp_path / "imgs"

@@ -4,6 +4,7 @@ bench's use them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,19 @@ def make_dataset(root: Path, n: int = 3, heads: dict | None = None,
 def labels_of(ds_json: Path, head: str = "sem", n: int = 3) -> list[np.ndarray]:
     root = ds_json.parent
     return [read_label(root / f"labels_{head}" / f"img_{i:03d}.png", 256) for i in range(n)]
+
+
+def conv_output_dtypes(run: Callable[[], object]) -> set[torch.dtype]:
+    """dtypes the Conv2d layers produced while `run()` ran (a global forward hook)."""
+    seen: set[torch.dtype] = set()
+
+    def hook(mod, args, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            seen.add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen

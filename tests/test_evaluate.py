@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers_eval import CLASSES, labels_of, make_dataset, save_tiny
+from helpers_eval import CLASSES, conv_output_dtypes, labels_of, make_dataset, save_tiny
 from PIL import Image
 
 from fcnlib import compute
@@ -136,22 +136,6 @@ def test_fig4_from_weights_picks_images_where_nets_differ(tmp_path):
         assert im.format == "PNG" and im.width > 3 * im.height
 
 
-def _conv_output_dtypes(run) -> set[torch.dtype]:
-    """dtypes the Conv2d layers produced while `run()` ran (a global forward hook)."""
-    seen: set[torch.dtype] = set()
-
-    def hook(mod, args, out):
-        if isinstance(mod, torch.nn.Conv2d):
-            seen.add(out.dtype)
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
-        run()
-    finally:
-        handle.remove()
-    return seen
-
-
 @pytest.mark.parametrize(("precision", "dtype", "name"), [("off", torch.float32, "float32"),
                                                           ("fp32", torch.float32, "float32"),
                                                           ("bf16", torch.bfloat16, "bfloat16")])
@@ -162,7 +146,7 @@ def test_evaluation_computes_in_the_configured_precision(tmp_path, native_bf16, 
     w = tmp_path / "w.pt"
     save_tiny(w)
     result = {}
-    dtypes = _conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", precision=precision,
+    dtypes = conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", precision=precision,
                                                                    progress=False)))
     assert dtypes == {dtype}
     assert result["dtype"] == name
@@ -173,6 +157,6 @@ def test_evaluation_auto_precision_follows_the_host(tmp_path, native_bf16):
     w = tmp_path / "w.pt"
     save_tiny(w)
     result = {}
-    dtypes = _conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", progress=False)))
+    dtypes = conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", progress=False)))
     assert dtypes == {torch.bfloat16 if native_bf16 else torch.float32}
     assert result["dtype"] == ("bfloat16" if native_bf16 else "float32")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_eval import conv_output_dtypes
 from helpers_paths import need_shared
 from PIL import Image
 
@@ -117,17 +118,7 @@ def test_precision_switch_sets_the_convolutions_dtype(tmp_path, precision, dtype
     save_tiny(w, winner=3)
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((24, 20, 3), np.uint8)).save(img)
-    seen: set[torch.dtype] = set()
-
-    def hook(mod, args, out):
-        if isinstance(mod, torch.nn.Conv2d):
-            seen.add(out.dtype)
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
-        assert segment.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "out"), "--device", "cpu",
-                            "--precision", precision, "--no-progress"]) == 0
-    finally:
-        handle.remove()
+    seen = conv_output_dtypes(lambda: segment.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "out"),
+                                                   "--device", "cpu", "--precision", precision, "--no-progress"]))
     assert seen == {dtype}
     assert np.all(np.asarray(Image.open(tmp_path / "out" / "a.png")) == 3)

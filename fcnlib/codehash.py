@@ -99,25 +99,33 @@ def import_closure(entries: Iterable[PathLike], root: PathLike = PACKAGE_ROOT,
     return sorted(seen)
 
 
-def files_hash(files: Iterable[PathLike], root: PathLike) -> str:
-    """Short sha256 over (path relative to `root`, bytes) of each file, in sorted order."""
+def files_hash(files: Iterable[PathLike], root: PathLike, entries: Iterable[PathLike] = ()) -> str:
+    """Short sha256 over (name, bytes) of each file in sorted order: modules named by their path relative to
+    `root`, `entries` (workflow scripts) by their file name, so the hash does not depend on where the tree
+    lies."""
+    root = Path(root).resolve()
+    named = {Path(e).resolve(): "script:" + Path(e).name for e in entries}
     h = hashlib.sha256()
     for f in sorted(Path(p).resolve() for p in files):
-        try:
-            rel = f.relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            rel = f.name  # an entry outside the package root (a workflow script): its name is enough
-        h.update(rel.encode() + b"\0")
+        name = named.get(f) or f.relative_to(root).as_posix()
+        h.update(name.encode() + b"\0")
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def package_root(workflow_dir: PathLike) -> Path:
+    """The tree whose fcnlib a workflow's code hashes cover: the checkout holding the Snakefile when it has
+    fcnlib/ (the code being edited, whichever copy this process imported), else the imported package's."""
+    d = Path(workflow_dir).resolve()
+    return d if (d / DEFAULT_PACKAGES[0] / "__init__.py").is_file() else PACKAGE_ROOT
 
 
 @functools.cache
 def script_hash(script: PathLike, root: PathLike = PACKAGE_ROOT,
                 packages: tuple[str, ...] = DEFAULT_PACKAGES) -> str:
-    """The code hash of one workflow script: its own text and its import closure in `packages`. Cached:
-    one parse per process (a Snakemake start hashes each script once)."""
-    return files_hash(import_closure([script], root, packages), root)
+    """The code hash of one workflow script: its own text and its import closure in `packages` under `root`.
+    Cached: one parse per process (a Snakemake start hashes each script once)."""
+    return files_hash(import_closure([script], root, packages), root, entries=[script])
 
 
-__all__ = ["PACKAGE_ROOT", "imported_names", "import_closure", "files_hash", "script_hash"]
+__all__ = ["PACKAGE_ROOT", "imported_names", "import_closure", "files_hash", "package_root", "script_hash"]

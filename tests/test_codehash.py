@@ -9,7 +9,7 @@ import pytest
 import fcnlib.distributed
 import fcnlib.hha
 import fcnlib.tables
-from fcnlib.codehash import PACKAGE_ROOT, files_hash, import_closure, imported_names, script_hash
+from fcnlib.codehash import PACKAGE_ROOT, files_hash, import_closure, imported_names, package_root, script_hash
 
 SCRIPTS = PACKAGE_ROOT / "workflow" / "scripts"
 
@@ -87,6 +87,23 @@ def test_hash_is_independent_of_where_the_tree_lies(pkg: Path, tmp_path_factory:
     script_hash.cache_clear()
     assert script_hash(pkg / "scripts" / "run.py", pkg, ("pkg",)) == script_hash(other / "scripts" / "run.py",
                                                                                  other, ("pkg",))
+
+
+def test_hash_covers_the_workflow_tree_not_the_imported_copy(pkg: Path,
+                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A Snakefile's checkout hashes its own fcnlib even when this process imported another copy; a script is
+    named by its file name, so the same tree hashes the same wherever it lies."""
+    import shutil
+
+    tree = tmp_path_factory.mktemp("tree")
+    shutil.copytree(PACKAGE_ROOT / "fcnlib", tree / "fcnlib", ignore=shutil.ignore_patterns("__pycache__"))
+    assert package_root(tree) == tree.resolve()
+    assert package_root(pkg) == PACKAGE_ROOT  # no fcnlib/ there: the imported package
+    script = SCRIPTS / "extract.py"
+    assert script_hash(script, tree) == script_hash(script, PACKAGE_ROOT)
+    (tree / "fcnlib" / "archive.py").write_text((tree / "fcnlib" / "archive.py").read_text() + "# edited\n")
+    script_hash.cache_clear()  # one parse per process: a new start sees the edit
+    assert script_hash(script, tree) != script_hash(script, PACKAGE_ROOT)
 
 
 def _users(module: object) -> set[str]:

@@ -42,6 +42,7 @@ TARGETS = ("results/tables.md", "all")
 def _copy_code(dest: Path) -> Path:
     """The workflow's own files (not data/, results/, .snakemake/): a clean checkout."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "config", "fcnlib", "profiles"):
         src = REPO / name
         if src.is_dir():
@@ -103,7 +104,7 @@ def _edited(tmp_path: Path, module: ModuleType) -> Path:
 def _users(module: ModuleType, dag: Counter) -> set[str]:
     """Rules of the DAG whose script's import closure holds `module`."""
     f = Path(module.__file__).resolve()
-    return {rule for rule, script in _rule_scripts().items() if rule in dag and f in import_closure([script])}
+    return {rule for rule, script in _rule_scripts().items() if rule in dag and f in import_closure([script], REPO)}
 
 
 def test_finished_run_is_up_to_date(finished: Path, tmp_path: Path) -> None:

@@ -80,10 +80,11 @@ def add_code_hashes(rules):
     """Give each script job the hash of its script's import closure in fcnlib as the param `code`
     (fcnlib.codehash: derived from the imports, never listed), so Snakemake's params rerun trigger reruns
     exactly the jobs whose code an edit touches. Called once, after the last rule is defined (Snakefile)."""
+    root = fcncode.package_root(workflow.basedir)
     for r in rules:
         if r.script:
             script = Path(r.basedir.get_path_or_uri(secret_free=True)) / r.script
-            r.set_params(code=fcncode.script_hash(script.resolve()))
+            r.set_params(code=fcncode.script_hash(script.resolve(), root))
 
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the

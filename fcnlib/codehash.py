@@ -122,10 +122,18 @@ def package_root(workflow_dir: PathLike) -> Path:
 
 @functools.cache
 def script_hash(script: PathLike, root: PathLike = PACKAGE_ROOT,
-                packages: tuple[str, ...] = DEFAULT_PACKAGES) -> str:
-    """The code hash of one workflow script: its own text and its import closure in `packages` under `root`.
-    Cached: one parse per process (a Snakemake start hashes each script once)."""
-    return files_hash(import_closure([script], root, packages), root, entries=[script])
+                packages: tuple[str, ...] = DEFAULT_PACKAGES, modules: tuple[str, ...] = ()) -> str:
+    """The code hash of one workflow script: its own text and its import closure in `packages` under `root`,
+    plus the closures of `modules` (dotted names the script is told to run, e.g. a prepare rule's
+    "module:function" entry, which no import names). Cached: one parse per process (a Snakemake start
+    hashes each script once)."""
+    entries = [Path(script)]
+    for name in modules:
+        f = _module_file(Path(root), name)
+        if f is None:
+            raise ValueError(f"{name}: no such module under {root} (a rule's entry names it)")
+        entries.append(f)
+    return files_hash(import_closure(entries, root, packages), root, entries=[script])
 
 
 __all__ = ["PACKAGE_ROOT", "imported_names", "import_closure", "files_hash", "package_root", "script_hash"]

@@ -13,43 +13,22 @@ import copy
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import datasets as registry
+from . import layout
+from .datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from .datasets import NET_MODALITIES
 from .errors import ConfigError
-from .modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
-from .modalities import NET_MODALITIES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_DIR.parent / "workflow" / "schemas" / "config.schema.yaml"
 
-# The paper's class counts per dataset (heads for SIFT Flow).
-DATASET_HEADS: dict[str, dict[str, int]] = {
-    "pascal": {"sem": 21},
-    "nyud": {"sem": 40},
-    "siftflow": {"sem": 33, "geo": 3},
-    "context": {"sem": 60},
-}
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
-
-# The split lists a prepare step reads, per dataset, in order. A list downloaded on its own is the config
-# source `<dataset>_<split>` (split_list_sources); a split without one is read from the extracted archive.
-# prepare.smk, its scripts and fcnlib.data.nyud/siftflow all take the names from here, so no file name
-# has to carry its split.
-LIST_SPLITS: dict[str, tuple[str, ...]] = {"nyud": ("train", "val", "test"), "siftflow": ("trainval", "test")}
-
-
-def split_list_source(dataset: str, split: str) -> str:
-    """The config source that downloads `dataset`'s list of `split`."""
-    return f"{dataset}_{split}"
-
-
-def split_list_sources(dataset: str, sources: dict[str, Any]) -> dict[str, str]:
-    """{split: source name} of those of `dataset`'s split lists that `sources` (the config's) downloads."""
-    names = {s: split_list_source(dataset, s) for s in LIST_SPLITS[dataset]}
-    return {s: n for s, n in names.items() if n in sources}
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -128,20 +107,21 @@ def _key_path(error: Any) -> str:
 def validate_config(config: dict, source: str = "config", cache_dir: str | Path | None = None) -> dict:
     """Check `config` against the JSON schema and the cross-references the schema cannot express.
 
-    Raises ConfigError whose message names the offending key. Returns the config unchanged. With
+    Raises ConfigError whose message names the offending key (the first problem, with how many more:
+    `config_problems` / `fcn check-config` list them all). Returns the config unchanged. With
     `cache_dir`, a config already validated against the same schema and code is not schema-checked
     again (jsonschema's import and run are most of a dry run's own time); references always are.
     """
-    _check_finite(config, source)
+    _raise_first(_nonfinite(config, source))
     marker = None
     if cache_dir is not None:
-        key = config_hash([config, SCHEMA_PATH.read_text(), Path(__file__).read_text()])
+        key = config_hash([config, load_schema(), Path(__file__).read_text()])
         marker = Path(cache_dir) / f"fcn-config-valid-{key}"
         if marker.exists():
-            _check_references(config, source)
+            _raise_first(reference_problems(config, source))
             return config
     _validate_schema(config, source)
-    _check_references(config, source)
+    _raise_first(reference_problems(config, source))
     if marker is not None:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -151,113 +131,159 @@ def validate_config(config: dict, source: str = "config", cache_dir: str | Path 
     return config
 
 
-def _check_finite(obj: Any, source: str, path: str = "") -> None:
+def config_problems(config: dict, source: str = "config") -> list[str]:
+    """Every problem of a config, one message each (naming the key): non-finite numbers and schema errors;
+    when there are none of those, every broken cross-reference (they need a config of the schema's shape)."""
+    problems = _nonfinite(config, source) + _schema_problems(config, source)
+    return problems or reference_problems(config, source)
+
+
+def _raise_first(problems: list[str]) -> None:
+    if problems:
+        more = (f" (and {len(problems) - 1} more problem(s); `fcn check-config FILE` lists every one)"
+                if len(problems) > 1 else "")
+        raise ConfigError(problems[0] + more)
+
+
+def _nonfinite(obj: Any, source: str, path: str = "") -> list[str]:
     """No number in a config may be NaN or ±inf (YAML `.nan`, `.inf`): JSON-schema bounds let NaN through
     (every comparison with it is false), and one NaN weight_decay silently poisons every weight."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        raise ConfigError(f"{source}: at '{path or '<top level>'}': {obj!r} is not a finite number; give a "
-                          f"finite value (YAML .nan / .inf are not allowed)")
+        return [f"{source}: at '{path or '<top level>'}': {obj!r} is not a finite number; give a "
+                f"finite value (YAML .nan / .inf are not allowed)"]
     if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_finite(v, source, f"{path}.{k}" if path else str(k))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            _check_finite(v, source, f"{path}.{i}" if path else str(i))
+        return [m for k, v in obj.items() for m in _nonfinite(v, source, f"{path}.{k}" if path else str(k))]
+    if isinstance(obj, list | tuple):
+        return [m for i, v in enumerate(obj) for m in _nonfinite(v, source, f"{path}.{i}" if path else str(i))]
+    return []
+
+
+def load_schema() -> dict:
+    """The config schema: workflow/schemas/config.schema.yaml plus the lists generated from the dataset
+    registry (fcnlib.datasets): each built-in dataset's entry (any other name must declare a folder
+    dataset) and the modalities a net may take."""
+    schema = load_yaml(SCHEMA_PATH)
+    schema["$defs"]["modality"] = {"enum": list(NET_MODALITIES)}
+    schema["properties"]["datasets"]["properties"] = {name: {"$ref": "#/$defs/dataset"} for name in registry.REGISTRY}
+    return schema
 
 
 def _validate_schema(config: dict, source: str) -> None:
+    _raise_first(_schema_problems(config, source))
+
+
+def _schema_problems(config: dict, source: str) -> list[str]:
     import jsonschema
 
-    schema = load_yaml(SCHEMA_PATH)
+    schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
-    if errors:
-        e = errors[0]
+    out = []
+    for e in errors:
         if e.validator == "additionalProperties" and isinstance(e.instance, dict):
             allowed = sorted(e.schema.get("properties", {}))
             extra = sorted(set(e.instance) - set(allowed))
             hint = f"unknown key(s) {extra}; allowed: {allowed}" if allowed else f"unknown key(s) {extra}"
-            msg = f"{source}: at '{_key_path(e)}': {hint}"
+            out.append(f"{source}: at '{_key_path(e)}': {hint}")
         elif e.validator == "oneOf":
-            msg = f"{source}: at '{_key_path(e)}': value {e.instance!r} is not valid here"
+            out.append(f"{source}: at '{_key_path(e)}': value {e.instance!r} is not valid here")
         else:
-            msg = f"{source}: at '{_key_path(e)}': {e.message}"
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(msg + more)
+            out.append(f"{source}: at '{_key_path(e)}': {e.message}")
+    return out
 
 
-def _check_references(config: dict, source: str) -> None:
+def reference_problems(config: dict, source: str) -> list[str]:
+    """The cross-references the schema cannot express, every broken one (config of the schema's shape)."""
+    out: list[str] = []
+    specs: dict[str, Any] = {}
+    for ds in config.get("datasets", {}):  # each dataset's spec: the built-in ones, or a folder entry checked
+        try:
+            specs.update(registry.check_config({**config, "datasets": {ds: config["datasets"][ds]}}, source))
+        except ConfigError as e:
+            out.append(str(e))
     exps = config["experiments"]
     for name, exp in exps.items():
         where = f"{source}: at 'experiments.{name}"
         if exp["dataset"] not in config["datasets"]:
-            raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
-        if exp["dataset"] not in DATASET_HEADS:
-            raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no class count in "
-                              f"fcnlib.config.DATASET_HEADS; add it there (README: Adding a dataset)")
+            out.append(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
+        elif exp["dataset"] in specs:
+            held = specs[exp["dataset"]].modalities
+            missing = [m for m in exp.get("modalities", ["rgb"]) if m not in held]
+            if missing:
+                out.append(f"{where}.modalities': dataset {exp['dataset']!r} has no {missing} "
+                           f"(it holds {list(held)})")
         backbone = exp.get("backbone", "vgg16")
         if backbone not in config["backbones"]:
-            raise ConfigError(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")
+            out.append(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")
         recipe = exp.get("recipe", config["training"]["recipe"])
         if recipe not in config["recipes"]:
-            raise ConfigError(f"{where}.recipe': recipe {recipe!r} is not defined under 'recipes' "
-                              f"(have {sorted(config['recipes'])})")
+            out.append(f"{where}.recipe': recipe {recipe!r} is not defined under 'recipes' "
+                       f"(have {sorted(config['recipes'])})")
+        else:
+            try:
+                _split_batch(config, name, config["recipes"][recipe])  # N GPUs must be able to share one update
+            except ConfigError as e:
+                out.append(str(e))
         init = exp.get("init", "imagenet")
         parents = init if isinstance(init, list) else ([] if init == "imagenet" else [init])
         for p in parents:
             if p not in exps:
-                raise ConfigError(f"{where}.init': {p!r} is not an experiment (use 'imagenet' or an experiment name)")
-            if exps[p]["dataset"] != exp["dataset"]:
-                raise ConfigError(f"{where}.init': {p!r} was trained on another dataset")
+                out.append(f"{where}.init': {p!r} is not an experiment (use 'imagenet' or an experiment name)")
+            elif exps[p]["dataset"] != exp["dataset"]:
+                out.append(f"{where}.init': {p!r} was trained on another dataset")
         if backbone != "vgg16" and exp["variant"] != "fcn32s":
-            raise ConfigError(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
-        _split_batch(config, name, config["recipes"][recipe])  # N GPUs must be able to share one update
+            out.append(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
     for name in exps:  # staged chains must end at imagenet
         seen, todo = set(), [name]
         while todo:
             n = todo.pop()
             if n in seen:
-                raise ConfigError(f"{source}: at 'experiments.{name}.init': initialisation chain has a cycle")
+                out.append(f"{source}: at 'experiments.{name}.init': initialisation chain has a cycle")
+                break
             seen.add(n)
-            init = exps[n].get("init", "imagenet")
+            init = exps[n].get("init", "imagenet") if n in exps else "imagenet"  # unknown ones reported above
             todo += init if isinstance(init, list) else ([] if init == "imagenet" else [init])
     for rname, recipe in config["recipes"].items():
+        for ds in (recipe.get("by_dataset") or {}):
+            if ds not in config["datasets"] and ds not in registry.REGISTRY:
+                out.append(f"{source}: at 'recipes.{rname}.by_dataset.{ds}': not a dataset; use a name "
+                           f"under 'datasets' or remove the entry")
         for exp_name in (recipe.get("by_experiment") or {}):
             if exp_name not in exps:
-                raise ConfigError(f"{source}: at 'recipes.{rname}.by_experiment.{exp_name}': not an experiment; "
-                                  f"use a name under 'experiments' or remove the entry")
+                out.append(f"{source}: at 'recipes.{rname}.by_experiment.{exp_name}': not an experiment; "
+                           f"use a name under 'experiments' or remove the entry")
     for b, spec in config["backbones"].items():
         if spec["source"] not in config["sources"]:
-            raise ConfigError(f"{source}: at 'backbones.{b}.source': {spec['source']!r} is not under 'sources'")
+            out.append(f"{source}: at 'backbones.{b}.source': {spec['source']!r} is not under 'sources'")
     for table, rows in config["tables"].items():
         for row, ref in rows.items():
             if isinstance(ref, str) and ref.split("@")[0] not in exps:
-                raise ConfigError(f"{source}: at 'tables.{table}.{row}': {ref.split('@')[0]!r} is not an experiment")
+                out.append(f"{source}: at 'tables.{table}.{row}': {ref.split('@')[0]!r} is not an experiment")
     for kind, groups in config.get("figures", {}).items():
         for group, names in groups.items():
-            for n in names:
-                if n not in exps:
-                    raise ConfigError(f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment")
-    from .released import check_config as _check_released  # no torch at import: cheap here
+            out += [f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment"
+                    for n in names if n not in exps]
+    from .released import config_problems as released_problems  # no torch at import: cheap here
 
-    _check_released(config, source)
+    out += released_problems(config, source)
     for name, spec in config["sources"].items():
         if not spec.get("demo") and not spec.get("urls"):
-            raise ConfigError(f"{source}: at 'sources.{name}': give 'urls' (or 'demo: true' in a demo config)")
+            out.append(f"{source}: at 'sources.{name}': give 'urls' (or 'demo: true' in a demo config)")
+    return out
 
 
 def experiment(config: dict, name: str) -> dict:
     """One experiment with every default filled in."""
     exp = copy.deepcopy(config["experiments"][name])
-    ds = config["datasets"][exp["dataset"]]
+    train_split, val_split = registry.splits_of(exp["dataset"], config)
     tr = config["training"]
     exp.setdefault("backbone", "vgg16")
     exp.setdefault("modalities", ["rgb"])
     exp.setdefault("init", "imagenet")
     exp.setdefault("fixed", False)
     exp.setdefault("recipe", tr["recipe"])
-    exp.setdefault("train_split", ds["train_split"])
-    exp.setdefault("val_split", ds["val_split"])
+    exp.setdefault("train_split", train_split)
+    exp.setdefault("val_split", val_split)
     exp.setdefault("eval_splits", [exp["val_split"]])
     exp.setdefault("augment", dict(tr["augment"]))
     exp.setdefault("loss_sampling", tr["loss_sampling"])
@@ -303,18 +329,13 @@ def parents(config: dict, name: str) -> list[str]:
     return init if isinstance(init, list) else ([] if init == "imagenet" else [init])
 
 
-def experiment_dir(dataset: str, name: str) -> str:
-    """The results folder of one experiment (weights.pt, log.jsonl, timing.json, <split>/metrics.json): the
-    one definition of the layout, used by the rules (common.smk exp_dir) and the tables script."""
-    return f"results/{dataset}/{name}"
-
-
 def weights_path(config: dict, name: str) -> str:
-    return f"{experiment_dir(config['experiments'][name]['dataset'], name)}/weights.pt"
+    """Where experiment `name`'s trained weights go (fcnlib.layout)."""
+    return layout.weights(config["experiments"][name]["dataset"], name)
 
 
 def _arch(config: dict, exp: dict) -> dict:
-    heads = DATASET_HEADS[exp["dataset"]]
+    heads = registry.spec(exp["dataset"], config).heads
     return {
         "variant": exp["variant"],
         "backbone": exp["backbone"],
@@ -347,7 +368,7 @@ def train_config(config: dict, name: str) -> dict:
             dict(arch, in_channels=sum(MODALITY_CHANNELS[m] for m in mods)) for mods in member_mods]}
     init = exp["init"]
     if init == "imagenet":
-        init_spec = {"kind": "imagenet", "path": f"data/weights/{exp['backbone']}.pt"}
+        init_spec = {"kind": "imagenet", "path": layout.backbone_weights(exp["backbone"])}
     elif isinstance(init, list):
         init_spec = {"kind": "late_fusion", "paths": [weights_path(config, p) for p in init]}
     else:
@@ -355,7 +376,7 @@ def train_config(config: dict, name: str) -> dict:
     batch_size, iter_size = _split_batch(config, name, recipe)
     cfg = {
         "experiment": name,
-        "dataset_json": f"data/{exp['dataset']}/dataset.json",
+        "dataset_json": layout.dataset_json(exp["dataset"]),
         "train_split": exp["train_split"],
         "val_split": exp["val_split"],
         "val_max_images": tr.get("val_max_images"),
@@ -456,12 +477,19 @@ def cli(argv: list[str]) -> int:
     default = Path("config/config.yaml")
     if not default.exists():
         default = PACKAGE_DIR.parent / "config" / "config.yaml"
+    bad = 0
     for f in args.files:
         cfg = load_yaml(f)
         if not isinstance(cfg, dict):
             raise ConfigError(f"{f}: expected a mapping of config keys at the top level")
         cfg, sources = compose_config(cfg, [str(f)], default=default)
-        validate_config(cfg, source=" + ".join(sources))
+        problems = config_problems(cfg, source=" + ".join(sources))
+        if problems:  # every one, so a file is fixed in one pass
+            bad += 1
+            print(f"{f}: {len(problems)} problem(s)", file=sys.stderr)
+            for m in problems:
+                print(f"error: {m}", file=sys.stderr)
+            continue
         merged = f", merged over {default}" if len(sources) > 1 else ""
         print(f"{f}: ok ({len(cfg['experiments'])} experiments{merged})")
-    return 0
+    return 2 if bad else 0

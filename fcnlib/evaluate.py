@@ -11,15 +11,20 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import datasets as registry
+from . import layout
 from .compute import AMP_DEFAULT, CHANNELS_LAST_DEFAULT, resolve_runtime
 from .errors import ConfigError, DataError
 from .inference import device_name, load_for_inference, predict, primary_head, score_dataset
 from .io import atomic_write_json, read_json, sha256_file, write_label_png
 from .metrics import SCORE_KEYS, ConfusionMatrix
+
+if TYPE_CHECKING:
+    from .models.meta import ModelMeta
 
 PathLike = str | os.PathLike
 
@@ -175,14 +180,18 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
 # ---------------------------------------------------------------------------------------------------
 # `fcn evaluate`
 # ---------------------------------------------------------------------------------------------------
-def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
-    """Dataset and split the workflow would use for these weights (their experiment's val split)."""
+def _evaluate_defaults(weights: Path, meta: ModelMeta, configfiles: list[str]) -> dict[str, Any]:
+    """Dataset and split the workflow would use for these weights: the split their trainer validated on
+    (recorded in the meta), else their experiment's (or dataset's) val split in the config."""
     from . import config as fcncfg
     from .experiment import load_config
 
-    dataset = meta.get("dataset")
-    out: dict[str, Any] = {"dataset_json": f"data/{dataset}/dataset.json" if dataset else None, "split": None}
-    exp = meta.get("experiment")
+    dataset = meta.dataset
+    out: dict[str, Any] = {"dataset_json": layout.dataset_json(dataset) if dataset else None,
+                           "split": meta.val_split}
+    if out["split"] is not None:
+        return out
+    exp = meta.experiment
     try:
         config, _ = load_config(configfiles)
     except ConfigError:
@@ -192,7 +201,7 @@ def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[st
     if exp in config["experiments"]:
         out["split"] = fcncfg.experiment(config, exp)["val_split"]
     elif dataset in config["datasets"]:
-        out["split"] = config["datasets"][dataset]["val_split"]
+        out["split"] = registry.splits_of(dataset, config)[1]
     return out
 
 
@@ -200,6 +209,7 @@ def cli(argv: list[str] | None = None) -> int:
     """Entry point of `fcn evaluate WEIGHTS`: the evaluate rule's metrics.json, from the shell."""
     from .cliopts import Parser, add_device, add_out, add_precision, add_progress
     from .models.io import safe_torch_load
+    from .models.meta import ModelMeta
 
     p = Parser(prog="fcn evaluate", description="Score trained weights on a split of a prepared dataset with "
                "the paper's metrics (pixel acc., mean acc., mean IU, f.w. IU), as the evaluate rule does.")
@@ -207,7 +217,8 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", type=Path, default=None,
                    help="dataset.json of a prepared dataset (default: data/<the weights' dataset>/dataset.json)")
     p.add_argument("--split", default=None,
-                   help="split to score (default: the experiment's val split in the config, e.g. seg11valid)")
+                   help="split to score (default: the split the weights were validated on, as recorded in them; "
+                        "else the experiment's val split in the config, e.g. seg11valid)")
     p.add_argument("-c", "--configfile", action="append", default=[], metavar="FILE",
                    help="config file(s) giving the default split (default: config/config.yaml)")
     add_out(p, "metrics.json to write (default: <weights dir>/<split>/metrics.json, as the rule)", type=Path)
@@ -219,14 +230,15 @@ def cli(argv: list[str] | None = None) -> int:
     add_progress(p)
     args = p.parse_args(argv)
     obj = safe_torch_load(args.weights)
-    meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+    meta = ModelMeta(obj.get("meta", {}) if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) else {})
     defaults = _evaluate_defaults(args.weights, meta, args.configfile)
     dataset_json = args.dataset or defaults["dataset_json"]
     split = args.split or defaults["split"]
     if dataset_json is None or split is None:
         missing = "--dataset" if dataset_json is None else "--split"
-        raise ConfigError(f"{args.weights}: cannot tell which {missing[2:]} to score (not in the weights or "
-                          f"the config); pass {missing}")
+        said = f"dataset {meta.dataset!r}, experiment {meta.experiment!r}" if meta.dataset else "no dataset"
+        raise ConfigError(f"{args.weights}: cannot tell which {missing[2:]} to score (the weights record {said}, "
+                          f"and no config file here names it); pass {missing}")
     out = args.out or args.weights.parent / split / "metrics.json"
     result = evaluate_file(args.weights, dataset_json, split, out_json=out, device=args.device,
                            precision=args.precision,

@@ -3,7 +3,9 @@
 The exported graph is the net itself: input a float32 N×C×H×W batch already preprocessed as the weights
 say (channel order, scale, mean, std — written beside it in `<out>.json` and, for TorchScript, inside the
 file as `fcn_meta.json`), output the logits of each head at the input's H×W (any H, W: the FCN crops
-are traced as functions of the input size). Labels are the argmax over the class axis.
+are traced as functions of the input size, and frozen bilinear upsamplers export as depthwise transposed
+convolutions — fcnlib.models.fcn.Upsampler). The graph's outputs are named after the heads ("sem", or
+"sem" and "geo"), as the sidecar's "outputs" lists them. Labels are the argmax over the class axis.
 """
 
 from __future__ import annotations
@@ -44,23 +46,17 @@ class _Tuple(nn.Module):
         return tuple(out[h] for h in self.heads) if isinstance(out, dict) else (out,)
 
 
-def _heads(model: nn.Module, channels: int) -> list[str]:
-    with torch.inference_mode():
-        out = model(torch.zeros(1, channels, 64, 64))
-    return list(out) if isinstance(out, dict) else ["sem"]
-
-
 def export_meta(meta: ModelMeta, fmt: str, heads: list[str], channels: int, weights: Path) -> dict[str, Any]:
     """What a user of the exported file needs: input layout and preprocessing, output heads, classes."""
     return {"format": fmt, "source_weights": str(weights), "source_sha256": sha256_file(weights),
             "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "channels": channels,
                       "modalities": meta.modalities, "preprocessing": meta.get("preprocessing")},
-            "outputs": heads, "classes": meta.classes, "arch": meta.get("arch"),
-            "labels": "argmax over axis 1 of each output"}
+            "outputs": heads, "classes": {h: meta.head_classes(h) for h in heads}, "arch": meta.get("arch"),
+            "labels": "argmax over axis 1 of each output", "demo": meta.is_demo}
 
 
 def _onnx_bytes(net: nn.Module, example: torch.Tensor, heads: list[str]) -> bytes:
-    names = [f"scores_{h}" if len(heads) > 1 else "scores" for h in heads]
+    names = list(heads)  # the sidecar's "outputs": one naming for graph and JSON
     axes = {"image": {0: "n", 2: "h", 3: "w"}, **{n: {0: "n", 2: "h", 3: "w"} for n in names}}
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -100,8 +96,10 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
         raise ConfigError(f"{out}: would overwrite the weights it is exported from; pass another -o/--out")
     model, meta = load_model(weights, "cpu")
     model = model.eval().float()
+    for p in model.parameters():  # as for inference: frozen bilinear upsamplers run per class
+        p.requires_grad_(False)
     channels = meta.input_channels
-    heads = _heads(model, channels)
+    heads = meta.heads
     net = _Tuple(model, heads).eval()
     example = torch.zeros(1, channels, *size)
     info = export_meta(meta, fmt, heads, channels, weights)

@@ -66,9 +66,10 @@ def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
     return {heads[0]: out}
 
 
-def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: torch.dtype | None | str = "model",
-            channels_last: bool = False, training_model: bool = False) -> dict[str, torch.Tensor]:
-    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit.
+def forward_logits(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *,
+                   amp: torch.dtype | None | str = "model", channels_last: bool = False,
+                   training_model: bool = False) -> dict[str, torch.Tensor]:
+    """{head: 1×C×H×W logits} for one C×H×W input (batch of 1), checked to be at the input's H×W.
 
     amp: "model" runs the model as it is (a FastFCN autocasts itself); a dtype or None (fp32) wraps the
     forward in that autocast, as validation during training does. training_model: the model trains on
@@ -84,14 +85,24 @@ def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: t
             with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 out = model(x1)
         out = _as_heads(out, heads)
-    preds = {}
-    for h, logits in out.items():
+    for logits in out.values():
         if logits.shape[-2:] != x.shape[-2:]:
             raise DataError(f"model output {tuple(logits.shape[-2:])} differs from input "
                             f"{tuple(x.shape[-2:])}; the weights' architecture does not crop to the input")
-        p = logits[0].argmax(0)
-        preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
-    return preds
+    return out
+
+
+def labels_of(logits: torch.Tensor) -> torch.Tensor:
+    """Class ids of 1×C×H×W logits: argmax over C, as a uint8 H×W CPU tensor when the classes fit."""
+    p = logits[0].argmax(0)
+    return (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: torch.dtype | None | str = "model",
+            channels_last: bool = False, training_model: bool = False) -> dict[str, torch.Tensor]:
+    """Argmax class ids per head for one C×H×W input (batch of 1); arguments as `forward_logits`."""
+    out = forward_logits(model, x, heads, amp=amp, channels_last=channels_last, training_model=training_model)
+    return {h: labels_of(logits) for h, logits in out.items()}
 
 
 def score_dataset(dataset: Any, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, stop: Any = None,

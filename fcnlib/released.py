@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paper
+from .datasets import REGISTRY
 from .errors import ConfigError, WeightsError
 from .io import atomic_write_json, atomic_write_text, read_json
 
@@ -52,7 +53,7 @@ class Released:
     heads: Mapping[str, int] | None = field(default=None)
 
 
-_SIFT = {"sem": paper.NUM_CLASSES["siftflow_sem"], "geo": paper.NUM_CLASSES["siftflow_geo"]}
+_SIFT = REGISTRY["siftflow"].heads
 
 MODELS: Mapping[str, Released] = {
     "voc-fcn32s": Released("fcn32s-heavy-pascal.caffemodel", "pascal", "fcn32s", table2_row="FCN-32s",
@@ -109,7 +110,7 @@ def by_caffemodel(filename: str) -> str | None:
 def arch(name: str, width: float = 1.0) -> dict[str, Any]:
     """`build_from_arch` description of our net equivalent to the released one (width < 1: demo stand-ins)."""
     m = _model(name)
-    n = paper.NUM_CLASSES[m.dataset] if m.heads is None else next(iter(m.heads.values()))
+    n = REGISTRY[m.dataset].num_classes if m.heads is None else next(iter(m.heads.values()))
     one = {"variant": m.variant, "backbone": m.backbone, "num_classes": n,
            "width": float(width), "in_channels": 3, "heads": None if m.heads is None else dict(m.heads)}
     if m.fusion:
@@ -128,22 +129,11 @@ def preprocessing(name: str) -> dict[str, dict[str, Any]]:
 
 
 def classes(name: str) -> list[str] | dict[str, list[str]]:
-    m = _model(name)
-    if m.dataset == "pascal":
-        from .data.voc import VOC_CLASSES
-
-        return list(VOC_CLASSES)
-    if m.dataset == "nyud":
-        from .data.nyud import NYU40_CLASSES
-
-        return list(NYU40_CLASSES)
-    if m.dataset == "context":
-        from .data.context import CONTEXT59_CLASSES
-
-        return list(CONTEXT59_CLASSES)
-    from .data.siftflow import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
-
-    return {"sem": list(SIFTFLOW_SEM_CLASSES), "geo": list(SIFTFLOW_GEO_CLASSES)}
+    """Class names of a released net: its dataset's (fcnlib.datasets), per head when it has several."""
+    spec = REGISTRY[_model(name).dataset]
+    if len(spec.classes) == 1:
+        return list(spec.classes["sem"])
+    return {h: list(c) for h, c in spec.classes.items()}
 
 
 def layer_map(name: str, model: Any) -> dict[str, list[str]]:
@@ -167,17 +157,25 @@ def layer_map(name: str, model: Any) -> dict[str, list[str]]:
     return out
 
 
-def convert(src: PathLike, dst: PathLike, name: str, width: float = 1.0) -> Path:
-    """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities)."""
+def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None, data_source: str = "real") -> Path:
+    """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities).
+    `width` None: read from the trunk's blob shapes (1.0 for the authors' files, less for demo stand-ins);
+    `data_source` "demo" marks a demo stand-in (ModelMeta.is_demo: `fcn segment` warns)."""
     from .io import sha256_file
     from .models import ModelMeta, save_model
     from .models.surgery import convert_fcn_caffemodel
 
     m = _model(name)
+    if width is None:
+        from .models.caffe import read_caffemodel
+        from .models.surgery import detect_width
+
+        width = detect_width(read_caffemodel(src), m.backbone, src, FUSION_SUFFIXES[0] if m.fusion else "")
     a = arch(name, width)
     model = convert_fcn_caffemodel(src, a, layer_map=lambda net: layer_map(name, net))
     meta = ModelMeta.create(a, m.modalities, preprocessing(name), classes(name), dataset=m.dataset,
-                            experiment=f"released/{name}", released=name, source=Path(src).name,
+                            data_source=data_source, experiment=f"released/{name}", released=name,
+                            source=Path(src).name,
                             source_sha256=sha256_file(src))
     save_model(model, meta, dst)
     return Path(dst)
@@ -186,16 +184,19 @@ def convert(src: PathLike, dst: PathLike, name: str, width: float = 1.0) -> Path
 # ---------------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------------
-def check_config(config: Mapping[str, Any], source: str = "config") -> None:
-    """`released:` entries name known models, existing sources and datasets of this config."""
+def config_problems(config: Mapping[str, Any], source: str = "config") -> list[str]:
+    """`released:` entries must name known models, existing sources and datasets of this config: every
+    broken one (fcnlib.config.reference_problems lists them with the rest)."""
+    out = []
     for name, spec in (config.get("released") or {}).items():
         where = f"{source}: at 'released.{name}"
         if name not in MODELS:
-            raise ConfigError(f"{where}': unknown released model; use one of {sorted(MODELS)}")
+            out.append(f"{where}': unknown released model; use one of {sorted(MODELS)}")
+        elif MODELS[name].dataset not in config["datasets"]:
+            out.append(f"{where}': dataset {MODELS[name].dataset!r} has no entry under 'datasets'")
         if spec["source"] not in config["sources"]:
-            raise ConfigError(f"{where}.source': {spec['source']!r} is not under 'sources'")
-        if MODELS[name].dataset not in config["datasets"]:
-            raise ConfigError(f"{where}': dataset {MODELS[name].dataset!r} has no entry under 'datasets'")
+            out.append(f"{where}.source': {spec['source']!r} is not under 'sources'")
+    return out
 
 
 def entries(config: Mapping[str, Any]) -> list[dict[str, Any]]:

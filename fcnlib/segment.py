@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
 
 from .errors import DataError, WeightsError
 from .io import PixelLimitError, atomic_write, read_image, set_max_pixels, voc_palette, write_label_png
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 PathLike = str | os.PathLike
 
@@ -46,30 +52,147 @@ def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndar
     return np.where((label == 255)[..., None], image, blend.astype(np.uint8))
 
 
+LEGEND_ROW = 16  # legend row height in pixels; the swatch is LEGEND_SWATCH² at the row's left
+LEGEND_SWATCH = 12
+DEMO_WARNING = "DEMO weights: synthetic data, not a real model"
+
+
+def legend(label: np.ndarray, classes: Sequence[str], height: int, demo: bool = False) -> np.ndarray:
+    """A white H'×W×3 panel naming each class present in `label` beside its palette swatch (void left out),
+    with DEMO_WARNING in red on top for demo weights; H' = max(height, the rows it needs)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    present = [int(c) for c in np.unique(label) if c != 255]
+    names = [classes[c] if c < len(classes) else f"class {c}" for c in present]
+    lines = ([DEMO_WARNING] if demo else []) + names
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max((probe.textbbox((0, 0), t, font=font)[2] for t in lines), default=0)
+    panel = Image.new("RGB", (LEGEND_ROW + 8 + int(text_w) + 4, max(height, LEGEND_ROW * len(lines) + 4)), "white")
+    draw = ImageDraw.Draw(panel)
+    pal = voc_palette()
+    y = 2
+    if demo:
+        draw.text((4, y), DEMO_WARNING, fill=(200, 0, 0), font=font)
+        y += LEGEND_ROW
+    for c, name in zip(present, names, strict=True):
+        draw.rectangle((4, y + 2, 4 + LEGEND_SWATCH - 1, y + 1 + LEGEND_SWATCH), fill=tuple(int(v) for v in pal[c]))
+        draw.text((LEGEND_ROW + 8, y + 2), name, fill="black", font=font)
+        y += LEGEND_ROW
+    return np.asarray(panel)
+
+
+def overlay_with_legend(image: np.ndarray, label: np.ndarray, classes: Sequence[str], alpha: float = 0.5,
+                        demo: bool = False) -> np.ndarray:
+    """`overlay` with the `legend` panel on its right (the blend stays at the top-left, unscaled)."""
+    blend = overlay(image, label, alpha)
+    panel = legend(label, classes, blend.shape[0], demo)
+    h = max(blend.shape[0], panel.shape[0])
+    canvas = np.full((h, blend.shape[1] + panel.shape[1], 3), 255, np.uint8)
+    canvas[:blend.shape[0], :blend.shape[1]] = blend
+    canvas[:panel.shape[0], blend.shape[1]:] = panel
+    return canvas
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One image's result for one head: `labels` H×W class ids (uint8 when < 256 classes), `scores` C×H×W
+    float32 logits (labels = scores.argmax(0)), `classes` the C names, `image` the RGB input (for overlays);
+    `heads` maps every head of the net (SIFT Flow: "sem" and "geo") to its Segmentation, this one included."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+    classes: list[str]
+    head: str
+    image: np.ndarray | None = None
+    demo: bool = False
+    heads: dict[str, Segmentation] = field(default_factory=dict, repr=False, compare=False)
+
+    def overlay(self, alpha: float = 0.5, legend: bool = True) -> np.ndarray:
+        """H×W'×3 uint8: palette colours blended over the input, with a class legend (and DEMO warning) beside."""
+        if self.image is None:
+            raise DataError("Segmentation.overlay: no RGB input kept (a model without an rgb modality)")
+        if not legend:
+            return overlay(self.image, self.labels, alpha)
+        return overlay_with_legend(self.image, self.labels, self.classes, alpha, self.demo)
+
+
+ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]
+
+
+def _image_array(image: Any, modality: str, channels: int) -> np.ndarray:
+    """A path, PIL image or array → the array `Preprocessing.apply` takes, checked (DataError otherwise)."""
+    if isinstance(image, str | os.PathLike):
+        if channels != 3:
+            raise DataError(f"Segmenter: {modality} from {image}: pass depth as an H×W array in millimetres, not "
+                            f"a file (depth PNGs store no unit)")
+        return read_image(image)
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"Segmenter: {modality} input is a {type(image).__name__}; pass a file path, a PIL image "
+                        f"or an H×W×3 uint8 numpy array")
+    if channels == 3:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise DataError(f"Segmenter: {modality} array of shape {image.shape} and dtype {image.dtype}; pass "
+                            f"an H×W×3 uint8 array (RGB, 0–255), e.g. np.asarray(Image.open(p).convert('RGB'))")
+    elif image.ndim != 2 or 0 in image.shape or not np.issubdtype(image.dtype, np.number):
+        raise DataError(f"Segmenter: {modality} array of shape {image.shape}; pass an H×W depth map in millimetres")
+    return image
+
+
 class Segmenter:
-    """A loaded RGB model + its preprocessing; `__call__(image_uint8_HWC) -> {head: uint8 H×W labels}`.
-    device/precision: resolved once into a fcnlib.compute.Runtime (`self.runtime`)."""
+    """A weights file loaded for prediction: `Segmenter("weights.pt")("image.jpg")` → a Segmentation.
+
+    The input is a path, a PIL image or an H×W×3 uint8 RGB array; for a multi-modal net, a dict with one
+    entry per modality of `.modalities` (e.g. {"rgb": ..., "hha": ...}; depth as an H×W array in mm), all
+    of one size. Preprocessing comes from the weights file. device/precision ("auto", "fp32", "bf16",
+    "fp16"): resolved once into a fcnlib.compute.Runtime (`.runtime`)."""
 
     def __init__(self, weights: PathLike, device: str | torch.device = "auto", precision: str = "auto") -> None:
         from .compute import resolve_runtime
-        from .inference import load_for_inference
+        from .inference import load_for_inference, primary_head
 
+        self.weights = Path(weights)
         self.runtime = resolve_runtime(device, precision)
         self.device = self.runtime.device
         self.model, self.meta = load_for_inference(weights, self.runtime)
-        mods = self.meta.modalities
-        if mods != ["rgb"]:
-            raise WeightsError(f"{weights}: this model needs input modalities {mods}, but `fcn segment` "
-                               f"takes plain RGB images; use RGB-only weights, or `fcn evaluate` on a "
-                               f"prepared dataset that has {mods}")
-        self.pre = self.meta.preprocessing(weights)["rgb"]
+        self.modalities = self.meta.modalities
+        self.pre = self.meta.preprocessing(weights)
         self.heads = self.meta.heads
+        self.main = primary_head(self.heads)
+        self.demo = self.meta.is_demo
 
-    def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        from .inference import predict
+    def _input(self, image: ImageInput | Mapping[str, ImageInput]) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The net's C×H×W input (modalities concatenated in the weights' order) and the RGB array, if any."""
+        mods = self.modalities
+        if not isinstance(image, Mapping):
+            if mods != ["rgb"]:
+                raise DataError(f"Segmenter: {self.weights} takes modalities {mods}; pass a dict with one input "
+                                f"per modality, e.g. {{{', '.join(repr(m) + ': ...' for m in mods)}}}")
+            image = {"rgb": image}
+        if sorted(image) != sorted(mods):
+            raise DataError(f"Segmenter: got inputs {sorted(image)}; {self.weights} takes modalities {mods}")
+        arrays = {m: _image_array(image[m], m, self.pre[m].channels) for m in mods}
+        sizes = {m: a.shape[:2] for m, a in arrays.items()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"Segmenter: input sizes differ {sizes}; every modality must be of one H×W")
+        x = torch.cat([self.pre[m].apply(arrays[m]) for m in mods]).to(self.device)
+        return x, arrays.get("rgb")
 
-        x = self.pre.apply(image).to(self.device)
-        return {h: p.numpy().astype(np.uint8) for h, p in predict(self.model, x, self.heads).items()}
+    def __call__(self, image: ImageInput | Mapping[str, ImageInput]) -> Segmentation:
+        from .inference import forward_logits, labels_of
+
+        x, rgb = self._input(image)
+        out = forward_logits(self.model, x, self.heads)
+        heads: dict[str, Segmentation] = {}
+        for h, logits in out.items():
+            n = logits.shape[1]
+            names = self.meta.head_classes(h) or []
+            names = names if len(names) == n else [f"class {i}" for i in range(n)]
+            heads[h] = Segmentation(labels=labels_of(logits).numpy(), scores=logits[0].float().cpu().numpy(),
+                                    classes=names, head=h, image=rgb, demo=self.demo, heads=heads)
+        return heads[self.main]
 
 
 def _out_names(paths: list[Path]) -> list[str]:
@@ -79,19 +202,22 @@ def _out_names(paths: list[Path]) -> list[str]:
     return [p.name if p.stem in dup else p.stem for p in paths]
 
 
-def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLike, *,
+def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out_dir: PathLike, *,
                   overlay_png: bool = False, device: str | torch.device = "auto", precision: str = "auto",
                   progress: bool = True) -> list[Path]:
-    """Segment every input image; returns the label PNGs written (one per image, `<stem>.png`)."""
+    """Segment every input image with `weights` (a file, or a loaded Segmenter: then `device` is its own);
+    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend)."""
     from tqdm import tqdm
 
-    from .inference import primary_head
-
     paths = collect_inputs(inputs)
-    seg = Segmenter(weights, device, precision)
+    seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device, precision)
+    weights = seg.weights
+    if seg.modalities != ["rgb"]:
+        raise WeightsError(f"{weights}: this model needs input modalities {seg.modalities}, but `fcn segment` "
+                           f"takes plain RGB images; use RGB-only weights, fcnlib.Segmenter with a dict of "
+                           f"inputs, or `fcn evaluate` on a prepared dataset that has {seg.modalities}")
     out_dir = Path(out_dir)
     written = []
-    main = primary_head(seg.heads)
     for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:
@@ -102,7 +228,7 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
             raise DataError(f"{path}: not an image that can be decoded (truncated, or another kind of file); "
                             f"pass JPEG/PNG/BMP/TIFF/WebP images to fcn segment") from None
         try:
-            preds = seg(image)
+            result = seg(image)
         except (MemoryError, RuntimeError) as e:
             if not isinstance(e, MemoryError) and not any(w in str(e) for w in ("alloc", "out of memory")):
                 raise
@@ -113,15 +239,15 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
         target = out_dir / f"{name}.png"
         if target.resolve() == path.resolve():
             raise DataError(f"{path}: output would overwrite the input image; pass --out to another folder")
-        write_label_png(target, preds[main])
-        for h, lab in preds.items():
-            if h != main:
-                write_label_png(out_dir / f"{name}_{h}.png", lab)
+        write_label_png(target, result.labels)
+        for h, other in result.heads.items():
+            if h != result.head:
+                write_label_png(out_dir / f"{name}_{h}.png", other.labels)
         if overlay_png:
             from PIL import Image
 
             with atomic_write(out_dir / f"{name}_overlay.png") as f:
-                Image.fromarray(overlay(image, preds[main])).save(f, format="PNG")
+                Image.fromarray(result.overlay()).save(f, format="PNG")
         written.append(target)
     return written
 
@@ -148,13 +274,14 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
-    written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
-                            device=args.device, precision=args.precision, progress=not args.no_progress)
+    seg = Segmenter(args.weights, args.device, args.precision)
+    if seg.demo:
+        print(f"warning: {args.weights} are demo weights (trained on the synthetic demo data); their labels "
+              f"say nothing about real images — use weights trained on a real dataset", file=sys.stderr)
+    written = segment_paths(args.inputs, seg, args.out, overlay_png=args.overlay, progress=not args.no_progress)
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
     raise SystemExit(cli(sys.argv[1:]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,21 @@ def test_train_then_evaluate_like_the_rules(tmp_path, monkeypatch, capsys):
     metrics = json.loads((exp / "seg11valid" / "metrics.json").read_text())
     assert metrics["n_images"] == 3 and 0.0 <= metrics["mean_iu"] <= 1.0 and metrics["split"] == "seg11valid"
     assert "mean_iu" in capsys.readouterr().out
+    # no config at all (weights copied elsewhere): dataset and split come from the weights' meta
+    assert obj["meta"]["val_split"] == "seg11valid" and obj["meta"]["data_source"] == "demo"
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(exp / "weights.pt", tmp_path / "elsewhere" / "w.pt")
+    (tmp_path / "data" / "pascal" / "ids.txt").write_text("im0\nim1\n")  # a different count proves it scored
+    assert cli.main(["evaluate", "elsewhere/w.pt", "--device", "cpu", "--no-progress"]) == 0
+    moved = json.loads((tmp_path / "elsewhere" / "seg11valid" / "metrics.json").read_text())
+    assert moved["split"] == "seg11valid" and moved["n_images"] == 2
+    capsys.readouterr()
+    meta = {k: v for k, v in obj["meta"].items() if k != "val_split"}  # a file from before the key
+    torch.save({**obj, "meta": {**meta, "dataset": "pascal", "experiment": "mine"}}, tmp_path / "old.pt")
+    assert cli.main(["evaluate", "old.pt", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "old.pt: cannot tell which split" in err and "experiment 'mine'" in err and "pass --split" in err
+    (tmp_path / "data" / "pascal" / "ids.txt").write_text("im0\nim1\nim2\n")
     out = tmp_path / "m.json"
     assert cli.main(["evaluate", str(exp / "weights.pt"), "--dataset", "data/pascal/dataset.json",
                      "--split", "train", "-o", str(out), "--max-images", "2", "--device", "cpu"]) == 0

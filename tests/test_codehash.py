@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
 
+import fcnlib.data.voc
 import fcnlib.distributed
 import fcnlib.hha
 import fcnlib.tables
 from fcnlib.codehash import PACKAGE_ROOT, files_hash, import_closure, imported_names, package_root, script_hash
+from fcnlib.datasets import REGISTRY
 
 SCRIPTS = PACKAGE_ROOT / "workflow" / "scripts"
 
@@ -106,10 +109,31 @@ def test_hash_covers_the_workflow_tree_not_the_imported_copy(pkg: Path,
     assert script_hash(script, tree) != script_hash(script, PACKAGE_ROOT)
 
 
+def test_modules_a_script_is_told_to_run_join_its_closure(pkg: Path) -> None:
+    """A prepare rule's "module:function" entry is run by name, not imported: `modules` adds its closure."""
+    script = pkg / "scripts" / "plain.py"
+    script.write_text("import pkg\n")
+    plain = script_hash(script, pkg, ("pkg",))
+    with_entry = script_hash(script, pkg, ("pkg",), modules=("pkg.sub.c",))
+    assert with_entry != plain
+    (pkg / "pkg" / "lazy.py").write_text("y = 3\n")  # in pkg.sub.c's closure only
+    script_hash.cache_clear()
+    assert script_hash(script, pkg, ("pkg",)) == plain
+    assert script_hash(script, pkg, ("pkg",), modules=("pkg.sub.c",)) != with_entry
+    with pytest.raises(ValueError, match="pkg.nope"):
+        script_hash(script, pkg, ("pkg",), modules=("pkg.nope",))
+
+
 def _users(module: object) -> set[str]:
-    """Workflow scripts whose closure holds `module`'s file."""
+    """Workflow jobs whose code holds `module`'s file: each script by its name, and prepare_<dataset> (the
+    one prepare.py script + the registry entry's module)."""
     f = Path(module.__file__).resolve()
-    return {s.stem for s in SCRIPTS.glob("*.py") if f in import_closure([s])}
+    users = {s.stem for s in SCRIPTS.glob("*.py") if s.stem != "prepare" and f in import_closure([s])}
+    for name, spec in REGISTRY.items():
+        entry = Path(importlib.import_module(spec.prepare.partition(":")[0]).__file__)
+        if f in import_closure([SCRIPTS / "prepare.py", entry]):
+            users.add(f"prepare_{name}")
+    return users
 
 
 def test_workflow_scripts_closures_follow_the_real_imports() -> None:
@@ -120,5 +144,6 @@ def test_workflow_scripts_closures_follow_the_real_imports() -> None:
                         "convert_weights", "tables", "fig4", "per_class", "learning_curves"}, users
     # NYUD preparation reads hha.py's cameras; HHA encoding is hha.py
     assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.hha)
-    # a report module: its rule only
+    # a data module and a report module: their rules only
+    assert _users(fcnlib.data.voc) == {"prepare_pascal"}
     assert _users(fcnlib.tables) == {"tables"}

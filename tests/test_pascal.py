@@ -16,7 +16,8 @@ from PIL import Image
 from fcnlib.archive import safe_extract
 from fcnlib.data import splits as S
 from fcnlib.data.sbd import convert_sbd, find_sbd_root, read_sbd_cls
-from fcnlib.data.voc import VOC_CLASSES, find_voc_root, prepare_pascal
+from fcnlib.data.voc import find_voc_root, prepare_pascal
+from fcnlib.datasets import VOC_CLASSES
 from fcnlib.errors import DataError
 from fcnlib.io import write_label_png
 

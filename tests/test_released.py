@@ -243,3 +243,16 @@ def test_demo_writes_the_requested_standins(tmp_path):
     assert list(read_caffemodel(tmp_path / "fcn8s-heavy-pascal.caffemodel")) == VOC_FCN8S_LAYERS
     with pytest.raises(ConfigError, match="voc-fcn9s"):
         make_demo(tmp_path / "x", parts=("released",), released=["voc-fcn9s"])
+
+
+@pytest.mark.parametrize("name", ["voc-fcn8s", "nyud-fcn32s-color-hha", "siftflow-fcn16s", "voc-fcn-alexnet"])
+def test_released_width_is_read_from_the_blobs(tmp_path, name, capsys):
+    src = tmp_path / released.MODELS[name].caffemodel
+    write_caffemodel(src, released_caffe_blobs(name, W))
+    assert convert_cli([str(src), "-o", str(tmp_path / "auto.pt")]) == 0  # no --width
+    model, meta = load_model(tmp_path / "auto.pt")
+    arch = meta["arch"]["members"][0] if meta["arch"].get("fusion") else meta["arch"]
+    assert arch["width"] == W
+    given, given_meta = load_model(released.convert(src, tmp_path / "given.pt", name, width=W, data_source="demo"))
+    assert all(torch.equal(v, given.state_dict()[k]) for k, v in model.state_dict().items())
+    assert given_meta.is_demo and not meta.is_demo  # a demo stand-in says so (fcn segment warns)

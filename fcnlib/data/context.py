@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
@@ -22,14 +23,6 @@ from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 
 PathLike = str | os.PathLike
 
-CONTEXT59_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-    "bag", "bed", "bench", "book", "building", "cabinet", "ceiling", "clothes", "computer", "cup", "door",
-    "fence", "floor", "flower", "food", "grass", "ground", "keyboard", "light", "mountain", "mouse", "curtain",
-    "platform", "sign", "plate", "road", "rock", "shelves", "sidewalk", "sky", "snow", "bedcloth", "track",
-    "tree", "truck", "wall", "water", "window", "wood",
-)
 # The 59-class list and the full label list spell three classes differently (task name → raw name).
 RAW_SPELLING = {"diningtable": "table", "bedcloth": "bedclothes", "clothes": "cloth"}
 
@@ -142,7 +135,7 @@ def prepare_context(out_dir: PathLike, voc2010_dir: PathLike, context_dir: PathL
     rel = write_split_lists(out, splits)
     meta = {
         "name": "context", "source": source, "ignore_index": 255,
-        "heads": {"sem": 60}, "classes": {"sem": classes},
+        "heads": REGISTRY["context"].heads, "classes": {"sem": classes},  # names as its classes-59 file spells them
         "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}},
                        "labels": {"sem": {"dir": "labels", "ext": ".png"}}} for s in splits},
         "sizes": {s: len(v) for s, v in splits.items()},

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
@@ -22,13 +23,6 @@ from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write
 
 PathLike = str | os.PathLike
 
-NYU40_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-    "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
-    "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box",
-    "whiteboard", "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
-    "otherfurniture", "otherprop",
-)
 GUPTA_CROP_WIDTH = 560  # full-resolution width of the Gupta crop; demo images are smaller
 
 
@@ -119,7 +113,7 @@ def prepare_nyud(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike | Non
         images["rawdepth"] = {"dir": "rawdepth", "ext": ".png", "scale_m": 0.001}
     meta = {
         "name": "nyud", "source": source, "ignore_index": 255,
-        "heads": {"sem": 40}, "classes": {"sem": list(NYU40_CLASSES)},
+        **REGISTRY["nyud"].described(),
         # the HHA rule needs the intrinsics: the Gupta-crop camera scaled to the stored image width
         # (1.0 for the real 560-px crops; the demo renders smaller images with the scaled camera)
         "camera": _camera(width),

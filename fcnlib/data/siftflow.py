@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, write_label_png
 from ..parallel import map_parallel
@@ -27,12 +28,6 @@ from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write
 PathLike = str | os.PathLike
 
 SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
-SIFTFLOW_SEM_CLASSES = (
-    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk", "desert",
-    "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole", "river", "road", "rock",
-    "sand", "sea", "sidewalk", "sign", "sky", "staircase", "streetlight", "sun", "tree", "window",
-)
-SIFTFLOW_GEO_CLASSES = ("sky", "horizontal", "vertical")
 
 
 def find_siftflow_root(raw_dir: PathLike) -> Path:
@@ -117,8 +112,7 @@ def prepare_siftflow(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike |
     labels = {"sem": {"dir": "labels_sem", "ext": ".png"}, "geo": {"dir": "labels_geo", "ext": ".png"}}
     meta = {
         "name": "siftflow", "source": source, "ignore_index": 255,
-        "heads": {"sem": 33, "geo": 3},
-        "classes": {"sem": list(SIFTFLOW_SEM_CLASSES), "geo": list(SIFTFLOW_GEO_CLASSES)},
+        **REGISTRY["siftflow"].described(),
         "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}}, "labels": labels}
                    for s in rel},
         "sizes": {s: len(v) for s, v in splits.items()},

@@ -18,17 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..datasets import REGISTRY
 from ..errors import DataError
 from ..io import atomic_write_json, place_file
 from . import splits as S
 from .dataset import start_prepare
 from .sbd import convert_sbd, find_sbd_root
-
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)
 
 
 def find_voc_root(voc_dir: Path, year: int) -> Path:
@@ -163,7 +158,7 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
 
     meta: dict[str, Any] = {
         "name": "pascal", "source": source, "ignore_index": 255,
-        "heads": {"sem": len(VOC_CLASSES)}, "classes": {"sem": list(VOC_CLASSES)},
+        **REGISTRY["pascal"].described(),
         "splits": {name: {"ids": f"splits/{name}.txt",
                           "images": {"rgb": {"dir": _rel(s.img_dir, out_dir), "ext": s.img_ext}},
                           "labels": {"sem": {"dir": _rel(s.lbl_dir, out_dir), "ext": ".png"}}}

@@ -39,7 +39,7 @@ from .imagenet import (
     vgg16_torchvision,
 )
 from .nyud import _nyud
-from .paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
+from .paint import BACKGROUND_RGB, class_appearance, paint
 from .pascal import _pascal
 from .released import _released, released_caffe_blobs
 from .siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
@@ -137,7 +137,6 @@ __all__ = [
     "SIFTFLOW_GROUND",
     "SIFTFLOW_SKY",
     "TAR_MTIME",
-    "VOC_CLASSES",
     "ZIP_DATE",
     "alexnet_caffe_blobs",
     "class_appearance",

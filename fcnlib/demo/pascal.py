@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import VOC_CLASSES
 from ..io import atomic_write, voc_palette
 from .encode import _jpeg, _mat, _png, _text, _write_tar
 from .paint import (
     BACKGROUND_RGB,
-    VOC_CLASSES,
     _size,
     _voc_ids,
     _voc_scene,

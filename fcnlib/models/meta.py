@@ -7,7 +7,8 @@ converter and the GPU check write through `ModelMeta.create`, and `load_model` r
 
 Keys: arch (build_fcn kwargs or a late-fusion description), modalities (input order; files older than the
 key are RGB), preprocessing ({modality: Preprocessing.to_dict()}), classes (names, or {head: names}), and
-optional provenance (dataset, experiment, config_hash, iterations, recipe, init, seed, val, released, …).
+optional provenance (dataset, data_source ("real"|"demo": the dataset.json's source), val_split (the split
+validated on: `fcn evaluate`'s default), experiment, config_hash, iterations, recipe, init, seed, val, released, …).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..datasets import MODALITY_CHANNELS
 from ..errors import DataError, WeightsError
-from ..modalities import MODALITY_CHANNELS
 from .preprocessing import Preprocessing
 
 #: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.
@@ -74,6 +75,28 @@ class ModelMeta(dict):
     @property
     def classes(self) -> list[str] | dict[str, list[str]] | None:
         return self.get("classes")
+
+    def head_classes(self, head: str) -> list[str] | None:
+        """Class names of one output head: a {head: names} entry, or the plain list for the primary head."""
+        classes = self.classes
+        if isinstance(classes, dict):
+            names = classes.get(head)
+        else:
+            from ..inference import primary_head
+
+            names = classes if head == primary_head(self.heads) else None
+        return [str(c) for c in names] if isinstance(names, list | tuple) else None
+
+    @property
+    def is_demo(self) -> bool:
+        """Trained on (or converted from) the synthetic demo data: its labels say nothing about real images."""
+        return self.get("data_source") == "demo"
+
+    @property
+    def val_split(self) -> str | None:
+        """The split the trainer validated on (the experiment's val_split), if recorded."""
+        split = self.get("val_split")
+        return split if isinstance(split, str) and split else None
 
     @property
     def dataset(self) -> str | None:

@@ -305,7 +305,8 @@ class _Run:
         meta = ModelMeta.create(
             self.arch_meta, c["modalities"], self.pre, _classes_meta(self.ds_meta),
             experiment=c["experiment"], iterations=self.n_iter, config_hash=c["config_hash"],
-            dataset=self.dataset_name, recipe=self.r.get("name"), init=dict(c["init"]), fixed=bool(c["fixed"]),
+            dataset=self.dataset_name, data_source=str(self.ds_meta.get("source", "real")), val_split=c["val_split"],
+            recipe=self.r.get("name"), init=dict(c["init"]), fixed=bool(c["fixed"]),
             seed=self.seed, val=state["val"])
         self.guard.poll()
         state["last_loss"] = self.guard.last_loss()

@@ -10,6 +10,7 @@ the issue names are spelled out (distributed → every training and nothing else
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ import fcnlib.parallel
 import fcnlib.tables
 import fcnlib.train.loop
 from fcnlib.codehash import import_closure
+from fcnlib.datasets import REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = Path(fcnlib.__file__).resolve().parent
@@ -68,13 +70,17 @@ def _dry_run(code: Path, work: Path, *args: str) -> dict[str, list[str]]:
     return jobs
 
 
-def _rule_scripts() -> dict[str, Path]:
-    """rule -> the workflow script it runs, read from the rule files."""
+def _rule_code() -> dict[str, list[Path]]:
+    """rule -> the files whose imports make up its code: the workflow script it runs (read from the rule
+    files), and for the prepare_<dataset> rules generated from the registry, prepare.py + the entry module."""
     out = {}
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for m in re.finditer(r"^rule (\w+):\n(?:(?!^rule ).*\n)*?    script:\n\s+\"([^\"]+)\"", smk.read_text(),
                              re.M):
-            out[m.group(1)] = (smk.parent / m.group(2)).resolve()
+            out[m.group(1)] = [(smk.parent / m.group(2)).resolve()]
+    for name, spec in REGISTRY.items():
+        entry = importlib.import_module(spec.prepare.partition(":")[0])
+        out[f"prepare_{name}"] = [REPO / "workflow" / "scripts" / "prepare.py", Path(entry.__file__).resolve()]
     return out
 
 
@@ -104,7 +110,7 @@ def _edited(tmp_path: Path, module: ModuleType) -> Path:
 def _users(module: ModuleType, dag: Counter) -> set[str]:
     """Rules of the DAG whose script's import closure holds `module`."""
     f = Path(module.__file__).resolve()
-    return {rule for rule, script in _rule_scripts().items() if rule in dag and f in import_closure([script], REPO)}
+    return {rule for rule, files in _rule_code().items() if rule in dag and f in import_closure(files, REPO)}
 
 
 def test_finished_run_is_up_to_date(finished: Path, tmp_path: Path) -> None:
@@ -112,8 +118,8 @@ def test_finished_run_is_up_to_date(finished: Path, tmp_path: Path) -> None:
 
 
 def test_every_script_rule_of_the_dag_is_known(dag: Counter) -> None:
-    scripts = _rule_scripts()
-    assert set(dag) - {"all"} <= set(scripts), set(dag) - set(scripts)
+    code = _rule_code()
+    assert set(dag) - {"all"} <= set(code), set(dag) - set(code)
 
 
 @pytest.mark.parametrize("module", [
@@ -141,6 +147,7 @@ def test_named_cases(dag: Counter) -> None:
                                                                                    "make_demo", "encode_hha",
                                                                                    "fig4", "tables"))}
     assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.hha, dag)
+    assert _users(fcnlib.data.voc, dag) == {"prepare_pascal"}
     assert _users(fcnlib.tables, dag) == {"tables"}
     assert _users(fcnlib.padskip, dag) == set()
     assert dag["train"] == 8  # config/test.yaml's eight experiments: "every training" above is all of them

@@ -6,7 +6,7 @@ rule convert_released:
     input:
         lambda w: raw(RELEASED[w.name]["source"]),
     output:
-        "results/released/{name}/weights.pt",
+        layout.released_weights("{name}"),
     log:
         "logs/released/{name}/convert.log",
     benchmark:
@@ -15,16 +15,17 @@ rule convert_released:
         "../envs/fcn.yaml"
     params:
         width=config.get("width", 1.0),
+        data_source=config["source"],
     script:
         "../scripts/convert_released.py"
 
 
 rule evaluate_released:
     input:
-        weights="results/released/{name}/weights.pt",
-        data=lambda w: dataset_inputs(RELEASED[w.name]["dataset"], RELEASED[w.name]["modalities"]),
+        unpack(lambda w: dataset_inputs(RELEASED[w.name]["dataset"], RELEASED[w.name]["modalities"])),
+        weights=layout.released_weights("{name}"),
     output:
-        "results/released/{name}/{split}/metrics.json",
+        layout.released_metrics("{name}", "{split}"),
     log:
         "logs/released/{name}/{split}.log",
     benchmark:
@@ -35,7 +36,6 @@ rule evaluate_released:
     resources:
         gpu=config["resources"]["gpu"],
     params:
-        dataset_json=lambda w: dataset_json(RELEASED[w.name]["dataset"]),
         runtime=RUNTIME,
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
@@ -48,8 +48,8 @@ rule released_report:
     input:
         [released_metrics(n) for n in RELEASED],
     output:
-        md="results/released.md",
-        json="results/released.json",
+        md=layout.RELEASED_MD,
+        json=layout.RELEASED_JSON,
     log:
         "logs/released/report.log",
     benchmark:
@@ -61,3 +61,14 @@ rule released_report:
         header={"config": config["name"], "source": config["source"], "width": config.get("width", 1.0)},
     script:
         "../scripts/released_report.py"
+
+
+# One named target per released model, so scoring one needs no path: `snakemake released_voc_fcn8s`
+# (the name with '-' as '_'; README: The authors' released models) → results/released/<name>/<split>/metrics.json.
+for _name in RELEASED:
+
+    rule:
+        name:
+            f"released_{_name.replace('-', '_')}"
+        input:
+            released_metrics(_name),

@@ -10,7 +10,7 @@ from fcnlib.scripting import run
 def main(job):
     rt = job.params.runtime
     with job_device(rt["device"], int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as device:  # own GPU
-        evaluate_file(Path(job.input.weights), Path(job.params.dataset_json), job.wildcards.split,
+        evaluate_file(Path(job.input.weights), Path(job.input.dataset_json), job.wildcards.split,
                       out_json=Path(job.output[0]), device=device, precision=rt["amp"],
                       channels_last=rt["channels_last"], max_images=job.params.max_images,
                       config_hash=job.params.config_hash)

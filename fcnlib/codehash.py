@@ -21,7 +21,8 @@ from pathlib import Path
 
 PathLike = str | os.PathLike
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding fcnlib/
+# the folder holding fcnlib/ (as many levels up as this module is deep, wherever the package puts it)
+PACKAGE_ROOT = Path(__file__).resolve().parents[len(__name__.split(".")) - 1]
 DEFAULT_PACKAGES = ("fcnlib",)
 
 

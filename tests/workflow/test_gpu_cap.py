@@ -50,3 +50,15 @@ def test_the_trap_and_the_forms_that_work():
                  ["results/tables.md", "--cores", "8", "--resources", "gpu=1", "-n"]):
         r = _dry(*args)
         assert r.returncode == 0, (args, r.stderr[-2000:])
+
+
+def test_cuda_on_a_cpu_box_stops_at_config_validation():
+    """`device: cuda` where CUDA is not usable: one line before any job, naming the key; a cluster run (its
+    jobs start elsewhere) is not refused here."""
+    r = _dry("--cores", "2", "results/tables.md", "-n", "--config", "device=cuda")
+    assert r.returncode != 0
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "CUDA is not available" in ln]
+    assert len(lines) == 1 and "at 'device'" in lines[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    cluster = _dry("results/tables.md", "-n", "--profile", "profiles/slurm", "--config", "device=cuda")
+    assert cluster.returncode == 0, cluster.stderr[-3000:]

@@ -58,7 +58,7 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def synthetic_dataset(root: Path, n: int = 4) -> Path:
     """VOC-sized images in the dataset.json layout: noise background (class 0), one rectangle of a class."""
-    from fcnlib.io import atomic_write_json, write_label_png, write_png
+    from fcnlib.files.io import atomic_write_json, write_label_png, write_png
 
     rng = np.random.default_rng(0)
     h, w = SIZE["image"]
@@ -207,7 +207,7 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
     Image.fromarray(img).save(d / "odd.jpg", quality=90)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "fcnlib.cli", "segment", str(d / "odd.jpg"), "--weights",
-                        str(d / "w.pt"), "--out", str(d / "out"), "--device", str(device), "--quiet"],
+                        str(d / "w.pt"), "--out", str(d / "out"), "--device", str(device), "--no-progress"],
                        capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(ROOT)})
     secs = time.perf_counter() - t0
     pngs = sorted((d / "out").glob("*.png")) if (d / "out").is_dir() else []
@@ -220,8 +220,8 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
 
 
 def case_memory(device: torch.device) -> dict[str, Any]:
-    from fcnlib import compute, fast
     from fcnlib.models import build_fcn
+    from fcnlib.runtime import compute, fast
     from fcnlib.train import segmentation_loss
 
     out: dict[str, Any] = {}

@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
+import padskip  # noqa: E402
 import torch  # noqa: E402
 
-from fcnlib import allocator, compute, fast, padskip  # noqa: E402
+from fcnlib.runtime import allocator, compute, fast  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 
@@ -77,6 +78,23 @@ def _random_fcn8s(width: float, seed: int = 0) -> torch.nn.Module:
 # forward and training step
 
 
+def compile_model(model: torch.nn.Module, example: torch.Tensor, freezing: bool = True,
+                  dtype: torch.dtype | None = None) -> tuple[Callable, float]:
+    """torch.compile (inductor, optionally with weight freezing) → (callable, compile seconds).
+
+    Optional: compiling VGG16-FCN takes tens of seconds on a CPU, worth it only for long evaluations.
+    """
+    import torch._inductor.config as icfg
+
+    icfg.freezing = freezing
+    fn = torch.compile(model)
+    t0 = time.perf_counter()
+    with torch.inference_mode(), torch.autocast(example.device.type, dtype=dtype or torch.float32,
+                                                enabled=dtype is not None):
+        fn(example)
+    return fn, time.perf_counter() - t0
+
+
 def bench_net(width: float, size: int, reps: int, device: torch.device, do_compile: bool,
               sections: set[str]) -> dict[str, Any]:
     from baseline_fcn import from_fcn
@@ -112,7 +130,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     a = _median_times({"fwd": base_fwd, **({"step": base_step} if "train" in sections else {})}, reps, sync)
     res["malloc_tuned"] = allocator.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
 
-    # ours: inference as fcnlib.fast sets it up
+    # ours: inference as fcnlib.runtime.fast sets it up
     infer = fast.inference_setup(_random_fcn8s(width).to(device), compute.resolve_runtime(device), fixed_size=True)
     fast_net = fast.FastFCN(infer)
     exact_net = padskip.PadSkipFCN(infer, amp=None, winograd=False, padskip=True)
@@ -129,7 +147,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     fwd_fns: dict[str, Callable[[], Any]] = {"baseline": base_fwd, "ours": ours_fwd, "ours_fp32_exact": exact_fwd}
     if do_compile:
         dt = compute.autocast_dtype(device)
-        compiled, t_compile = fast.compile_model(infer, xin, freezing=True, dtype=dt)
+        compiled, t_compile = compile_model(infer, xin, freezing=True, dtype=dt)
         res["compile_s"] = round(t_compile, 1)
 
         def comp_fwd() -> torch.Tensor:

@@ -56,7 +56,7 @@ def demo_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def _paper_config() -> dict:
-    from fcnlib import config as fcncfg
+    from fcnlib.pipeline import config as fcncfg
 
     return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnlib.io import read_label, write_label_png
+from fcnlib.files.io import read_label, write_label_png
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.io import atomic_write_json, write_label_png, write_png
+from fcnlib.files.io import atomic_write_json, write_label_png, write_png
 
 WIDTH = 0.0625
 COLOURS = {1: (220, 40, 40), 2: (40, 60, 220)}

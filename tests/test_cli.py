@@ -1,5 +1,5 @@
 """The `fcn` command: --version, `python -m fcnlib`, one spelling for shared options, help on every option,
-`fcn train` / `fcn evaluate` doing what the rules do, and old option spellings still accepted."""
+`fcn train` / `fcn evaluate` doing what the rules do, `-o/--out` required where a command must write."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import yaml
 import fcnlib
 from fcnlib import cli
 from fcnlib.errors import ConfigError
-from fcnlib.io import atomic_write_json, write_label_png, write_png
+from fcnlib.files.io import atomic_write_json, write_label_png, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,28 +59,27 @@ def test_every_option_has_help_and_shared_spellings(name, monkeypatch):
     for a in visible:
         assert a.help and a.help.strip(), f"fcn {name}: {a.option_strings or a.dest} has no help text"
     flags = {s for a in visible for s in a.option_strings}
-    hidden = {s for a in p._actions if a.help == argparse.SUPPRESS for s in a.option_strings}
-    # what a command writes is -o/--out; progress is --no-progress; the old spellings are hidden only
+    # what a command writes is -o/--out; progress is --no-progress (no other spellings)
     assert not {"--output", "--quiet"} & flags, f"fcn {name}: {sorted(flags)}"
     writes = [a for a in p._actions if a.dest in ("out", "output")]
     if writes:
         assert any({"-o", "--out"} <= set(a.option_strings) for a in writes), f"fcn {name}: {sorted(flags)}"
-    if "--no-progress" in flags and name != "convert-weights":
-        assert "--quiet" in hidden  # the deprecated alias still parses
     help_text = p.format_help()
     assert "--output" not in help_text.replace("--output-", "") and "--quiet" not in help_text
 
 
-def test_old_spellings_still_work(tmp_path, capsys):
+def test_out_required_where_a_command_must_write(tmp_path, capsys):
     import tarfile
 
     (tmp_path / "f.txt").write_text("x")
     with tarfile.open(tmp_path / "a.tar", "w") as t:
         t.add(tmp_path / "f.txt", arcname="f.txt")
-    assert cli.main(["extract", str(tmp_path / "a.tar"), "--output", str(tmp_path / "x")]) == 0
-    assert (tmp_path / "x" / "f.txt").read_text() == "x"
-    assert "--output is deprecated; use -o/--out" in capsys.readouterr().err
     assert cli.main(["extract", str(tmp_path / "a.tar"), "-o", str(tmp_path / "y")]) == 0
+    assert (tmp_path / "y" / "f.txt").read_text() == "x"
+    with pytest.raises(SystemExit) as e:  # the old spelling is gone: argparse refuses it
+        cli.main(["extract", str(tmp_path / "a.tar"), "--output", str(tmp_path / "x")])
+    assert e.value.code == 2 and not (tmp_path / "x").exists()
+    capsys.readouterr()
     with pytest.raises(SystemExit) as e:  # required: neither spelling given
         cli.main(["extract", str(tmp_path / "a.tar")])
     assert e.value.code == 2 and "-o/--out" in capsys.readouterr().err
@@ -127,7 +126,7 @@ def test_train_then_evaluate_like_the_rules(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FCN_PROGRESS", raising=False)
     with pytest.raises(ConfigError, match="no experiment 'nope'"):
         cli_args = ["train", "nope", "-c", "test.yaml"]
-        from fcnlib.experiment import cli as train_cli
+        from fcnlib.cli.train import cli as train_cli
 
         train_cli(cli_args[1:])
     with pytest.raises(ConfigError, match="voc-fcn32s/weights.pt: initial weights of voc-fcn16s not found"):

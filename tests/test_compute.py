@@ -1,13 +1,14 @@
-"""fcnlib.compute: one Runtime (device, compute dtype, memory format) per job, from the settings and the host."""
+"""fcnlib.runtime.compute: one Runtime (device, compute dtype, memory format) per job, from the settings and
+the host."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fcnlib import compute
-from fcnlib.cliopts import Parser, add_precision
+from fcnlib.cli.options import Parser, add_precision
 from fcnlib.errors import ConfigError
+from fcnlib.runtime import compute
 
 
 @pytest.fixture(params=[False, True], ids=["fp32-host", "bf16-host"])

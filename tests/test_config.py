@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fcnlib import config as fcncfg
+from fcnlib.cli import check_config
 from fcnlib.errors import ConfigError
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +151,7 @@ def test_every_problem_is_listed(paper, tmp_path, capsys):
         problems = fcncfg.config_problems(cfg, name)
         assert len(problems) == 3 and all(any(e in m for m in problems) for e in expected)
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(paper))
-    assert fcncfg.cli([str(tmp_path / f) for f in ("schema.yaml", "ok.yaml", "refs.yaml")]) == 2
+    assert check_config.cli([str(tmp_path / f) for f in ("schema.yaml", "ok.yaml", "refs.yaml")]) == 2
     out, err = capsys.readouterr()
     assert "ok.yaml: ok" in out
     lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]

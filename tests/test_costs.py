@@ -1,4 +1,4 @@
-"""fcnlib.costs: GPU-hours follow the images a table trains (staged parents included), disk the downloads and
+"""fcnlib.report.costs: GPU-hours follow the images a table trains (staged parents included), disk the downloads and
 nets it needs; README's cost table is the module's on config/config.yaml."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fcnlib import config as fcncfg
-from fcnlib import costs
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.report import costs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from scipy.io import loadmat
 
-from fcnlib.demo import cli, make_demo
+from fcnlib.cli.demo_data import cli
+from fcnlib.demo import make_demo
 
 SMALL = {"n_train": 6, "n_val": 3, "image_size": (40, 56), "siftflow_size": 40, "pretrain_steps": 3}
 
@@ -109,7 +110,7 @@ def test_sbd_mat_reads_like_the_real_one(demo, tmp_path):
 
 
 def test_nyud_layout(demo, tmp_path):
-    pytest.importorskip("fcnlib.scenes")
+    pytest.importorskip("fcnlib.demo.scenes")
     names = _tar(demo / "nyud.tar.gz")
     lists = {s: _lines(_tar_read(demo / "nyud.tar.gz", f"nyud/{s}.txt")) for s in ("train", "val", "test")}
     assert len(lists["train"]) + len(lists["val"]) == SMALL["n_train"] and len(lists["test"]) == SMALL["n_val"]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from fcnlib import Segmenter, cli, export
+from fcnlib import Segmenter, cli
 from fcnlib.errors import ConfigError, WeightsError
-from fcnlib.models import ModelMeta, build_fcn, load_model, save_model
+from fcnlib.models import ModelMeta, build_fcn, export, load_model, save_model
 from fcnlib.models.fcn import Upsampler
 from fcnlib.models.preprocessing import CAFFE_VGG
 from fcnlib.train import freeze_upsampling

@@ -14,9 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlib import export
-from fcnlib.datasets import VOC_CLASSES
-from fcnlib.models import ModelMeta, build_fcn, save_model
+from fcnlib.facts.datasets import VOC_CLASSES
+from fcnlib.models import ModelMeta, build_fcn, export, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

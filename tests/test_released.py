@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlib import config as fcncfg
-from fcnlib import released
+from fcnlib.cli import main as fcn
 from fcnlib.demo import make_demo, released_caffe_blobs
 from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.eval import released
 from fcnlib.models import build_fcn, load_model
 from fcnlib.models.caffe import read_caffemodel, write_caffemodel
-from fcnlib.models.surgery import cli as convert_cli
-from fcnlib.tables import build_tables, render_markdown
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.report.tables import build_tables, render_markdown
 
 W = 0.0625
 # voc-fcn8s/net.py of the authors (fcn.berkeleyvision.org), every layer with blobs, typed here on purpose:
@@ -156,14 +156,14 @@ def test_cli_round_trip(tmp_path, capsys):
     net = _random_fcn8s(1)
     src = tmp_path / "fcn8s-heavy-pascal.caffemodel"
     write_caffemodel(src, _authors_blobs(net))
-    assert convert_cli(["convert-weights", str(src), "-o", str(tmp_path / "auto.pt"), "--width", str(W)]) == 0
+    assert fcn(["convert-weights", str(src), "-o", str(tmp_path / "auto.pt"), "--width", str(W)]) == 0
     assert "released voc-fcn8s" in capsys.readouterr().out
     renamed = tmp_path / "mine.caffemodel"
     renamed.write_bytes(src.read_bytes())
-    assert convert_cli([str(renamed), "-o", str(tmp_path / "x.pt"), "--width", str(W)]) == 2
+    assert fcn(["convert-weights", str(renamed), "-o", str(tmp_path / "x.pt"), "--width", str(W)]) == 2
     assert "--released" in capsys.readouterr().err
-    assert convert_cli([str(renamed), "-o", str(tmp_path / "named.pt"), "--width", str(W),
-                        "--released", "voc-fcn8s"]) == 0
+    assert fcn(["convert-weights", str(renamed), "-o", str(tmp_path / "named.pt"), "--width", str(W),
+                "--released", "voc-fcn8s"]) == 0
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         ref = net(x)
@@ -249,7 +249,7 @@ def test_demo_writes_the_requested_standins(tmp_path):
 def test_released_width_is_read_from_the_blobs(tmp_path, name, capsys):
     src = tmp_path / released.MODELS[name].caffemodel
     write_caffemodel(src, released_caffe_blobs(name, W))
-    assert convert_cli([str(src), "-o", str(tmp_path / "auto.pt")]) == 0  # no --width
+    assert fcn(["convert-weights", str(src), "-o", str(tmp_path / "auto.pt")]) == 0  # no --width
     model, meta = load_model(tmp_path / "auto.pt")
     arch = meta["arch"]["members"][0] if meta["arch"].get("fusion") else meta["arch"]
     assert arch["width"] == W

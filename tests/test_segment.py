@@ -11,18 +11,19 @@ from helpers_eval import conv_output_dtypes
 from helpers_paths import need_shared
 from PIL import Image
 
-from fcnlib import segment
-from fcnlib.datasets import MODALITY_CHANNELS
+from fcnlib.cli import segment as segment_cli
 from fcnlib.errors import DataError, WeightsError
+from fcnlib.eval import segment
+from fcnlib.facts.datasets import MODALITY_CHANNELS
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG, DEPTH_LOG, HHA
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
 def native_bf16(request, monkeypatch) -> bool:
-    """`fcn segment` runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
+    """`fcn segment` runs through fcnlib.runtime.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib import compute
+    from fcnlib.runtime import compute
 
     monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: request.param)
     return request.param
@@ -60,8 +61,8 @@ def test_odd_size_jpeg_gives_same_size_palette_png(tmp_path):
     img.parent.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (41, 67, 3), np.uint8)).save(img)
     out = tmp_path / "out"
-    assert segment.cli([str(img), "--weights", str(w), "--out", str(out), "--overlay", "--device", "cpu",
-                        "--quiet"]) == 0
+    assert segment_cli.cli([str(img), "--weights", str(w), "--out", str(out), "--overlay", "--device", "cpu",
+                        "--no-progress"]) == 0
     lab = Image.open(out / "odd.png")
     assert lab.mode == "P" and lab.size == (67, 41)
     assert np.all(np.asarray(lab) == 15)  # the biased class everywhere
@@ -91,9 +92,9 @@ def test_non_image_file_is_a_clear_data_error(tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello")
     with pytest.raises(DataError, match="notes.jpg.*not an image"):
-        segment.cli([str(bad), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
+        segment_cli.cli([str(bad), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
     with pytest.raises(DataError, match="no such file"):
-        segment.cli([str(tmp_path / "missing.jpg"), "--weights", str(w), "--device", "cpu"])
+        segment_cli.cli([str(tmp_path / "missing.jpg"), "--weights", str(w), "--device", "cpu"])
 
 
 def test_model_needing_hha_is_refused(tmp_path):
@@ -102,7 +103,7 @@ def test_model_needing_hha_is_refused(tmp_path):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
     with pytest.raises(WeightsError, match="hha"):
-        segment.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
+        segment_cli.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu"])
 
 
 def test_overlay_keeps_void_pixels():
@@ -123,7 +124,7 @@ def test_weights_of_another_architecture_are_a_weights_error(tmp_path):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
     with pytest.raises(WeightsError, match="mismatch.pt"):
-        segment.cli([str(img), "--weights", str(tmp_path / "mismatch.pt"), "--out", str(tmp_path / "o"),
+        segment_cli.cli([str(img), "--weights", str(tmp_path / "mismatch.pt"), "--out", str(tmp_path / "o"),
                      "--device", "cpu"])
     assert not (tmp_path / "o").exists()  # nothing written before the weights were checked
 
@@ -192,7 +193,7 @@ def test_demo_weights_are_marked_on_overlay_and_cli(tmp_path, capsys):
         red = (top[..., 0] - top[..., 1] > 80) & (top[..., 1] == top[..., 2])  # DEMO_WARNING's red text
         assert red.any() == demo
         Image.fromarray(img).save(tmp_path / "x.png")
-        assert segment.cli([str(tmp_path / "x.png"), "--weights", str(w), "--out", str(tmp_path / "o"),
+        assert segment_cli.cli([str(tmp_path / "x.png"), "--weights", str(w), "--out", str(tmp_path / "o"),
                             "--device", "cpu", "--no-progress"]) == 0
         err = capsys.readouterr().err
         assert ("demo weights" in err) is demo

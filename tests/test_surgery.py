@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fcnlib.cli import main as fcn
 from fcnlib.errors import WeightsError
 from fcnlib.models import (
     CAFFE_VGG,
@@ -22,7 +23,6 @@ from fcnlib.models import (
 from fcnlib.models.alexnet import AlexNet
 from fcnlib.models.caffe import write_caffemodel
 from fcnlib.models.googlenet import GoogLeNet
-from fcnlib.models.surgery import cli
 from fcnlib.models.vgg import VGG16, run_trunk, scaled
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the CPU is shared; one thread is fastest under load
@@ -336,10 +336,10 @@ def test_staged_init_mismatch_is_weights_error():
 
 def test_cli_convert_weights(tmp_path, capsys):
     torch.save(tv_vgg16_state_dict(W), tmp_path / "v.pth")
-    rc = cli(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "v.pt"), "--backbone", "vgg16",
+    rc = fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "v.pt"), "--backbone", "vgg16",
               "--format", "torchvision", "--width", str(W)])
     assert rc == 0 and (tmp_path / "v.pt").exists()
-    rc = cli([str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
+    rc = fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
     assert rc == 2 and "error:" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
@@ -389,14 +389,15 @@ def test_format_and_width_are_detected_from_the_file(tmp_path, width, capsys):
     write_caffemodel(tmp_path / "a.caffemodel", caffe_alexnet_blobs(width, seed=2))
     assert sniff_format(tmp_path / "v.pth") == "torchvision" and sniff_format(tmp_path / "a.caffemodel") == "caffe"
     for src, backbone, fmt in (("v.pth", "vgg16", "torchvision"), ("a.caffemodel", "alexnet", "caffe")):
-        assert cli([str(tmp_path / src), "-o", str(tmp_path / "auto.pt"), "--backbone", backbone]) == 0
+        assert fcn(["convert-weights", str(tmp_path / src), "-o", str(tmp_path / "auto.pt"),
+                    "--backbone", backbone]) == 0
         convert_imagenet_file(tmp_path / src, tmp_path / "given.pt", backbone, fmt, width)
         auto, given = (torch.load(tmp_path / f, weights_only=True) for f in ("auto.pt", "given.pt"))
         assert auto["meta"] == given["meta"] and auto["meta"]["width"] == width and auto["meta"]["format"] == fmt
         assert all(torch.equal(auto["state_dict"][k], v) for k, v in given["state_dict"].items())
     # a .pth called a caffemodel: said what it is, not "download it again"
     capsys.readouterr()
-    assert cli([str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"]) == 2
+    assert fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"]) == 2
     err = capsys.readouterr().err
     assert "PyTorch" in err and "--format torchvision" in err and "download" not in err
     with pytest.raises(WeightsError, match=r"v\.pth: a PyTorch file.*--format torchvision"):

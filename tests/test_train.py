@@ -23,6 +23,7 @@ from helpers_train import WIDTH, make_cfg, make_dataset, read_log
 
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
+from fcnlib.files.io import write_label_png
 
 OVERFIT = 120  # iterations for a 32s net to overfit the toy set
 # Every learning test runs in fp32 ("off") and in forced bf16 autocast, whatever the host supports:
@@ -174,6 +175,36 @@ def test_checkpoint_of_other_config_is_ignored(toy, tmp_path):
     s, _, log = run(cfg, tmp_path, "x")
     assert s["resumed_from"] is None
     assert [d["iter"] for d in read_log(log) if "loss" in d] == [1, 2, 3]
+
+
+def test_checkpoint_of_other_inputs_is_ignored(toy, tmp_path):
+    """Class 3 for training: a checkpoint left by a killed run counts only for the very data it was trained
+    on; after a corrected label (same config, same paths) training starts again from iteration 0."""
+    import shutil
+
+    from PIL import Image
+
+    ds = tmp_path / "ds"
+    shutil.copytree(toy.parent, ds)
+    cfg = make_cfg(ds / toy.name, iterations=4, log_every=1, checkpoint_every=2)
+
+    def stop(it: int) -> None:
+        if it == 3:
+            raise KeyboardInterrupt  # killed after the checkpoint at 2
+
+    for changed in (False, True):
+        T._iteration_hook = stop
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run(cfg, tmp_path, "k")
+        finally:
+            T._iteration_hook = None
+        assert torch.load(tmp_path / "k.resume.pt", weights_only=True)["iteration"] == 2
+        if changed:
+            label = sorted((ds / "sem").glob("*.png"))[0]
+            write_label_png(label, np.zeros(np.asarray(Image.open(label)).shape, np.uint8))
+        s, _, _ = run(cfg, tmp_path, "k")
+        assert s["resumed_from"] == (None if changed else 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,7 +413,7 @@ def test_config_errors(toy, tmp_path):
 
 
 def test_dataset_with_another_void_label_is_refused(tmp_path):
-    """Training, batch padding and uint8 batches use fcnlib.io.IGNORE_INDEX; a dataset.json declaring another
+    """Training, batch padding and uint8 batches use fcnlib.files.io.IGNORE_INDEX; a dataset.json declaring another
     void label would have its void pixels trained on, so the trainer refuses it, naming the file."""
     ds = make_dataset(tmp_path / "ds", n=2)
     meta = json.loads(ds.read_text())

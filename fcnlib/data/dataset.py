@@ -6,8 +6,9 @@ evaluation never know which dataset they read.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
-from ..errors import DataError
-from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
-from .transforms import augment_pair, pad_to
+from fcnlib.data.transforms import augment_pair, pad_to
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
+from fcnlib.files.io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
 
 PathLike = str | os.PathLike
 
@@ -99,7 +100,7 @@ class SegDataset(Dataset):
     (seed, epoch, i), so runs are repeatable — the trainer calls `set_epoch(e)` each epoch.
     raw=True (8-bit modalities only: rgb, hha; the trainer's loader): image is uint8 (C+1)×H×W as
     stored, before preprocessing, whose last channel is 1 on image pixels and 0 where jitter uncovered
-    them (collate_pad pads it with 0 too); `fcnlib.loader.normalize_batch` turns it into exactly the
+    them (collate_pad pads it with 0 too); `fcnlib.train.loader.normalize_batch` turns it into exactly the
     float32 `raw=False` gives (0 at those pixels), on the device. Labels stay int64 here.
     """
 
@@ -131,7 +132,7 @@ class SegDataset(Dataset):
         self.preprocessing = dict(preprocessing) if preprocessing else None
         if self.preprocessing is not None and any(isinstance(v, Mapping) for v in self.preprocessing.values()):
             # as stored in a weights file's meta: turn the plain dicts back into Preprocessing objects
-            from ..models.preprocessing import Preprocessing
+            from fcnlib.models.preprocessing import Preprocessing
 
             self.preprocessing = {k: Preprocessing.from_dict(dict(v)) if isinstance(v, Mapping) else v
                                   for k, v in self.preprocessing.items()}
@@ -182,6 +183,11 @@ class SegDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def files(self) -> list[Path]:
+        """Every file this split reads: each item's image per modality and its label per head."""
+        specs = [self._spec["images"][m] for m in self.modalities] + [self._spec["labels"][h] for h in self.heads]
+        return [self._path(s, i) for i in range(len(self.ids)) for s in specs]
 
     # -- loading --------------------------------------------------------------------------------
     def _check_exists(self, path: Path, i: int, what: str) -> None:
@@ -266,12 +272,10 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
-    An existing `dst` counts as done (every writer here is atomic)."""
-    from ..io import place_file
+    An existing `dst` is replaced (its content may be an older archive's)."""
+    from fcnlib.files.io import place_file
 
     dst = Path(dst)
-    if dst.exists():
-        return
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         place_file(src, dst)
@@ -283,7 +287,7 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
 
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
-    from ..io import atomic_write_text
+    from fcnlib.files.io import atomic_write_text
 
     out = {}
     for name, ids in splits.items():
@@ -295,7 +299,7 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
 
 def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each of `dataset`'s split lists (fcnlib.datasets: DatasetSpec.split_lists) is: `lists` ({split:
+    """Where each of `dataset`'s split lists (fcnlib.facts.datasets: DatasetSpec.split_lists) is: `lists` ({split:
     file}, as the workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside
     the archive)."""
     names = REGISTRY[dataset].split_lists
@@ -309,17 +313,15 @@ def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir:
     return {n: base / f"{n}.txt" for n in names}
 
 
-def start_prepare(out_dir: PathLike, source: str, what: str) -> Path:
-    """Common start of a prepare step: check `source`, make out_dir, and drop an old dataset.json (the
-    completion marker) so a failed rerun cannot leave a stale one looking valid."""
-    import contextlib
-
-    from ..errors import ConfigError
+@contextlib.contextmanager
+def staged_prepare(out_dir: PathLike, source: str, what: str) -> Iterator[Path]:
+    """Common frame of a prepare step: check `source`, then build the whole dataset folder in a staging
+    folder swapped in for `out_dir` at the end (fcnlib.files.io.staged_dir): a rerun after a corrected archive
+    leaves no file of the old set, and a failed one keeps the old set whole."""
+    from fcnlib.errors import ConfigError
+    from fcnlib.files.io import staged_dir
 
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        (out / "dataset.json").unlink()
-    return out
+    with staged_dir(out_dir) as out:
+        yield out

@@ -6,18 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import VOC_CLASSES
-from ..io import atomic_write, voc_palette
-from .encode import _jpeg, _mat, _png, _text, _write_tar
-from .paint import (
-    BACKGROUND_RGB,
-    _size,
-    _voc_ids,
-    _voc_scene,
-    _void_band,
-    class_appearance,
-    paint,
-)
+from fcnlib.demo.encode import _jpeg, _mat, _png, _text, _write_tar
+from fcnlib.demo.paint import BACKGROUND_RGB, _size, _voc_ids, _voc_scene, _void_band, class_appearance, paint
+from fcnlib.facts.datasets import VOC_CLASSES
+from fcnlib.files.io import atomic_write, voc_palette
 
 
 def _pascal(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:

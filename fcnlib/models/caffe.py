@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightsError
-from ..io import atomic_write
-from .io import max_weights_bytes
+from fcnlib.errors import WeightsError
+from fcnlib.files.io import atomic_write
+from fcnlib.models.io import max_weights_bytes
 
 
 class _Bad(Exception):

@@ -14,15 +14,22 @@ validated on: `fcn evaluate`'s default), experiment, config_hash, iterations, re
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..datasets import MODALITY_CHANNELS
-from ..errors import DataError, WeightsError
-from .preprocessing import Preprocessing
+from fcnlib.errors import DataError, WeightsError
+from fcnlib.facts.datasets import MODALITY_CHANNELS
+from fcnlib.models.preprocessing import Preprocessing
 
 #: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.
 DEFAULT_MODALITIES: tuple[str, ...] = ("rgb",)
+
+
+def primary_head(heads: Iterable[str]) -> str:
+    """The head the four metrics, tables and figures report: "sem" (SIFT Flow's semantic head), else the
+    only (first) one. `heads`: head names, or a {head: classes} mapping."""
+    names = list(heads)
+    return "sem" if "sem" in names else names[0]
 
 
 class ModelMeta(dict):
@@ -82,8 +89,6 @@ class ModelMeta(dict):
         if isinstance(classes, dict):
             names = classes.get(head)
         else:
-            from ..inference import primary_head
-
             names = classes if head == primary_head(self.heads) else None
         return [str(c) for c in names] if isinstance(names, list | tuple) else None
 

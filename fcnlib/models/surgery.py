@@ -7,9 +7,7 @@ fc8 (as a 1×1 conv) so the conversion can be checked against the classifier; FC
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FcnError, WeightsError
-from ..io import atomic_save_torch
-from .fcn import BACKBONES
-from .googlenet import INCEPTION
-from .io import (
+from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.files.io import atomic_save_torch
+from fcnlib.models.fcn import BACKBONES
+from fcnlib.models.googlenet import INCEPTION
+from fcnlib.models.io import (
     _is_weights_dict,
     build_from_arch,
     check_finite,
@@ -30,7 +28,7 @@ from .io import (
     check_weights_file,
     safe_torch_load,
 )
-from .preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
+from fcnlib.models.preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
 
 FORMATS = ("torchvision", "caffe")
 _VGG_NAMES = [f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), start=1) for i in range(1, n + 1)]
@@ -155,7 +153,7 @@ def _load_torch_sd(src: Path) -> dict[str, torch.Tensor]:
 
 def resolve_format(src: str | os.PathLike, fmt: str | None) -> str:
     """The classifier file's format: `fmt` as given (checked against the file's magic bytes), or sniffed."""
-    from .caffe import sniff_format
+    from fcnlib.models.caffe import sniff_format
 
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; use one of {FORMATS}")
@@ -186,7 +184,7 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str | None
         layers = _tv_source(backbone, _load_torch_sd(src), src)
         prep = TORCHVISION_GOOGLENET if backbone == "googlenet" else TORCHVISION
     else:
-        from .caffe import read_caffemodel
+        from fcnlib.models.caffe import read_caffemodel
 
         blobs = read_caffemodel(src)
         layers = {}
@@ -361,8 +359,8 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     (scale_pool4/3) are constants here: their blobs must hold our constants, then they are dropped.
     Every layer of the model must be filled and every layer of the file used.
     """
-    from .caffe import read_caffemodel
-    from .fcn import _ATONCE_SCALE
+    from fcnlib.models.caffe import read_caffemodel
+    from fcnlib.models.fcn import _ATONCE_SCALE
 
     model = build_from_arch(arch)
     names = layer_map(model) if layer_map is not None else None
@@ -393,63 +391,3 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     check_state_dict(model, sd, str(src))
     model.load_state_dict(sd)
     return model
-
-
-def _is_fcn_caffemodel(src: str | os.PathLike) -> bool:
-    """A trained FCN (has score layers) rather than an ImageNet classifier — decided from the file."""
-    if not str(src).endswith(".caffemodel") or not Path(src).is_file():
-        return False
-    from .caffe import read_caffemodel
-
-    return any(n.startswith("score_fr") for n in read_caffemodel(src))
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn convert-weights SRC -o DST --backbone vgg16 --format caffe|torchvision` (ImageNet classifier), or
-    `fcn convert-weights fcn8s-heavy-pascal.caffemodel -o DST [--released voc-fcn8s]` (the authors' FCN)."""
-    from .. import released
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "convert-weights":
-        argv = argv[1:]
-    from ..cliopts import Parser, add_out
-
-    ap: argparse.ArgumentParser = Parser(prog="fcn convert-weights",
-                                         description="ImageNet classifier → fully convolutional weights file, "
-                                                     "or one of the authors' released FCN caffemodels → our "
-                                                     "weights file")
-    ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth), or a released FCN "
-                                ".caffemodel")
-    add_out(ap, "output .pt file", required=True)
-    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES), help="classifier architecture")
-    ap.add_argument("--format", default=None, choices=FORMATS, dest="fmt",
-                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default: detected "
-                         "from the file")
-    ap.add_argument("--width", type=float, default=None,
-                    help="channel width of a reduced stand-in (default: detected from the layers' shapes; "
-                         "1.0 = the paper's nets)")
-    ap.add_argument("--released", choices=sorted(released.MODELS), default=None,
-                    help="which released FCN the caffemodel is (default: from its file name, e.g. "
-                         "fcn8s-heavy-pascal.caffemodel → voc-fcn8s)")
-    a = ap.parse_args(argv)
-    try:
-        name = a.released or released.by_caffemodel(a.src)
-        if name is not None:
-            out = released.convert(a.src, a.out, name, a.width)
-        else:
-            try:
-                out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)
-            except WeightsError:
-                from .caffe import sniff_format
-
-                # not a classifier: a trained FCN under another file name
-                if sniff_format(a.src) == "caffe" and _is_fcn_caffemodel(a.src):
-                    raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "
-                                       f"which with --released (one of {', '.join(sorted(released.MODELS))})"
-                                       ) from None
-                raise
-    except FcnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}" + (f" (released {name})" if name else ""))
-    return 0

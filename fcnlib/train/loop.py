@@ -14,13 +14,22 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..io import IGNORE_INDEX, atomic_save_torch, read_json
-from .build import _batch_bytes, _make_optimizer, _make_scaler, _setup_backends, build_model
-from .checkpoint import _Log, _RankLog, _Stop, load_checkpoint
-from .loss import _accumulated_step, median_frequency_weights
-from .sampling import _Batches, _Keyed, _mix, _rank_rng, _rng_state, _seed_everything, _set_rng_state, _worker_init
-from .settings import (
+from fcnlib.errors import ConfigError
+from fcnlib.files.io import IGNORE_INDEX, atomic_save_torch, read_json
+from fcnlib.train.build import _batch_bytes, _make_optimizer, _make_scaler, _setup_backends, build_model
+from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, inputs_hash, load_checkpoint
+from fcnlib.train.loss import _accumulated_step, median_frequency_weights
+from fcnlib.train.sampling import (
+    _Batches,
+    _Keyed,
+    _mix,
+    _rank_rng,
+    _rng_state,
+    _seed_everything,
+    _set_rng_state,
+    _worker_init,
+)
+from fcnlib.train.settings import (
     CHECKPOINT_VERSION,
     _check_heads,
     _classes_meta,
@@ -29,7 +38,7 @@ from .settings import (
     _settings_text,
     check_config,
 )
-from .validate import validate
+from fcnlib.train.validate import validate
 
 PathLike = str | os.PathLike
 
@@ -39,9 +48,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     """Train one experiment and write `out_weights` (fcnlib.models.save_model format) last.
 
     `init` (optional) overrides the weights path(s) of cfg["init"]. Resumes from `resume_path` when it
-    holds a checkpoint of the same config_hash; exits with status 128+signal after checkpointing on
-    SIGTERM/SIGINT. Returns {"experiment", "iterations", "final_loss", "seconds", "device",
-    "resumed_from", "val"}.
+    holds a checkpoint of the same config_hash and inputs (the content of the data and init weights);
+    exits with status 128+signal after checkpointing on SIGTERM/SIGINT. Returns {"experiment",
+    "iterations", "final_loss", "seconds", "device", "resumed_from", "val"}.
     """
     c = check_config(cfg)
     if init is not None:
@@ -62,9 +71,9 @@ class _Run:
 
     def __init__(self, c: dict[str, Any], out_weights: Path, resume_path: Path, log_path: Path,
                  device: str) -> None:
-        from .. import distributed
-        from ..allocator import tune_malloc
-        from ..compute import resolve_runtime
+        from fcnlib.runtime.allocator import tune_malloc
+        from fcnlib.runtime.compute import resolve_runtime
+        from fcnlib.train import distributed
 
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
         self.r = c["recipe"]
@@ -87,7 +96,7 @@ class _Run:
         self._datasets()
 
     def _build(self) -> None:
-        from ..finite import optimizer_kwargs
+        from fcnlib.train.finite import optimizer_kwargs
 
         c = self.c
         _seed_everything(self.seed)
@@ -103,14 +112,14 @@ class _Run:
         self.scaler = _make_scaler(c, self.amp, self.dev, self.dataset_json, self.pre)
 
     def _datasets(self) -> None:
-        from ..data import SegDataset
-        from ..loader import raw_ok
+        from fcnlib.data import SegDataset
+        from fcnlib.train.loader import raw_ok
 
         c, seed = self.c, self.seed
         aug = c["augment"] or {}
         augment = ({"mirror": bool(aug.get("mirror")), "jitter": int(aug.get("jitter") or 0), "seed": seed}
                    if (aug.get("mirror") or aug.get("jitter")) else None)
-        self.raw = raw_ok(c["modalities"])  # uint8 across processes, normalised on the device (fcnlib.loader)
+        self.raw = raw_ok(c["modalities"])  # uint8 across processes, normalised on the device (fcnlib.train.loader)
         self.train_ds = SegDataset(self.dataset_json, c["train_split"], c["modalities"], self.pre, augment,
                                    raw=self.raw)
         if len(self.train_ds) == 0:
@@ -123,18 +132,24 @@ class _Run:
 
     def resume(self) -> None:
         """Continue from the resume checkpoint when it is this config's and finite; else from iteration 0."""
-        from ..finite import state_nonfinite
+        from fcnlib.train.finite import state_nonfinite
 
         c, resume_path = self.c, self.resume_path
         start, train_time, log_text, self.pending_val, win = 0, 0.0, "", False, [0.0, 0]
         ck = load_checkpoint(resume_path)
         self.resumed_from = None
+        init = c["init"].get("paths") or ([c["init"]["path"]] if "path" in c["init"] else [])
+        self.inputs_hash = inputs_hash([self.dataset_json, *map(Path, init), *self.train_ds.files(),
+                                        *(self.val_ds.files() if self.val_ds is not None else [])])
         if ck is not None:
             if ck.get("version") != CHECKPOINT_VERSION or ck.get("config_hash") != c["config_hash"] \
                     or ck.get("experiment") != c["experiment"]:
                 print(f"fcn train: {resume_path}: checkpoint is for another config (hash "
                       f"{ck.get('config_hash')!r} ≠ {c['config_hash']!r}); starting from iteration 0",
                       file=sys.stderr)
+            elif ck.get("inputs_hash") != self.inputs_hash:
+                print(f"fcn train: {resume_path}: checkpoint was trained on other inputs (the dataset's files or "
+                      f"the init weights changed since); starting from iteration 0", file=sys.stderr)
             elif state_nonfinite(ck["model"]) or state_nonfinite(ck["optimizer"]):
                 print(f"fcn train: {resume_path}: checkpoint holds non-finite weights or optimizer state; "
                       f"ignoring it and starting from iteration 0", file=sys.stderr)
@@ -158,9 +173,9 @@ class _Run:
 
     def start_loop(self) -> None:
         """The log, the DDP wrapper, the step guard, the data loader and the progress bar."""
-        from ..finite import StepGuard
-        from ..loader import apply_shm_plan, collate_shared, shm_plan
-        from ..progress import progress
+        from fcnlib.progress import progress
+        from fcnlib.train.finite import StepGuard
+        from fcnlib.train.loader import apply_shm_plan, collate_shared, shm_plan
 
         c, r, dist, dev = self.c, self.r, self.dist, self.dev
         self.log = _Log(self.log_path, self.log_text) if dist.is_main else _RankLog(self.log_text)
@@ -187,7 +202,7 @@ class _Run:
 
     def checkpoint(self, pending: bool = False) -> None:
         """Everything needed to continue exactly, atomically to resume_path (collective: every rank calls)."""
-        from ..finite import check_model_finite
+        from fcnlib.train.finite import check_model_finite
 
         c, state, dist = self.c, self.state, self.dist
         state["win"] = list(self.guard.poll())  # raises for a non-finite step since the last poll
@@ -197,7 +212,8 @@ class _Run:
             return
         atomic_save_torch({
             "version": CHECKPOINT_VERSION, "experiment": c["experiment"], "config_hash": c["config_hash"],
-            "iteration": state["it"], "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "inputs_hash": self.inputs_hash, "iteration": state["it"], "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None, "rng": rngs[0],
             **({"rng_ranks": rngs} if dist.active else {}),
             "data_order": {"kind": "uniform-with-replacement, keyed by (seed, iteration)", "seed": self.seed,
@@ -298,8 +314,8 @@ class _Run:
 
     def finish(self) -> dict[str, Any]:
         """Write the weights (rank 0, finite-checked), remove the resume file; the summary dict."""
-        from ..finite import check_model_finite
-        from ..models import ModelMeta, save_model
+        from fcnlib.models import ModelMeta, save_model
+        from fcnlib.train.finite import check_model_finite
 
         c, state, model = self.c, self.state, self.model
         meta = ModelMeta.create(

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hostile import fcn, files_under, long_chain_tar, one_error, tar_info, write_tar, zip_read_chain
 
-from fcnlib.archive import Limits, safe_extract
 from fcnlib.errors import DataError
+from fcnlib.files.archive import Limits, safe_extract
 
 
 def _zip_link(zf: zipfile.ZipFile, name: str, target: bytes) -> None:

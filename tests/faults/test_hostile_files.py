@@ -17,7 +17,7 @@ from hostile import big_png, fcn, files_under, one_error
 from PIL import Image
 
 from fcnlib.errors import DataError, DiskError, WeightsError
-from fcnlib.io import DEFAULT_MAX_PIXELS, read_depth_png, read_image, read_label
+from fcnlib.files.io import DEFAULT_MAX_PIXELS, read_depth_png, read_image, read_label
 from fcnlib.models import build_fcn, load_model, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 
@@ -96,7 +96,7 @@ def test_fcn_segment_huge_png(tmp_path: Path, huge: dict[str, Path]) -> None:
     w = _tiny_weights(tmp_path / "w.pt")
     out = tmp_path / "out"
     err = one_error(fcn("segment", str(huge["png"]), "--weights", str(w), "--out", str(out), "--device", "cpu",
-                        "--quiet"))
+                        "--no-progress"))
     assert err.startswith(f"error: {huge['png']}: ") and "169000000 pixels" in err and "--max-pixels" in err, err
     assert not out.exists() or files_under(out) == set()
 
@@ -106,9 +106,9 @@ def test_fcn_segment_max_pixels_flag(tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(img)
     err = one_error(fcn("segment", str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device",
-                        "cpu", "--quiet", "--max-pixels", "1000"))
+                        "cpu", "--no-progress", "--max-pixels", "1000"))
     assert "50×40 = 2000 pixels, over the limit of 1000" in err
-    r = fcn("segment", str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet",
+    r = fcn("segment", str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu", "--no-progress",
             "--max-pixels", "2000")
     assert r.returncode == 0 and (tmp_path / "o" / "a.png").exists(), r.stderr[-2000:]
 
@@ -122,7 +122,7 @@ def test_fcn_hha_huge_depth(tmp_path: Path, huge: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("fill", [0.0, np.nan, np.inf])
 def test_hha_of_degenerate_depth_is_an_error(fill: float) -> None:
-    from fcnlib.hha import CAMERAS, encode_hha
+    from fcnlib.data.hha import CAMERAS, encode_hha
 
     with pytest.raises(DataError, match="no valid"):
         encode_hha(np.full((48, 64), fill), CAMERAS["nyu-color"])
@@ -198,7 +198,7 @@ def test_nan_weights_refused(tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(img)
     err = one_error(fcn("segment", str(img), "--weights", str(p), "--out", str(tmp_path / "o"), "--device",
-                        "cpu", "--quiet"))
+                        "cpu", "--no-progress"))
     assert err.startswith(f"error: {p}: ") and "non-finite" in err and "retrain" in err
     assert not (tmp_path / "o" / "a.png").exists()
 
@@ -221,7 +221,7 @@ def test_weights_given_as_a_folder(tmp_path: Path) -> None:
 _FULL = """
 import resource, signal, sys, torch
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-from fcnlib.io import atomic_save_torch
+from fcnlib.files.io import atomic_save_torch
 atomic_save_torch({"w": torch.ones(10)}, sys.argv[1])  # the previous, good checkpoint
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 from fcnlib.errors import FcnError
@@ -252,7 +252,7 @@ def test_disk_full_under_a_checkpoint(tmp_path: Path) -> None:
 def test_disk_error_is_a_fcn_error() -> None:
     import errno
 
-    from fcnlib.io import disk_error
+    from fcnlib.files.io import disk_error
 
     e = disk_error("/x/weights.pt", OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(e, DiskError) and str(e).startswith("/x/weights.pt: ") and "no space left" in str(e)

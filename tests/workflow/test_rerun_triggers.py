@@ -1,7 +1,7 @@
 """Editing fcnlib reruns exactly the rules whose code imports the edited module.
 
 Snakemake does not see Python imports, so every script rule carries `params: code=<hash of its script's
-import closure>` (fcnlib.codehash, added in common.smk); Snakemake 9's default rerun trigger `params` then
+import closure>` (fcnlib.pipeline.codehash, added in common.smk); Snakemake 9's default rerun trigger `params` then
 reruns it. We take the session's finished reduced demo run (`demo_run`, every rule of the DAG), pair a
 copy of its outputs and metadata with a copy of the code, edit one fcnlib module there and read which
 jobs `snakemake -n` plans (and why). The expectation is computed from the import graph, and the cases
@@ -22,19 +22,19 @@ from types import ModuleType
 import pytest
 
 import fcnlib
+import fcnlib.data.hha
 import fcnlib.data.voc
-import fcnlib.distributed
-import fcnlib.figures
-import fcnlib.hha
-import fcnlib.httpfetch
-import fcnlib.inference
+import fcnlib.eval.inference
+import fcnlib.files.httpfetch
 import fcnlib.models.fcn
-import fcnlib.padskip
-import fcnlib.parallel
-import fcnlib.tables
+import fcnlib.report.fidelity
+import fcnlib.report.figures
+import fcnlib.report.tables
+import fcnlib.runtime.parallel
+import fcnlib.train.distributed
 import fcnlib.train.loop
-from fcnlib.codehash import import_closure
-from fcnlib.datasets import REGISTRY
+from fcnlib.facts.datasets import REGISTRY
+from fcnlib.pipeline.codehash import import_closure
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = Path(fcnlib.__file__).resolve().parent
@@ -123,13 +123,13 @@ def test_every_script_rule_of_the_dag_is_known(dag: Counter) -> None:
 
 
 @pytest.mark.parametrize("module", [
-    fcnlib.distributed,  # the DDP plumbing: every training
-    fcnlib.hha,  # NYUD's cameras and the HHA encoding
+    fcnlib.train.distributed,  # the DDP plumbing: every training
+    fcnlib.data.hha,  # NYUD's cameras and the HHA encoding
     fcnlib.data.voc,  # a data module (PASCAL preparation)
-    fcnlib.tables,  # a report module
-    fcnlib.figures,  # the figures and the DVC summaries' curves
-    fcnlib.train.loop, fcnlib.inference, fcnlib.models.fcn, fcnlib.parallel, fcnlib.httpfetch,
-    fcnlib.padskip,  # bench only: nothing
+    fcnlib.report.tables,  # a report module
+    fcnlib.report.figures,  # the figures and the DVC summaries' curves
+    fcnlib.train.loop, fcnlib.eval.inference, fcnlib.models.fcn, fcnlib.runtime.parallel, fcnlib.files.httpfetch,
+    fcnlib.report.fidelity,  # docs/fidelity.md's generator, no rule: nothing
 ], ids=lambda m: m.__name__)
 def test_editing_a_module_reruns_exactly_the_rules_importing_it(finished: Path, dag: Counter, tmp_path: Path,
                                                                  module: ModuleType) -> None:
@@ -142,12 +142,9 @@ def test_editing_a_module_reruns_exactly_the_rules_importing_it(finished: Path, 
 
 def test_named_cases(dag: Counter) -> None:
     """What the rule sets above amount to for the modules the issue names (dry runs above check them)."""
-    assert "train" in _users(fcnlib.distributed, dag)
-    assert not _users(fcnlib.distributed, dag) & {r for r in dag if r.startswith(("prepare", "download", "extract",
-                                                                                   "make_demo", "encode_hha",
-                                                                                   "fig4", "tables"))}
-    assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.hha, dag)
+    assert _users(fcnlib.train.distributed, dag) == {"train"}
+    assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.data.hha, dag)
     assert _users(fcnlib.data.voc, dag) == {"prepare_pascal"}
-    assert _users(fcnlib.tables, dag) == {"tables"}
-    assert _users(fcnlib.padskip, dag) == set()
+    assert _users(fcnlib.report.tables, dag) == {"tables"}
+    assert _users(fcnlib.report.fidelity, dag) == set()
     assert dag["train"] == 8  # config/test.yaml's eight experiments: "every training" above is all of them

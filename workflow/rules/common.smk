@@ -7,17 +7,17 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from fcnlib import codehash as fcncode
-from fcnlib import compute as fcncompute
-from fcnlib import config as fcncfg
-from fcnlib import datasets as registry
-from fcnlib import layout
-from fcnlib import released as fcnreleased
+from fcnlib.eval import released as fcnreleased
+from fcnlib.facts import datasets as registry
+from fcnlib.files import layout
+from fcnlib.pipeline import codehash as fcncode
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.runtime import compute as fcncompute
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
 # config/demo.yaml), which replaces it; a partial file or --config pairs (`training: {threads: 4}`) are
-# deep-merged over it (fcnlib.config.compose_config). No Snakefile `configfile:`: it would merge the paper's
+# deep-merged over it (fcnlib.pipeline.config.compose_config). No Snakefile `configfile:`: it would merge the paper's
 # experiments into the demo's. The header's "Config file(s)" and the log line name every source.
 _DEFAULT_CONFIG = Path("config/config.yaml")
 if not _DEFAULT_CONFIG.exists():  # --directory elsewhere: the default beside the Snakefile
@@ -39,7 +39,7 @@ except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
 
 # Local jobs run on this box: a device it lacks (`device: cuda` without CUDA) is one line now, not a failure
-# inside every job (cluster jobs check it where they start: fcnlib.compute.check_device / resolve_runtime).
+# inside every job (cluster jobs check it where they start: fcnlib.runtime.compute.check_device / resolve_runtime).
 if workflow.global_resources["_nodes"].value is None:
     try:
         fcncompute.check_device(config["device"], f"{_CONFIG_SOURCE}: at 'device'")
@@ -48,10 +48,10 @@ if workflow.global_resources["_nodes"].value is None:
 
 # Local runs: at most as many GPU jobs at once as this box has GPUs (1 on a CPU box), so
 # `snakemake --cores 8 results/tables.md` is safe without `--resources gpu=…`; each job then claims its
-# own GPU (fcnlib.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
+# own GPU (fcnlib.runtime.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
 # executor is not known yet while the Snakefile is parsed; `_nodes`, i.e. --jobs, is set only for them).
 if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.global_resources:
-    from fcnlib.devices import visible_gpu_count
+    from fcnlib.runtime.devices import visible_gpu_count
 
     workflow.global_resources["gpu"] = max(1, visible_gpu_count())
     if workflow.is_main_process:
@@ -71,18 +71,18 @@ SOURCES = config["sources"]
 DEMO = config["source"] == "demo"
 EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experiments"]}
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
-# Every dataset of the config, built-in or a folder of your own (fcnlib.datasets: what each is, how to prepare it)
+# Every dataset of the config, built-in or a folder of your own (fcnlib.facts.datasets: what each is, how to prepare it)
 DATASETS = registry.check_config(config, _CONFIG_SOURCE)
-# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.released).
+# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.eval.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
-# device, compute dtype and memory format of scoring, timing and figure jobs (fcnlib.compute.resolve_runtime)
+# device, compute dtype and memory format of scoring, timing and figure jobs (fcnlib.runtime.compute.resolve_runtime)
 RUNTIME = fcncfg.runtime_settings(config)
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
 
 def add_code_hashes(rules):
     """Give each script job the hash of its script's import closure in fcnlib as the param `code`
-    (fcnlib.codehash: derived from the imports, never listed), so Snakemake's params rerun trigger reruns
+    (fcnlib.pipeline.codehash: derived from the imports, never listed), so Snakemake's params rerun trigger reruns
     exactly the jobs whose code an edit touches; a "module:function" param `entry` (the prepare rules')
     adds that module's closure. Called once, after the last rule is defined (Snakefile)."""
     root = fcncode.package_root(workflow.basedir)
@@ -160,7 +160,7 @@ def dataset_inputs(dataset, modalities):
 
 
 def prepare_inputs(dataset):
-    """The prepare function's file arguments (fcnlib.datasets.DatasetSpec.inputs) and its downloaded split
+    """The prepare function's file arguments (fcnlib.facts.datasets.DatasetSpec.inputs) and its downloaded split
     lists (`list_<split>`), as named inputs of the dataset's prepare rule."""
     spec = DATASETS[dataset]
     where = {"extracted": extracted, "raw": raw, "path": str}
@@ -178,7 +178,7 @@ def evaluations():
 
 
 def table_records():
-    """Each table row (fcnlib.config.table_rows) with the files its numbers are read from, all inputs of the
+    """Each table row (fcnlib.pipeline.config.table_rows) with the files its numbers are read from, all inputs of the
     tables rule: `metrics`, and `timing` for the experiments Tables 1 and 3 time."""
     timed = set(timed_experiments())
     return [

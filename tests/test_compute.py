@@ -3,10 +3,12 @@ the host."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 
-from fcnlib.cli.options import Parser, add_precision
+from fcnlib.cli.options import add_precision
 from fcnlib.errors import ConfigError
 from fcnlib.runtime import compute
 
@@ -66,7 +68,7 @@ def test_cuda_on_a_cpu_box_is_refused_at_startup():
 
 
 def test_cli_precision_switch():
-    p = Parser(prog="x")
+    p = argparse.ArgumentParser(prog="x")
     add_precision(p)
     assert p.parse_args([]).precision == "auto"
     assert p.parse_args(["--precision", "fp32"]).precision == "fp32"

@@ -136,8 +136,9 @@ def test_precision_switch_sets_the_convolutions_dtype(tmp_path, precision, dtype
     save_tiny(w, winner=3)
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((24, 20, 3), np.uint8)).save(img)
-    seen = conv_output_dtypes(lambda: segment.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "out"),
-                                                   "--device", "cpu", "--precision", precision, "--no-progress"]))
+    seen = conv_output_dtypes(lambda: segment_cli.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "out"),
+                                                       "--device", "cpu", "--precision", precision,
+                                                       "--no-progress"]))
     assert seen == {dtype}
     assert np.all(np.asarray(Image.open(tmp_path / "out" / "a.png")) == 3)
 

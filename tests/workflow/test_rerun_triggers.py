@@ -134,10 +134,15 @@ def test_every_script_rule_of_the_dag_is_known(dag: Counter) -> None:
 def test_editing_a_module_reruns_exactly_the_rules_importing_it(finished: Path, dag: Counter, tmp_path: Path,
                                                                  module: ModuleType) -> None:
     jobs = _dry_run(_edited(tmp_path, module), finished)
-    assert set(jobs) == _users(module, dag), jobs
-    for rule, reasons in jobs.items():
-        assert len(reasons) == dag[rule], (rule, reasons)  # every job of the rule, not some
-        assert all("params have changed" in r.lower() for r in reasons), (rule, reasons)
+    users = _users(module, dag)
+    # a job shows one reason: "params have changed" where its code hash changed, "input files updated by
+    # another job" downstream of a rerun (which wins when both hold, e.g. below make_demo_sources)
+    changed = {rule for rule, reasons in jobs.items() if any("params have changed" in r.lower() for r in reasons)}
+    assert changed <= users and bool(changed) == bool(users), (users, jobs)
+    for rule in users:
+        assert len(jobs.get(rule, [])) == dag[rule], (rule, jobs)  # every job of every importing rule reruns
+    assert all("params have changed" in r.lower() or "input files updated by another job" in r.lower()
+               for reasons in jobs.values() for r in reasons), jobs
 
 
 def test_named_cases(dag: Counter) -> None:

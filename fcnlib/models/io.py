@@ -52,6 +52,8 @@ def build_from_arch(arch: dict[str, Any]) -> nn.Module:
         members = arch.get("members")
         if not (isinstance(members, list) and len(members) == 2):
             raise ConfigError(f"late-fusion arch needs two members, got {members!r}")
+        if any(not isinstance(m, dict) or "fusion" in m for m in members):
+            raise ConfigError("late-fusion members must be single nets (build_fcn arguments), not fusions")
         a, b = (build_from_arch(m) for m in members)
         split = arch.get("split", members[0].get("in_channels", 3))
         return build_late_fusion(a, b, split=split, weights=tuple(arch.get("weights", (0.5, 0.5))))
@@ -133,6 +135,31 @@ def check_weights_file(path: str | os.PathLike) -> None:
                                f"file was crafted or damaged — delete it and recreate it with fcnlib")
 
 
+#: Bounds on meta['arch'] before anything is built: the largest real one (a late fusion with heads) has
+#: ~30 values; a crafted file can share one sub-dict many times over (pickle memo), so counting walks
+#: stop at the budget instead of expanding the graph.
+MAX_ARCH_NODES = 256
+MAX_ARCH_DEPTH = 4
+
+
+def check_arch_bounds(path: str | os.PathLike, arch: Any) -> None:
+    """Refuse an arch description too large or too deep to be one of ours, in time bounded by the caps
+    (not by the size it expands to), before build_from_arch runs."""
+    budget = [MAX_ARCH_NODES]
+
+    def walk(node: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_ARCH_DEPTH:
+            what = f"more than {MAX_ARCH_NODES} values" if budget[0] < 0 else f"nested over {MAX_ARCH_DEPTH} levels"
+            raise WeightsError(f"{path}: meta['arch'] holds {what} (a real one has ~30, two levels for a late "
+                               f"fusion); the file is crafted or damaged — delete it and recreate it")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list | tuple) else ()
+        for c in children:
+            walk(c, depth + 1)
+
+    walk(arch, 0)
+
+
 def _check_arch_size(path: str | os.PathLike, arch: dict[str, Any], sd: dict) -> nn.Module:
     """Build the net on the meta device (no memory) and check the file's tensors fit it, so an absurd
     meta (num_classes=3,000,000 in a 1 KB file) is refused before gigabytes are allocated."""
@@ -184,6 +211,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise WeightsError(f"{path}: meta has no 'arch'; the file was not written by save_model")
     if not isinstance(meta["arch"], dict):
         raise WeightsError(f"{path}: meta['arch'] is invalid (not a dict); delete it and recreate it")
+    check_arch_bounds(path, meta["arch"])
+    meta = ModelMeta(meta)
+    meta.check(path)
     _check_arch_size(path, meta["arch"], obj["state_dict"])
     check_finite(path, obj["state_dict"])
     try:
@@ -193,4 +223,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     check_state_dict(model, obj["state_dict"], str(path))
     model.load_state_dict(obj["state_dict"])
     model.fcn_source = str(path)  # so later errors about this net (e.g. staged init) can name its file
-    return model.to(device).eval(), ModelMeta(meta)
+    return model.to(device).eval(), meta

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_write_json, image_size, write_label_png
+from ..io import atomic_write_json, image_size, label_ids, read_mat, write_label_png
 from ..parallel import map_parallel
 from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 
@@ -45,15 +45,13 @@ def find_siftflow_root(raw_dir: PathLike) -> Path:
     raise DataError(f"{raw_dir}: no Images/{SUBDIR} inside; extract SiftFlowDataset.zip there")
 
 
-def _load_S(path: Path, iid: str, kind: str) -> np.ndarray:
-    from scipy.io import loadmat
-
-    try:
-        return np.asarray(loadmat(path)["S"]).astype(np.int32)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {kind} label of '{iid}' is missing; re-extract SiftFlowDataset.zip") from None
-    except (KeyError, ValueError, OSError) as e:
-        raise DataError(f"{path}: not a SIFT Flow label .mat with key 'S' ({e!r}); re-extract it") from None
+def _load_S(path: Path, iid: str, kind: str, lo: int, hi: int) -> np.ndarray:
+    """Label ids lo..hi of a SIFT Flow label .mat (key 'S'), checked integral and in range."""
+    fix = "re-extract SiftFlowDataset.zip"
+    mat = read_mat(path, f"{kind} label of '{iid}'", fix)
+    if "S" not in mat:
+        raise DataError(f"{path}: not a SIFT Flow label .mat (no key 'S'); {fix}")
+    return label_ids(path, mat["S"], lo, hi, f"{kind} label", f"not a SIFT Flow {kind} label — {fix}").astype(np.int32)
 
 
 def sem_to_train(s: np.ndarray) -> np.ndarray:
@@ -82,12 +80,9 @@ def _item(args: tuple[str, str, str]) -> str:
         if dst.exists():
             continue
         src = root / folder / SUBDIR / f"{iid}.mat"
-        s = _load_S(src, iid, kind)
+        s = _load_S(src, iid, kind, lo, hi)
         if s.shape != (h, w):
             raise DataError(f"{src}: label size {s.shape[1]}×{s.shape[0]} differs from image {jpg} {w}×{h}")
-        if s.size and (s.min() < lo or s.max() > hi):
-            raise DataError(f"{src}: {kind} label values {int(s.min())}..{int(s.max())} outside {lo}..{hi}; "
-                            f"not a SIFT Flow {kind} label")
         write_label_png(dst, conv(s))
     return iid
 

@@ -32,6 +32,28 @@ class Camera:
     cx: float
     cy: float
 
+    def __post_init__(self) -> None:
+        # NaN/inf or a zero focal length give rays of NaN: an HHA image of constant channels, no error
+        vals = {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy}
+        bad = {k: v for k, v in vals.items()
+               if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
+               or not np.isfinite(v) or v <= 0}
+        if bad:
+            k, v = next(iter(bad.items()))
+            raise ConfigError(f"camera intrinsics {vals}: {k}={v!r} must be a finite number > 0 (pixels; cx, cy "
+                              f"1-based as in the NYU toolbox), e.g. 518.8579,519.4696,325.5824,253.7362")
+
+    @classmethod
+    def from_dict(cls, d: object, source: str | Path) -> Camera:
+        """The intrinsics a file states (a dataset.json's "camera"), checked; one DataError naming it."""
+        if not isinstance(d, dict) or set(d) != {"fx", "fy", "cx", "cy"}:
+            raise DataError(f"{source}: 'camera' must be {{fx, fy, cx, cy}} in pixels, got {d!r}; rerun the "
+                            f"prepare rule that writes it")
+        try:
+            return cls(**d)
+        except ConfigError as e:
+            raise DataError(f"{source}: {e}") from None
+
     def crop(self, left: float, top: float) -> Camera:
         """Intrinsics of the image cropped by `left` columns and `top` rows."""
         return replace(self, cx=self.cx - left, cy=self.cy - top)
@@ -188,6 +210,9 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
     """
     depth_paths = [Path(p) for p in depth_paths]
     out_dir = Path(out_dir)
+    if isinstance(depth_scale, bool) or not isinstance(depth_scale, int | float) or not 0 < depth_scale < np.inf:
+        raise ConfigError(f"depth scale {depth_scale!r}: must be a finite number of metres per depth unit > 0 "
+                          f"(0.001 for millimetres)")
     if raw_paths is not None and len(raw_paths) != len(depth_paths):
         raise ConfigError(f"{out_dir}: {len(raw_paths)} raw depth files for {len(depth_paths)} depth files; "
                           f"give one --raw-depth per depth map, in the same order")
@@ -209,10 +234,13 @@ def _parse_intrinsics(text: str) -> Camera:
         vals = [float(v) for v in text.split(",")]
     except ValueError:
         vals = []
-    if len(vals) != 4 or min(vals[:2]) <= 0:
+    if len(vals) != 4:
         raise ConfigError(f"--intrinsics {text!r}: expected fx,fy,cx,cy (pixels, fx and fy > 0, "
                           f"cx/cy 1-based as in the NYU toolbox), e.g. 518.8579,519.4696,325.5824,253.7362")
-    return Camera(*vals)
+    try:
+        return Camera(*vals)
+    except ConfigError as e:
+        raise ConfigError(f"--intrinsics {text!r}: {e}") from None
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -184,6 +184,10 @@ class PixelLimitError(DataError):
     """An image, label or depth map has more pixels than FCN_MAX_IMAGE_PIXELS allows."""
 
 
+class UndecodableImage(DataError):
+    """A file given as an image is truncated or of another kind (callers may reword the advice)."""
+
+
 def max_image_pixels() -> int:
     """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
     small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
@@ -241,18 +245,44 @@ def image_size(path: PathLike, kind: str = "image", fix: str = "re-extract the r
         raise DataError(f"{path}: cannot read {kind} ({e}); {fix}") from None
 
 
-def read_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
-    """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8."""
+def read_image(path: PathLike, mode: str = "RGB", orient: bool = False) -> np.ndarray:
+    """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8.
+
+    16-bit greyscale is scaled to 8 bits (top byte: 65535 → 255, the full range kept; converting it the
+    way PIL does would clip everything above 255), float images are refused. `orient` applies the EXIF
+    orientation as viewers show the photo: `fcn segment` does, for user photos; dataset images are read
+    as stored (no EXIF rotation), as the authors' layers read them, since their labels are drawn on the
+    stored pixels."""
     try:
         with _open_capped(path, "image") as im:
             im.load()
-            arr = np.asarray(im.convert(mode))
+            if orient:
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
+            arr = _to_8bit(path, im, mode)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found; check the split list and the dataset folder") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image; pass the image files inside it") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
-                        f"delete it and rerun the extract/prepare rule") from None
+        raise UndecodableImage(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
+                               f"delete it and rerun the extract/prepare rule") from None
     return arr
+
+
+def _to_8bit(path: PathLike, im: Image.Image, mode: str) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"{path}: a 32-bit integer image (values {int(a.min())}..{int(a.max())}); give an "
+                            f"8- or 16-bit image")
+        grey = Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+        return np.asarray(grey.convert(mode))
+    if im.mode == "F":
+        raise DataError(f"{path}: a floating-point image (mode F); its range is unknown — save it as an 8- or "
+                        f"16-bit image")
+    return np.asarray(im.convert(mode))
 
 
 def read_depth_png(path: PathLike) -> np.ndarray:
@@ -508,3 +538,24 @@ def label_ids(path: PathLike, arr: Any, lo: int, hi: int, what: str, fix: str) -
         raise DataError(f"{path}: {what} values {sorted({int(v) for v in np.unique(out)[:8]})} are outside "
                         f"{lo}..{hi}; {fix}")
     return a.astype(np.int64)
+
+
+# ---- path policy: inputs are read inside the folders the user named, or the dataset's root ---------------
+def inside(root: PathLike, path: PathLike, what: str, fix: str) -> Path:
+    """`path` (relative to `root`, or absolute) made absolute, refused with one DataError naming it unless it
+    is inside `root` both as written (not absolute, no `..` climbing out) and once links are followed (a
+    link inside `root` to a file elsewhere is refused, naming the link and where it leads)."""
+    root_p = Path(root)
+    p = Path(path)
+    q = p if p.is_absolute() else root_p / p
+    base = root_p.resolve()
+    lexical = Path(os.path.normpath(q if q.is_absolute() else Path.cwd() / q))
+    if not lexical.is_relative_to(Path(os.path.normpath(root_p.absolute()))) and not lexical.is_relative_to(base):
+        raise DataError(f"{q}: {what} {str(path)!r} leads outside {root_p} (absolute, or climbing out with '..'); "
+                        f"{fix}")
+    real = q.resolve()
+    if not real.is_relative_to(base):
+        link = next((a for a in [q, *q.parents] if a.is_symlink()), q)
+        raise DataError(f"{link}: {what} is a link to {os.readlink(link) if link.is_symlink() else real}, "
+                        f"outside {root_p}; {fix}")
+    return q

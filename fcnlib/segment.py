@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, WeightsError
-from .io import PixelLimitError, atomic_write, read_image, set_max_pixels, voc_palette, write_label_png
+from .io import UndecodableImage, atomic_write, read_image, set_max_pixels, voc_palette, write_label_png
 
 PathLike = str | os.PathLike
 
@@ -92,10 +92,8 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLi
     for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:
-            image = read_image(path)
-        except PixelLimitError:
-            raise
-        except DataError:
+            image = read_image(path, orient=True)  # as viewers show a photo (EXIF orientation)
+        except UndecodableImage:
             raise DataError(f"{path}: not an image that can be decoded (truncated, or another kind of file); "
                             f"pass JPEG/PNG/BMP/TIFF/WebP images to fcn segment") from None
         try:

@@ -16,19 +16,15 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
+from ..io import IGNORE_INDEX, inside, read_depth_png, read_image, read_json, read_label
 from ..modalities import MODALITY_CHANNELS
+from .splits import unique_id
 from .transforms import augment_pair, pad_to
 
 PathLike = str | os.PathLike
 
 # Channels each modality contributes (concatenated in the order the caller asks for).
 _DEPTH_MODALITIES = ("depth", "rawdepth")
-
-
-def _resolve(root: Path, p: str) -> Path:
-    q = Path(p)
-    return q if q.is_absolute() else root / q
 
 
 def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
@@ -54,13 +50,30 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     meta["root"] = str(root)
     meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
+    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.io.inside)
+    where = f"rerun the prepare rule that writes it (a dataset's files live inside its folder {root})"
+
+    # An absolute path is allowed only inside a folder the file names in "roots" (data kept elsewhere, e.g.
+    # an existing VOCdevkit): a folder named on purpose, never one reached by accident or by '..'.
+    roots = meta.get("roots", [])
+    if not (isinstance(roots, list) and all(isinstance(r, str) and Path(r).is_absolute() for r in roots)):
+        raise DataError(f"{path}: 'roots' must list absolute folders, got {roots!r}; {fix}")
+
+    def at(rel: str, what: str) -> str:
+        if not isinstance(rel, str):
+            raise TypeError(f"{what} must be a path string, got {rel!r}")
+        for extra in roots:
+            if Path(rel).is_absolute() and Path(os.path.normpath(rel)).is_relative_to(os.path.normpath(extra)):
+                return str(inside(extra, rel, f"{path.name}: {what}", where))
+        return str(inside(root, rel, f"{path.name}: {what}", where))
+
     for name, sp in meta["splits"].items():
         try:
             sp = {
-                "ids": str(_resolve(root, sp["ids"])),
-                "images": {m: {**spec, "dir": str(_resolve(root, spec["dir"]))}
+                "ids": at(sp["ids"], f"split '{name}' ids"),
+                "images": {m: {**spec, "dir": at(spec["dir"], f"split '{name}' {m} dir")}
                            for m, spec in sp["images"].items()},
-                "labels": {h: {**spec, "dir": str(_resolve(root, spec["dir"]))}
+                "labels": {h: {**spec, "dir": at(spec["dir"], f"split '{name}' {h} labels dir")}
                            for h, spec in sp.get("labels", {}).items()},
             }
         except (KeyError, TypeError, AttributeError) as e:
@@ -76,7 +89,8 @@ def read_ids(path: PathLike) -> list[str]:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; rerun the prepare rule") from None
-    ids = []
+    ids: list[str] = []
+    first: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s:
@@ -85,8 +99,10 @@ def read_ids(path: PathLike) -> list[str]:
         if s.startswith(("/", "\\")) or (len(s) > 1 and s[1] == ":") or ".." in parts or "\x00" in s:
             raise DataError(f"{path}: line {n}: id {s!r} is an absolute path or climbs out with '..' (an id names "
                             f"files inside the dataset); remove or fix that line, or rerun the prepare rule")
+        unique_id(path, s, n, first)
         ids.append(s)
     return ids
+
 
 
 class SegDataset(Dataset):
@@ -185,6 +201,9 @@ class SegDataset(Dataset):
 
     # -- loading --------------------------------------------------------------------------------
     def _check_exists(self, path: Path, i: int, what: str) -> None:
+        if path.is_symlink():  # a link planted in a dataset folder must not read a file elsewhere
+            inside(self.meta["root"], path, f"{what} of id '{self.ids[i]}'",
+                   "replace the link by the file (or a hard link), or rerun the prepare rule")
         if not path.is_file():
             raise DataError(f"{path}: {what} of id '{self.ids[i]}' (split '{self.split}' of "
                             f"{self.json_path}) is missing; rerun the prepare rule or remove the id from "

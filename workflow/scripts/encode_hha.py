@@ -23,7 +23,7 @@ def main(job):
     dataset_json = Path(job.input[0])
     meta = read_json(dataset_json)
     # A dataset may state its own intrinsics (the demo renders at a reduced size); else the preset.
-    camera = Camera(**meta["camera"]) if "camera" in meta else CAMERAS[job.params.camera]
+    camera = Camera.from_dict(meta["camera"], dataset_json) if "camera" in meta else CAMERAS[job.params.camera]
     depth = depth_paths(dataset_json, "depth")
     raw = depth_paths(dataset_json, "rawdepth") or None
     scale = meta["splits"][next(iter(meta["splits"]))]["images"]["depth"].get("scale_m", job.params.depth_scale)

@@ -25,7 +25,7 @@ from .errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from .models.meta import ModelMeta
-from .io import atomic_write, atomic_write_json, sha256_file
+from .io import atomic_write, atomic_write_json, max_image_pixels, sha256_file
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -95,6 +95,10 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: not one of {list(FORMATS)}")
+    h, w = size
+    if not (h >= 1 and w >= 1 and h * w <= max_image_pixels()):
+        raise ConfigError(f"--size {h} {w}: the example input needs a height and width ≥ 1 (and at most "
+                          f"FCN_MAX_IMAGE_PIXELS pixels); the default 224 224 suits every net")
     weights, out = Path(weights), Path(out)
     if out.resolve() == weights.resolve():
         raise ConfigError(f"{out}: would overwrite the weights it is exported from; pass another -o/--out")

@@ -7,7 +7,6 @@ fsync, rename), so a killed job never leaves a truncated file that looks complet
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from .errors import DataError, DiskError
+from .errors import DataError, DiskError, disk_full
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
 #: padding of batches; uint8 label batches (fcnlib.loader) carry it. Defined once, imported elsewhere.
@@ -81,9 +80,12 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(path, e) if isinstance(e, OSError) else None
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -120,10 +122,9 @@ def _os_error_in(e: BaseException | None) -> OSError | None:
 def disk_error(path: PathLike, e: OSError) -> DiskError:
     """One line naming the file and the cause of a failed write."""
     path = Path(path)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        cause = {errno.EFBIG: "the file size limit was reached"}.get(e.errno, "no space left on the disk")
-        return DiskError(f"{path}: cannot write it: {cause} ({e.strerror}); free disk space on {path.parent} "
-                         f"and rerun (the previous {path.name}, if any, is kept)")
+    full = disk_full(path, e)
+    if full is not None:
+        return full
     return DiskError(f"{path}: cannot write it ({e.strerror or e}); fix permissions on {path.parent} and rerun "
                      f"(the previous {path.name}, if any, is kept)")
 
@@ -559,3 +560,21 @@ def inside(root: PathLike, path: PathLike, what: str, fix: str) -> Path:
         raise DataError(f"{link}: {what} is a link to {os.readlink(link) if link.is_symlink() else real}, "
                         f"outside {root_p}; {fix}")
     return q
+
+
+def file_kind(path: PathLike) -> str:
+    """What a path that is not a regular file is, in words (a FIFO or a device is not "missing")."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file or directory" if not os.path.islink(path) else "a link to a missing file"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return word
+    return "not a regular file"

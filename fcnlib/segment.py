@@ -15,28 +15,52 @@ import numpy as np
 import torch
 
 from .errors import DataError, WeightsError
-from .io import UndecodableImage, atomic_write, read_image, set_max_pixels, voc_palette, write_label_png
+from .io import (
+    UndecodableImage,
+    atomic_write,
+    file_kind,
+    inside,
+    read_image,
+    set_max_pixels,
+    voc_palette,
+    write_label_png,
+)
 
 PathLike = str | os.PathLike
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def collect_inputs(inputs: Sequence[PathLike]) -> list[Path]:
-    """Files as given (any extension: a non-image fails clearly when read) + image files of directories."""
+def collect_inputs(inputs: Sequence[PathLike], follow_links: bool = False) -> list[Path]:
+    """Files as given (any extension: a non-image fails clearly when read) + image files of directories.
+    Inside a directory, a link to a file outside it is refused naming the link (the path policy,
+    fcnlib.io.inside) unless `follow_links`; a file reached twice is segmented once."""
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS and q.is_file())
             if not found:
                 raise DataError(f"{p}: directory holds no images ({', '.join(IMAGE_EXTS)}); "
                                 f"pass image files or another directory")
+            if not follow_links:
+                for q in found:
+                    if q.is_symlink():
+                        inside(p, q.name, "image", "pass that file itself, or --follow-links to read what links "
+                                                   "in the folder lead to")
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise DataError(f"{p}: {file_kind(p)}, not an image file; pass image files or folders of images")
         else:
             raise DataError(f"{p}: no such file or directory; check the path")
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for q in out:
+        if q.resolve() not in seen:
+            seen.add(q.resolve())
+            unique.append(q)
+    return unique
 
 
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -76,20 +100,37 @@ def _out_names(paths: list[Path]) -> list[str]:
     return [p.name if p.stem in dup else p.stem for p in paths]
 
 
+def _check_outputs(paths: list[Path], names: list[str], heads: Sequence[str], main: str, overlay_png: bool,
+                   out_dir: Path) -> None:
+    """Refuse, before anything is written, two inputs whose outputs would be the same file (d1/a.jpg and
+    d2/a.jpg; a.png and a_overlay.png with --overlay), naming both: one would silently replace the other."""
+    owner: dict[str, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        outs = [f"{name}.png"] + [f"{name}_{h}.png" for h in heads if h != main]
+        outs += [f"{name}_overlay.png"] if overlay_png else []
+        for o in outs:
+            if o in owner:
+                raise DataError(f"{path}: its output {out_dir / o} would also be written for {owner[o]}; "
+                                f"segment the two into separate --out folders (or rename one)")
+            owner[o] = path
+
+
 def segment_paths(inputs: Sequence[PathLike], weights: PathLike, out_dir: PathLike, *,
                   overlay_png: bool = False, device: str | torch.device = "auto",
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, follow_links: bool = False) -> list[Path]:
     """Segment every input image; returns the label PNGs written (one per image, `<stem>.png`)."""
     from tqdm import tqdm
 
     from .inference import primary_head
 
-    paths = collect_inputs(inputs)
+    paths = collect_inputs(inputs, follow_links)
     seg = Segmenter(weights, device)
     out_dir = Path(out_dir)
     written = []
     main = primary_head(seg.heads)
-    for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
+    names = _out_names(paths)
+    _check_outputs(paths, names, seg.heads, main, overlay_png, out_dir)
+    for path, name in tqdm(list(zip(paths, names, strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:
             image = read_image(path, orient=True)  # as viewers show a photo (EXIF orientation)
@@ -130,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="weights file written by the pipeline (weights.pt)")
     add_out(p, "output folder (default: ./segmentation)", default="segmentation")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
+    p.add_argument("--follow-links", action="store_true",
+                   help="read images that links inside a given folder lead to outside it (refused by default)")
     add_device(p)
     add_progress(p)
     p.add_argument("--max-pixels", type=int, default=None,
@@ -143,7 +186,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     written = segment_paths(args.inputs, args.weights, args.out, overlay_png=args.overlay,
-                            device=args.device, progress=not args.no_progress)
+                            device=args.device, progress=not args.no_progress, follow_links=args.follow_links)
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+from .io import regular_file
 
 _TMP_MARK = ".extract-"
 _MAX_HOPS = 40  # symlinks followed while resolving one target (Linux's own limit)
@@ -415,6 +416,7 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Pat
     archive, dest = Path(archive), Path(dest)
     if archive.is_dir():
         raise DataError(f"{archive}: is a folder, not an archive; delete it and rerun the download")
+    regular_file(archive, "archive")
     if not archive.is_file():
         raise DataError(f"{archive}: archive not found; run the download rule for it first")
     limits = limits or Limits()

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from .modalities import NET_MODALITIES
 
@@ -95,6 +95,12 @@ def load_yaml(path: str | Path) -> Any:
     """The one YAML reader: safe constructors only (a python tag is refused, naming the file), UTF-8, at
     most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
     — each refused with one ConfigError naming the file before the document is built."""
+    from .io import regular_file  # here: the Snakefile imports this module, and fcnlib.io pulls in PIL
+
+    try:
+        regular_file(path, "config file")
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_YAML_BYTES + 1)

@@ -215,6 +215,7 @@ def set_max_pixels(n: int) -> None:
 def _open_capped(path: PathLike, kind: str) -> Iterator[Image.Image]:
     """Image.open with the pixel cap checked from the header, before any pixel is decoded."""
     cap = max_image_pixels()
+    regular_file(path, kind)
     Image.MAX_IMAGE_PIXELS = cap  # process-wide; PIL itself refuses above 2× this, we refuse above 1×
     fix = ("downscale it, or if it is genuine raise the limit (FCN_MAX_IMAGE_PIXELS, or --max-pixels "
            "on fcn segment / fcn hha)")
@@ -505,6 +506,7 @@ def read_mat(path: PathLike, kind: str = "label .mat file", fix: str = "re-extra
 
     path = Path(path)
     cap = max_image_pixels()
+    regular_file(path, kind)
     try:
         with open(path, "rb") as f:
             _mat_check_arrays(path, f, cap, kind, fix)
@@ -578,3 +580,19 @@ def file_kind(path: PathLike) -> str:
         if test(mode):
             return word
     return "not a regular file"
+
+
+def regular_file(path: PathLike, what: str = "input") -> None:
+    """Refuse, naming it, an input that exists but is not a regular file: opening a FIFO blocks until a writer
+    comes, a device reads forever or nothing, a folder is not a file. A missing path is left to the reader
+    (its own message says which step makes the file)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} ({e.strerror}); check the path and its permissions") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: {what} is {file_kind(path)}, not a regular file; give the file itself")

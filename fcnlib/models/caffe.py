@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightsError
-from ..io import atomic_write
+from ..errors import DataError, WeightsError
+from ..io import atomic_write, regular_file
 from .io import max_weights_bytes
 
 
@@ -138,6 +138,10 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder, not a .caffemodel file; give the path of the .caffemodel "
                            f"inside it")
+    try:
+        regular_file(path, "caffemodel")
+    except DataError as e:
+        raise WeightsError(str(e)) from None
     try:
         f = open(path, "rb")
     except FileNotFoundError:

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, WeightsError
-from ..io import atomic_save_torch
+from ..errors import ConfigError, DataError, WeightsError
+from ..io import atomic_save_torch, regular_file
 from .fcn import build_fcn, build_late_fusion
 from .meta import ModelMeta
 
@@ -22,6 +22,10 @@ _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "hea
 
 def safe_torch_load(path: str | os.PathLike, device: str = "cpu") -> Any:
     """torch.load with weights_only=True; every failure becomes one WeightsError naming the file."""
+    try:
+        regular_file(path, "weights file")
+    except DataError as e:
+        raise WeightsError(str(e)) from None
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
@@ -116,6 +120,10 @@ def check_weights_file(path: str | os.PathLike) -> None:
     storages (a 2 GB tensor of zeros DEFLATEs to a few MB), before torch allocates anything."""
     if os.path.isdir(path):
         raise WeightsError(f"{path}: is a folder, not a weights file; give the weights.pt inside it")
+    try:
+        regular_file(path, "weights file")
+    except DataError as e:
+        raise WeightsError(str(e)) from None
     if not zipfile.is_zipfile(path):
         return  # legacy (non-zip) format or not a torch file: safe_torch_load reports it
     cap = max_weights_bytes()

@@ -235,7 +235,8 @@ def test_fcn_hha_depth_scale_flag(tmp_path: Path, scale: str) -> None:
 
 
 # ---- split ids -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text,dup", [("a\nb\na\n", "a"), ("x\n\n  x  \n", "x"), ("2008_1\n2008_2\n2008_2\n", "2008_2")])
+@pytest.mark.parametrize("text,dup", [("a\nb\na\n", "a"), ("x\n\n  x  \n", "x"),
+                                      ("2008_1\n2008_2\n2008_2\n", "2008_2")])
 def test_dataset_split_ids_unique(tmp_path: Path, text: str, dup: str) -> None:
     from fcnlib.data.dataset import read_ids
 

@@ -28,8 +28,8 @@ include: "workflow/rules/versioning.smk"
 rule all:
     default_target: True
     input:
-        "results/tables.md",
-        "results/tables.json",
+        layout.TABLES_MD,
+        layout.TABLES_JSON,
         figure_targets(),
-        ["results/released.md", "results/released.json"] if RELEASED else [],
+        [layout.RELEASED_MD, layout.RELEASED_JSON] if RELEASED else [],
         summary_targets(),

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from fcnlib import fast  # noqa: E402
+from fcnlib import fast, layout  # noqa: E402
 from fcnlib.inference import predict, primary_head, score_dataset  # noqa: E402
 from fcnlib.models import load_model  # noqa: E402
 
@@ -36,7 +36,7 @@ _SPLITS = ("seg11valid", "val", "test")
 def _dataset_json(weights: Path, meta: dict[str, Any]) -> Path:
     """data/<dataset>/dataset.json of the run the weights belong to (results/<dataset>/<exp>/weights.pt)."""
     run = weights.resolve().parents[3]
-    return run / "data" / str(meta.get("dataset")) / "dataset.json"
+    return run / layout.dataset_json(str(meta.get("dataset")))
 
 
 def _split(weights: Path, ds_json: Path) -> str:

@@ -18,38 +18,16 @@ from typing import Any
 
 import yaml
 
+from . import datasets as registry
+from . import layout
+from .datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from .datasets import NET_MODALITIES
 from .errors import ConfigError, DataError
-from .modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
-from .modalities import NET_MODALITIES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_DIR.parent / "workflow" / "schemas" / "config.schema.yaml"
 
-# The paper's class counts per dataset (heads for SIFT Flow).
-DATASET_HEADS: dict[str, dict[str, int]] = {
-    "pascal": {"sem": 21},
-    "nyud": {"sem": 40},
-    "siftflow": {"sem": 33, "geo": 3},
-    "context": {"sem": 60},
-}
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
-
-# The split lists a prepare step reads, per dataset, in order. A list downloaded on its own is the config
-# source `<dataset>_<split>` (split_list_sources); a split without one is read from the extracted archive.
-# prepare.smk, its scripts and fcnlib.data.nyud/siftflow all take the names from here, so no file name
-# has to carry its split.
-LIST_SPLITS: dict[str, tuple[str, ...]] = {"nyud": ("train", "val", "test"), "siftflow": ("trainval", "test")}
-
-
-def split_list_source(dataset: str, split: str) -> str:
-    """The config source that downloads `dataset`'s list of `split`."""
-    return f"{dataset}_{split}"
-
-
-def split_list_sources(dataset: str, sources: dict[str, Any]) -> dict[str, str]:
-    """{split: source name} of those of `dataset`'s split lists that `sources` (the config's) downloads."""
-    names = {s: split_list_source(dataset, s) for s in LIST_SPLITS[dataset]}
-    return {s: n for s, n in names.items() if n in sources}
 
 
 #: Bounds on any YAML file read here (configs are ~20 KB, ~2,000 values): checked before the document
@@ -206,7 +184,7 @@ def validate_config(config: dict, source: str = "config", cache_dir: str | Path 
     _check_finite(config, source)
     marker = None
     if cache_dir is not None:
-        key = config_hash([config, SCHEMA_PATH.read_text(), Path(__file__).read_text()])
+        key = config_hash([config, load_schema(), Path(__file__).read_text()])
         marker = Path(cache_dir) / f"fcn-config-valid-{key}"
         if marker.exists():
             _check_references(config, source)
@@ -236,10 +214,20 @@ def _check_finite(obj: Any, source: str, path: str = "") -> None:
             _check_finite(v, source, f"{path}.{i}" if path else str(i))
 
 
+def load_schema() -> dict:
+    """The config schema: workflow/schemas/config.schema.yaml plus the lists generated from the dataset
+    registry (fcnlib.datasets): each built-in dataset's entry (any other name must declare a folder
+    dataset) and the modalities a net may take."""
+    schema = load_yaml(SCHEMA_PATH)
+    schema["$defs"]["modality"] = {"enum": list(NET_MODALITIES)}
+    schema["properties"]["datasets"]["properties"] = {name: {"$ref": "#/$defs/dataset"} for name in registry.REGISTRY}
+    return schema
+
+
 def _validate_schema(config: dict, source: str) -> None:
     import jsonschema
 
-    schema = load_yaml(SCHEMA_PATH)
+    schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
     if errors:
@@ -258,14 +246,17 @@ def _validate_schema(config: dict, source: str) -> None:
 
 
 def _check_references(config: dict, source: str) -> None:
+    specs = registry.check_config(config, source)
     exps = config["experiments"]
     for name, exp in exps.items():
         where = f"{source}: at 'experiments.{name}"
         if exp["dataset"] not in config["datasets"]:
             raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
-        if exp["dataset"] not in DATASET_HEADS:
-            raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no class count in "
-                              f"fcnlib.config.DATASET_HEADS; add it there (README: Adding a dataset)")
+        held = specs[exp["dataset"]].modalities
+        missing = [m for m in exp.get("modalities", ["rgb"]) if m not in held]
+        if missing:
+            raise ConfigError(f"{where}.modalities': dataset {exp['dataset']!r} has no {missing} "
+                              f"(it holds {list(specs[exp['dataset']].modalities)})")
         backbone = exp.get("backbone", "vgg16")
         if backbone not in config["backbones"]:
             raise ConfigError(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")
@@ -293,6 +284,10 @@ def _check_references(config: dict, source: str) -> None:
             init = exps[n].get("init", "imagenet")
             todo += init if isinstance(init, list) else ([] if init == "imagenet" else [init])
     for rname, recipe in config["recipes"].items():
+        for ds in (recipe.get("by_dataset") or {}):
+            if ds not in config["datasets"] and ds not in registry.REGISTRY:
+                raise ConfigError(f"{source}: at 'recipes.{rname}.by_dataset.{ds}': not a dataset; use a name "
+                                  f"under 'datasets' or remove the entry")
         for exp_name in (recipe.get("by_experiment") or {}):
             if exp_name not in exps:
                 raise ConfigError(f"{source}: at 'recipes.{rname}.by_experiment.{exp_name}': not an experiment; "
@@ -320,15 +315,15 @@ def _check_references(config: dict, source: str) -> None:
 def experiment(config: dict, name: str) -> dict:
     """One experiment with every default filled in."""
     exp = copy.deepcopy(config["experiments"][name])
-    ds = config["datasets"][exp["dataset"]]
+    train_split, val_split = registry.splits_of(exp["dataset"], config)
     tr = config["training"]
     exp.setdefault("backbone", "vgg16")
     exp.setdefault("modalities", ["rgb"])
     exp.setdefault("init", "imagenet")
     exp.setdefault("fixed", False)
     exp.setdefault("recipe", tr["recipe"])
-    exp.setdefault("train_split", ds["train_split"])
-    exp.setdefault("val_split", ds["val_split"])
+    exp.setdefault("train_split", train_split)
+    exp.setdefault("val_split", val_split)
     exp.setdefault("eval_splits", [exp["val_split"]])
     exp.setdefault("augment", dict(tr["augment"]))
     exp.setdefault("loss_sampling", tr["loss_sampling"])
@@ -374,18 +369,13 @@ def parents(config: dict, name: str) -> list[str]:
     return init if isinstance(init, list) else ([] if init == "imagenet" else [init])
 
 
-def experiment_dir(dataset: str, name: str) -> str:
-    """The results folder of one experiment (weights.pt, log.jsonl, timing.json, <split>/metrics.json): the
-    one definition of the layout, used by the rules (common.smk exp_dir) and the tables script."""
-    return f"results/{dataset}/{name}"
-
-
 def weights_path(config: dict, name: str) -> str:
-    return f"{experiment_dir(config['experiments'][name]['dataset'], name)}/weights.pt"
+    """Where experiment `name`'s trained weights go (fcnlib.layout)."""
+    return layout.weights(config["experiments"][name]["dataset"], name)
 
 
 def _arch(config: dict, exp: dict) -> dict:
-    heads = DATASET_HEADS[exp["dataset"]]
+    heads = registry.spec(exp["dataset"], config).heads
     return {
         "variant": exp["variant"],
         "backbone": exp["backbone"],
@@ -418,7 +408,7 @@ def train_config(config: dict, name: str) -> dict:
             dict(arch, in_channels=sum(MODALITY_CHANNELS[m] for m in mods)) for mods in member_mods]}
     init = exp["init"]
     if init == "imagenet":
-        init_spec = {"kind": "imagenet", "path": f"data/weights/{exp['backbone']}.pt"}
+        init_spec = {"kind": "imagenet", "path": layout.backbone_weights(exp["backbone"])}
     elif isinstance(init, list):
         init_spec = {"kind": "late_fusion", "paths": [weights_path(config, p) for p in init]}
     else:
@@ -426,7 +416,7 @@ def train_config(config: dict, name: str) -> dict:
     batch_size, iter_size = _split_batch(config, name, recipe)
     cfg = {
         "experiment": name,
-        "dataset_json": f"data/{exp['dataset']}/dataset.json",
+        "dataset_json": layout.dataset_json(exp["dataset"]),
         "train_split": exp["train_split"],
         "val_split": exp["val_split"],
         "val_max_images": tr.get("val_max_images"),
@@ -497,11 +487,12 @@ def code_hash(*modules: str) -> str:
     """Hash of fcnlib source files, so a Snakemake `params:` entry reruns the rules whose code changed.
 
     `modules` are paths relative to the package ("evaluate.py", "train/", "models/"); a folder means
-    every .py under it. io.py, errors.py and config.py, used everywhere, are always included.
+    every .py under it. io.py, errors.py and config.py (with the registry and the layout it reads), used
+    everywhere, are always included.
     """
     h = hashlib.sha256()
     files: set[Path] = set()
-    for m in ("io.py", "errors.py", "config.py", *modules):
+    for m in ("io.py", "errors.py", "config.py", "datasets.py", "layout.py", *modules):
         p = PACKAGE_DIR / m
         files.update(sorted(p.rglob("*.py")) if p.is_dir() else [p])
     for f in sorted(files):

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from . import datasets as registry
+from . import layout
 from .errors import ConfigError, DataError
 from .inference import (
     device_name,
@@ -193,7 +195,7 @@ def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[st
     from .experiment import load_config
 
     dataset = meta.get("dataset")
-    out: dict[str, Any] = {"dataset_json": f"data/{dataset}/dataset.json" if dataset else None, "split": None}
+    out: dict[str, Any] = {"dataset_json": layout.dataset_json(dataset) if dataset else None, "split": None}
     exp = meta.get("experiment")
     try:
         config, _ = load_config(configfiles)
@@ -204,7 +206,7 @@ def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[st
     if exp in config["experiments"]:
         out["split"] = fcncfg.experiment(config, exp)["val_split"]
     elif dataset in config["datasets"]:
-        out["split"] = config["datasets"][dataset]["val_split"]
+        out["split"] = registry.splits_of(dataset, config)[1]
     return out
 
 

@@ -43,6 +43,21 @@ def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str |
     return True
 
 
+def with_inputs(cfg: dict[str, Any], dataset_json: str | os.PathLike,
+                init: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """`cfg` reading the files a rule declares instead of the paths config resolution wrote into it: its
+    dataset.json and its initial weights (one file; one per member of a late fusion). The config hash stays
+    the resolved one."""
+    spec = dict(cfg["init"])
+    paths = [str(p) for p in init]
+    want = len(spec["paths"]) if "paths" in spec else 1
+    if len(paths) != want:
+        raise ConfigError(f"train config of {cfg['experiment']}: init {spec['kind']} takes {want} weights "
+                          f"file(s), the rule gives {len(paths)} ({paths}); fix the train rule's input.init")
+    spec.update({"paths": paths} if "paths" in spec else {"path": paths[0]})
+    return {**cfg, "dataset_json": str(dataset_json), "init": spec}
+
+
 def load_config(files: Sequence[str | os.PathLike], default: str | os.PathLike = DEFAULT_CONFIG) -> tuple[dict, str]:
     """Config files composed as the workflow composes --configfile (fcnlib.config.compose_config), validated."""
     given: dict[str, Any] = {}

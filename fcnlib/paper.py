@@ -142,16 +142,14 @@ SBD_GAIN_MEAN_IU: Final = 3.4
 # --------------------------------------------------------------------------------------------------
 # Constants (SPEC §1–§3). Each is typed once where the code uses it: image means in
 # fcnlib.models.preprocessing, the NYU camera and crop in fcnlib.hha (CAMERAS), crop offsets in
-# fcnlib.models.fcn, recipes in config/config.yaml. Here: split sizes, class counts, the CVPR recipe.
+# fcnlib.models.fcn, recipes in config/config.yaml, class names and counts in fcnlib.datasets.
+# Here: split sizes, the CVPR recipe.
 # --------------------------------------------------------------------------------------------------
 SPLIT_SIZES: Final = MappingProxyType({
     "sbd_train": 8498, "seg11valid": 736, "voc12_trainaug": 10582,
     "nyud_train": 381, "nyud_val": 414, "nyud_trainval": 795, "nyud_test": 654,
     "siftflow_trainval": 2486, "siftflow_test": 200,
 })
-
-NUM_CLASSES: Final = MappingProxyType({"pascal": 21, "nyud": 40, "siftflow_sem": 33, "siftflow_geo": 3,
-                                       "context": 60})
 
 #: The CVPR text's recipe (normalized loss).
 CVPR_RECIPE: Final = MappingProxyType({"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "batch": 20,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paper
+from .datasets import REGISTRY
 from .errors import ConfigError, WeightsError
 from .io import atomic_write_json, atomic_write_text, read_json
 
@@ -52,7 +53,7 @@ class Released:
     heads: Mapping[str, int] | None = field(default=None)
 
 
-_SIFT = {"sem": paper.NUM_CLASSES["siftflow_sem"], "geo": paper.NUM_CLASSES["siftflow_geo"]}
+_SIFT = REGISTRY["siftflow"].heads
 
 MODELS: Mapping[str, Released] = {
     "voc-fcn32s": Released("fcn32s-heavy-pascal.caffemodel", "pascal", "fcn32s", table2_row="FCN-32s",
@@ -109,7 +110,7 @@ def by_caffemodel(filename: str) -> str | None:
 def arch(name: str, width: float = 1.0) -> dict[str, Any]:
     """`build_from_arch` description of our net equivalent to the released one (width < 1: demo stand-ins)."""
     m = _model(name)
-    n = paper.NUM_CLASSES[m.dataset] if m.heads is None else next(iter(m.heads.values()))
+    n = REGISTRY[m.dataset].num_classes if m.heads is None else next(iter(m.heads.values()))
     one = {"variant": m.variant, "backbone": m.backbone, "num_classes": n,
            "width": float(width), "in_channels": 3, "heads": None if m.heads is None else dict(m.heads)}
     if m.fusion:
@@ -128,22 +129,11 @@ def preprocessing(name: str) -> dict[str, dict[str, Any]]:
 
 
 def classes(name: str) -> list[str] | dict[str, list[str]]:
-    m = _model(name)
-    if m.dataset == "pascal":
-        from .data.voc import VOC_CLASSES
-
-        return list(VOC_CLASSES)
-    if m.dataset == "nyud":
-        from .data.nyud import NYU40_CLASSES
-
-        return list(NYU40_CLASSES)
-    if m.dataset == "context":
-        from .data.context import CONTEXT59_CLASSES
-
-        return list(CONTEXT59_CLASSES)
-    from .data.siftflow import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
-
-    return {"sem": list(SIFTFLOW_SEM_CLASSES), "geo": list(SIFTFLOW_GEO_CLASSES)}
+    """Class names of a released net: its dataset's (fcnlib.datasets), per head when it has several."""
+    spec = REGISTRY[_model(name).dataset]
+    if len(spec.classes) == 1:
+        return list(spec.classes["sem"])
+    return {h: list(c) for h, c in spec.classes.items()}
 
 
 def layer_map(name: str, model: Any) -> dict[str, list[str]]:

@@ -4,8 +4,8 @@ its own from the shell (for debugging one step), and logs to the rule's log file
 Standalone use mirrors the rule's named inputs/outputs/params:
 
     python workflow/scripts/evaluate.py --input weights=results/pascal/voc-fcn8s/weights.pt \
-        --output results/pascal/voc-fcn8s/seg11valid/metrics.json \
-        --params dataset_json=data/pascal/dataset.json device='"cpu"' --wildcards split=seg11valid
+        dataset_json=data/pascal/dataset.json --output results/pascal/voc-fcn8s/seg11valid/metrics.json \
+        --params device='"cpu"' --wildcards split=seg11valid
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class _Named(list):
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._named.get(key, default)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """(name, value) of the named entries, as snakemake's Namedlist.items()."""
+        return iter(self._named.items())
 
 
 def _parse_items(items: list[str], as_json: bool) -> _Named:

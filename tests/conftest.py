@@ -13,11 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(workdir: Path, *args: str, config: str = "config/test.yaml", check: bool = True,
+def snakemake(workdir: Path, *args: str, config: str | list[str] = "config/test.yaml", check: bool = True,
               timeout: int = 900) -> subprocess.CompletedProcess:
-    # --configfile takes several values: it goes last, or it would swallow the targets
+    # --configfile takes several values (merged in order): it goes last, or it would swallow the targets
+    configs = [config] if isinstance(config, str) else config
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args,
-           "--configfile", str(ROOT / config)]
+           "--configfile", *(str(ROOT / c) for c in configs)]
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and res.returncode != 0:
@@ -35,7 +36,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def smk():
-    """`smk(workdir, *args, config=..., check=True)` runs Snakemake on this repo's Snakefile."""
+    """`smk(workdir, *args, config=..., check=True)` runs Snakemake on this repo's Snakefile (`config`: a file
+    or a list of files, merged in order)."""
     return snakemake
 
 

@@ -1,12 +1,12 @@
-"""README's "Adding a dataset", followed step by step as written, with a toy dataset: a prepare function
-in its own module, its source in the config, its class count in DATASET_HEADS, its name in the schema's three
-dataset lists, an experiment on it. The config then validates, `train_config` resolves the experiment, and a
-tiny training and evaluation run through fcnlib with no other change."""
+"""README's "Adding a dataset", followed step by step as written, with a toy dataset: a prepare function in its own
+module, one DatasetSpec in the registry (fcnlib.datasets.REGISTRY), its source, `datasets:` entry and an experiment in
+the config — nothing else. The config then validates (the schema's lists come from the registry), the prepare step
+runs through the workflow's dispatcher with the inputs the registry names, `train_config` resolves the experiment,
+and a tiny training and evaluation run through fcnlib with no other change."""
 
 from __future__ import annotations
 
 import math
-import re
 import sys
 import textwrap
 from pathlib import Path
@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from fcnlib import config as fcncfg
+from fcnlib import datasets as registry
+from fcnlib import layout
+from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError
 from fcnlib.io import write_label_png, write_png
 
@@ -36,7 +38,7 @@ PREPARE_MODULE = textwrap.dedent('''
     from fcnlib.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
 
 
-    def prepare_toyshapes(out_dir, raw_dir):
+    def prepare_toyshapes(out_dir, raw_dir, *, source, workers):
         """Raw: images/<id>.png, masks/<id>.png with 9 = unlabelled, lists/<split>.txt. Out: the layout."""
         out_dir, raw_dir = Path(out_dir), Path(raw_dir)
         (out_dir / "labels").mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,7 @@ PREPARE_MODULE = textwrap.dedent('''
                                 "images": {"rgb": {"dir": "rgb", "ext": ".png"}},
                                 "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
         atomic_write_json(out_dir / "dataset.json", {
-            "name": "toyshapes", "source": "demo", "ignore_index": IGNORE_INDEX, "heads": {"sem": 3},
+            "name": "toyshapes", "source": source, "ignore_index": IGNORE_INDEX, "heads": {"sem": 3},
             "classes": {"sem": ["background", "square", "stripe"]}, "splits": splits})
         return out_dir / "dataset.json"
 ''')
@@ -79,44 +81,11 @@ def _raw(raw: Path, n: int = 4) -> None:
     (raw / "lists" / "val.txt").write_text("\n".join(ids[2:]) + "\n")
 
 
-def _schema_with(name: str, out: Path) -> Path:
-    """The schema with `name` added to the three dataset lists README names (datasets: properties, the
-    experiment's `dataset` enum, `by_dataset`)."""
-    schema = yaml.safe_load(fcncfg.SCHEMA_PATH.read_text())
-    schema["properties"]["datasets"]["properties"][name] = {"$ref": "#/$defs/dataset"}
-    found = 0
-    for node in _walk(schema):
-        if isinstance(node.get("dataset"), dict) and "enum" in node["dataset"]:
-            node["dataset"]["enum"].append(name)
-            found += 1
-        if isinstance(node.get("by_dataset"), dict) and "propertyNames" in node["by_dataset"]:
-            node["by_dataset"]["propertyNames"]["enum"].append(name)
-            found += 1
-    assert found == 2, "README names three dataset lists in the schema; this test found others"
-    out.write_text(yaml.safe_dump(schema, sort_keys=False))
-    return out
-
-
-def _walk(obj):
-    if isinstance(obj, dict):
-        yield obj
-        for v in obj.values():
-            yield from _walk(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _walk(v)
-
-
 def test_readme_recipe_names_every_step_this_test_takes():
     section = README.split("## Adding a dataset", 1)[1].split("\n## ", 1)[0]
-    for step in ("prepare_<name>", "dataset.json", "sources", "workflow/rules/prepare.smk", "DATASET_HEADS",
-                 "config.schema.yaml", "three dataset lists", "experiments"):
+    for step in ("prepare_<name>", "dataset.json", "DatasetSpec", "REGISTRY", "sources", "datasets:",
+                 "experiments"):
         assert step in section, step
-    # the rule the recipe asks for follows the pattern every existing dataset's does
-    smk = (ROOT / "workflow" / "rules" / "prepare.smk").read_text()
-    for ds in fcncfg.DATASET_HEADS:
-        rule = re.search(rf"^rule prepare_{ds}:\n(.*?)(?=^rule |\Z)", smk, re.S | re.M)
-        assert rule and f'"data/{ds}/dataset.json"' in rule.group(1), ds
 
 
 @pytest.fixture
@@ -124,27 +93,28 @@ def added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The config after following the recipe, in a workdir holding the prepared toy dataset."""
     mod_dir = tmp_path / "mods"
     mod_dir.mkdir()
-    (mod_dir / f"toy_{NAME}.py").write_text(PREPARE_MODULE)
+    (mod_dir / f"toy_{NAME}.py").write_text(PREPARE_MODULE)  # step 1: its prepare module
     monkeypatch.syspath_prepend(str(mod_dir))
     monkeypatch.delitem(sys.modules, f"toy_{NAME}", raising=False)
-    prepare = __import__(f"toy_{NAME}").prepare_toyshapes
 
     work = tmp_path / "work"
-    _raw(work / "data" / "raw" / NAME)
+    _raw(work / layout.extracted(NAME))  # what the extract rule makes of its archive source
     monkeypatch.chdir(work)
-    prepare(Path("data") / NAME, Path("data") / "raw" / NAME)  # what the prepare_<name> rule's script calls
 
-    config = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
-    config["sources"][NAME] = {"filename": f"{NAME}.tar", "demo": True}  # its sources
+    config = fcncfg.load_yaml(ROOT / "config" / "test.yaml")  # step 3: the config
+    config["sources"][NAME] = {"filename": f"{NAME}.tar", "demo": True}
     config["datasets"][NAME] = {"train_split": "train", "val_split": "val"}
     config["experiments"][f"{NAME}-fcn32s"] = {"dataset": NAME, "variant": "fcn32s", "iterations": 6}
-    with pytest.raises(ConfigError, match=NAME):  # not in the schema's lists yet: refused, naming it
+    with pytest.raises(ConfigError, match=rf"at 'datasets\.{NAME}'"):  # not in the registry yet: refused, naming it
         fcncfg.validate_config(config, source="test")
-    monkeypatch.setattr(fcncfg, "SCHEMA_PATH", _schema_with(NAME, tmp_path / "schema.yaml"))  # the 3 lists
-    with pytest.raises(ConfigError, match="DATASET_HEADS"):  # a step left out is named, not a KeyError later
-        fcncfg.validate_config(config, source="test")
-    monkeypatch.setitem(fcncfg.DATASET_HEADS, NAME, {"sem": len(CLASSES)})  # its class count
+    spec = registry.DatasetSpec(NAME, {"sem": tuple(CLASSES)}, f"toy_{NAME}:prepare_{NAME}",  # step 2: its entry
+                                inputs={"raw_dir": registry.Input("extracted", NAME)})
+    monkeypatch.setitem(registry.REGISTRY, NAME, spec)
     fcncfg.validate_config(config, source="test")
+
+    # what the generated prepare_<name> rule runs: the entry, given the inputs the registry names
+    inputs = {arg: layout.extracted(i.ref) for arg, i in spec.inputs.items()}
+    prepare_dataset(spec.prepare, layout.dataset_dir(NAME), inputs, source="demo", workers=1)
     return config
 
 

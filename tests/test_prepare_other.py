@@ -13,10 +13,9 @@ import torch
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from fcnlib.config import LIST_SPLITS, load_yaml, split_list_sources
+from fcnlib.config import load_yaml
 from fcnlib.data import SegDataset, read_ids
 from fcnlib.data.context import (
-    CONTEXT59_CLASSES,
     context_lut,
     parse_label_list,
     prepare_context,
@@ -24,6 +23,7 @@ from fcnlib.data.context import (
 )
 from fcnlib.data.nyud import NYU40_CLASSES, prepare_nyud
 from fcnlib.data.siftflow import SIFTFLOW_SEM_CLASSES, SUBDIR, prepare_siftflow
+from fcnlib.datasets import CONTEXT59_CLASSES, REGISTRY, split_list_sources
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError
 
@@ -166,8 +166,8 @@ def test_split_list_sources_follow_the_source_names():
     the paper config downloads every list, and a source of another name is not taken for a list."""
     root = Path(__file__).resolve().parents[1]
     sources = load_yaml(root / "config" / "config.yaml")["sources"]
-    for dataset, splits in LIST_SPLITS.items():
-        assert list(split_list_sources(dataset, sources)) == list(splits)
+    for dataset, spec in REGISTRY.items():
+        assert list(split_list_sources(dataset, sources)) == list(spec.split_lists)
     assert split_list_sources("nyud", {"nyud_test": {}, "nyud": {}, "nyud-val": {}}) == {"test": "nyud_test"}
     assert split_list_sources("siftflow", load_yaml(root / "config" / "demo.yaml")["sources"]) == {
         "trainval": "siftflow_trainval", "test": "siftflow_test"}

@@ -22,14 +22,6 @@ from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 
 PathLike = str | os.PathLike
 
-CONTEXT59_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-    "bag", "bed", "bench", "book", "building", "cabinet", "ceiling", "clothes", "computer", "cup", "door",
-    "fence", "floor", "flower", "food", "grass", "ground", "keyboard", "light", "mountain", "mouse", "curtain",
-    "platform", "sign", "plate", "road", "rock", "shelves", "sidewalk", "sky", "snow", "bedcloth", "track",
-    "tree", "truck", "wall", "water", "window", "wood",
-)
 # The 59-class list and the full label list spell three classes differently (task name → raw name).
 RAW_SPELLING = {"diningtable": "table", "bedcloth": "bedclothes", "clothes": "cloth"}
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
 from ..errors import DataError
 from ..io import IGNORE_INDEX, inside, read_depth_png, read_image, read_json, read_label
-from ..modalities import MODALITY_CHANNELS
 from .splits import unique_id
 from .transforms import augment_pair, pad_to
 
@@ -314,11 +314,10 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
 
 def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each of `dataset`'s split lists (fcnlib.config.LIST_SPLITS) is: `lists` ({split: file}, as the
-    workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside the archive)."""
-    from ..config import LIST_SPLITS, split_list_source
-
-    names = LIST_SPLITS[dataset]
+    """Where each of `dataset`'s split lists (fcnlib.datasets: DatasetSpec.split_lists) is: `lists` ({split:
+    file}, as the workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside
+    the archive)."""
+    names = REGISTRY[dataset].split_lists
     if lists:
         missing = [n for n in names if n not in lists]
         if missing:

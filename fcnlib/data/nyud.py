@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import NYU40_CLASSES
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, label_ids, read_mat, write_label_png
 from ..parallel import map_parallel
@@ -22,13 +23,6 @@ from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write
 
 PathLike = str | os.PathLike
 
-NYU40_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-    "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
-    "ceiling", "books", "refridgerator", "television", "paper", "towel", "shower curtain", "box",
-    "whiteboard", "person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
-    "otherfurniture", "otherprop",
-)
 GUPTA_CROP_WIDTH = 560  # full-resolution width of the Gupta crop; demo images are smaller
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
 from ..errors import DataError
 from ..io import atomic_write_json, image_size, label_ids, read_mat, write_label_png
 from ..parallel import map_parallel
@@ -27,12 +28,6 @@ from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write
 PathLike = str | os.PathLike
 
 SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
-SIFTFLOW_SEM_CLASSES = (
-    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk", "desert",
-    "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole", "river", "road", "rock",
-    "sand", "sea", "sidewalk", "sign", "sky", "staircase", "streetlight", "sun", "tree", "window",
-)
-SIFTFLOW_GEO_CLASSES = ("sky", "horizontal", "vertical")
 
 
 def find_siftflow_root(raw_dir: PathLike) -> Path:

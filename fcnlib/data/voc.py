@@ -18,17 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..datasets import VOC_CLASSES
 from ..errors import DataError
 from ..io import atomic_write_json, place_file
 from . import splits as S
 from .dataset import start_prepare
 from .sbd import convert_sbd, find_sbd_root
-
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)
 
 
 def find_voc_root(voc_dir: Path, year: int) -> Path:

@@ -22,7 +22,8 @@ from .paint import (
 def _context_label_table() -> tuple[list[str], dict[str, int]]:
     """A 459-entry labels.txt (ids 1..459) holding the 59 task classes under the raw list's spellings
     (table, bedclothes, cloth) at fixed scattered ids, the rest named filler classes."""
-    from ..data.context import CONTEXT59_CLASSES, RAW_SPELLING
+    from ..data.context import RAW_SPELLING
+    from ..datasets import CONTEXT59_CLASSES
 
     task = [RAW_SPELLING.get(c, c) for c in CONTEXT59_CLASSES[1:]]
     order = np.random.default_rng(459).permutation(459) + 1
@@ -37,7 +38,8 @@ def _context_label_table() -> tuple[list[str], dict[str, int]]:
 
 
 def _context(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
-    from ..data.context import CONTEXT59_CLASSES, RAW_SPELLING
+    from ..data.context import RAW_SPELLING
+    from ..datasets import CONTEXT59_CLASSES
 
     lines, raw_ids = _context_label_table()
     rng = np.random.default_rng([seed, 4])

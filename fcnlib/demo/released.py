@@ -62,12 +62,12 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
 def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, list[np.ndarray]]:
     """Layer blobs of a stand-in for one of the authors' released caffemodels (fcnlib.released.MODELS),
     at `width`: random trunk and score layers, bilinear upsamplers, the at-once net's Scale constants."""
-    from ..paper import NUM_CLASSES
+    from ..datasets import REGISTRY
     from ..released import MODELS
 
     m = MODELS[name]
     rng = np.random.default_rng([seed, 4242, sorted(MODELS).index(name)])
-    n = NUM_CLASSES.get(m.dataset, 0)
+    n = REGISTRY[m.dataset].num_classes
     heads = dict(m.heads) if m.heads else {"score": n}
     if not m.fusion:
         return _fcn_blobs(rng, m.backbone, m.variant, heads, width)

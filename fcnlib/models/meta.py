@@ -16,8 +16,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..datasets import MODALITY_CHANNELS
 from ..errors import ConfigError, DataError, WeightsError
-from ..modalities import MODALITY_CHANNELS
 from .preprocessing import Preprocessing
 
 #: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
+from ..datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from ..datasets import NET_MODALITIES
 from ..errors import ConfigError
-from ..modalities import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
-from ..modalities import NET_MODALITIES
 
 CHECKPOINT_VERSION = 1
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take

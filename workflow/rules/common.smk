@@ -8,6 +8,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from fcnlib import config as fcncfg
+from fcnlib import datasets as registry
+from fcnlib import layout
 from fcnlib import released as fcnreleased
 from fcnlib.errors import ConfigError
 
@@ -66,6 +68,8 @@ SOURCES = config["sources"]
 DEMO = config["source"] == "demo"
 EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experiments"]}
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
+# Every dataset of the config, built-in or a folder of your own (fcnlib.datasets: what each is, how to prepare it)
+DATASETS = registry.check_config(config, _CONFIG_SOURCE)
 # The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
@@ -100,7 +104,6 @@ CODE = {
         "fast.py",
         "allocator.py",
         "inference.py",
-        "modalities.py",
         "precision.py",
         "determinism.py",
         "finite.py",
@@ -109,7 +112,6 @@ CODE = {
     "evaluate": fcncfg.code_hash(
         "evaluate.py",
         "inference.py",
-        "modalities.py",
         "metrics.py",
         "models/",
         "data/",
@@ -139,7 +141,7 @@ wildcard_constraints:
 
 
 def raw(source):
-    return f"data/raw/{SOURCES[source]['filename']}"
+    return layout.raw(SOURCES[source]["filename"])
 
 
 def source_of_file(filename):
@@ -150,35 +152,51 @@ def source_of_file(filename):
 
 
 def extracted(source):
-    return f"data/extracted/{source}"
+    return layout.extracted(source)
 
 
 def dataset_json(dataset):
-    return f"data/{dataset}/dataset.json"
-
-
-def exp_dir(exp):
-    return fcncfg.experiment_dir(EXPERIMENTS[exp]["dataset"], exp)
+    return layout.dataset_json(dataset)
 
 
 def weights(exp):
-    return f"{exp_dir(exp)}/weights.pt"
+    return layout.weights(EXPERIMENTS[exp]["dataset"], exp)
+
+
+def train_log(exp):
+    return layout.train_log(EXPERIMENTS[exp]["dataset"], exp)
 
 
 def metrics(exp, split):
-    return f"{exp_dir(exp)}/{split}/metrics.json"
+    return layout.metrics(EXPERIMENTS[exp]["dataset"], exp, split)
+
+
+def timing(exp):
+    return layout.timing(EXPERIMENTS[exp]["dataset"], exp)
 
 
 def released_metrics(name):
     """Our score of one released caffemodel on its dataset's validation split."""
-    return f"results/released/{name}/{RELEASED[name]['split']}/metrics.json"
+    return layout.released_metrics(name, RELEASED[name]["split"])
 
 
 def dataset_inputs(dataset, modalities):
-    """dataset.json plus the HHA images when a net reads them."""
-    inputs = [dataset_json(dataset)]
-    if "hha" in modalities:
-        inputs.append(f"data/{dataset}/hha/manifest.json")
+    """{dataset_json, derived modalities' markers (HHA) when a net reads them}; scripts take input.dataset_json."""
+    inputs = {"dataset_json": dataset_json(dataset)}
+    for m in modalities:
+        if m in registry.DERIVED_MODALITIES:
+            inputs[m] = layout.derived_modality(dataset, registry.DERIVED_MODALITIES[m])
+    return inputs
+
+
+def prepare_inputs(dataset):
+    """The prepare function's file arguments (fcnlib.datasets.DatasetSpec.inputs) and its downloaded split
+    lists (`list_<split>`), as named inputs of the dataset's prepare rule."""
+    spec = DATASETS[dataset]
+    where = {"extracted": extracted, "raw": raw, "path": str}
+    inputs = {arg: where[i.kind](i.ref) for arg, i in spec.inputs.items()}
+    for split, src in registry.split_list_sources(dataset, SOURCES).items():
+        inputs[f"list_{split}"] = raw(src)
     return inputs
 
 
@@ -187,6 +205,24 @@ def evaluations():
     pairs = {(name, s) for name, e in EXPERIMENTS.items() for s in e["eval_splits"]}
     pairs |= {(r["experiment"], r["split"]) for r in fcncfg.table_rows(config) if "experiment" in r}
     return sorted(pairs)
+
+
+def table_records():
+    """Each table row (fcnlib.config.table_rows) with the files its numbers are read from, all inputs of the
+    tables rule: `metrics`, and `timing` for the experiments Tables 1 and 3 time."""
+    timed = set(timed_experiments())
+    return [
+        (
+            dict(
+                r,
+                metrics=metrics(r["experiment"], r["split"]),
+                timing=timing(r["experiment"]) if r["experiment"] in timed else None,
+            )
+            if "experiment" in r
+            else r
+        )
+        for r in fcncfg.table_rows(config)
+    ]
 
 
 def timed_experiments():
@@ -198,22 +234,17 @@ def timed_experiments():
 
 def figure_targets():
     figs = config.get("figures", {})
-    out = [f"results/figures/fig4_{group}.png" for group in figs.get("fig4", {})]
-    out += [
-        f"results/figures/curves_{group}{t}.png" for group in figs.get("learning_curves", {}) for t in ("", "_time")
-    ]
-    out += [f"results/figures/per_class_{d}.png" for d in USED_DATASETS]
+    out = [layout.fig4(group) for group in figs.get("fig4", {})]
+    out += [layout.curves(group, t) for group in figs.get("learning_curves", {}) for t in ("", "_time")]
+    out += [layout.per_class(d) for d in USED_DATASETS]
     return out
 
 
 def train_inputs(wildcards):
     exp = EXPERIMENTS[wildcards.exp]
-    inputs = {"data": dataset_inputs(exp["dataset"], exp["modalities"])}
+    inputs = dataset_inputs(exp["dataset"], exp["modalities"])
     parents = fcncfg.parents(config, wildcards.exp)
-    if parents:
-        inputs["init"] = [weights(p) for p in parents]
-    else:
-        inputs["init"] = [f"data/weights/{exp['backbone']}.pt"]
+    inputs["init"] = [weights(p) for p in parents] if parents else [layout.backbone_weights(exp["backbone"])]
     return inputs
 
 
@@ -230,9 +261,9 @@ def train_gpus(exp):
 # DVC's per-run files (workflow/rules/versioning.smk)
 def summary_files():
     return {
-        "metrics": [f"results/metrics/{e}/{s}.json" for e, s in evaluations()],
-        "loss": [f"results/curves/loss/{e}.tsv" for e in EXPERIMENTS],
-        "val": [f"results/curves/val/{e}.tsv" for e in EXPERIMENTS],
+        "metrics": [layout.summary_metrics(e, s) for e, s in evaluations()],
+        "loss": [layout.curve_table("loss", e) for e in EXPERIMENTS],
+        "val": [layout.curve_table("val", e) for e in EXPERIMENTS],
     }
 
 

@@ -5,7 +5,7 @@
 rule make_demo_sources:
     """The offline demo: synthetic datasets in the real on-disk formats, served to `download` via file://."""
     output:
-        "data/demo_src/manifest.json",
+        layout.DEMO_MANIFEST,
     log:
         "logs/demo/make_demo_sources.log",
     benchmark:
@@ -23,9 +23,9 @@ rule make_demo_sources:
 
 rule download:
     input:
-        manifest=lambda w: ["data/demo_src/manifest.json"] if SOURCES[source_of_file(w.file)].get("demo") else [],
+        manifest=lambda w: [layout.DEMO_MANIFEST] if SOURCES[source_of_file(w.file)].get("demo") else [],
     output:
-        "data/raw/{file}",
+        layout.raw("{file}"),
     log:
         "logs/download/{file}.log",
     benchmark:

@@ -3,10 +3,10 @@
 
 rule evaluate:
     input:
-        weights="results/{dataset}/{exp}/weights.pt",
-        data=lambda w: dataset_inputs(w.dataset, EXPERIMENTS[w.exp]["modalities"]),
+        unpack(lambda w: dataset_inputs(w.dataset, EXPERIMENTS[w.exp]["modalities"])),
+        weights=layout.weights("{dataset}", "{exp}"),
     output:
-        "results/{dataset}/{exp}/{split}/metrics.json",
+        layout.metrics("{dataset}", "{exp}", "{split}"),
     log:
         "logs/evaluate/{dataset}/{exp}/{split}.log",
     benchmark:
@@ -17,7 +17,6 @@ rule evaluate:
     resources:
         gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     params:
-        dataset_json=lambda w: dataset_json(w.dataset),
         device=config["device"],
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
@@ -29,9 +28,9 @@ rule evaluate:
 rule time_forward:
     """Forward time at 500×500 (median after warm-up) plus parameter count / receptive field / stride."""
     input:
-        "results/{dataset}/{exp}/weights.pt",
+        layout.weights("{dataset}", "{exp}"),
     output:
-        "results/{dataset}/{exp}/timing.json",
+        layout.timing("{dataset}", "{exp}"),
     log:
         "logs/timing/{dataset}/{exp}.log",
     benchmark:

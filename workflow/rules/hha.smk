@@ -6,7 +6,7 @@ rule encode_hha:
     input:
         dataset_json("nyud"),
     output:
-        "data/nyud/hha/manifest.json",
+        layout.derived_modality("nyud", registry.DERIVED_MODALITIES["hha"]),
     log:
         "logs/hha/encode_hha.log",
     benchmark:

@@ -5,7 +5,7 @@ rule extract:
     input:
         lambda w: raw(w.source),
     output:
-        directory("data/extracted/{source}"),
+        directory(layout.extracted("{source}")),
     log:
         "logs/extract/{source}.log",
     benchmark:
@@ -19,92 +19,32 @@ rule extract:
         "../scripts/extract.py"
 
 
-rule prepare_pascal:
-    """SBD merge + the paper's splits (train 8,498 / seg11valid 736; trainaug 10,582 / val12 1,449)."""
-    input:
-        voc2011=extracted("voc2011"),
-        voc2012=extracted("voc2012"),
-        sbd=extracted("sbd"),
-        seg11valid=raw("seg11valid"),
-        train_noval=raw("sbd_train_noval"),
-    output:
-        "data/pascal/dataset.json",
-    log:
-        "logs/prepare/pascal.log",
-    benchmark:
-        "benchmarks/prepare/pascal.tsv"
-    priority: DATA_FIRST
-    conda:
-        "../envs/data.yaml"
-    threads: config["workers"]
-    params:
-        source=config["source"],
-        code=CODE["prepare"],
-    script:
-        "../scripts/prepare_pascal.py"
+# One rule per dataset of the config, named prepare_<dataset>, generated from its registry entry
+# (fcnlib.datasets.DatasetSpec: the prepare function, its file arguments, downloaded split lists); a
+# folder dataset of your own gets its entry from the config. E.g. prepare_pascal: SBD merge + the paper's
+# splits (train 8,498 / seg11valid 736; trainaug 10,582 / val12 1,449).
+for _name, _spec in DATASETS.items():
 
-
-rule prepare_nyud:
-    input:
-        nyud=extracted("nyud"),
-        lists=[raw(s) for s in fcncfg.split_list_sources("nyud", SOURCES).values()],
-    output:
-        "data/nyud/dataset.json",
-    log:
-        "logs/prepare/nyud.log",
-    benchmark:
-        "benchmarks/prepare/nyud.tsv"
-    priority: DATA_FIRST
-    conda:
-        "../envs/data.yaml"
-    threads: config["workers"]
-    params:
-        source=config["source"],
-        list_splits=list(fcncfg.split_list_sources("nyud", SOURCES)),  # the split of each input.lists file
-        code=CODE["prepare"],
-    script:
-        "../scripts/prepare_nyud.py"
-
-
-rule prepare_siftflow:
-    input:
-        siftflow=extracted("siftflow"),
-        lists=[raw(s) for s in fcncfg.split_list_sources("siftflow", SOURCES).values()],
-    output:
-        "data/siftflow/dataset.json",
-    log:
-        "logs/prepare/siftflow.log",
-    benchmark:
-        "benchmarks/prepare/siftflow.tsv"
-    priority: DATA_FIRST
-    conda:
-        "../envs/data.yaml"
-    threads: config["workers"]
-    params:
-        source=config["source"],
-        list_splits=list(fcncfg.split_list_sources("siftflow", SOURCES)),  # the split of each input.lists file
-        code=CODE["prepare"],
-    script:
-        "../scripts/prepare_siftflow.py"
-
-
-rule prepare_context:
-    input:
-        voc2010=extracted("voc2010"),
-        context=extracted("context"),
-        classes59=raw("context_classes59"),
-    output:
-        "data/context/dataset.json",
-    log:
-        "logs/prepare/context.log",
-    benchmark:
-        "benchmarks/prepare/context.tsv"
-    priority: DATA_FIRST
-    conda:
-        "../envs/data.yaml"
-    threads: config["workers"]
-    params:
-        source=config["source"],
-        code=CODE["prepare"],
-    script:
-        "../scripts/prepare_context.py"
+    rule:
+        name:
+            f"prepare_{_name}"
+        input:
+            **prepare_inputs(_name),
+        output:
+            dataset_json(_name),
+        log:
+            f"logs/prepare/{_name}.log",
+        benchmark:
+            f"benchmarks/prepare/{_name}.tsv"
+        priority: DATA_FIRST
+        conda:
+            "../envs/data.yaml"
+        threads: config["workers"]
+        params:
+            entry=_spec.prepare,
+            options=dict(_spec.options),
+            takes_lists=bool(_spec.split_lists),
+            source=config["source"],
+            code=CODE["prepare"],
+        script:
+            "../scripts/prepare.py"

@@ -6,7 +6,7 @@ rule convert_released:
     input:
         lambda w: raw(RELEASED[w.name]["source"]),
     output:
-        "results/released/{name}/weights.pt",
+        layout.released_weights("{name}"),
     log:
         "logs/released/{name}/convert.log",
     benchmark:
@@ -22,10 +22,10 @@ rule convert_released:
 
 rule evaluate_released:
     input:
-        weights="results/released/{name}/weights.pt",
-        data=lambda w: dataset_inputs(RELEASED[w.name]["dataset"], RELEASED[w.name]["modalities"]),
+        unpack(lambda w: dataset_inputs(RELEASED[w.name]["dataset"], RELEASED[w.name]["modalities"])),
+        weights=layout.released_weights("{name}"),
     output:
-        "results/released/{name}/{split}/metrics.json",
+        layout.released_metrics("{name}", "{split}"),
     log:
         "logs/released/{name}/{split}.log",
     benchmark:
@@ -36,7 +36,6 @@ rule evaluate_released:
     resources:
         gpu=config["resources"]["gpu"],
     params:
-        dataset_json=lambda w: dataset_json(RELEASED[w.name]["dataset"]),
         device=config["device"],
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
@@ -50,8 +49,8 @@ rule released_report:
     input:
         [released_metrics(n) for n in RELEASED],
     output:
-        md="results/released.md",
-        json="results/released.json",
+        md=layout.RELEASED_MD,
+        json=layout.RELEASED_JSON,
     log:
         "logs/released/report.log",
     benchmark:

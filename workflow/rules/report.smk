@@ -4,10 +4,10 @@
 rule fig4:
     """Figure 4 style grid: image | FCN-32s | FCN-16s | FCN-8s | ground truth."""
     input:
+        unpack(lambda w: dataset_inputs(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"], ["rgb"])),
         weights=lambda w: [weights(e) for e in config["figures"]["fig4"][w.group]],
-        data=lambda w: dataset_inputs(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"], ["rgb"]),
     output:
-        report("results/figures/fig4_{group}.png", caption="../report/fig4.rst", category="Figures"),
+        report(layout.fig4("{group}"), caption="../report/fig4.rst", category="Figures"),
     log:
         "logs/figures/fig4_{group}.log",
     benchmark:
@@ -16,7 +16,6 @@ rule fig4:
         "../envs/report.yaml"
     params:
         labels=lambda w: [f"FCN-{EXPERIMENTS[e]['variant'][3:]} ({e})" for e in config["figures"]["fig4"][w.group]],
-        dataset_json=lambda w: dataset_json(EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["dataset"]),
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],
         device=config["device"],
@@ -27,14 +26,10 @@ rule fig4:
 
 rule learning_curves:
     input:
-        lambda w: [f"{exp_dir(e)}/log.jsonl" for e in config["figures"]["learning_curves"][w.group]],
+        lambda w: [train_log(e) for e in config["figures"]["learning_curves"][w.group]],
     output:
-        iterations=report(
-            "results/figures/curves_{group}.png", caption="../report/learning_curves.rst", category="Figures"
-        ),
-        wall_time=report(
-            "results/figures/curves_{group}_time.png", caption="../report/learning_curves.rst", category="Figures"
-        ),
+        iterations=report(layout.curves("{group}"), caption="../report/learning_curves.rst", category="Figures"),
+        wall_time=report(layout.curves("{group}", "_time"), caption="../report/learning_curves.rst", category="Figures"),
     log:
         "logs/figures/curves_{group}.log",
     benchmark:
@@ -56,7 +51,7 @@ rule per_class:
             if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
         ],
     output:
-        report("results/figures/per_class_{dataset}.png", caption="../report/per_class.rst", category="Figures"),
+        report(layout.per_class("{dataset}"), caption="../report/per_class.rst", category="Figures"),
     log:
         "logs/figures/per_class_{dataset}.log",
     benchmark:
@@ -75,11 +70,11 @@ rule per_class:
 rule tables:
     input:
         metrics=[metrics(e, s) for e, s in evaluations()],
-        timing=[f"{exp_dir(e)}/timing.json" for e in timed_experiments()],
+        timing=[timing(e) for e in timed_experiments()],
         released=[released_metrics(n) for n, e in RELEASED.items() if e["table2_row"]],
     output:
-        md=report("results/tables.md", caption="../report/tables.rst", category="Tables"),
-        json="results/tables.json",
+        md=report(layout.TABLES_MD, caption="../report/tables.rst", category="Tables"),
+        json=layout.TABLES_JSON,
     log:
         "logs/report/tables.log",
     benchmark:
@@ -87,7 +82,7 @@ rule tables:
     conda:
         "../envs/report.yaml"
     params:
-        rows=fcncfg.table_rows(config),
+        rows=table_records(),
         header={
             "config": config["name"],
             "source": config["source"],

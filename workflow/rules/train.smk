@@ -8,8 +8,8 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        weights="results/{dataset}/{exp}/weights.pt",
-        log="results/{dataset}/{exp}/log.jsonl",
+        weights=layout.weights("{dataset}", "{exp}"),
+        log=layout.train_log("{dataset}", "{exp}"),
     log:
         "logs/train/{dataset}/{exp}.log",
     benchmark:

@@ -10,7 +10,7 @@
 rule summaries:
     input:
         metrics=[metrics(e, s) for e, s in evaluations()],
-        logs=[f"{exp_dir(e)}/log.jsonl" for e in EXPERIMENTS],
+        logs=[train_log(e) for e in EXPERIMENTS],
     output:
         metrics=summary_files()["metrics"],
         loss=summary_files()["loss"],

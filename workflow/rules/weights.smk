@@ -5,7 +5,7 @@ rule convert_weights:
     input:
         lambda w: raw(config["backbones"][w.backbone]["source"]),
     output:
-        "data/weights/{backbone}.pt",
+        layout.backbone_weights("{backbone}"),
     log:
         "logs/weights/{backbone}.log",
     benchmark:

@@ -2,20 +2,22 @@
 
 from pathlib import Path
 
+from fcnlib.data.dataset import load_dataset_meta, read_ids
 from fcnlib.hha import CAMERAS, Camera, encode_dataset
 from fcnlib.io import atomic_write_json, read_json, sha256_file
 from fcnlib.scripting import run
 
 
 def depth_paths(dataset_json: Path, modality: str) -> list[Path]:
-    meta, base = read_json(dataset_json), dataset_json.parent
+    # through the dataset loader's reader: paths kept inside the dataset, ids checked
+    meta = load_dataset_meta(dataset_json)
     paths = set()
     for split in meta["splits"].values():
         spec = split["images"].get(modality)
         if spec is None:
             return []
-        for i in (base / split["ids"]).read_text().split():
-            paths.add(base / spec["dir"] / f"{i}{spec['ext']}")
+        for i in read_ids(split["ids"]):
+            paths.add(Path(spec["dir"]) / f"{i}{spec['ext']}")
     return sorted(paths)
 
 

@@ -9,7 +9,7 @@ from fcnlib.scripting import run
 
 def main(job):
     with job_device(job.params.device, int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as device:  # own GPU
-        evaluate_file(Path(job.input.weights), Path(job.params.dataset_json), job.wildcards.split,
+        evaluate_file(Path(job.input.weights), Path(job.input.dataset_json), job.wildcards.split,
                       out_json=Path(job.output[0]), device=device, max_images=job.params.max_images,
                       config_hash=job.params.config_hash)
 

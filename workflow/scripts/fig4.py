@@ -8,7 +8,7 @@ from fcnlib.scripting import run
 
 def main(job):
     names = list(job.params.labels)
-    fig4_from_weights(dict(zip(names, map(Path, job.input.weights), strict=True)), Path(job.params.dataset_json),
+    fig4_from_weights(dict(zip(names, map(Path, job.input.weights), strict=True)), Path(job.input.dataset_json),
                       job.params.split, int(job.params.n), Path(job.output[0]), device=job.params.device)
 
 

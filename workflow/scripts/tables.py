@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-from fcnlib.config import experiment_dir
 from fcnlib.inference import device_name
 from fcnlib.scripting import run
 from fcnlib.tables import write_tables
@@ -11,16 +10,12 @@ from fcnlib.tables import write_tables
 
 def main(job):
     records = []
-    for row in job.params.rows:
+    for row in job.params.rows:  # each row names its metrics/timing files, inputs of the rule
         rec = {"table": row["table"], "row": row["row"], "experiment": row.get("experiment"),
-               "metrics": None, "stats": None, "timing": None, "note": row.get("note")}
-        if "experiment" in row:
-            base = Path(experiment_dir(row["dataset"], row["experiment"]))
-            rec["metrics"] = str(base / row["split"] / "metrics.json")
-            timing = base / "timing.json"
-            if timing.exists():
-                t = json.loads(timing.read_text())
-                rec["stats"], rec["timing"] = t["stats"], t["timing"]
+               "metrics": row.get("metrics"), "stats": None, "timing": None, "note": row.get("note")}
+        if row.get("timing"):
+            t = json.loads(Path(row["timing"]).read_text())
+            rec["stats"], rec["timing"] = t["stats"], t["timing"]
         records.append(rec)
     header = dict(job.params.header, device=device_name("auto"))
     write_tables(records, header, Path(job.output.md), Path(job.output.json),

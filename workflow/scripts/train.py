@@ -1,11 +1,13 @@
-"""Train one experiment; resume state sits beside the outputs at an undeclared path (fcnlib.experiment)."""
+"""Train one experiment from its declared inputs; resume state sits beside the outputs at an undeclared path
+(fcnlib.experiment)."""
 
-from fcnlib.experiment import train_to
+from fcnlib.experiment import train_to, with_inputs
 from fcnlib.scripting import run
 
 
 def main(job):
-    train_to(dict(job.params.cfg), job.output.weights, job.output.log, device=job.params.device,
+    cfg = with_inputs(dict(job.params.cfg), job.input.dataset_json, list(job.input.init))
+    train_to(cfg, job.output.weights, job.output.log, device=job.params.device,
              gpus=int(job.params.get("gpus", 0) or 0))
 
 

@@ -53,18 +53,22 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     # every path a dataset.json names stays inside its folder (the path policy, fcnlib.io.inside)
     where = f"rerun the prepare rule that writes it (a dataset's files live inside its folder {root})"
 
-    # An absolute path is allowed only inside a folder the file names in "roots" (data kept elsewhere, e.g.
-    # an existing VOCdevkit): a folder named on purpose, never one reached by accident or by '..'.
+    # A path outside the dataset's folder is allowed only inside a folder the file names in "roots" (relative
+    # to it, or absolute): the extracted archives a prepare step reads in place (PASCAL's VOCdevkit), or
+    # data kept elsewhere — folders named on purpose, never reached by accident or by '..'.
     roots = meta.get("roots", [])
-    if not (isinstance(roots, list) and all(isinstance(r, str) and Path(r).is_absolute() for r in roots)):
-        raise DataError(f"{path}: 'roots' must list absolute folders, got {roots!r}; {fix}")
+    if not (isinstance(roots, list) and all(isinstance(r, str) and r for r in roots)):
+        raise DataError(f"{path}: 'roots' must list folders (relative to the file, or absolute), got {roots!r}; "
+                        f"{fix}")
+    extra = [Path(os.path.normpath(root / r)) for r in roots]
 
     def at(rel: str, what: str) -> str:
         if not isinstance(rel, str):
             raise TypeError(f"{what} must be a path string, got {rel!r}")
-        for extra in roots:
-            if Path(rel).is_absolute() and Path(os.path.normpath(rel)).is_relative_to(os.path.normpath(extra)):
-                return str(inside(extra, rel, f"{path.name}: {what}", where))
+        q = Path(os.path.normpath(root / rel))
+        for r in extra:
+            if q.is_relative_to(r):
+                return str(inside(r, q, f"{path.name}: {what}", where))
         return str(inside(root, rel, f"{path.name}: {what}", where))
 
     for name, sp in meta["splits"].items():

@@ -155,8 +155,14 @@ def test_dataset_roots_allow_named_folders_only(tmp_path: Path) -> None:
     dj = _dataset(tmp_path / "ds2", rgb_dir=str(x / ".." / "ds"), extra={"roots": [str(x)]})
     with pytest.raises(DataError, match="leads outside"):
         load_dataset_meta(dj)
-    dj = _dataset(tmp_path / "ds3", extra={"roots": ["relative/path"]})
-    with pytest.raises(DataError, match="'roots' must list absolute folders"):
+    dj = _dataset(tmp_path / "ds3", extra={"roots": [3]})
+    with pytest.raises(DataError, match="'roots' must list folders"):
+        load_dataset_meta(dj)
+    # relative to the file, as prepare_pascal names the extracted archives it reads in place
+    dj = _dataset(tmp_path / "ds4", rgb_dir="../x", extra={"roots": ["../x"]})
+    assert load_dataset_meta(dj)["splits"]["val"]["images"]["rgb"]["dir"] == str(x)
+    dj = _dataset(tmp_path / "ds5", rgb_dir="../x/../ds", extra={"roots": ["../x"]})
+    with pytest.raises(DataError, match="leads outside"):
         load_dataset_meta(dj)
 
 

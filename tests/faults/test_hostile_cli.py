@@ -165,3 +165,26 @@ def test_weights_meta_strings_for_means(tmp_path: Path, good: dict[str, Path], c
     err = _main_one_error(["segment", str(good["IMG"]), "--weights", str(w), "-o", str(tmp_path / "o"), "--device",
                            "cpu"], capsys)
     assert err.startswith(f"error: {w}: meta['preprocessing']['rgb']") and "'104.0'" in err, err
+
+
+@pytest.mark.parametrize("exc", [
+    lambda p: open(p / "missing.txt"),
+    lambda p: open(p),
+    lambda p: (p / "latin1.txt").write_bytes(b"caf\xe9") and (p / "latin1.txt").read_text(encoding="utf-8"),
+    lambda p: (_ for _ in ()).throw(OSError(28, "No space left on device", str(p / "out.png"))),
+])
+def test_rule_scripts_one_line(tmp_path: Path, exc, capsys: pytest.CaptureFixture) -> None:
+    """fcnlib.scripting.run (every rule script) maps the same failures to one line in stderr and the log."""
+    from types import SimpleNamespace
+
+    from fcnlib.scripting import run
+
+    log = tmp_path / "rule.log"
+    job = SimpleNamespace(log=[str(log)], threads=1, rule="x")
+    with pytest.raises(SystemExit) as ei:
+        run(lambda j: exc(tmp_path), job)
+    assert ei.value.code == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in log.read_text(), err
+    assert log.read_text().rstrip().splitlines()[-1] == lines[0]

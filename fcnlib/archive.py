@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
-from .io import regular_file
+from .paths import regular_file
 
 _TMP_MARK = ".extract-"
 _MAX_HOPS = 40  # symlinks followed while resolving one target (Linux's own limit)

@@ -73,7 +73,7 @@ def load_yaml(path: str | Path) -> Any:
     """The one YAML reader: safe constructors only (a python tag is refused, naming the file), UTF-8, at
     most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
     — each refused with one ConfigError naming the file before the document is built."""
-    from .io import regular_file  # here: the Snakefile imports this module, and fcnlib.io pulls in PIL
+    from .paths import regular_file
 
     try:
         regular_file(path, "config file")

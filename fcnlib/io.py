@@ -10,10 +10,8 @@ import contextlib
 import json
 import os
 import re
-import struct
 import tempfile
 import warnings
-import zlib
 from collections.abc import Iterator
 from glob import escape as glob_escape
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError, DiskError, disk_full
+from .paths import regular_file
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
 #: padding of batches; uint8 label batches (fcnlib.loader) carry it. Defined once, imported elsewhere.
@@ -355,171 +354,6 @@ def colour_to_label(rgb: np.ndarray, palette: np.ndarray | None = None) -> np.nd
     return mapped[inv].reshape(key.shape)
 
 
-# ---- .mat files: array sizes checked from their headers before anything is decompressed ---------------
-_MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
-_MX_CELL, _MX_STRUCT, _MX_OBJECT = 1, 2, 3
-_MAT_MAX_DEPTH = 16  # SBD's GTcls nests three levels (struct → cell → sparse)
-
-
-class _MatStream:
-    """Sequential reads of a MAT v5 element stream: the file itself, or one zlib-compressed element
-    decompressed piecewise (headers only are kept; array data is skipped without being stored)."""
-
-    def __init__(self, f: IO[bytes], n: int, compressed: bool) -> None:
-        self.f, self.left, self.z, self.buf = f, n, zlib.decompressobj() if compressed else None, b""
-
-    def _more(self, want: int) -> bytes:
-        if self.z is None:
-            data = self.f.read(min(want, self.left))
-            self.left -= len(data)
-            return data
-        out = self.z.decompress(self.z.unconsumed_tail, want) if self.z.unconsumed_tail else b""
-        while not out and self.left > 0:
-            chunk = self.f.read(min(1 << 16, self.left))
-            if not chunk:
-                break
-            self.left -= len(chunk)
-            out = self.z.decompress(chunk, want)
-        if not out and self.z.unconsumed_tail:
-            out = self.z.decompress(self.z.unconsumed_tail, want)
-        return out
-
-    def read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            need = n - len(self.buf)
-            more = self._more(need if self.z is None else max(need, 1 << 16))  # no read-ahead in the file
-            if not more:
-                raise EOFError("the file ends inside an array")
-            self.buf += more
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def skip(self, n: int) -> None:
-        while n > 0:
-            take = min(n, 1 << 20)
-            self.read(take)
-            n -= take
-
-
-def _mat_check_arrays(path: Path, f: IO[bytes], cap: int, kind: str, fix: str) -> None:
-    """Walk every array header of a MAT v5 file and refuse one whose H×W exceeds `cap` pixels."""
-    head = f.read(128)
-    if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
-        raise DataError(f"{path}: not a MATLAB .mat file (no MAT v5 header); {fix}")
-    if b"\x02" in head[124:126]:  # v7.3 = HDF5, which scipy cannot read
-        raise DataError(f"{path}: a MATLAB v7.3 (HDF5) file; {kind} files are MAT v5 — {fix}")
-    end = "<" if head[126:128] == b"IM" else ">"
-
-    def tag(s: _MatStream) -> tuple[int, int, bytes | None]:
-        raw = s.read(8)
-        t, n = struct.unpack(end + "II", raw)
-        if t >> 16:  # small element: type, size and up to 4 bytes of data in 8 bytes
-            return t & 0xFFFF, t >> 16, raw[4:4 + (t >> 16)]
-        return t, n, None
-
-    def padded(n: int) -> int:
-        return n + (-n % 8)
-
-    def matrix(s: _MatStream, n: int, depth: int) -> None:
-        if n == 0:
-            return
-        if depth > _MAT_MAX_DEPTH:
-            raise DataError(f"{path}: arrays nested over {_MAT_MAX_DEPTH} levels; not a {kind} file — {fix}")
-        used = 0
-        _t, fn, small = tag(s)
-        flags = small if small is not None else s.read(padded(fn))
-        used += 8 + (0 if small is not None else padded(fn))
-        cls = struct.unpack(end + "I", flags[:4])[0] & 0xFF
-        _t, dn, small = tag(s)
-        dims_raw = small if small is not None else s.read(padded(dn))
-        used += 8 + (0 if small is not None else padded(dn))
-        dims = struct.unpack(end + f"{dn // 4}i", dims_raw[:dn - dn % 4])
-        if any(d < 0 for d in dims):
-            raise DataError(f"{path}: array with negative size {dims}; the file is damaged — {fix}")
-        count = 1
-        for d in dims:
-            count *= d
-        pixels = dims[0] * (dims[1] if len(dims) > 1 else 1) if dims else 0
-        if pixels > cap or count > 4 * cap:
-            shape = "×".join(map(str, dims))
-            raise PixelLimitError(f"{path}: {kind} holds a {shape} array ({pixels} pixels), over the limit of "
-                                  f"{cap}; a crafted or damaged file — {fix} (if genuine, raise "
-                                  f"FCN_MAX_IMAGE_PIXELS)")
-        _t, nn, small = tag(s)
-        if small is None:
-            s.skip(padded(nn))
-        used += 8 + (0 if small is not None else padded(nn))
-        if cls in (_MX_STRUCT, _MX_OBJECT):
-            if cls == _MX_OBJECT:
-                _t, cn, small = tag(s)
-                if small is None:
-                    s.skip(padded(cn))
-                used += 8 + (0 if small is not None else padded(cn))
-            _t, _ln, small = tag(s)
-            flen = struct.unpack(end + "i", (small or s.read(8))[:4])[0]
-            used += 8 + (0 if small is not None else 8)
-            _t, fnames, small = tag(s)
-            if small is None:
-                s.skip(padded(fnames))
-            used += 8 + (0 if small is not None else padded(fnames))
-            children = count * (fnames // flen if flen > 0 else 0)
-        elif cls == _MX_CELL:
-            children = count
-        else:
-            s.skip(n - used)  # numeric, char, sparse, logical: their data is not needed to decide
-            return
-        if children > cap:
-            raise PixelLimitError(f"{path}: {kind} holds {children} nested arrays, over the limit of {cap}; {fix}")
-        for _ in range(children):
-            t, cn, _small = tag(s)
-            if t != _MI_MATRIX:
-                raise DataError(f"{path}: malformed struct or cell (element type {t}); the file is damaged — {fix}")
-            matrix(s, cn, depth + 1)
-            used += 8 + cn
-        if n > used:
-            s.skip(n - used)
-
-    while True:
-        raw = f.read(8)
-        if len(raw) < 8:
-            return
-        t, n = struct.unpack(end + "II", raw)
-        if t == _MI_COMPRESSED:
-            z = _MatStream(f, n, compressed=True)
-            zt, zn, _small = tag(z)
-            if zt == _MI_MATRIX:
-                matrix(z, zn, 0)
-            f.seek(z.left, 1)  # the rest of the compressed element is not needed
-        elif t == _MI_MATRIX:
-            matrix(_MatStream(f, n, compressed=False), n, 0)
-            f.seek(-n % 8, 1)
-        else:
-            f.seek(padded(n), 1)
-
-
-def read_mat(path: PathLike, kind: str = "label .mat file", fix: str = "re-extract the raw archive") -> dict:
-    """scipy.io.loadmat under the pixel cap: every array's size is read from its header (compressed
-    elements decompressed only up to their headers) and one over FCN_MAX_IMAGE_PIXELS is refused before
-    any data is decompressed. Every .mat reader of the datasets goes through here; a missing, foreign or
-    damaged file is one DataError naming it, ending in `fix`."""
-    from scipy.io import loadmat
-
-    path = Path(path)
-    cap = max_image_pixels()
-    regular_file(path, kind)
-    try:
-        with open(path, "rb") as f:
-            _mat_check_arrays(path, f, cap, kind, fix)
-        return loadmat(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {kind} is missing; {fix}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a {kind}; {fix}") from None
-    except (EOFError, ValueError, TypeError, OSError, NotImplementedError, struct.error, zlib.error) as e:
-        raise DataError(f"{path}: cannot read {kind} ({type(e).__name__}: {e}); the file is truncated or not a "
-                        f"MATLAB file — {fix}") from None
-
-
 def label_ids(path: PathLike, arr: Any, lo: int, hi: int, what: str, fix: str) -> np.ndarray:
     """Class ids of a label array as int64, refused (one DataError naming the file and the first bad value)
     unless every value is an integer in lo..hi: a float or NaN label is not truncated into a class, a
@@ -541,58 +375,3 @@ def label_ids(path: PathLike, arr: Any, lo: int, hi: int, what: str, fix: str) -
         raise DataError(f"{path}: {what} values {sorted({int(v) for v in np.unique(out)[:8]})} are outside "
                         f"{lo}..{hi}; {fix}")
     return a.astype(np.int64)
-
-
-# ---- path policy: inputs are read inside the folders the user named, or the dataset's root ---------------
-def inside(root: PathLike, path: PathLike, what: str, fix: str) -> Path:
-    """`path` (relative to `root`, or absolute) made absolute, refused with one DataError naming it unless it
-    is inside `root` both as written (not absolute, no `..` climbing out) and once links are followed (a
-    link inside `root` to a file elsewhere is refused, naming the link and where it leads)."""
-    root_p = Path(root)
-    p = Path(path)
-    q = p if p.is_absolute() else root_p / p
-    base = root_p.resolve()
-    lexical = Path(os.path.normpath(q if q.is_absolute() else Path.cwd() / q))
-    if not lexical.is_relative_to(Path(os.path.normpath(root_p.absolute()))) and not lexical.is_relative_to(base):
-        raise DataError(f"{q}: {what} {str(path)!r} leads outside {root_p} (absolute, or climbing out with '..'); "
-                        f"{fix}")
-    real = q.resolve()
-    if not real.is_relative_to(base):
-        link = next((a for a in [q, *q.parents] if a.is_symlink()), q)
-        raise DataError(f"{link}: {what} is a link to {os.readlink(link) if link.is_symlink() else real}, "
-                        f"outside {root_p}; {fix}")
-    return q
-
-
-def file_kind(path: PathLike) -> str:
-    """What a path that is not a regular file is, in words (a FIFO or a device is not "missing")."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "no such file or directory" if not os.path.islink(path) else "a link to a missing file"
-    except OSError as e:
-        return f"unreadable ({e.strerror})"
-    for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
-        if test(mode):
-            return word
-    return "not a regular file"
-
-
-def regular_file(path: PathLike, what: str = "input") -> None:
-    """Refuse, naming it, an input that exists but is not a regular file: opening a FIFO blocks until a writer
-    comes, a device reads forever or nothing, a folder is not a file. A missing path is left to the reader
-    (its own message says which step makes the file)."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise DataError(f"{path}: cannot read {what} ({e.strerror}); check the path and its permissions") from None
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: {what} is {file_kind(path)}, not a regular file; give the file itself")

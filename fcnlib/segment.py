@@ -18,13 +18,12 @@ from .errors import DataError, WeightsError
 from .io import (
     UndecodableImage,
     atomic_write,
-    file_kind,
-    inside,
     read_image,
     set_max_pixels,
     voc_palette,
     write_label_png,
 )
+from .paths import file_kind, inside
 
 PathLike = str | os.PathLike
 
@@ -34,7 +33,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", 
 def collect_inputs(inputs: Sequence[PathLike], follow_links: bool = False) -> list[Path]:
     """Files as given (any extension: a non-image fails clearly when read) + image files of directories.
     Inside a directory, a link to a file outside it is refused naming the link (the path policy,
-    fcnlib.io.inside) unless `follow_links`; a file reached twice is segmented once."""
+    fcnlib.paths.inside) unless `follow_links`; a file reached twice is segmented once."""
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_write_json, image_size, label_ids, read_mat, write_label_png
+from ..io import atomic_write_json, image_size, label_ids, write_label_png
+from ..matio import read_mat
 from ..parallel import map_parallel
 from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 

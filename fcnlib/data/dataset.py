@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 
 from ..datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
 from ..errors import DataError
-from ..io import IGNORE_INDEX, inside, read_depth_png, read_image, read_json, read_label
+from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
+from ..paths import inside
 from .splits import unique_id
 from .transforms import augment_pair, pad_to
 
@@ -50,7 +51,7 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     meta["root"] = str(root)
     meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
-    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.io.inside)
+    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.paths.inside)
     where = f"rerun the prepare rule that writes it (a dataset's files live inside its folder {root})"
 
     # A path outside the dataset's folder is allowed only inside a folder the file names in "roots" (relative

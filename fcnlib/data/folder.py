@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from ..io import IGNORE_INDEX, atomic_write_json, image_size, inside, read_image, read_label, write_label_png
+from ..io import IGNORE_INDEX, atomic_write_json, image_size, read_image, read_label, write_label_png
 from ..parallel import map_parallel
+from ..paths import inside
 from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
 
 PathLike = str | os.PathLike

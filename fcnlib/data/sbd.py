@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..io import label_ids, read_mat, write_label_png
+from ..io import label_ids, write_label_png
+from ..matio import read_mat
 from ..parallel import map_parallel
 
 SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"

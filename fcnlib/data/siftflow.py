@@ -21,7 +21,8 @@ import numpy as np
 
 from ..datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
 from ..errors import DataError
-from ..io import atomic_write_json, image_size, label_ids, read_mat, write_label_png
+from ..io import atomic_write_json, image_size, label_ids, write_label_png
+from ..matio import read_mat
 from ..parallel import map_parallel
 from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
 

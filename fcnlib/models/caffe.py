@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, WeightsError
-from ..io import atomic_write, regular_file
+from ..io import atomic_write
+from ..paths import regular_file
 from .io import max_weights_bytes
 
 

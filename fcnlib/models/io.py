@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError, WeightsError
-from ..io import atomic_save_torch, regular_file
+from ..io import atomic_save_torch
+from ..paths import regular_file
 from .fcn import build_fcn, build_late_fusion
 from .meta import ModelMeta
 

@@ -2,7 +2,7 @@
 refused from what they declare, before the work. YAML: size, alias expansion, recursion, depth (one
 loader, fcnlib.config.load_yaml, for every YAML read). Weights: meta['arch'] size and nesting (a late
 fusion of late fusions doubled the build time per level). .mat labels: every array's size read from its
-header under FCN_MAX_IMAGE_PIXELS before anything is decompressed (fcnlib.io.read_mat, used by every
+header under FCN_MAX_IMAGE_PIXELS before anything is decompressed (fcnlib.matio.read_mat, used by every
 .mat reader)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image
 
 from fcnlib import config as fcncfg
 from fcnlib.errors import ConfigError, DataError, WeightsError
-from fcnlib.io import read_mat
+from fcnlib.matio import read_mat
 from fcnlib.models import build_fcn, load_model, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 
@@ -234,7 +234,7 @@ def test_every_dataset_mat_var_capped(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_mat_readers_all_go_through_read_mat() -> None:
     """One helper: no dataset module calls scipy's loadmat itself (it would skip the cap)."""
     users = [p.relative_to(ROOT).as_posix() for p in ROOT.glob("fcnlib/**/*.py")
-             if re.search(r"\bloadmat\(", p.read_text()) and p.name != "io.py"
+             if re.search(r"\bloadmat\(", p.read_text()) and p.name != "matio.py"
              and "read as loadmat" not in p.read_text()]
     assert users == [], users
 

@@ -28,7 +28,7 @@ def _sync(device: torch.device) -> None:
 def dtype_per_generation(device: torch.device) -> dict[str, Any]:
     """The autocast dtype chosen for this device, the capability it came from, and a conv timing in each
     reduced dtype (a bf16 conv far slower than fp16 below sm_80 is what the rule avoids)."""
-    from fcnlib import fast, precision
+    from fcnlib.runtime import fast, precision
 
     out: dict[str, Any] = {"chosen": precision.dtype_name(fast.autocast_dtype(device))}
     if device.type == "cuda":
@@ -59,8 +59,8 @@ def dtype_per_generation(device: torch.device) -> dict[str, Any]:
 def fp16_summed_loss_scaler(device: torch.device, size: int = 500, steps: int = 6) -> dict[str, Any]:
     """FCN-32s VGG16 (full width on CUDA, 1/16 elsewhere) at size², summed loss, fp16 autocast with the
     fitted GradScaler: skipped steps after the first must be 0; the default 2^16 for comparison."""
-    from fcnlib import precision
     from fcnlib.models import build_fcn
+    from fcnlib.runtime import precision
 
     width = 1.0 if device.type == "cuda" else 0.0625
     if device.type != "cuda":
@@ -114,8 +114,8 @@ def fp16_lrn_vs_fp32(device: torch.device) -> dict[str, Any]:
 def deterministic_repeat(device: torch.device, steps: int = 3) -> dict[str, Any]:
     """Three SGD steps of FCN-AlexNet (LRN) and FCN-8s VGG16 twice under the deterministic switches:
     bitwise-equal weights, and no 'does not have a deterministic implementation' error."""
-    from fcnlib import determinism
     from fcnlib.models import build_fcn
+    from fcnlib.runtime import determinism
     from fcnlib.train import segmentation_loss
 
     prev = torch.are_deterministic_algorithms_enabled()

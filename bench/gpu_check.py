@@ -58,7 +58,7 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def synthetic_dataset(root: Path, n: int = 4) -> Path:
     """VOC-sized images in the dataset.json layout: noise background (class 0), one rectangle of a class."""
-    from fcnlib.io import atomic_write_json, write_label_png, write_png
+    from fcnlib.files.io import atomic_write_json, write_label_png, write_png
 
     rng = np.random.default_rng(0)
     h, w = SIZE["image"]
@@ -220,8 +220,8 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
 
 
 def case_memory(device: torch.device) -> dict[str, Any]:
-    from fcnlib import fast
     from fcnlib.models import build_fcn
+    from fcnlib.runtime import fast
     from fcnlib.train import segmentation_loss
 
     out: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""Benchmark: fcnlib.hha.encode_hha per 640×480 frame vs the per-pixel-loop baseline.
+"""Benchmark: fcnlib.data.hha.encode_hha per 640×480 frame vs the per-pixel-loop baseline.
 
     python bench/hha.py [--json-out FILE] [--repeats N] [--baseline-rows K]
 
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.allocator import tune_malloc
-from fcnlib.hha import CAMERAS, hha_components, read_depth
-from fcnlib.hha import encode_hha as encode_fast
-from fcnlib.io import atomic_write_json
-from fcnlib.scenes import render_room
+from fcnlib.data.hha import CAMERAS, hha_components, read_depth
+from fcnlib.data.hha import encode_hha as encode_fast
+from fcnlib.demo.scenes import render_room
+from fcnlib.files.io import atomic_write_json
+from fcnlib.runtime.allocator import tune_malloc
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME = ROOT / ".." / "shared" / "data" / "hha_python" / "demo" / "0.png"

@@ -2,7 +2,7 @@
 comparison point for bench/hha.py. Far too slow for real use (tens of seconds per 640×480 frame), so
 the bench times each stage on a few rows / a slice of the normals and extrapolates.
 
-Same conventions as fcnlib.hha: depth in metres, 1-based pixel grid, missing = raw == 0.
+Same conventions as fcnlib.data.hha: depth in metres, 1-based pixel grid, missing = raw == 0.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fcnlib.hha import Camera
+from fcnlib.data.hha import Camera
 
 
 def moment_image(depth_m: np.ndarray, camera: Camera, missing: np.ndarray, rows: range | None = None

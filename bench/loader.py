@@ -30,7 +30,7 @@ H100_STEP_MS = (50.0, 100.0)
 def _dataset(root: Path, n: int, size: int) -> Path:
     from PIL import Image
 
-    from fcnlib.io import atomic_write_json, write_label_png
+    from fcnlib.files.io import atomic_write_json, write_label_png
 
     rng = np.random.default_rng(0)
     (root / "img").mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def _dataset(root: Path, n: int, size: int) -> Path:
 
 
 def _profile_workers() -> int:
-    from fcnlib.config import load_yaml
+    from fcnlib.pipeline.config import load_yaml
 
     prof = load_yaml(ROOT / "profiles" / "slurm" / "config.yaml")
     return int(prof["set-resources"]["train"]["cpus_per_gpu"])
@@ -64,8 +64,8 @@ def measure(batch: int = 20, size: int = 500, batches: int = 6, workers: int | N
     items of the previous pipeline, for comparison."""
     from fcnlib import train as T
     from fcnlib.data import SegDataset
-    from fcnlib.loader import collate_shared, labels_to_device, normalize_batch
     from fcnlib.models.preprocessing import CAFFE_VGG
+    from fcnlib.train.loader import collate_shared, labels_to_device, normalize_batch
 
     dev = torch.device(device)
     workers = _profile_workers() if workers is None else workers

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fcnlib.metrics import ConfusionMatrix  # noqa: E402
+from fcnlib.eval.metrics import ConfusionMatrix  # noqa: E402
 
 
 def per_class_masks(label: np.ndarray, pred: np.ndarray, n: int, acc: np.ndarray) -> None:
@@ -57,7 +57,7 @@ def run(json_out: str | Path | None = None, images: int = 100, size: int = 500, 
         repeats: int = 3) -> dict[str, Any]:
     """Images/s of ConfusionMatrix.update and of per-class masks (best of `repeats`), and their ratio.
 
-    Predictions are int64 (torch argmax output); the uint8 figure is the dtype fcnlib.evaluate passes.
+    Predictions are int64 (torch argmax output); the uint8 figure is the dtype fcnlib.eval.evaluate passes.
     """
     maps = _maps(images, size, n)
     cm = ConfusionMatrix(n)
@@ -72,7 +72,7 @@ def run(json_out: str | Path | None = None, images: int = 100, size: int = 500, 
             per_class_masks(lab, pred, n, ref)
 
     fast_rate = _best_rate(fast, maps, repeats)
-    maps_u8 = [(lab, pred.astype(np.uint8)) for lab, pred in maps]  # what fcnlib.evaluate passes
+    maps_u8 = [(lab, pred.astype(np.uint8)) for lab, pred in maps]  # what fcnlib.eval.evaluate passes
     fast_u8_rate = _best_rate(fast, maps_u8, repeats)
     slow_rate = _best_rate(slow, maps[: max(1, images // 4)], repeats)
     # both methods must agree on the IU they imply (same maps, accumulated `repeats` times each)
@@ -96,7 +96,7 @@ def run(json_out: str | Path | None = None, images: int = 100, size: int = 500, 
         "numpy": np.__version__,
     }
     if json_out is not None:
-        from fcnlib.io import atomic_write_json
+        from fcnlib.files.io import atomic_write_json
 
         atomic_write_json(json_out, result)
     return result

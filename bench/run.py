@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fcnlib import allocator, fast, padskip  # noqa: E402
+from fcnlib.runtime import allocator, fast, padskip  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 
@@ -111,7 +111,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     a = _median_times({"fwd": base_fwd, **({"step": base_step} if "train" in sections else {})}, reps, sync)
     res["malloc_tuned"] = allocator.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
 
-    # ours: inference as fcnlib.fast sets it up
+    # ours: inference as fcnlib.runtime.fast sets it up
     infer = fast.inference_setup(_random_fcn8s(width).to(device), device, fixed_size=True)
     fast_net = fast.FastFCN(infer)
     exact_net = padskip.PadSkipFCN(infer, amp=None, winograd=False, padskip=True)

@@ -1,6 +1,6 @@
 """Training throughput of FCN-8s (VGG16, width 1.0) at 500×500: fp32 vs the fastest CPU/GPU setting.
 
-Each setting runs in its own subprocess, so the allocator environment (fcnlib.allocator.MALLOC_ENV, the
+Each setting runs in its own subprocess, so the allocator environment (fcnlib.runtime.allocator.MALLOC_ENV, the
 settings training uses: keep glibc from returning and re-faulting the large activation buffers every
 step) takes effect from interpreter start. Prints iterations/s per setting and the speed-up ratio.
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fcnlib.allocator import MALLOC_ENV
+from fcnlib.runtime.allocator import MALLOC_ENV
 
 _CHILD = r"""
 import json, sys, time, torch
@@ -89,7 +89,7 @@ def run(json_out: str | os.PathLike | None = None, iters: int = 3, size: int = 5
            "fastest": best["setting"] if best else None,
            "speedup": (best["it_per_s"] / base) if (best and base) else None}
     if json_out is not None:
-        from fcnlib.io import atomic_write_json
+        from fcnlib.files.io import atomic_write_json
 
         atomic_write_json(json_out, out)
     return out

@@ -6,7 +6,7 @@
 The random nets of bench/run.py's forward row check the arithmetic; this row checks what a user sees: a net
 the pipeline trained, scored on its own dataset's val split (the split its experiment validates on, from
 results/<dataset>/<exp>/<split>/metrics.json when present, else "val"/"seg11valid"), once in plain fp32 and once
-through fcnlib.fast.FastFCN with bf16 autocast and channels_last forced (the path a CPU with native bf16
+through fcnlib.runtime.fast.FastFCN with bf16 autocast and channels_last forced (the path a CPU with native bf16
 takes; on an AVX2 CPU oneDNN emulates bf16, so the numbers are the same but the time is not). Reports
 pixel argmax agreement over all val pixels, both mean IUs and both times.
 """
@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from fcnlib import fast, layout  # noqa: E402
-from fcnlib.inference import predict, primary_head, score_dataset  # noqa: E402
+from fcnlib.eval.inference import predict, primary_head, score_dataset  # noqa: E402
+from fcnlib.files import layout  # noqa: E402
 from fcnlib.models import load_model  # noqa: E402
+from fcnlib.runtime import fast  # noqa: E402
 
 _SPLITS = ("seg11valid", "val", "test")
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from fcnlib import allocator, fast  # noqa: E402
+from fcnlib.runtime import allocator, fast  # noqa: E402
 
 FORWARD_NETS = (("FCN-32s", "fcn32s", "vgg16"), ("FCN-16s", "fcn16s", "vgg16"), ("FCN-8s", "fcn8s", "vgg16"),
                 ("FCN-AlexNet", "fcn32s", "alexnet"), ("FCN-GoogLeNet", "fcn32s", "googlenet"))

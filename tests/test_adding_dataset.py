@@ -1,5 +1,5 @@
 """README's "Adding a dataset", followed step by step as written, with a toy dataset: a prepare function in its own
-module, one DatasetSpec in the registry (fcnlib.datasets.REGISTRY), its source, `datasets:` entry and an experiment in
+module, one DatasetSpec in the registry (fcnlib.facts.datasets.REGISTRY), its source, `datasets:` entry and an experiment in
 the config — nothing else. The config then validates (the schema's lists come from the registry), the prepare step
 runs through the workflow's dispatcher with the inputs the registry names, `train_config` resolves the experiment,
 and a tiny training and evaluation run through fcnlib with no other change."""
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from fcnlib import config as fcncfg
-from fcnlib import datasets as registry
-from fcnlib import layout
 from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError
-from fcnlib.io import write_label_png, write_png
+from fcnlib.facts import datasets as registry
+from fcnlib.files import layout
+from fcnlib.files.io import write_label_png, write_png
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -35,7 +35,7 @@ PREPARE_MODULE = textwrap.dedent('''
     import numpy as np
 
     from fcnlib.data.dataset import link_or_copy
-    from fcnlib.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
+    from fcnlib.files.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
 
 
     def prepare_toyshapes(out_dir, raw_dir, *, source, workers):
@@ -120,7 +120,7 @@ def added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 def test_recipe_as_written_validates_resolves_trains_and_evaluates(added: dict) -> None:
     from fcnlib.demo import vgg16_state_dict
-    from fcnlib.evaluate import evaluate
+    from fcnlib.eval.evaluate import evaluate
     from fcnlib.models import convert_imagenet_file
     from fcnlib.train import train
 

@@ -1,4 +1,4 @@
-"""fcnlib.allocator: glibc really applies the settings, in both forms. Each check runs in a fresh child
+"""fcnlib.runtime.allocator: glibc really applies the settings, in both forms. Each check runs in a fresh child
 process (the settings are process-wide and one-way): it mallocs a 64 MB block, reads glibc's own
 accounting (mallinfo2: bytes in mmapped blocks, free bytes kept in the heap), frees it, and reads again."""
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from fcnlib import allocator
+from fcnlib.runtime import allocator
 
 _CHILD = r"""
 import ctypes, json, sys
@@ -25,7 +25,7 @@ libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 tuned = None
 if sys.argv[1] == "mallopt":
-    from fcnlib.allocator import tune_malloc
+    from fcnlib.runtime.allocator import tune_malloc
     tuned = tune_malloc()
 before = libc.mallinfo2()  # blocks mapped earlier (e.g. while importing) stay mapped
 p = libc.malloc(64 << 20)

@@ -1,4 +1,4 @@
-"""fcnlib.archive.safe_extract: hostile members refused, all-or-nothing, corrupt input, kill -9 mid-way."""
+"""fcnlib.files.archive.safe_extract: hostile members refused, all-or-nothing, corrupt input, kill -9 mid-way."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fcnlib.archive import safe_extract
 from fcnlib.errors import DataError
+from fcnlib.files.archive import safe_extract
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,7 +171,7 @@ def test_sigkill_mid_extraction_then_rerun(tmp_path: Path) -> None:
             "orig = tarfile.copyfileobj\n"
             "def slow(*a, **k):\n    time.sleep(0.05)\n    return orig(*a, **k)\n"
             "tarfile.copyfileobj = slow\n"
-            "from fcnlib.archive import safe_extract\n"
+            "from fcnlib.files.archive import safe_extract\n"
             "safe_extract(sys.argv[1], sys.argv[2])\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, str(arc), str(dest)], env=env)
@@ -193,7 +193,7 @@ def test_sigkill_mid_extraction_then_rerun(tmp_path: Path) -> None:
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fcnlib.archive import cli
+    from fcnlib.files.archive import cli
 
     arc = _make_tar(tmp_path / "a.tar", GOOD)
     assert cli([str(arc), "-o", str(tmp_path / "x")]) == 0

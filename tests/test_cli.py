@@ -18,7 +18,7 @@ import yaml
 import fcnlib
 from fcnlib import cli
 from fcnlib.errors import ConfigError
-from fcnlib.io import atomic_write_json, write_label_png, write_png
+from fcnlib.files.io import atomic_write_json, write_label_png, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def test_train_then_evaluate_like_the_rules(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FCN_PROGRESS", raising=False)
     with pytest.raises(ConfigError, match="no experiment 'nope'"):
         cli_args = ["train", "nope", "-c", "test.yaml"]
-        from fcnlib.experiment import cli as train_cli
+        from fcnlib.pipeline.experiment import cli as train_cli
 
         train_cli(cli_args[1:])
     with pytest.raises(ConfigError, match="voc-fcn32s/weights.pt: initial weights of voc-fcn16s not found"):

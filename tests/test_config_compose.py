@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fcnlib import config as fcncfg
 from fcnlib.errors import ConfigError
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"

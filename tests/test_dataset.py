@@ -13,7 +13,7 @@ from PIL import Image
 from fcnlib.data import SegDataset, collate_pad, load_dataset_meta
 from fcnlib.data.transforms import augment_pair, translate
 from fcnlib.errors import DataError
-from fcnlib.io import write_label_png, write_png
+from fcnlib.files.io import write_label_png, write_png
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VOC_MINI = SHARED / "voc2012_mini" / "VOCdevkit" / "VOC2012"

@@ -109,7 +109,7 @@ def test_sbd_mat_reads_like_the_real_one(demo, tmp_path):
 
 
 def test_nyud_layout(demo, tmp_path):
-    pytest.importorskip("fcnlib.scenes")
+    pytest.importorskip("fcnlib.demo.scenes")
     names = _tar(demo / "nyud.tar.gz")
     lists = {s: _lines(_tar_read(demo / "nyud.tar.gz", f"nyud/{s}.txt")) for s in ("train", "val", "test")}
     assert len(lists["train"]) + len(lists["val"]) == SMALL["n_train"] and len(lists["test"]) == SMALL["n_val"]

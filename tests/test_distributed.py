@@ -15,10 +15,10 @@ import pytest
 import torch
 from test_train import make_cfg, make_dataset, read_log
 
-from fcnlib import devices as D
-from fcnlib import distributed as dist
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
+from fcnlib.runtime import devices as D
+from fcnlib.train import distributed as dist
 
 HERE = Path(__file__).resolve().parent
 
@@ -99,7 +99,7 @@ def test_micro_batches_split_the_global_draw():
 # --------------------------------------------------------------------------------------------------
 LAUNCH = """
 import json, sys
-from fcnlib.distributed import launch
+from fcnlib.train.distributed import launch
 n, target, kwargs = json.loads(sys.argv[1])
 sys.exit(launch(n, target, kwargs))
 """
@@ -176,7 +176,7 @@ def test_world_from_env():
 # one GPU per concurrent job (fake GPU ids)
 # --------------------------------------------------------------------------------------------------
 def _holder(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fcnlib.devices", "1", "120"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "fcnlib.runtime.devices", "1", "120"], env=env,
                             stdout=subprocess.PIPE, text=True)
 
 
@@ -229,14 +229,14 @@ def test_gpu_ids_and_slurm(monkeypatch):
 
 RUN = """
 import json, sys
-from fcnlib.distributed import run_training
+from fcnlib.train.distributed import run_training
 run_training(**json.loads(sys.argv[1]))
 """
 
 
 @pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_rule_entry_point_claims_gpus_and_launches_the_ranks(same_size, tmp_path, monkeypatch):
-    """fcnlib.distributed.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
+    """fcnlib.train.distributed.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
     (fake) GPUs it claims both and trains 2 ranks — the same weights as one process with the same batch."""
     base = dict(iterations=2, log_every=1, amp="off", channels_last=False)
     kwargs = {"cfg": make_cfg(same_size, recipe=_sgd("mean", batch_size=1), **base),

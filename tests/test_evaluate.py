@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlib import evaluate as ev
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.io import read_label, write_label_png
-from fcnlib.metrics import ConfusionMatrix
+from fcnlib.eval import evaluate as ev
+from fcnlib.eval.metrics import ConfusionMatrix
+from fcnlib.files.io import read_label, write_label_png
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 
@@ -23,9 +23,9 @@ CLASSES = ["background", "thing", "stuff"]
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
 def native_bf16(request, monkeypatch) -> bool:
-    """evaluation runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
+    """evaluation runs through fcnlib.runtime.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib import fast
+    from fcnlib.runtime import fast
 
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
     return request.param
@@ -176,7 +176,7 @@ def test_time_forward_reports_median_and_device(native_bf16, monkeypatch):
 
 
 def test_fig4_from_weights_picks_images_where_nets_differ(tmp_path):
-    from fcnlib.figures import fig4_from_weights
+    from fcnlib.report.figures import fig4_from_weights
 
     ds = make_dataset(tmp_path / "ds", n=2)
     paths = {}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcnlib import cli, export
+from fcnlib import cli
 from fcnlib.errors import ConfigError, WeightsError
-from fcnlib.models import build_fcn, load_model, save_model
+from fcnlib.models import build_fcn, export, load_model, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 
 SIZES = [(64, 80), (75, 61), (120, 97)]  # none is the traced 224×224

@@ -1,4 +1,4 @@
-"""fcnlib.fast: the padding skip equals the padded net (outputs and gradients), reduced precision keeps the
+"""fcnlib.runtime.fast: the padding skip equals the padded net (outputs and gradients), reduced precision keeps the
 argmax, and the bench baseline computes the same function as fcnlib's FCN-8s. Tolerances only; speed is
 measured in bench/run.py."""
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlib import fast, padskip
 from fcnlib.models import build_fcn
+from fcnlib.runtime import fast, padskip
 
 ROOT = Path(__file__).resolve().parents[1]
 

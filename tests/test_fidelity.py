@@ -1,4 +1,4 @@
-"""docs/fidelity.md is generated from the resolved config and the authors' values in fcnlib.fidelity: it must
+"""docs/fidelity.md is generated from the resolved config and the authors' values in fcnlib.report.fidelity: it must
 be exactly that text, list every experiment, and explain every row that is not equal."""
 
 import copy
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fcnlib import config as fcncfg
-from fcnlib import fidelity
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.report import fidelity
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "fidelity.md"
@@ -21,7 +21,7 @@ def paper() -> dict:
 def test_doc_is_the_generated_text(paper):
     expected = fidelity.render(paper, "config/config.yaml")
     assert DOC.read_text() == expected, (
-        "docs/fidelity.md is stale: run `.venv/bin/python -m fcnlib.fidelity config/config.yaml > docs/fidelity.md`")
+        "docs/fidelity.md is stale: run `.venv/bin/python -m fcnlib.report.fidelity config/config.yaml > docs/fidelity.md`")
 
 
 def test_every_experiment_has_rows_in_both_recipes(paper):

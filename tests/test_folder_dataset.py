@@ -1,4 +1,4 @@
-"""A dataset of your own declared in the config alone: images/ + masks/ + a class list (fcnlib.datasets.folder_spec)
+"""A dataset of your own declared in the config alone: images/ + masks/ + a class list (fcnlib.facts.datasets.folder_spec)
 → prepare_folder → the dataset.json layout SegDataset reads. Masks as class indices or colours (palette), each
 checked with one error naming the file; train/val made with a seed when no lists are given."""
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlib import config as fcncfg
-from fcnlib import datasets as registry
 from fcnlib.data import SegDataset
 from fcnlib.data.folder import make_splits, prepare_folder
 from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.io import write_label_png, write_png
+from fcnlib.facts import datasets as registry
+from fcnlib.files.io import write_label_png, write_png
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["background", "leaf", "spot"]

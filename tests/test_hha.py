@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlib import hha
+from fcnlib.data import hha
+from fcnlib.data.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_components, read_depth
+from fcnlib.demo.scenes import CEILING, FLOOR, WALL, render_room
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_components, read_depth
-from fcnlib.scenes import CEILING, FLOOR, WALL, render_room
 
 DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hha_python" / "demo"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcnlib.io import colour_to_label, read_image, read_label
-from fcnlib.metrics import ConfusionMatrix
+from fcnlib.eval.metrics import ConfusionMatrix
+from fcnlib.files.io import colour_to_label, read_image, read_label
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DEMO = SHARED / "fcn_berkeleyvision" / "demo"
@@ -138,7 +138,7 @@ def test_bad_inputs_raise():
 
 def test_device_path_counts_like_numpy_path():
     """The GPU path (bincount on the tensors' device) is exercised here on CPU tensors."""
-    from fcnlib.metrics import _torch_counts
+    from fcnlib.eval.metrics import _torch_counts
 
     rng = np.random.default_rng(4)
     label = rng.integers(0, 23, (2, 30, 40)).astype(np.uint8)  # 21, 22 → ignored like 255

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fcnlib.errors import ConfigError, WeightsError
-from fcnlib.io import read_image
+from fcnlib.files.io import read_image
 from fcnlib.models import (
     CAFFE_VGG,
     DEPTH_LOG,

@@ -1,4 +1,4 @@
-"""fcnlib.parallel.map_parallel: results in input order, the initializer and the caller's environment reach
+"""fcnlib.runtime.parallel.map_parallel: results in input order, the initializer and the caller's environment reach
 every worker, a worker's exception reaches the caller, and the start method is never fork."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from fcnlib import parallel
-from fcnlib.parallel import chunk_size, map_parallel, worker_count
+from fcnlib.runtime import parallel
+from fcnlib.runtime.parallel import chunk_size, map_parallel, worker_count
 
 
 def _square_slowly_first(x: int) -> tuple[int, int]:

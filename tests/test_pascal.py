@@ -12,12 +12,12 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from fcnlib.archive import safe_extract
 from fcnlib.data import splits as S
 from fcnlib.data.sbd import convert_sbd, find_sbd_root, read_sbd_cls
 from fcnlib.data.voc import VOC_CLASSES, find_voc_root, prepare_pascal
 from fcnlib.errors import DataError
-from fcnlib.io import write_label_png
+from fcnlib.files.archive import safe_extract
+from fcnlib.files.io import write_label_png
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 H, W = 6, 8

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlib import determinism, precision
 from fcnlib.models import build_fcn
 from fcnlib.models.alexnet import CaffeLRN
+from fcnlib.runtime import determinism, precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -26,7 +26,7 @@ def test_cuda_dtype_per_generation(cap, dtype):
 
 
 def test_fast_autocast_dtype_uses_capability(monkeypatch):
-    from fcnlib import fast
+    from fcnlib.runtime import fast
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 0))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -180,7 +180,7 @@ def test_apply_switches_deterministic(monkeypatch):
 def test_fixed_input_size(tmp_path):
     import numpy as np
 
-    from fcnlib.io import write_png
+    from fcnlib.files.io import write_png
 
     for i, (h, w) in enumerate([(8, 10), (8, 10), (9, 10)]):
         write_png(tmp_path / f"{i}.png", np.zeros((h, w, 3), np.uint8))
@@ -192,11 +192,11 @@ def test_fixed_input_size(tmp_path):
 
 
 def test_dtype_recorded_in_timing():
-    from fcnlib.evaluate import time_forward
+    from fcnlib.eval.evaluate import time_forward
 
     net = build_fcn("fcn32s", "vgg16", num_classes=3, width=0.0625)
     t = time_forward(net, size=32, runs=1, warmup=0, device="cpu")
-    from fcnlib.fast import autocast_dtype
+    from fcnlib.runtime.fast import autocast_dtype
 
     assert t["dtype"] == precision.dtype_name(autocast_dtype("cpu"))
     assert time_forward(net, size=32, runs=1, warmup=0, device="cpu", fast_path=False)["dtype"] == "float32"

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from fcnlib.config import load_yaml
 from fcnlib.data import SegDataset, read_ids
 from fcnlib.data.context import (
     context_lut,
@@ -23,9 +22,10 @@ from fcnlib.data.context import (
 )
 from fcnlib.data.nyud import NYU40_CLASSES, prepare_nyud
 from fcnlib.data.siftflow import SIFTFLOW_SEM_CLASSES, SUBDIR, prepare_siftflow
-from fcnlib.datasets import CONTEXT59_CLASSES, REGISTRY, split_list_sources
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import CONTEXT59_CLASSES, REGISTRY, split_list_sources
+from fcnlib.pipeline.config import load_yaml
 
 FCN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fcn_berkeleyvision" / "data"
 
@@ -75,7 +75,7 @@ def test_real_context_59_list_maps_into_the_full_label_list():
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory) -> dict[str, Path]:
-    pytest.importorskip("fcnlib.scenes")
+    pytest.importorskip("fcnlib.demo.scenes")
     demo = tmp_path_factory.mktemp("demo")
     make_demo(demo, n_train=6, n_val=3, image_size=(40, 56), siftflow_size=40, parts=("nyud", "siftflow", "context"))
     ext = tmp_path_factory.mktemp("extracted")
@@ -102,7 +102,7 @@ def test_prepare_nyud(raw, tmp_path):
         assert torch.equal(y, torch.from_numpy(np.where(seg == 0, 255, seg - 1)))  # label−1, void → 255
         depth = np.asarray(Image.open(root / "data" / "depth" / f"img_{ds.ids[i]}.png"), np.float32)
         np.testing.assert_array_equal(x[3].numpy(), depth)  # mm
-    from fcnlib.hha import CAMERAS, Camera
+    from fcnlib.data.hha import CAMERAS, Camera
 
     assert Camera(**meta["camera"]) == CAMERAS["nyu-color-gupta-crop"].scaled(56 / 560)  # as rendered
     with pytest.raises(DataError, match=r"hha"):  # declared, made later by the HHA rule
@@ -212,7 +212,7 @@ def _header_only_png(path: Path, w: int, h: int) -> Path:
 
 
 def test_image_size_reads_the_header_under_the_pixel_cap(tmp_path):
-    from fcnlib.io import DEFAULT_MAX_PIXELS, PixelLimitError, image_size
+    from fcnlib.files.io import DEFAULT_MAX_PIXELS, PixelLimitError, image_size
 
     assert image_size(_header_only_png(tmp_path / "ok.png", 56, 40)) == (56, 40)
     with pytest.raises(PixelLimitError, match=rf"bomb\.png: image has 400000000 pixels, over the limit of "

@@ -1,4 +1,4 @@
-"""The dataset registry (fcnlib.datasets) and the path layout (fcnlib.layout), each defined once: the config
+"""The dataset registry (fcnlib.facts.datasets) and the path layout (fcnlib.files.layout), each defined once: the config
 schema's dataset and modality lists are generated from the registry, every user reads the one modality table,
 the trainer takes the files its rule declares, and the Snakefile's imports stay free of torch."""
 
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from fcnlib import config as fcncfg
-from fcnlib import datasets as registry
-from fcnlib import layout
 from fcnlib import train as T
 from fcnlib.data import dataset
 from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError
-from fcnlib.experiment import with_inputs
-from fcnlib.inference import primary_head
+from fcnlib.eval.inference import primary_head
+from fcnlib.facts import datasets as registry
+from fcnlib.files import layout
 from fcnlib.models.meta import ModelMeta
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.pipeline.experiment import with_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,11 +103,11 @@ def test_prepare_dispatch_passes_lists_only_to_steps_that_take_them(tmp_path: Pa
             "lists": None}
     finally:
         sys.path.remove(str(tmp_path))
-    with pytest.raises(ConfigError, match=r"'toyprep:nope' \(fcnlib\.datasets\) is not an importable"):
+    with pytest.raises(ConfigError, match=r"'toyprep:nope' \(fcnlib\.facts\.datasets\) is not an importable"):
         prepare_dataset("toyprep:nope", tmp_path / "o", {})
 
 
 def test_the_snakefile_imports_no_torch():
-    code = ("import sys, fcnlib.config, fcnlib.datasets, fcnlib.layout; numpy = 'numpy' in sys.modules; "
-            "import fcnlib.released; sys.exit(numpy or 'torch' in sys.modules)")
+    code = ("import sys, fcnlib.pipeline.config, fcnlib.facts.datasets, fcnlib.files.layout; numpy = 'numpy' in sys.modules; "
+            "import fcnlib.eval.released; sys.exit(numpy or 'torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlib import config as fcncfg
-from fcnlib import released
 from fcnlib.demo import make_demo, released_caffe_blobs
 from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.eval import released
 from fcnlib.models import build_fcn, load_model
 from fcnlib.models.caffe import read_caffemodel, write_caffemodel
 from fcnlib.models.surgery import cli as convert_cli
-from fcnlib.tables import build_tables, render_markdown
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.report.tables import build_tables, render_markdown
 
 W = 0.0625
 # voc-fcn8s/net.py of the authors (fcn.berkeleyvision.org), every layer with blobs, typed here on purpose:

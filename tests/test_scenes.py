@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcnlib.hha import CAMERAS
-from fcnlib.scenes import FLOOR, WALL, camera_rotation, render_room
+from fcnlib.data.hha import CAMERAS
+from fcnlib.demo.scenes import FLOOR, WALL, camera_rotation, render_room
 
 CAM = CAMERAS["nyu-color"].scaled(0.25)  # 160×120
 

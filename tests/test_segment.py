@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlib import segment
 from fcnlib.errors import DataError, WeightsError
+from fcnlib.eval import segment
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG, HHA
 
@@ -19,9 +19,9 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
 def native_bf16(request, monkeypatch) -> bool:
-    """`fcn segment` runs through fcnlib.fast, whose precision follows the CPU: force each kind of CPU's choice
+    """`fcn segment` runs through fcnlib.runtime.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib import fast
+    from fcnlib.runtime import fast
 
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
     return request.param

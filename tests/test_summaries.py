@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fcnlib.errors import DataError
-from fcnlib.summaries import curve_tables, headline, write_summaries
+from fcnlib.report.summaries import curve_tables, headline, write_summaries
 
 
 def _metrics(**extra) -> dict:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlib import figures, paper
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.io import atomic_write_json
-from fcnlib.tables import build_tables, write_tables
+from fcnlib.facts import paper
+from fcnlib.files.io import atomic_write_json
+from fcnlib.report import figures
+from fcnlib.report.tables import build_tables, write_tables
 
 HEADER = {"config": "config/demo.yaml", "source": "demo", "device": "Test CPU (2 threads)",
           "iterations": {"pascal/fcn32s": 40, "pascal/fcn16s": 40}, "width": 0.0625}

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
-from fcnlib.io import atomic_write_json, write_label_png, write_png
+from fcnlib.files.io import atomic_write_json, write_label_png, write_png
 
 WIDTH = 0.0625
 OVERFIT = 120  # iterations for a 32s net to overfit the toy set
@@ -452,7 +452,7 @@ def test_config_errors(toy, tmp_path):
 
 
 def test_dataset_with_another_void_label_is_refused(tmp_path):
-    """Training, batch padding and uint8 batches use fcnlib.io.IGNORE_INDEX; a dataset.json declaring another
+    """Training, batch padding and uint8 batches use fcnlib.files.io.IGNORE_INDEX; a dataset.json declaring another
     void label would have its void pixels trained on, so the trainer refuses it, naming the file."""
     ds = make_dataset(tmp_path / "ds", n=2)
     meta = json.loads(ds.read_text())

@@ -9,9 +9,9 @@ import pytest
 import torch
 from test_train import make_cfg, make_dataset
 
-from fcnlib import finite
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
+from fcnlib.train import finite
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -124,7 +124,7 @@ def test_poisoned_checkpoint_is_not_resumed(toy, tmp_path):
 def test_deterministic_setting_trains_alexnet_lrn_bitwise(toy, tmp_path, monkeypatch):
     """`deterministic: true` applies every switch and the LRN net trains under
     torch.use_deterministic_algorithms(True) (avg_pool3d's backward would raise on CUDA); two runs equal."""
-    from fcnlib import config as fcncfg
+    from fcnlib.pipeline import config as fcncfg
 
     monkeypatch.delenv("FCN_DETERMINISTIC", raising=False)
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
@@ -157,7 +157,7 @@ def test_deterministic_setting_trains_alexnet_lrn_bitwise(toy, tmp_path, monkeyp
 # --------------------------------------------------------------------------------------------------
 def test_collate_shared_uint8_labels_same_values(toy):
     from fcnlib.data import SegDataset, collate_pad
-    from fcnlib.loader import collate_shared, labels_to_device
+    from fcnlib.train.loader import collate_shared, labels_to_device
 
     ds = SegDataset(toy, "train")
     batch = [ds[0], ds[1]]
@@ -170,7 +170,7 @@ def test_collate_shared_uint8_labels_same_values(toy):
 
 def test_collate_shared_in_worker_uses_shared_memory(toy):
     from fcnlib.data import SegDataset
-    from fcnlib.loader import collate_shared
+    from fcnlib.train.loader import collate_shared
 
     ds = SegDataset(toy, "train")
     dl = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate_shared, num_workers=1)
@@ -179,7 +179,7 @@ def test_collate_shared_in_worker_uses_shared_memory(toy):
 
 
 def test_shm_plan():
-    from fcnlib.loader import batch_nbytes, shm_plan
+    from fcnlib.train.loader import batch_nbytes, shm_plan
 
     b = batch_nbytes(20, 3, 500, 500)
     assert b == 20 * 500 * 500 * 13
@@ -204,8 +204,8 @@ def test_training_result_unchanged_with_workers(toy, tmp_path):
 
 def test_training_result_unchanged_vs_old_collate(toy, tmp_path, monkeypatch):
     """The old contract (collate_pad, int64 labels moved as they are) trains to the same weights."""
-    from fcnlib import loader
     from fcnlib.data import collate_pad
+    from fcnlib.train import loader
 
     cfg = make_cfg(toy, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2})
     T.train(cfg, tmp_path / "new.pt", tmp_path / "new.r.pt", tmp_path / "new.jsonl", device="cpu")
@@ -227,8 +227,8 @@ def test_raw_uint8_items_normalised_on_device_equal_float_items(toy_sizes, mods)
     """SegDataset(raw=True) + collate + normalize_batch == the float32 path, bitwise, with mirror and
     jitter fills and batch padding (both 0) — Caffe (BGR, 0–255, mean) and torchvision (std) presets."""
     from fcnlib.data import SegDataset, collate_pad
-    from fcnlib.loader import collate_shared, normalize_batch
     from fcnlib.models.preprocessing import CAFFE_VGG, HHA, TORCHVISION
+    from fcnlib.train.loader import collate_shared, normalize_batch
 
     for pre in ({"rgb": CAFFE_VGG, "hha": HHA}, {"rgb": TORCHVISION, "hha": TORCHVISION}):
         aug = {"mirror": True, "jitter": 9, "seed": 3}
@@ -248,7 +248,7 @@ def test_raw_uint8_items_normalised_on_device_equal_float_items(toy_sizes, mods)
 def test_training_result_unchanged_raw_vs_float_items(toy_sizes, tmp_path, monkeypatch):
     """fp32 training with uint8 items normalised on the device == with float items (batch padding,
     mirror + jitter)."""
-    from fcnlib import loader
+    from fcnlib.train import loader
 
     cfg = make_cfg(toy_sizes, iterations=4, amp="off", channels_last=False, recipe={"batch_size": 2},
                    augment={"mirror": True, "jitter": 6})
@@ -266,7 +266,7 @@ def test_training_result_unchanged_raw_vs_float_items(toy_sizes, tmp_path, monke
 def test_trainer_fp16_summed_loss_scaler_skips_no_step(toy, tmp_path):
     """amp fp16 with the released recipe's summed loss through the trainer (CPU fp16 autocast): the
     scaler starts at the fitted scale and never has to lower it (no skipped step)."""
-    from fcnlib import precision
+    from fcnlib.runtime import precision
 
     cfg = make_cfg(toy, iterations=4, amp="fp16", channels_last=False,
                    recipe={"optimizer": "sgd", "lr": 1e-10, "momentum": 0.99, "loss": "sum"})

@@ -4,6 +4,6 @@ Only the loader is imported eagerly; the prepare modules (voc, sbd, nyud, siftfl
 imported by whoever needs them, so importing fcnlib.data stays cheap on the training hot path.
 """
 
-from .dataset import SegDataset, collate_pad, load_dataset_meta, read_ids
+from fcnlib.data.dataset import SegDataset, collate_pad, load_dataset_meta, read_ids
 
 __all__ = ["SegDataset", "collate_pad", "load_dataset_meta", "read_ids"]

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
-from ..errors import DataError
-from ..io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
-from ..paths import inside
-from .splits import unique_id
-from .transforms import augment_pair, pad_to
+from fcnlib.data.splits import unique_id
+from fcnlib.data.transforms import augment_pair, pad_to
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
+from fcnlib.files.io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
+from fcnlib.files.paths import inside
 
 PathLike = str | os.PathLike
 
@@ -51,7 +51,7 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     meta["root"] = str(root)
     meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
-    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.paths.inside)
+    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.files.paths.inside)
     where = f"rerun the prepare rule that writes it (a dataset's files live inside its folder {root})"
 
     # A path outside the dataset's folder is allowed only inside a folder the file names in "roots" (relative
@@ -120,7 +120,7 @@ class SegDataset(Dataset):
     (seed, epoch, i), so runs are repeatable — the trainer calls `set_epoch(e)` each epoch.
     raw=True (8-bit modalities only: rgb, hha; the trainer's loader): image is uint8 (C+1)×H×W as
     stored, before preprocessing, whose last channel is 1 on image pixels and 0 where jitter uncovered
-    them (collate_pad pads it with 0 too); `fcnlib.loader.normalize_batch` turns it into exactly the
+    them (collate_pad pads it with 0 too); `fcnlib.train.loader.normalize_batch` turns it into exactly the
     float32 `raw=False` gives (0 at those pixels), on the device. Labels stay int64 here.
     """
 
@@ -152,7 +152,7 @@ class SegDataset(Dataset):
         self.preprocessing = dict(preprocessing) if preprocessing else None
         if self.preprocessing is not None and any(isinstance(v, Mapping) for v in self.preprocessing.values()):
             # as stored in a weights file's meta: turn the plain dicts back into Preprocessing objects
-            from ..models.preprocessing import Preprocessing
+            from fcnlib.models.preprocessing import Preprocessing
 
             self.preprocessing = {k: Preprocessing.from_dict(dict(v)) if isinstance(v, Mapping) else v
                                   for k, v in self.preprocessing.items()}
@@ -291,7 +291,7 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` counts as done (every writer here is atomic)."""
-    from ..io import place_file
+    from fcnlib.files.io import place_file
 
     dst = Path(dst)
     if dst.exists():
@@ -307,7 +307,7 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
 
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
-    from ..io import atomic_write_text
+    from fcnlib.files.io import atomic_write_text
 
     out = {}
     for name, ids in splits.items():
@@ -319,7 +319,7 @@ def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) ->
 
 def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir: PathLike | None,
                   default_dir: Path) -> dict[str, Path]:
-    """Where each of `dataset`'s split lists (fcnlib.datasets: DatasetSpec.split_lists) is: `lists` ({split:
+    """Where each of `dataset`'s split lists (fcnlib.facts.datasets: DatasetSpec.split_lists) is: `lists` ({split:
     file}, as the workflow passes them), else `lists_dir`/<split>.txt, else <default_dir>/<split>.txt (inside
     the archive)."""
     names = REGISTRY[dataset].split_lists
@@ -338,7 +338,7 @@ def start_prepare(out_dir: PathLike, source: str, what: str) -> Path:
     completion marker) so a failed rerun cannot leave a stale one looking valid."""
     import contextlib
 
-    from ..errors import ConfigError
+    from fcnlib.errors import ConfigError
 
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")

@@ -5,7 +5,7 @@ or palette PNG: 0..N-1, 255 = void) or, when the config gives a `palette`, an RG
 colours. Every mask is checked (integral class ids in range, the size of its image) and written as a
 class-id PNG; images are linked (or copied) in. Without split lists, train/val are made from the ids with
 a seeded hash order, the same whatever the file system's listing order. Declared in the config alone:
-fcnlib.datasets.folder_spec, README "Your own data".
+fcnlib.facts.datasets.folder_spec, README "Your own data".
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..io import IGNORE_INDEX, atomic_write_json, image_size, read_image, read_label, write_label_png
-from ..parallel import map_parallel
-from ..paths import inside
-from .dataset import link_or_copy, read_ids, start_prepare, write_split_lists
+from fcnlib.data.dataset import link_or_copy, read_ids, start_prepare, write_split_lists
+from fcnlib.errors import DataError
+from fcnlib.files.io import IGNORE_INDEX, atomic_write_json, image_size, read_image, read_label, write_label_png
+from fcnlib.files.paths import inside
+from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
 

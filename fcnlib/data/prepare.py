@@ -1,4 +1,4 @@
-"""The one prepare step the workflow runs: a dataset's prepare function (fcnlib.datasets.DatasetSpec.prepare)
+"""The one prepare step the workflow runs: a dataset's prepare function (fcnlib.facts.datasets.DatasetSpec.prepare)
 called with the rule's named inputs, so every dataset — the paper's and folders declared in a config — is
 prepared by the same rule and script."""
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from fcnlib.errors import ConfigError
 
 LIST_PREFIX = "list_"  # inputs named list_<split> are the split lists
 
@@ -24,7 +24,7 @@ def prepare_dataset(entry: str, out_dir: str | os.PathLike, inputs: Mapping[str,
     try:
         func = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
-        raise ConfigError(f"prepare entry {entry!r} (fcnlib.datasets) is not an importable module:function; "
+        raise ConfigError(f"prepare entry {entry!r} (fcnlib.facts.datasets) is not an importable module:function; "
                           f"fix the dataset's registry entry") from None
     files = {k: Path(v) for k, v in inputs.items() if not k.startswith(LIST_PREFIX)}
     lists = {k[len(LIST_PREFIX):]: Path(v) for k, v in inputs.items() if k.startswith(LIST_PREFIX)}

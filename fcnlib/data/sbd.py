@@ -1,6 +1,6 @@
 """SBD (Hariharan et al. 2011, benchmark.tgz): find the dataset folder, convert cls/*.mat to palette PNGs.
 
-Conversion runs in a process pool (fcnlib.parallel); each PNG is written atomically and existing PNGs are skipped, so a
+Conversion runs in a process pool (fcnlib.runtime.parallel); each PNG is written atomically and existing PNGs are skipped, so a
 killed run resumes where it stopped and a finished run costs only a directory listing.
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..io import label_ids, write_label_png
-from ..matio import read_mat
-from ..parallel import map_parallel
+from fcnlib.errors import DataError
+from fcnlib.files.io import label_ids, write_label_png
+from fcnlib.files.matio import read_mat
+from fcnlib.runtime.parallel import map_parallel
 
 SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"
 

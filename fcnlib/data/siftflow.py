@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
-from ..errors import DataError
-from ..io import atomic_write_json, image_size, label_ids, write_label_png
-from ..matio import read_mat
-from ..parallel import map_parallel
-from .dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
+from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
+from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
+from fcnlib.files.matio import read_mat
+from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
 

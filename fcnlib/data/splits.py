@@ -12,11 +12,11 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import DataError
-from ..io import atomic_write_text
-from ..paper import SPLIT_SIZES
+from fcnlib.errors import DataError
+from fcnlib.facts.paper import SPLIT_SIZES
+from fcnlib.files.io import atomic_write_text
 
-#: Sizes of the real splits (the paper's in fcnlib.paper; the two VOC lists are the official counts).
+#: Sizes of the real splits (the paper's in fcnlib.facts.paper; the two VOC lists are the official counts).
 REAL_SIZES: dict[str, int] = {
     "train": SPLIT_SIZES["sbd_train"],
     "seg11valid": SPLIT_SIZES["seg11valid"],

@@ -11,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ..io import IGNORE_INDEX
+from fcnlib.files.io import IGNORE_INDEX
 
 IGNORE = IGNORE_INDEX
 Array = TypeVar("Array", np.ndarray, torch.Tensor)

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..datasets import VOC_CLASSES
-from ..errors import DataError
-from ..io import atomic_write_json, place_file
-from . import splits as S
-from .dataset import start_prepare
-from .sbd import convert_sbd, find_sbd_root
+from fcnlib.data import splits as S
+from fcnlib.data.dataset import start_prepare
+from fcnlib.data.sbd import convert_sbd, find_sbd_root
+from fcnlib.errors import DataError
+from fcnlib.facts.datasets import VOC_CLASSES
+from fcnlib.files.io import atomic_write_json, place_file
 
 
 def find_voc_root(voc_dir: Path, year: int) -> Path:
@@ -173,7 +173,7 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """`fcn prepare-pascal -o OUT --voc2011 DIR --sbd DIR [--voc2012 DIR] [--seg11valid F] [--train-noval F]`"""
-    from ..cliopts import Parser, add_out
+    from fcnlib.cli.options import Parser, add_out
 
     p = Parser(prog="fcn prepare-pascal", description="SBD merge + the paper's PASCAL "
                                 "splits → OUT/dataset.json (the *_dir args are extracted archive roots)")

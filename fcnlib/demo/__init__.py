@@ -22,11 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..io import atomic_write_json, sha256_file
-from .context import _context
-from .encode import TAR_MTIME, ZIP_DATE
-from .imagenet import (
+from fcnlib.demo.context import _context
+from fcnlib.demo.encode import TAR_MTIME, ZIP_DATE
+from fcnlib.demo.imagenet import (
     PRETRAIN_CLASSES,
     PRETRAIN_PATCH,
     _weights,
@@ -38,11 +36,13 @@ from .imagenet import (
     vgg16_state_dict,
     vgg16_torchvision,
 )
-from .nyud import _nyud
-from .paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
-from .pascal import _pascal
-from .released import _released, released_caffe_blobs
-from .siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
+from fcnlib.demo.nyud import _nyud
+from fcnlib.demo.paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
+from fcnlib.demo.pascal import _pascal
+from fcnlib.demo.released import _released, released_caffe_blobs
+from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
+from fcnlib.errors import ConfigError
+from fcnlib.files.io import atomic_write_json, sha256_file
 
 PathLike = str | os.PathLike
 ALL_PARTS = ("pascal", "nyud", "siftflow", "context", "weights", "released")
@@ -106,7 +106,7 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """`fcn demo-data -o DIR [--seed N] [--width W]`: write the offline demo raw files."""
-    from ..cliopts import Parser, add_out
+    from fcnlib.cli.options import Parser, add_out
 
     ap = Parser(prog="fcn demo-data", description=cli.__doc__)
     add_out(ap, "output folder (e.g. data/raw)", required=True)
@@ -119,7 +119,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--parts", nargs="+", default=list(ALL_PARTS), choices=ALL_PARTS,
                     help="which datasets/weights to write (default: all)")
     ap.add_argument("--released", nargs="*", default=[], metavar="NAME",
-                    help="released models to write stand-in caffemodels for (fcnlib.released.MODELS)")
+                    help="released models to write stand-in caffemodels for (fcnlib.eval.released.MODELS)")
     a = ap.parse_args(argv)
     man = make_demo(a.out, seed=a.seed, width=a.width, n_train=a.n_train, n_val=a.n_val,
                     image_size=(a.min_size, a.max_size), parts=a.parts, released=a.released, log=print)

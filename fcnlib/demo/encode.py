@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_write
+from fcnlib.files.io import atomic_write
 
 TAR_MTIME = 1306281600  # 2011-05-25, fixed so archives are byte-identical across runs
 ZIP_DATE = (2011, 5, 25, 0, 0, 0)

@@ -18,11 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .paint import (
-    _ellipse,
-    class_appearance,
-    paint,
-)
+from fcnlib.demo.paint import _ellipse, class_appearance, paint
 
 
 class _Init:
@@ -99,8 +95,8 @@ def _file_weight(m: Any, linear: bool) -> Any:
 def vgg16_net(width: float, seed: int = 0, fan_in: bool = False) -> Any:
     """fcnlib's VGG16 backbone as torchvision's classifier pads it (every conv pad 1, not FCN's conv1_1
     pad 100) plus fc8, filled by `_Init` in layer order."""
-    from ..models.surgery import classifier_layers
-    from ..models.vgg import VGG16
+    from fcnlib.models.surgery import classifier_layers
+    from fcnlib.models.vgg import VGG16
 
     net = _classifier(lambda: VGG16(width, conv1_pad=1))
     _fill(net, _Init(seed, fan_in), classifier_layers("vgg16"))
@@ -109,7 +105,7 @@ def vgg16_net(width: float, seed: int = 0, fan_in: bool = False) -> Any:
 
 def vgg16_torchvision(net: Any) -> dict[str, Any]:
     """`vgg16_net`'s weights as torchvision's vgg16 state dict (features.N, classifier.0/3/6)."""
-    from ..models.surgery import classifier_layers, torchvision_layers
+    from fcnlib.models.surgery import classifier_layers, torchvision_layers
 
     fc, out = classifier_layers("vgg16"), {}
     for ours, tv in torchvision_layers("vgg16").items():
@@ -128,8 +124,8 @@ def alexnet_caffe_blobs(width: float, seed: int = 0, fan_in: bool = False) -> di
     """Caffe AlexNet blobs (conv1..conv5 with the two-group conv2/4/5, fc6..fc8 as inner products), as in
     bvlc_alexnet.caffemodel — the FCN-AlexNet of Table 1 starts from Caffe's AlexNet, whose shapes
     torchvision's AlexNet does not share. Our layer names are Caffe's (fcnlib.models.vgg)."""
-    from ..models.alexnet import AlexNet
-    from ..models.surgery import classifier_layers
+    from fcnlib.models.alexnet import AlexNet
+    from fcnlib.models.surgery import classifier_layers
 
     net = _classifier(lambda: AlexNet(width, conv1_pad=0))
     fc = classifier_layers("alexnet")
@@ -142,9 +138,9 @@ def googlenet_state_dict(width: float, seed: int = 0, fan_in: bool = False) -> d
     GoogLeNet at `width`; BasicConv2d = conv without bias + batch norm."""
     import torch
 
-    from ..models.googlenet import GoogLeNet
-    from ..models.surgery import torchvision_layers
-    from ..models.vgg import scaled
+    from fcnlib.models.googlenet import GoogLeNet
+    from fcnlib.models.surgery import torchvision_layers
+    from fcnlib.models.vgg import scaled
 
     with torch.device("meta"):
         net = GoogLeNet(width)
@@ -200,7 +196,7 @@ def _vgg_logits(net: Any, x: Any) -> Any:
     (the stand-in's pretraining never had any)."""
     import torch.nn.functional as F
 
-    from ..models.vgg import run_trunk
+    from fcnlib.models.vgg import run_trunk
 
     x, _ = run_trunk(takewhile(lambda layer: layer[0] != "fc6", net.named_children()), x, ())
     x = x.flatten(1)
@@ -218,7 +214,7 @@ def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float =
     import torch
     import torch.nn.functional as F
 
-    from ..models.preprocessing import TORCHVISION
+    from fcnlib.models.preprocessing import TORCHVISION
 
     if steps <= 0:
         return net
@@ -259,8 +255,8 @@ def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float =
 
 def _weights(out: Path, seed: int, width: float, pretrain_steps: int = 0,
              log: Callable[[str], None] | None = None) -> None:
-    from ..io import atomic_save_torch
-    from ..models.caffe import write_caffemodel
+    from fcnlib.files.io import atomic_save_torch
+    from fcnlib.models.caffe import write_caffemodel
 
     vgg = pretrain_vgg16(vgg16_net(width, seed * 1000 + 11, True), pretrain_steps, seed * 1000 + 11, log=log)
     atomic_save_torch(vgg16_torchvision(vgg), out / "vgg16.pth")

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, voc_palette
-from .encode import _jpeg, _mat, _png, _text, _write_tar
-from .paint import (
+from fcnlib.demo.encode import _jpeg, _mat, _png, _text, _write_tar
+from fcnlib.demo.paint import (
     BACKGROUND_RGB,
     VOC_CLASSES,
     _size,
@@ -18,6 +17,7 @@ from .paint import (
     class_appearance,
     paint,
 )
+from fcnlib.files.io import atomic_write, voc_palette
 
 
 def _pascal(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:

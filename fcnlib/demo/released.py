@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from fcnlib.errors import ConfigError
 
 
 def _bilinear_blob(c: int, k: int) -> np.ndarray:
     """The authors' frozen interpolation: channel i upsamples channel i with a k×k bilinear kernel."""
-    from ..models.fcn import bilinear_kernel
+    from fcnlib.models.fcn import bilinear_kernel
 
     w = np.zeros((c, c, k, k), np.float32)
     w[np.arange(c), np.arange(c)] = bilinear_kernel(k)
@@ -26,8 +26,8 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
     upscore/upscore16/upscore8 (suffix `_sem`/`_geo` per SIFT Flow head, `color`/`hha` per NYUD tower)."""
     import torch
 
-    from ..models.fcn import BACKBONES
-    from .imagenet import conv_layers
+    from fcnlib.demo.imagenet import conv_layers
+    from fcnlib.models.fcn import BACKBONES
 
     def conv(cout: int, cin: int, k: int) -> list[np.ndarray]:
         w = rng.standard_normal((cout, cin, k, k)).astype(np.float32) * np.float32((2.0 / (cin * k * k)) ** 0.5)
@@ -60,10 +60,10 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
 
 
 def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Layer blobs of a stand-in for one of the authors' released caffemodels (fcnlib.released.MODELS),
+    """Layer blobs of a stand-in for one of the authors' released caffemodels (fcnlib.eval.released.MODELS),
     at `width`: random trunk and score layers, bilinear upsamplers, the at-once net's Scale constants."""
-    from ..datasets import REGISTRY
-    from ..released import MODELS
+    from fcnlib.eval.released import MODELS
+    from fcnlib.facts.datasets import REGISTRY
 
     m = MODELS[name]
     rng = np.random.default_rng([seed, 4242, sorted(MODELS).index(name)])
@@ -79,8 +79,8 @@ def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, li
 
 
 def _released(out: Path, seed: int, width: float, names: Sequence[str]) -> None:
-    from ..models.caffe import write_caffemodel
-    from ..released import MODELS
+    from fcnlib.eval.released import MODELS
+    from fcnlib.models.caffe import write_caffemodel
 
     unknown = sorted(set(names) - set(MODELS))
     if unknown:

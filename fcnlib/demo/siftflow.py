@@ -6,14 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write
-from .encode import _jpeg, _mat, _text, _write_zip
-from .paint import (
-    _ellipse,
-    _shape,
-    class_appearance,
-    paint,
-)
+from fcnlib.demo.encode import _jpeg, _mat, _text, _write_zip
+from fcnlib.demo.paint import _ellipse, _shape, class_appearance, paint
+from fcnlib.files.io import atomic_write
 
 # -- SIFT Flow ---------------------------------------------------------------------------------------------
 

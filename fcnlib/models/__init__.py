@@ -1,9 +1,9 @@
 """FCN models: Caffe-exact FCN-32s/16s/8s on VGG16 / AlexNet / GoogLeNet, weight conversion, stats, files."""
 
-from .fcn import FCN, LateFusion, bilinear_kernel, build_fcn, build_late_fusion, freeze_except_score
-from .io import build_from_arch, load_model, save_model
-from .meta import ModelMeta
-from .preprocessing import (
+from fcnlib.models.fcn import FCN, LateFusion, bilinear_kernel, build_fcn, build_late_fusion, freeze_except_score
+from fcnlib.models.io import build_from_arch, load_model, save_model
+from fcnlib.models.meta import ModelMeta
+from fcnlib.models.preprocessing import (
     CAFFE_VGG,
     DEPTH_LOG,
     HHA,
@@ -14,8 +14,8 @@ from .preprocessing import (
     TORCHVISION_GOOGLENET,
     Preprocessing,
 )
-from .stats import net_stats
-from .surgery import (
+from fcnlib.models.stats import net_stats
+from fcnlib.models.surgery import (
     convert_fcn_caffemodel,
     convert_imagenet,
     convert_imagenet_file,

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vgg import Backbone, conv_relu, fc67, scaled
+from fcnlib.models.vgg import Backbone, conv_relu, fc67, scaled
 
 
 class CaffeLRN(nn.LocalResponseNorm):
@@ -18,7 +18,7 @@ class CaffeLRN(nn.LocalResponseNorm):
     for the geometry walker (a LocalResponseNorm)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ..precision import fp32_region
+        from fcnlib.runtime.precision import fp32_region
 
         dtype = x.dtype
         with fp32_region(x) as xf:

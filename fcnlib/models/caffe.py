@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, WeightsError
-from ..io import atomic_write
-from ..paths import regular_file
-from .io import max_weights_bytes
+from fcnlib.errors import DataError, WeightsError
+from fcnlib.files.io import atomic_write
+from fcnlib.files.paths import regular_file
+from fcnlib.models.io import max_weights_bytes
 
 
 class _Bad(Exception):

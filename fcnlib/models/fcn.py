@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from . import stats
-from .alexnet import AlexNet
-from .googlenet import GoogLeNet
-from .vgg import VGG16, Backbone, run_trunk
+from fcnlib.errors import ConfigError
+from fcnlib.models import stats
+from fcnlib.models.alexnet import AlexNet
+from fcnlib.models.googlenet import GoogLeNet
+from fcnlib.models.vgg import VGG16, Backbone, run_trunk
 
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
 BACKBONES = {"vgg16": VGG16, "alexnet": AlexNet, "googlenet": GoogLeNet}
@@ -204,7 +204,7 @@ class FCN(nn.Module):
     def run_heads(self, feat: torch.Tensor, taps: dict[str, torch.Tensor], x: torch.Tensor
                   ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Score layers, skips and crops on the trunk's output — separate so that another way of running
-        the trunk (fcnlib.fast's exact padding skip) reuses them unchanged. `x` only gives the crop size."""
+        the trunk (fcnlib.runtime.fast's exact padding skip) reuses them unchanged. `x` only gives the crop size."""
         for t, s in self.tap_scale.items():
             taps[t] = taps[t] * s
         out = {}

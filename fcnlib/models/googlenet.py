@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .alexnet import _lrn
-from .vgg import Backbone, scaled
+from fcnlib.models.alexnet import _lrn
+from fcnlib.models.vgg import Backbone, scaled
 
 # (1x1, 3x3_reduce, 3x3, 5x5_reduce, 5x5, pool_proj) per block, from bvlc_googlenet
 INCEPTION = {

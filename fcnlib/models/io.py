@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError, WeightsError
-from ..io import atomic_save_torch
-from ..paths import regular_file
-from .fcn import build_fcn, build_late_fusion
-from .meta import ModelMeta
+from fcnlib.errors import ConfigError, DataError, WeightsError
+from fcnlib.files.io import atomic_save_torch
+from fcnlib.files.paths import regular_file
+from fcnlib.models.fcn import build_fcn, build_late_fusion
+from fcnlib.models.meta import ModelMeta
 
 _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "heads"}
 

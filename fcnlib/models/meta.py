@@ -16,9 +16,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..datasets import MODALITY_CHANNELS
-from ..errors import ConfigError, DataError, WeightsError
-from .preprocessing import Preprocessing
+from fcnlib.errors import ConfigError, DataError, WeightsError
+from fcnlib.facts.datasets import MODALITY_CHANNELS
+from fcnlib.models.preprocessing import Preprocessing
 
 #: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.
 DEFAULT_MODALITIES: tuple[str, ...] = ("rgb",)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from fcnlib.errors import ConfigError
 
 # Means typed once (SPEC §3; Caffe means are in BGR order as the authors' data layers use them).
 VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from torch import nn
 
-from ..errors import ConfigError
+from fcnlib.errors import ConfigError
 
 _IDENTITY = (nn.ReLU, nn.Dropout, nn.Dropout2d, nn.LocalResponseNorm, nn.Identity, nn.BatchNorm2d)
 

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FcnError, WeightsError
-from ..io import atomic_save_torch
-from .fcn import BACKBONES
-from .googlenet import INCEPTION
-from .io import (
+from fcnlib.errors import ConfigError, FcnError, WeightsError
+from fcnlib.files.io import atomic_save_torch
+from fcnlib.models.fcn import BACKBONES
+from fcnlib.models.googlenet import INCEPTION
+from fcnlib.models.io import (
     _is_weights_dict,
     build_from_arch,
     check_finite,
@@ -30,7 +30,7 @@ from .io import (
     check_weights_file,
     safe_torch_load,
 )
-from .preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
+from fcnlib.models.preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
 
 FORMATS = ("torchvision", "caffe")
 _VGG_NAMES = [f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), start=1) for i in range(1, n + 1)]
@@ -168,7 +168,7 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str,
         layers = _tv_source(backbone, _load_torch_sd(src), src)
         prep = TORCHVISION_GOOGLENET if backbone == "googlenet" else TORCHVISION
     else:
-        from .caffe import read_caffemodel
+        from fcnlib.models.caffe import read_caffemodel
 
         blobs = read_caffemodel(src)
         layers = {}
@@ -305,8 +305,8 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     (scale_pool4/3) are constants here: their blobs must hold our constants, then they are dropped.
     Every layer of the model must be filled and every layer of the file used.
     """
-    from .caffe import read_caffemodel
-    from .fcn import _ATONCE_SCALE
+    from fcnlib.models.caffe import read_caffemodel
+    from fcnlib.models.fcn import _ATONCE_SCALE
 
     model = build_from_arch(arch)
     names = layer_map(model) if layer_map is not None else None
@@ -355,7 +355,7 @@ def _is_fcn_caffemodel(src: str | os.PathLike) -> bool:
     """A trained FCN (has score layers) rather than an ImageNet classifier — decided from the file."""
     if not str(src).endswith(".caffemodel") or not Path(src).is_file():
         return False
-    from .caffe import read_caffemodel
+    from fcnlib.models.caffe import read_caffemodel
 
     return any(n.startswith("score_fr") for n in read_caffemodel(src))
 
@@ -363,12 +363,12 @@ def _is_fcn_caffemodel(src: str | os.PathLike) -> bool:
 def cli(argv: list[str] | None = None) -> int:
     """`fcn convert-weights SRC -o DST --backbone vgg16 --format caffe|torchvision` (ImageNet classifier), or
     `fcn convert-weights fcn8s-heavy-pascal.caffemodel -o DST [--released voc-fcn8s]` (the authors' FCN)."""
-    from .. import released
+    from fcnlib.eval import released
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "convert-weights":
         argv = argv[1:]
-    from ..cliopts import Parser, add_out
+    from fcnlib.cli.options import Parser, add_out
 
     ap: argparse.ArgumentParser = Parser(prog="fcn convert-weights",
                                          description="ImageNet classifier → fully convolutional weights file, "

@@ -21,13 +21,13 @@ Decisions worth knowing (they are what makes results exact and resumable):
   Optional loss sampling (keep each valid pixel with probability p, seeded per (iteration, image
   slot)) and median-frequency class balancing (weights computed once from the train labels).
 * One update = ranks × recipe.iter_size × batch_size images (gradient accumulation, data-parallel
-  ranks from fcnlib.distributed), equal to one batch of all of them: `_accumulated_step`.
+  ranks from fcnlib.train.distributed), equal to one batch of all of them: `_accumulated_step`.
 * Device: CUDA when present (bf16 autocast from compute capability 8.0, fp16 with a GradScaler fitted
-  to the loss below — fcnlib.precision — and channels_last under "auto"; cudnn.benchmark only when all
+  to the loss below — fcnlib.runtime.precision — and channels_last under "auto"; cudnn.benchmark only when all
   training images share one size; `deterministic: true` for bitwise-repeatable CUDA runs —
-  fcnlib.determinism); on CPU "auto" means fp32 (bf16 on native-bf16 CPUs), so a resumed run is bitwise
+  fcnlib.runtime.determinism); on CPU "auto" means fp32 (bf16 on native-bf16 CPUs), so a resumed run is bitwise
   identical to a straight one.
-* Finite numbers (fcnlib.finite): settings checked at config time; loss and gradients before every
+* Finite numbers (fcnlib.train.finite): settings checked at config time; loss and gradients before every
   optimizer step, on the device on CUDA (no per-step host sync; the loss is fetched at the log interval);
   weights before every checkpoint and weights.pt.
 * Checkpoints: every `checkpoint_every` iterations and on SIGTERM/SIGINT, everything needed to
@@ -56,21 +56,21 @@ _iteration_hook = None
 
 # The public API, and the private names tests and bench/ use (`X as X`: an explicit re-export). loss.py
 # looks segmentation_loss up here, so a monkeypatch of fcnlib.train.segmentation_loss applies.
-from ..io import IGNORE_INDEX as IGNORE_INDEX  # noqa: E402
-from .build import _param_groups as _param_groups  # noqa: E402 - after the hook
-from .build import _resolve_device as _resolve_device  # noqa: E402
-from .build import amp_dtype, build_model, freeze_upsampling  # noqa: E402
-from .checkpoint import load_checkpoint  # noqa: E402
-from .loop import train  # noqa: E402
-from .loss import median_frequency_weights, segmentation_loss  # noqa: E402
-from .sampling import _Batches as _Batches  # noqa: E402
-from .sampling import _Keyed as _Keyed  # noqa: E402
-from .sampling import _worker_init as _worker_init  # noqa: E402
-from .sampling import batch_indices  # noqa: E402
-from .settings import CHECKPOINT_VERSION as CHECKPOINT_VERSION  # noqa: E402
-from .settings import MODALITY_CHANNELS as MODALITY_CHANNELS  # noqa: E402
-from .settings import check_config  # noqa: E402
-from .validate import validate  # noqa: E402
+from fcnlib.files.io import IGNORE_INDEX as IGNORE_INDEX  # noqa: E402
+from fcnlib.train.build import _param_groups as _param_groups  # noqa: E402 - after the hook
+from fcnlib.train.build import _resolve_device as _resolve_device  # noqa: E402
+from fcnlib.train.build import amp_dtype, build_model, freeze_upsampling  # noqa: E402
+from fcnlib.train.checkpoint import load_checkpoint  # noqa: E402
+from fcnlib.train.loop import train  # noqa: E402
+from fcnlib.train.loss import median_frequency_weights, segmentation_loss  # noqa: E402
+from fcnlib.train.sampling import _Batches as _Batches  # noqa: E402
+from fcnlib.train.sampling import _Keyed as _Keyed  # noqa: E402
+from fcnlib.train.sampling import _worker_init as _worker_init  # noqa: E402
+from fcnlib.train.sampling import batch_indices  # noqa: E402
+from fcnlib.train.settings import CHECKPOINT_VERSION as CHECKPOINT_VERSION  # noqa: E402
+from fcnlib.train.settings import MODALITY_CHANNELS as MODALITY_CHANNELS  # noqa: E402
+from fcnlib.train.settings import check_config  # noqa: E402
+from fcnlib.train.validate import validate  # noqa: E402
 
 __all__ = ["train", "check_config", "freeze_upsampling", "segmentation_loss", "median_frequency_weights", "validate",
            "batch_indices", "build_model", "amp_dtype", "load_checkpoint"]

@@ -10,38 +10,38 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, WeightsError
-from .settings import _ARCH_KEYS, MODALITY_CHANNELS
+from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.train.settings import _ARCH_KEYS, MODALITY_CHANNELS
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    from ..inference import resolve_device
+    from fcnlib.eval.inference import resolve_device
 
     return resolve_device(device)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for "auto": bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with native bf16
-    (fcnlib.fast measured emulated bf16 at ~1/10 of fp32 speed, so other CPUs train in fp32)."""
+    (fcnlib.runtime.fast measured emulated bf16 at ~1/10 of fp32 speed, so other CPUs train in fp32)."""
     if amp == "off":
         return None
     if amp == "bf16":
         return torch.bfloat16
     if amp == "fp16":
         return torch.float16
-    from ..fast import autocast_dtype
+    from fcnlib.runtime.fast import autocast_dtype
 
     return autocast_dtype(device)  # bf16/fp16 on CUDA and on CPUs with native bf16; else fp32
 
 
 def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path) -> dict[str, Any]:
-    """cudnn.benchmark only when every training image has one size (fcnlib.determinism), every switch of
+    """cudnn.benchmark only when every training image has one size (fcnlib.runtime.determinism), every switch of
     the `deterministic` setting when it is on. Returns the switches applied."""
-    from ..determinism import apply_switches, fixed_input_size, resolve_switches
+    from fcnlib.runtime.determinism import apply_switches, fixed_input_size, resolve_switches
 
     fixed = False
     if dev.type == "cuda" and not c["deterministic"]:
-        from ..data import SegDataset
+        from fcnlib.data import SegDataset
 
         ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
         fixed = fixed_input_size(ds.image_path(i, m) for i in range(len(ds)) for m in ds.modalities)
@@ -53,17 +53,17 @@ def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path)
 def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.device, dataset_json: Path,
                  pre: Mapping[str, Any]) -> Any:
     """fp16's GradScaler, its initial scale fitted to the loss normalisation and batch pixels (precision.py)."""
-    from ..precision import make_scaler
+    from fcnlib.runtime.precision import make_scaler
 
     if amp != torch.float16:
         return None
-    from ..data import SegDataset
-    from ..io import image_size
+    from fcnlib.data import SegDataset
+    from fcnlib.files.io import image_size
 
     ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
     w, h = image_size(ds.image_path(0), fix="check the prepared dataset")  # the first stands for the split
     pixels = int(c["recipe"]["batch_size"]) * w * h * float(c["loss_sampling"])
-    from ..precision import input_range
+    from fcnlib.runtime.precision import input_range
 
     rng = max(input_range(p) for p in pre.values()) if pre else 1.0
     return make_scaler(amp, dev, c["recipe"]["loss"], int(pixels), rng)
@@ -71,9 +71,9 @@ def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.devic
 
 def _batch_bytes(ds: Any, batch_size: int) -> int:
     """Bytes of one collated batch, from the first image's header (the split's typical size)."""
-    from ..errors import DataError
-    from ..io import image_size
-    from ..loader import batch_nbytes
+    from fcnlib.errors import DataError
+    from fcnlib.files.io import image_size
+    from fcnlib.train.loader import batch_nbytes
 
     try:
         w, h = image_size(ds.image_path(0))
@@ -99,7 +99,7 @@ def _channels(modalities: Sequence[str]) -> int:
 
 def _rgb_for_dataset(pre: Any, dataset_name: str) -> Any:
     """Caffe-style ImageNet weights on NYUD / SIFT Flow: use the dataset's own mean, as the authors did."""
-    from ..models.preprocessing import NYUD_RGB_CAFFE, SIFTFLOW_CAFFE
+    from fcnlib.models.preprocessing import NYUD_RGB_CAFFE, SIFTFLOW_CAFFE
 
     if pre.channel_order == "BGR" and pre.std is None and pre.scale == 255.0:
         name = dataset_name.lower()
@@ -118,7 +118,7 @@ def _preprocessing_from_imagenet(imagenet_pre: Any, modalities: Sequence[str], d
     mean expressed in their 0–1, std-normalised units, so the first layer sees inputs of the scale it
     was trained on; depth: log-depth minus its mean.
     """
-    from ..models.preprocessing import DEPTH_LOG, HHA, Preprocessing
+    from fcnlib.models.preprocessing import DEPTH_LOG, HHA, Preprocessing
 
     out = {}
     for m in modalities:
@@ -136,7 +136,7 @@ def _preprocessing_from_imagenet(imagenet_pre: Any, modalities: Sequence[str], d
 
 def _fuse_trained(cfg: Mapping[str, Any]) -> tuple[nn.Module, dict, dict[str, Any]]:
     """Init kind late_fusion: the two trained nets of init.paths, summed (modalities = theirs, in order)."""
-    from ..models import build_late_fusion, load_model
+    from fcnlib.models import build_late_fusion, load_model
 
     mods = cfg["modalities"]
     a_path, b_path = (Path(p) for p in cfg["init"]["paths"])
@@ -154,7 +154,7 @@ def _fuse_trained(cfg: Mapping[str, Any]) -> tuple[nn.Module, dict, dict[str, An
 
 def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, dict, dict[str, Any]]:
     """Model + {modality: Preprocessing} + arch meta, initialised as cfg["init"] says."""
-    from ..models import (
+    from fcnlib.models import (
         build_fcn,
         build_late_fusion,
         freeze_except_score,
@@ -204,7 +204,7 @@ def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, d
                 raise ConfigError(f"train config of {cfg['experiment']}: parent {init['path']} was trained "
                                   f"on {pmeta.modalities} but this stage uses {mods}")
         else:  # "none": random init (tests, ablations); preprocessing from the cfg or plain 0–1 scaling
-            from ..models.preprocessing import Preprocessing
+            from fcnlib.models.preprocessing import Preprocessing
 
             pre = dict(init.get("preprocessing") or {})
             for m in mods:
@@ -231,7 +231,7 @@ def freeze_upsampling(model: nn.Module) -> list[str]:
     never learns — lr_mult 0 in the authors' net.py, re-set by surgery.interp in solve.py after the parent's
     weights are copied, so a parent's learned 2× kernels are not carried over. Frozen = requires_grad False
     (left out of the optimizer; fcnlib.models may run such layers as grouped convs). Returns their names."""
-    from ..models.fcn import bilinear_
+    from fcnlib.models.fcn import bilinear_
 
     names = []
     for name, mod in model.named_modules():
@@ -244,7 +244,7 @@ def freeze_upsampling(model: nn.Module) -> list[str]:
 
 
 def _as_pre(p: Any) -> Any:
-    from ..models.preprocessing import Preprocessing
+    from fcnlib.models.preprocessing import Preprocessing
 
     return p if isinstance(p, Preprocessing) else Preprocessing.from_dict(p)
 
@@ -284,7 +284,7 @@ def _param_groups(model: nn.Module, r: Mapping[str, Any]) -> list[dict[str, Any]
 
 
 def _make_optimizer(model: nn.Module, r: Mapping[str, Any], **kw: Any) -> torch.optim.Optimizer:
-    """SGD/Adam over _param_groups; `kw` (fcnlib.finite.optimizer_kwargs): fused kernels on CUDA."""
+    """SGD/Adam over _param_groups; `kw` (fcnlib.train.finite.optimizer_kwargs): fused kernels on CUDA."""
     groups = _param_groups(model, r)
     if not any(g["params"] for g in groups):
         raise ConfigError("train config: no trainable parameters (fixed net without score layers?)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..io import atomic_write_text
+from fcnlib.files.io import atomic_write_text
 
 
 class _Log:

@@ -14,13 +14,30 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..io import IGNORE_INDEX, atomic_save_torch, read_json
-from .build import _batch_bytes, _make_optimizer, _make_scaler, _resolve_device, _setup_backends, amp_dtype, build_model
-from .checkpoint import _Log, _RankLog, _Stop, load_checkpoint
-from .loss import _accumulated_step, median_frequency_weights
-from .sampling import _Batches, _Keyed, _mix, _rank_rng, _rng_state, _seed_everything, _set_rng_state, _worker_init
-from .settings import (
+from fcnlib.errors import ConfigError
+from fcnlib.files.io import IGNORE_INDEX, atomic_save_torch, read_json
+from fcnlib.train.build import (
+    _batch_bytes,
+    _make_optimizer,
+    _make_scaler,
+    _resolve_device,
+    _setup_backends,
+    amp_dtype,
+    build_model,
+)
+from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, load_checkpoint
+from fcnlib.train.loss import _accumulated_step, median_frequency_weights
+from fcnlib.train.sampling import (
+    _Batches,
+    _Keyed,
+    _mix,
+    _rank_rng,
+    _rng_state,
+    _seed_everything,
+    _set_rng_state,
+    _worker_init,
+)
+from fcnlib.train.settings import (
     CHECKPOINT_VERSION,
     _check_heads,
     _classes_meta,
@@ -29,7 +46,7 @@ from .settings import (
     _settings_text,
     check_config,
 )
-from .validate import validate
+from fcnlib.train.validate import validate
 
 PathLike = str | os.PathLike
 
@@ -62,9 +79,9 @@ class _Run:
 
     def __init__(self, c: dict[str, Any], out_weights: Path, resume_path: Path, log_path: Path,
                  device: str) -> None:
-        from .. import distributed
-        from ..allocator import tune_malloc
-        from ..fast import use_channels_last
+        from fcnlib.runtime.allocator import tune_malloc
+        from fcnlib.runtime.fast import use_channels_last
+        from fcnlib.train import distributed
 
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
         self.r = c["recipe"]
@@ -88,7 +105,7 @@ class _Run:
         self._datasets()
 
     def _build(self) -> None:
-        from ..finite import optimizer_kwargs
+        from fcnlib.train.finite import optimizer_kwargs
 
         c = self.c
         _seed_everything(self.seed)
@@ -104,14 +121,14 @@ class _Run:
         self.scaler = _make_scaler(c, self.amp, self.dev, self.dataset_json, self.pre)
 
     def _datasets(self) -> None:
-        from ..data import SegDataset
-        from ..loader import raw_ok
+        from fcnlib.data import SegDataset
+        from fcnlib.train.loader import raw_ok
 
         c, seed = self.c, self.seed
         aug = c["augment"] or {}
         augment = ({"mirror": bool(aug.get("mirror")), "jitter": int(aug.get("jitter") or 0), "seed": seed}
                    if (aug.get("mirror") or aug.get("jitter")) else None)
-        self.raw = raw_ok(c["modalities"])  # uint8 across processes, normalised on the device (fcnlib.loader)
+        self.raw = raw_ok(c["modalities"])  # uint8 across processes, normalised on the device (fcnlib.train.loader)
         self.train_ds = SegDataset(self.dataset_json, c["train_split"], c["modalities"], self.pre, augment,
                                    raw=self.raw)
         if len(self.train_ds) == 0:
@@ -124,7 +141,7 @@ class _Run:
 
     def resume(self) -> None:
         """Continue from the resume checkpoint when it is this config's and finite; else from iteration 0."""
-        from ..finite import state_nonfinite
+        from fcnlib.train.finite import state_nonfinite
 
         c, resume_path = self.c, self.resume_path
         start, train_time, log_text, self.pending_val, win = 0, 0.0, "", False, [0.0, 0]
@@ -159,9 +176,9 @@ class _Run:
 
     def start_loop(self) -> None:
         """The log, the DDP wrapper, the step guard, the data loader and the progress bar."""
-        from ..finite import StepGuard
-        from ..loader import apply_shm_plan, collate_shared, shm_plan
-        from ..progress import progress
+        from fcnlib.progress import progress
+        from fcnlib.train.finite import StepGuard
+        from fcnlib.train.loader import apply_shm_plan, collate_shared, shm_plan
 
         c, r, dist, dev = self.c, self.r, self.dist, self.dev
         self.log = _Log(self.log_path, self.log_text) if dist.is_main else _RankLog(self.log_text)
@@ -188,7 +205,7 @@ class _Run:
 
     def checkpoint(self, pending: bool = False) -> None:
         """Everything needed to continue exactly, atomically to resume_path (collective: every rank calls)."""
-        from ..finite import check_model_finite
+        from fcnlib.train.finite import check_model_finite
 
         c, state, dist = self.c, self.state, self.dist
         state["win"] = list(self.guard.poll())  # raises for a non-finite step since the last poll
@@ -299,8 +316,8 @@ class _Run:
 
     def finish(self) -> dict[str, Any]:
         """Write the weights (rank 0, finite-checked), remove the resume file; the summary dict."""
-        from ..finite import check_model_finite
-        from ..models import ModelMeta, save_model
+        from fcnlib.models import ModelMeta, save_model
+        from fcnlib.train.finite import check_model_finite
 
         c, state, model = self.c, self.state, self.model
         meta = ModelMeta.create(

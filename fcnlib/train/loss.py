@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from ..io import IGNORE_INDEX
-from .sampling import _sampled_labels
+from fcnlib.errors import ConfigError
+from fcnlib.files.io import IGNORE_INDEX
+from fcnlib.train.sampling import _sampled_labels
 
 
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, reduction: str = "sum",
@@ -86,9 +86,9 @@ def _accumulated_step(net: nn.Module, guard: Any, scaler: Any, micro: list[tuple
     equal to ONE batch of all world × iter_size micro-batches: the 'mean' loss divides every
     micro-batch's summed loss by the valid-pixel count of the whole global batch (counted before any
     backward, all-reduced over ranks), the 'sum' loss adds plain sums; DDP sums gradients over ranks.
-    `guard` (fcnlib.finite.StepGuard) checks the global loss and the gradients before the update and keeps
-    the loss on the device. `pres`: uint8 batches (fcnlib.loader) are normalised here, on the device."""
-    from ..loader import labels_to_device, normalize_batch
+    `guard` (fcnlib.train.finite.StepGuard) checks the global loss and the gradients before the update and keeps
+    the loss on the device. `pres`: uint8 batches (fcnlib.train.loader) are normalised here, on the device."""
+    from fcnlib.train.loader import labels_to_device, normalize_batch
 
     ys_all = []
     for (_, y), sl in zip(micro, slots, strict=True):

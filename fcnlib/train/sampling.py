@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import IGNORE_INDEX
+from fcnlib.files.io import IGNORE_INDEX
 
 
 def _mix(*xs: int) -> int:

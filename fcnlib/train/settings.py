@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from ..datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
-from ..datasets import NET_MODALITIES
-from ..errors import ConfigError
+from fcnlib.errors import ConfigError
+from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
+from fcnlib.facts.datasets import NET_MODALITIES
 
 CHECKPOINT_VERSION = 1
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take
@@ -41,7 +41,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     r = c["recipe"]
     if not isinstance(r, Mapping) or [k for k in _RECIPE_KEYS if k not in r]:
         raise ConfigError(f"train config of {exp}: recipe must have keys {list(_RECIPE_KEYS)}, got {r!r}")
-    from ..finite import check_finite_settings
+    from fcnlib.train.finite import check_finite_settings
 
     check_finite_settings({k: c[k] for k in ("recipe", "loss_sampling", "iterations", "seed") if k in c},
                           f"train config of {exp}")  # names the key (weight_decay: .nan used to pass)
@@ -91,7 +91,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | None) -> str:
     """The settings a divergence message quotes (all of them, not only lr)."""
-    from ..precision import dtype_name
+    from fcnlib.runtime.precision import dtype_name
 
     keys = ("lr", "momentum", "weight_decay", "bias_lr_mult", "score_lr_mult", "loss", "batch_size")
     parts = [f"{k} {r[k]}" for k in keys if k in r]
@@ -102,7 +102,7 @@ def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | No
 
 
 def _dtype_name(amp: torch.dtype | None) -> str:
-    from ..precision import dtype_name
+    from fcnlib.runtime.precision import dtype_name
 
     return dtype_name(amp)
 

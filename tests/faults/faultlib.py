@@ -4,7 +4,7 @@ compare every output with the uninterrupted reference run.
 
 A `script:` rule runs as `python <workdir>/.snakemake/scripts/tmpXXXX.<script>.py`, so a job is found by
 that path prefix and suffix in /proc; its log gets "rule <name> started" once the imports are done
-(fcnlib.scripting.run), which is where we start the random delay so the kill lands in the real work.
+(fcnlib.pipeline.scripting.run), which is where we start the random delay so the kill lands in the real work.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def reap(work: Path) -> None:
 
 
 def reference_seconds(log: Path) -> float:
-    """How long the reference job's work took, from the "done in X s" line fcnlib.scripting logs."""
+    """How long the reference job's work took, from the "done in X s" line fcnlib.pipeline.scripting logs."""
     m = re.findall(r"done in ([0-9.]+) s", log.read_text()) if log.exists() else []
     return float(m[-1]) if m else 0.5
 
@@ -246,7 +246,7 @@ def leftovers(work: Path, tops: Iterable[str] = ("data", "results")) -> list[str
 
 
 def error_lines(text: str) -> list[str]:
-    """The `error: ...` lines fcnlib.scripting.run prints (one per failed job), deduplicated."""
+    """The `error: ...` lines fcnlib.pipeline.scripting.run prints (one per failed job), deduplicated."""
     seen: list[str] = []
     for line in text.replace("\r", "\n").splitlines():
         line = line.strip()

@@ -387,8 +387,8 @@ def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
     """Snakemake parses --configfile itself (safe loader: the tag is refused, no code runs) before our
     Snakefile starts, so its message is Snakemake's own; fcnlib's loader (the Snakefile's default config,
     `fcn config`) names the file and the fix."""
-    from fcnlib.config import load_yaml
     from fcnlib.errors import ConfigError
+    from fcnlib.pipeline.config import load_yaml
 
     marker = tmp_path / "PWNED"
     cfg = _cfg(tmp_path, "pytag", lambda t: t.replace(
@@ -401,7 +401,7 @@ def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
     assert len(lines) == 1, r.stdout[-3000:]
     with pytest.raises(ConfigError) as e:
         load_yaml(cfg)
-    REPORT.append(f"config python tag (fcnlib.config.load_yaml): {e.value}")
+    REPORT.append(f"config python tag (fcnlib.pipeline.config.load_yaml): {e.value}")
     print(e.value)
     assert not marker.exists()
     assert str(cfg) in str(e.value) and "python tags" in str(e.value)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hostile import fcn, files_under, one_error
 
-from fcnlib.archive import Limits, safe_extract
 from fcnlib.errors import DataError
+from fcnlib.files.archive import Limits, safe_extract
 
 
 def _ti(name: str, type_: bytes = tarfile.REGTYPE, link: str = "", size: int = 0) -> tarfile.TarInfo:

@@ -1,8 +1,8 @@
 """Bounded parsing before work (issue 23, class 5): tiny files that would cost minutes or gigabytes are
 refused from what they declare, before the work. YAML: size, alias expansion, recursion, depth (one
-loader, fcnlib.config.load_yaml, for every YAML read). Weights: meta['arch'] size and nesting (a late
+loader, fcnlib.pipeline.config.load_yaml, for every YAML read). Weights: meta['arch'] size and nesting (a late
 fusion of late fusions doubled the build time per level). .mat labels: every array's size read from its
-header under FCN_MAX_IMAGE_PIXELS before anything is decompressed (fcnlib.matio.read_mat, used by every
+header under FCN_MAX_IMAGE_PIXELS before anything is decompressed (fcnlib.files.matio.read_mat, used by every
 .mat reader)."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from hostile import ROOT, fcn, one_error
 from matfile import write_mat
 from PIL import Image
 
-from fcnlib import config as fcncfg
 from fcnlib.errors import ConfigError, DataError, WeightsError
-from fcnlib.matio import read_mat
+from fcnlib.files.matio import read_mat
 from fcnlib.models import build_fcn, load_model, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
+from fcnlib.pipeline import config as fcncfg
 
 
 # ---- YAML ------------------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def test_yaml_bounds_check_config(tmp_path: Path, case: str) -> None:
 
 
 def test_experiment_loader_uses_the_bounded_reader(tmp_path: Path) -> None:
-    from fcnlib.experiment import load_config
+    from fcnlib.pipeline.experiment import load_config
 
     p = tmp_path / "c.yaml"
     p.write_text(_laughs())
@@ -104,7 +104,7 @@ def test_no_other_yaml_reader() -> None:
         for n, line in enumerate(p.read_text().splitlines(), 1):
             if re.search(r"\byaml\.(safe_)?load\b|\byaml\.(full_|unsafe_)load\b", line):
                 hits.append(f"{p.relative_to(ROOT)}:{n}")
-    assert hits == ["fcnlib/config.py:" + hits[0].split(":")[1]] if hits else True, hits
+    assert hits == ["fcnlib/pipeline/config.py:" + hits[0].split(":")[1]] if hits else True, hits
     assert len(hits) <= 1, hits
 
 

@@ -2,7 +2,7 @@
 of bad inputs where it takes a file — missing, a folder, a FIFO, a character device, binary garbage, text
 that is not UTF-8, an empty file — and must exit 2 with exactly one `error: ` line naming the input, no
 traceback. The mechanism is fcnlib.errors.one_line (the dispatcher and the rule scripts) plus
-fcnlib.paths.regular_file where inputs are opened; also: disk full / file size limit while writing
+fcnlib.files.paths.regular_file where inputs are opened; also: disk full / file size limit while writing
 (DiskError naming the file), `--size 0 0`, FCN_MAX_IMAGE_PIXELS=0 blamed on the variable, bad numbers in
 a weights meta. In-process through fcnlib.cli.main (one torch import), FIFO cases in a subprocess (a
 reader that opened one would block)."""
@@ -174,10 +174,10 @@ def test_weights_meta_strings_for_means(tmp_path: Path, good: dict[str, Path], c
     lambda p: (_ for _ in ()).throw(OSError(28, "No space left on device", str(p / "out.png"))),
 ])
 def test_rule_scripts_one_line(tmp_path: Path, exc, capsys: pytest.CaptureFixture) -> None:
-    """fcnlib.scripting.run (every rule script) maps the same failures to one line in stderr and the log."""
+    """fcnlib.pipeline.scripting.run (every rule script) maps the same failures to one line in stderr and the log."""
     from types import SimpleNamespace
 
-    from fcnlib.scripting import run
+    from fcnlib.pipeline.scripting import run
 
     log = tmp_path / "rule.log"
     job = SimpleNamespace(log=[str(log)], threads=1, rule="x")

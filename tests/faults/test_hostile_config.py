@@ -12,8 +12,8 @@ import pytest
 import yaml
 from hostile import ROOT, fcn, one_error
 
-from fcnlib import config as fcncfg
 from fcnlib.errors import ConfigError
+from fcnlib.pipeline import config as fcncfg
 
 PAPER = ROOT / "config" / "config.yaml"
 NAN, INF = float("nan"), float("inf")

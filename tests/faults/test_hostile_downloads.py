@@ -16,8 +16,8 @@ from hostile import fcn, one_error
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers_http import serve  # noqa: E402
 
-from fcnlib.download import Bounds, download, part_meta_path, part_path, record_path  # noqa: E402
 from fcnlib.errors import DownloadError  # noqa: E402
+from fcnlib.files.download import Bounds, download, part_meta_path, part_path, record_path  # noqa: E402
 
 BODY = random.Random(1).randbytes(400_000)
 OTHER = random.Random(2).randbytes(400_000)

@@ -19,7 +19,7 @@ from hostile import fcn, files_under, one_error
 from PIL import Image
 
 from fcnlib.errors import DataError, DiskError, WeightsError
-from fcnlib.io import DEFAULT_MAX_PIXELS, read_depth_png, read_image, read_label
+from fcnlib.files.io import DEFAULT_MAX_PIXELS, read_depth_png, read_image, read_label
 from fcnlib.models import build_fcn, load_model, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
 
@@ -138,7 +138,7 @@ def test_fcn_hha_huge_depth(tmp_path: Path, huge: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("fill", [0.0, np.nan, np.inf])
 def test_hha_of_degenerate_depth_is_an_error(fill: float) -> None:
-    from fcnlib.hha import CAMERAS, encode_hha
+    from fcnlib.data.hha import CAMERAS, encode_hha
 
     with pytest.raises(DataError, match="no valid"):
         encode_hha(np.full((48, 64), fill), CAMERAS["nyu-color"])
@@ -237,7 +237,7 @@ def test_weights_given_as_a_folder(tmp_path: Path) -> None:
 _FULL = """
 import resource, signal, sys, torch
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-from fcnlib.io import atomic_save_torch
+from fcnlib.files.io import atomic_save_torch
 atomic_save_torch({"w": torch.ones(10)}, sys.argv[1])  # the previous, good checkpoint
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 from fcnlib.errors import FcnError
@@ -268,7 +268,7 @@ def test_disk_full_under_a_checkpoint(tmp_path: Path) -> None:
 def test_disk_error_is_a_fcn_error() -> None:
     import errno
 
-    from fcnlib.io import disk_error
+    from fcnlib.files.io import disk_error
 
     e = disk_error("/x/weights.pt", OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(e, DiskError) and str(e).startswith("/x/weights.pt: ") and "no space left" in str(e)

@@ -1,5 +1,5 @@
 """Reads outside what was given (issue 23, class 7): inputs are read only inside the folders the user
-named or the dataset's root — one helper, fcnlib.paths.inside, used by `fcn segment` (a folder's entries),
+named or the dataset's root — one helper, fcnlib.files.paths.inside, used by `fcn segment` (a folder's entries),
 the dataset loader (every path a dataset.json names, and links inside its folders) and the split-list
 readers (ids that climb out). A link leaving is refused naming the link; `fcn segment --follow-links`
 reads what links lead to on purpose; a dataset keeps data elsewhere only in folders it names in "roots"."""
@@ -17,10 +17,10 @@ from PIL import Image
 
 from fcnlib.data.dataset import SegDataset, load_dataset_meta, read_ids
 from fcnlib.errors import DataError
-from fcnlib.io import write_label_png
+from fcnlib.files.io import write_label_png
+from fcnlib.files.paths import inside
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
-from fcnlib.paths import inside
 
 
 @pytest.fixture

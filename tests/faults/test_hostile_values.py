@@ -180,7 +180,7 @@ def test_sbd_integral_floats_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [-1, -255, -256 + 3, -(2**31)])
 def test_negative_32bit_label_not_wrapped(tmp_path: Path, value: int) -> None:
-    from fcnlib.io import read_label
+    from fcnlib.files.io import read_label
 
     arr = np.zeros((5, 5), np.int32)
     arr[1, 1] = value
@@ -206,7 +206,7 @@ def test_siftflow_float_label_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [{"fx": float("nan")}, {"fy": float("inf")}, {"cx": float("-inf")}, {"fx": 0.0},
                                  {"fy": -500.0}, {"cy": 0}, {"fx": "518"}, {"cx": True}])
 def test_camera_intrinsics_refused(bad: dict) -> None:
-    from fcnlib.hha import CAMERAS, Camera
+    from fcnlib.data.hha import CAMERAS, Camera
 
     good = dict(vars(CAMERAS["nyu-color"]))
     with pytest.raises(ConfigError) as ei:
@@ -259,7 +259,7 @@ def test_voc_list_ids_unique(tmp_path: Path, text: str) -> None:
 
 # ---- images: 16-bit, EXIF, segment outputs ---------------------------------------------------------------
 def test_16bit_grey_scaled_not_clipped(tmp_path: Path) -> None:
-    from fcnlib.io import read_image
+    from fcnlib.files.io import read_image
 
     ramp = (np.arange(64, dtype=np.uint32) * 1024).astype(np.uint16).reshape(8, 8)  # 64 grey levels
     p = tmp_path / "g16.png"
@@ -271,7 +271,7 @@ def test_16bit_grey_scaled_not_clipped(tmp_path: Path) -> None:
 
 
 def test_float_image_refused(tmp_path: Path) -> None:
-    from fcnlib.io import read_image
+    from fcnlib.files.io import read_image
 
     p = tmp_path / "f.tif"
     Image.fromarray(np.full((4, 4), 0.5, np.float32), mode="F").save(p)
@@ -292,7 +292,7 @@ def _exif_rotated_jpeg(path: Path, orientation: int) -> np.ndarray:
 
 @pytest.mark.parametrize("orientation,shape", [(6, (30, 20)), (8, (30, 20)), (3, (20, 30)), (1, (20, 30))])
 def test_exif_orientation_applied_for_segment_only(tmp_path: Path, orientation: int, shape: tuple) -> None:
-    from fcnlib.io import read_image
+    from fcnlib.files.io import read_image
 
     p = tmp_path / "photo.jpg"
     _exif_rotated_jpeg(p, orientation)
@@ -337,8 +337,8 @@ def test_segment_same_file_twice_written_once(tmp_path: Path) -> None:
     ("scale_pool4", [np.array([0.01] * 4, np.float32), np.array([0, 0, 0.5, 0], np.float32)], "non-zero bias"),
 ])
 def test_atonce_scale_checked_in_full(tmp_path: Path, layer: str, blobs: list, word: str) -> None:
-    from fcnlib import released
     from fcnlib.demo import released_caffe_blobs
+    from fcnlib.eval import released
     from fcnlib.models.caffe import write_caffemodel
 
     W = 0.0625
@@ -352,8 +352,8 @@ def test_atonce_scale_checked_in_full(tmp_path: Path, layer: str, blobs: list, w
 
 
 def test_atonce_per_channel_constant_accepted(tmp_path: Path) -> None:
-    from fcnlib import released
     from fcnlib.demo import released_caffe_blobs
+    from fcnlib.eval import released
     from fcnlib.models.caffe import write_caffemodel
 
     W = 0.0625

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlib import config as fcncfg
+from fcnlib.pipeline import config as fcncfg
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,8 +67,8 @@ def test_every_output_exists_and_parses(demo_run):
 def test_released_standins_are_converted_scored_and_fill_table2(demo_run):
     """download → convert → the same evaluation → released.md, and Table 2's released column measured."""
     cfg = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
+    from fcnlib.eval.released import MODELS
     from fcnlib.models import load_model
-    from fcnlib.released import MODELS
 
     assert cfg["released"], "the test config scores at least one released stand-in"
     data = json.loads((demo_run / "results" / "released.json").read_text())

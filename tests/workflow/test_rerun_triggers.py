@@ -84,8 +84,8 @@ def test_built_tree_is_up_to_date(built: Path) -> None:
 
 
 @pytest.mark.parametrize("rel", ["train/loop.py", "train/settings.py",  # any file of the fcnlib.train package
-                                 "inference.py",  # loading/scoring the trainer shares with evaluation
-                                 "allocator.py"])  # the malloc settings (the trainer's, via fast.py)
+                                 "eval/inference.py",  # loading/scoring the trainer shares with evaluation
+                                 "runtime/allocator.py"])  # the malloc settings (the trainer's, via fast.py)
 def test_editing_train_reruns_train_only(built: Path, tmp_path: Path, rel: str) -> None:
     jobs = planned(_edited_copy(built, tmp_path, rel))
     assert set(jobs) == {"train"}, jobs
@@ -106,17 +106,17 @@ def test_editing_a_backbone_remakes_the_demo_sources(built: Path, tmp_path: Path
 
 
 def test_editing_the_process_pool_reruns_preparation(built: Path, tmp_path: Path) -> None:
-    jobs = planned(_edited_copy(built, tmp_path, "parallel.py"))  # prepare's (and SBD's) parallel map
+    jobs = planned(_edited_copy(built, tmp_path, "runtime/parallel.py"))  # prepare's (and SBD's) parallel map
     assert "prepare_pascal" in jobs and "params have changed" in jobs["prepare_pascal"].lower(), jobs
     assert not {"make_demo_sources", "download", "extract", "convert_weights"} & set(jobs), jobs
 
 
 def test_editing_the_http_layer_reruns_download(built: Path, tmp_path: Path) -> None:
-    jobs = planned(_edited_copy(built, tmp_path, "httpfetch.py"))  # split out of download.py
+    jobs = planned(_edited_copy(built, tmp_path, "files/httpfetch.py"))  # split out of download.py
     assert "download" in jobs and "params have changed" in jobs["download"].lower(), jobs
 
 
-@pytest.mark.parametrize("rel", ["tables.py", "padskip.py"])
+@pytest.mark.parametrize("rel", ["report/tables.py", "runtime/padskip.py"])
 def test_editing_unrelated_module_reruns_nothing(built: Path, tmp_path: Path, rel: str) -> None:
     # tables.py is only used by the report rules, which are not part of this target; padskip.py only by bench
     assert planned(_edited_copy(built, tmp_path, rel)) == {}

@@ -7,15 +7,15 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from fcnlib import config as fcncfg
-from fcnlib import datasets as registry
-from fcnlib import layout
-from fcnlib import released as fcnreleased
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.facts import datasets as registry
+from fcnlib.files import layout
+from fcnlib.eval import released as fcnreleased
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
 # config/demo.yaml), which replaces it; a partial file or --config pairs (`training: {threads: 4}`) are
-# deep-merged over it (fcnlib.config.compose_config). No Snakefile `configfile:`: it would merge the paper's
+# deep-merged over it (fcnlib.pipeline.config.compose_config). No Snakefile `configfile:`: it would merge the paper's
 # experiments into the demo's. The header's "Config file(s)" and the log line name every source.
 _DEFAULT_CONFIG = Path("config/config.yaml")
 if not _DEFAULT_CONFIG.exists():  # --directory elsewhere: the default beside the Snakefile
@@ -45,10 +45,10 @@ except ConfigError as _e:
 
 # Local runs: at most as many GPU jobs at once as this box has GPUs (1 on a CPU box), so
 # `snakemake --cores 8 results/tables.md` is safe without `--resources gpu=…`; each job then claims its
-# own GPU (fcnlib.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
+# own GPU (fcnlib.runtime.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
 # executor is not known yet while the Snakefile is parsed; `_nodes`, i.e. --jobs, is set only for them).
 if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.global_resources:
-    from fcnlib.devices import visible_gpu_count
+    from fcnlib.runtime.devices import visible_gpu_count
 
     workflow.global_resources["gpu"] = max(1, visible_gpu_count())
     if workflow.is_main_process:
@@ -68,22 +68,22 @@ SOURCES = config["sources"]
 DEMO = config["source"] == "demo"
 EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experiments"]}
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
-# Every dataset of the config, built-in or a folder of your own (fcnlib.datasets: what each is, how to prepare it)
+# Every dataset of the config, built-in or a folder of your own (fcnlib.facts.datasets: what each is, how to prepare it)
 DATASETS = registry.check_config(config, _CONFIG_SOURCE)
-# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.released).
+# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.eval.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
 # Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
 CODE = {
-    "download": fcncfg.code_hash("download.py", "httpfetch.py"),
+    "download": fcncfg.code_hash("files/download.py", "files/httpfetch.py"),
     # the demo's ImageNet/released stand-ins are built with fcnlib's backbones and written with its name maps
     "demo": fcncfg.code_hash(
         "demo/",
-        "scenes.py",
-        "hha.py",
-        "hha_geometry.py",
-        "released.py",
+        "demo/scenes.py",
+        "data/hha.py",
+        "data/hha_geometry.py",
+        "eval/released.py",
         "models/vgg.py",
         "models/alexnet.py",
         "models/googlenet.py",
@@ -91,37 +91,37 @@ CODE = {
         "models/caffe.py",
         "models/preprocessing.py",
     ),
-    "extract": fcncfg.code_hash("archive.py"),
-    "prepare": fcncfg.code_hash("data/", "parallel.py"),
-    "hha": fcncfg.code_hash("hha.py", "hha_geometry.py", "parallel.py", "allocator.py"),
+    "extract": fcncfg.code_hash("files/archive.py"),
+    "prepare": fcncfg.code_hash("data/", "runtime/parallel.py"),
+    "hha": fcncfg.code_hash("data/hha.py", "data/hha_geometry.py", "runtime/parallel.py", "runtime/allocator.py"),
     "weights": fcncfg.code_hash("models/"),
     "train": fcncfg.code_hash(
         "train/",
         "models/",
         "data/",
-        "metrics.py",
-        "evaluate.py",
-        "fast.py",
-        "allocator.py",
-        "inference.py",
-        "precision.py",
-        "determinism.py",
-        "finite.py",
-        "loader.py",
+        "eval/metrics.py",
+        "eval/evaluate.py",
+        "runtime/fast.py",
+        "runtime/allocator.py",
+        "eval/inference.py",
+        "runtime/precision.py",
+        "runtime/determinism.py",
+        "train/finite.py",
+        "train/loader.py",
     ),
     "evaluate": fcncfg.code_hash(
-        "evaluate.py",
-        "inference.py",
-        "metrics.py",
+        "eval/evaluate.py",
+        "eval/inference.py",
+        "eval/metrics.py",
         "models/",
         "data/",
-        "fast.py",
-        "allocator.py",
-        "precision.py",
-        "determinism.py",
+        "runtime/fast.py",
+        "runtime/allocator.py",
+        "runtime/precision.py",
+        "runtime/determinism.py",
     ),
-    "report": fcncfg.code_hash("figures.py", "tables.py", "paper.py", "evaluate.py", "inference.py", "models/"),
-    "released": fcncfg.code_hash("released.py", "paper.py", "inference.py", "models/"),
+    "report": fcncfg.code_hash("report/figures.py", "report/tables.py", "facts/paper.py", "eval/evaluate.py", "eval/inference.py", "models/"),
+    "released": fcncfg.code_hash("eval/released.py", "facts/paper.py", "eval/inference.py", "models/"),
 }
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the
@@ -190,7 +190,7 @@ def dataset_inputs(dataset, modalities):
 
 
 def prepare_inputs(dataset):
-    """The prepare function's file arguments (fcnlib.datasets.DatasetSpec.inputs) and its downloaded split
+    """The prepare function's file arguments (fcnlib.facts.datasets.DatasetSpec.inputs) and its downloaded split
     lists (`list_<split>`), as named inputs of the dataset's prepare rule."""
     spec = DATASETS[dataset]
     where = {"extracted": extracted, "raw": raw, "path": str}
@@ -208,7 +208,7 @@ def evaluations():
 
 
 def table_records():
-    """Each table row (fcnlib.config.table_rows) with the files its numbers are read from, all inputs of the
+    """Each table row (fcnlib.pipeline.config.table_rows) with the files its numbers are read from, all inputs of the
     tables rule: `metrics`, and `timing` for the experiments Tables 1 and 3 time."""
     timed = set(timed_experiments())
     return [

@@ -1,4 +1,4 @@
-# Every file the pipeline needs is fetched by fcnlib.download.download: mirrors, size + checksum,
+# Every file the pipeline needs is fetched by fcnlib.files.download.download: mirrors, size + checksum,
 # HTTP Range resume, atomic rename, cache dirs for files dropped in by hand.
 
 

@@ -20,7 +20,7 @@ rule extract:
 
 
 # One rule per dataset of the config, named prepare_<dataset>, generated from its registry entry
-# (fcnlib.datasets.DatasetSpec: the prepare function, its file arguments, downloaded split lists); a
+# (fcnlib.facts.datasets.DatasetSpec: the prepare function, its file arguments, downloaded split lists); a
 # folder dataset of your own gets its entry from the config. E.g. prepare_pascal: SBD merge + the paper's
 # splits (train 8,498 / seg11valid 736; trainaug 10,582 / val12 1,449).
 for _name, _spec in DATASETS.items():

@@ -22,7 +22,7 @@ rule summaries:
     conda:
         "../envs/report.yaml"
     params:
-        code=fcncfg.code_hash("summaries.py", "figures.py"),
+        code=fcncfg.code_hash("report/summaries.py", "report/figures.py"),
     script:
         "../scripts/summaries.py"
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fcnlib.released import convert
-from fcnlib.scripting import run
+from fcnlib.eval.released import convert
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

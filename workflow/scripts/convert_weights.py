@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fcnlib.models import convert_imagenet_file
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

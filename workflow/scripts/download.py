@@ -4,9 +4,9 @@ import json
 import logging
 from pathlib import Path
 
-from fcnlib.download import download, record_path
-from fcnlib.io import atomic_write_text, sha256_file
-from fcnlib.scripting import run
+from fcnlib.files.download import download, record_path
+from fcnlib.files.io import atomic_write_text, sha256_file
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

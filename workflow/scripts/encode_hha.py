@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from fcnlib.data.dataset import load_dataset_meta, read_ids
-from fcnlib.hha import CAMERAS, Camera, encode_dataset
-from fcnlib.io import atomic_write_json, read_json, sha256_file
-from fcnlib.scripting import run
+from fcnlib.data.hha import CAMERAS, Camera, encode_dataset
+from fcnlib.files.io import atomic_write_json, read_json, sha256_file
+from fcnlib.pipeline.scripting import run
 
 
 def depth_paths(dataset_json: Path, modality: str) -> list[Path]:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from fcnlib.devices import job_device
-from fcnlib.evaluate import evaluate_file
-from fcnlib.scripting import run
+from fcnlib.eval.evaluate import evaluate_file
+from fcnlib.pipeline.scripting import run
+from fcnlib.runtime.devices import job_device
 
 
 def main(job):

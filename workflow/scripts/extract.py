@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fcnlib.archive import safe_extract
-from fcnlib.scripting import run
+from fcnlib.files.archive import safe_extract
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

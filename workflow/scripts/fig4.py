@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fcnlib.figures import fig4_from_weights
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.figures import fig4_from_weights
 
 
 def main(job):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fcnlib.figures import learning_curves
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.figures import learning_curves
 
 
 def main(job):

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fcnlib.demo import make_demo
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fcnlib.figures import per_class_bars
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.figures import per_class_bars
 
 
 def main(job):

@@ -1,9 +1,9 @@
-"""Raw inputs → data/<dataset>/dataset.json, through the dataset's prepare function (fcnlib.datasets)."""
+"""Raw inputs → data/<dataset>/dataset.json, through the dataset's prepare function (fcnlib.facts.datasets)."""
 
 from pathlib import Path
 
 from fcnlib.data.prepare import prepare_dataset
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

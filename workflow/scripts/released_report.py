@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from fcnlib.inference import device_name
-from fcnlib.released import write_report
-from fcnlib.scripting import run
+from fcnlib.eval.inference import device_name
+from fcnlib.eval.released import write_report
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

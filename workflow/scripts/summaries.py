@@ -1,7 +1,7 @@
 """Headline metrics (flat JSON, percent) and learning-curve TSVs for `dvc metrics show` / `dvc plots diff`."""
 
-from fcnlib.scripting import run
-from fcnlib.summaries import write_summaries
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.summaries import write_summaries
 
 
 def main(job):

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from fcnlib.inference import device_name
-from fcnlib.scripting import run
-from fcnlib.tables import write_tables
+from fcnlib.eval.inference import device_name
+from fcnlib.pipeline.scripting import run
+from fcnlib.report.tables import write_tables
 
 
 def main(job):

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from fcnlib.devices import job_device
-from fcnlib.evaluate import time_forward
-from fcnlib.inference import resolve_device
-from fcnlib.io import atomic_write_json
+from fcnlib.eval.evaluate import time_forward
+from fcnlib.eval.inference import resolve_device
+from fcnlib.files.io import atomic_write_json
 from fcnlib.models import build_fcn, load_model, net_stats
-from fcnlib.scripting import run
+from fcnlib.pipeline.scripting import run
+from fcnlib.runtime.devices import job_device
 
 
 def main(job):

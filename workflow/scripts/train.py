@@ -1,8 +1,8 @@
 """Train one experiment from its declared inputs; resume state sits beside the outputs at an undeclared path
-(fcnlib.experiment)."""
+(fcnlib.pipeline.experiment)."""
 
-from fcnlib.experiment import train_to, with_inputs
-from fcnlib.scripting import run
+from fcnlib.pipeline.experiment import train_to, with_inputs
+from fcnlib.pipeline.scripting import run
 
 
 def main(job):

@@ -1,0 +1,1 @@
+"""Scoring weights: inference, metrics, evaluation, segmentation, the authors' released nets."""

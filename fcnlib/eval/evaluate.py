@@ -1,0 +1,242 @@
+"""Score a weights file on a dataset split (metrics.json) and time its forward pass.
+
+Whole images, batch 1, no resizing: FCNs take any input size and the paper scores at full resolution.
+Loading, preprocessing, device choice and prediction live in fcnlib.eval.inference (shared with train, figures, segment).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcnlib.errors import ConfigError, DataError
+from fcnlib.eval.inference import device_name, load_for_inference, predict, primary_head, resolve_device, score_dataset
+from fcnlib.eval.metrics import SCORE_KEYS, ConfusionMatrix
+from fcnlib.facts import datasets as registry
+from fcnlib.files import layout
+from fcnlib.files.io import atomic_write_json, read_json, sha256_file, write_label_png
+
+PathLike = str | os.PathLike
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------------
+def _named(values: list[float], names: list[str]) -> dict[str, float | None]:
+    return {name: (None if math.isnan(v) else v) for name, v in zip(names, values, strict=True)}
+
+
+def scores_to_json(cm: ConfusionMatrix, class_names: list[str] | None) -> dict[str, Any]:
+    """ConfusionMatrix.scores() in metrics.json form: NaN → null, per-class values keyed by class name."""
+    s = cm.scores()
+    names = list(class_names) if class_names and len(class_names) == cm.n else [str(i) for i in range(cm.n)]
+    out: dict[str, Any] = {k: (None if math.isnan(s[k]) else s[k]) for k in SCORE_KEYS}
+    out["per_class_iu"] = _named(s["per_class_iu"], names)
+    out["per_class_acc"] = _named(s["per_class_acc"], names)
+    out["pixels"] = int(cm.mat.sum())
+    return out
+
+
+
+
+def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: str | torch.device = "auto",
+             max_images: int | None = None, predictions_dir: PathLike | None = None, progress: bool = True,
+             config_hash: str | None = None) -> dict[str, Any]:
+    """Score `weights` on `split` of a prepared dataset; returns the metrics.json content.
+
+    One confusion matrix per head accumulated over the whole split. For a two-headed net (SIFT Flow)
+    the semantic head's metrics are at top level, the geometric head's under "geo", plus "geo_acc".
+    """
+    from fcnlib.data import SegDataset
+
+    dev = resolve_device(device)
+    model, meta = load_for_inference(weights, dev)
+    pre = meta.preprocessing(weights)
+    mods = meta.modalities
+    ds = SegDataset(dataset_json, split, modalities=mods, preprocessing=pre, max_images=max_images)
+    heads = list(ds.num_classes)
+    classes = ds.classes
+    mclasses = meta.classes
+    if isinstance(mclasses, list) and len(heads) == 1 and len(mclasses) != ds.num_classes[heads[0]]:
+        raise DataError(f"{weights}: weights predict {len(mclasses)} classes but {dataset_json} has "
+                        f"{ds.num_classes[heads[0]]}; evaluate them on the dataset they were trained for")
+    pred_dir = Path(predictions_dir) if predictions_dir is not None else None
+
+    def checked(i: int, preds: dict[str, torch.Tensor]) -> None:
+        missing = [h for h in heads if h not in preds]
+        if missing:
+            raise DataError(f"{weights}: model has no output for heads {missing} of {dataset_json}; "
+                            f"evaluate it on the dataset it was trained for")
+        for h in heads if pred_dir is not None else ():
+            sub = pred_dir if h == heads[0] else pred_dir / h
+            write_label_png(sub / f"{ds.ids[i]}.png", preds[h].numpy())
+
+    cms, n_images = score_dataset(ds, lambda x: predict(model, x.to(dev), heads), on_prediction=checked,
+                                  desc=f"evaluate {Path(weights).name} on {split}" if progress else None)
+    if n_images == 0:
+        raise DataError(f"{dataset_json}: split '{split}' has no images to evaluate; check its split list")
+
+    main = primary_head(heads)
+    result = scores_to_json(cms[main], classes.get(main))
+    for h in heads:
+        if h != main:
+            result[h] = scores_to_json(cms[h], classes.get(h))
+    if "geo" in result:
+        result["geo_acc"] = result["geo"]["pixel_acc"]
+    dmeta = read_json(dataset_json)
+    result.update({
+        "n_images": n_images,
+        "split": split,
+        "dataset": ds.name,
+        "dataset_source": dmeta.get("source"),
+        "heads": {h: ds.num_classes[h] for h in heads},
+        "weights": str(weights),
+        "weights_sha256": sha256_file(weights),
+        "config_hash": config_hash if config_hash is not None else meta.get("config_hash"),
+        "device": device_name(dev),
+        "dtype": _compute_dtype(model),
+    })
+    return result
+
+
+def _compute_dtype(model: torch.nn.Module, device: torch.device | None = None) -> str:
+    """The dtype the forward computes in ("float32", "bfloat16", "float16"), recorded with every score/time."""
+    from fcnlib.runtime import fast
+    from fcnlib.runtime.precision import dtype_name
+
+    if isinstance(model, fast.FastFCN):
+        amp = model.amp
+        dt = fast.autocast_dtype(device or next(model.parameters()).device) if amp == "auto" else amp
+        return dtype_name(dt)
+    return "float32"
+
+
+def evaluate_file(weights: PathLike, dataset_json: PathLike, split: str, out_json: PathLike,
+                  **kwargs: Any) -> dict[str, Any]:
+    """evaluate(...) and write the result to `out_json` atomically (the metrics.json of a rule)."""
+    result = evaluate(weights, dataset_json, split, **kwargs)
+    atomic_write_json(out_json, result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------
+def _model_in_channels(model: torch.nn.Module) -> int:
+    """Input channels from the model's build arguments (late fusion: both members), else its first conv."""
+    arch = getattr(model, "arch", None)
+    if isinstance(arch, dict):
+        if arch.get("fusion") == "late":
+            return sum(int(m.get("in_channels", 3)) for m in arch.get("members", []))
+        if "in_channels" in arch:
+            return int(arch["in_channels"])
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            return int(mod.in_channels)
+    raise ConfigError("time_forward: model has no Conv2d; pass in_channels explicitly")
+
+
+def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup: int = 1,
+                 device: str | torch.device = "auto", in_channels: int | None = None,
+                 fast_path: bool = True) -> dict[str, Any]:
+    """Median wall time of `runs` forward passes of a 1×C×size×size input after `warmup` passes, through
+    the same fast path evaluation uses (`fast_path=False`: plain eager fp32).
+
+    The paper averages 20 trials on a K40c; the median is robust to the other jobs sharing our machine.
+    """
+    if runs < 1 or warmup < 0 or size < 1:
+        raise ConfigError(f"time_forward: need runs ≥ 1, warmup ≥ 0, size ≥ 1 (got {runs}, {warmup}, {size})")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    c = in_channels if in_channels is not None else _model_in_channels(model)
+    cl = False
+    if fast_path:
+        from fcnlib.runtime import fast
+
+        if not isinstance(model, fast.FastFCN):
+            model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
+        cl = fast.use_channels_last(dev)
+    x = torch.zeros(1, c, size, size, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for k in range(warmup + runs):
+            sync()
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            if k >= warmup:
+                times.append((time.perf_counter() - t0) * 1000.0)
+    return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
+            "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
+            "dtype": _compute_dtype(model, dev), "channels_last": cl}
+
+
+# ---------------------------------------------------------------------------------------------------
+# `fcn evaluate`
+# ---------------------------------------------------------------------------------------------------
+def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
+    """Dataset and split the workflow would use for these weights (their experiment's val split)."""
+    from fcnlib.pipeline import config as fcncfg
+    from fcnlib.pipeline.experiment import load_config
+
+    dataset = meta.get("dataset")
+    out: dict[str, Any] = {"dataset_json": layout.dataset_json(dataset) if dataset else None, "split": None}
+    exp = meta.get("experiment")
+    try:
+        config, _ = load_config(configfiles)
+    except ConfigError:
+        if configfiles:
+            raise
+        return out  # no pipeline config here: --split must be given
+    if exp in config["experiments"]:
+        out["split"] = fcncfg.experiment(config, exp)["val_split"]
+    elif dataset in config["datasets"]:
+        out["split"] = registry.splits_of(dataset, config)[1]
+    return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point of `fcn evaluate WEIGHTS`: the evaluate rule's metrics.json, from the shell."""
+    from fcnlib.cli.options import Parser, add_device, add_out, add_progress
+    from fcnlib.models.io import safe_torch_load
+
+    p = Parser(prog="fcn evaluate", description="Score trained weights on a split of a prepared dataset with "
+               "the paper's metrics (pixel acc., mean acc., mean IU, f.w. IU), as the evaluate rule does.")
+    p.add_argument("weights", type=Path, help="weights file written by the pipeline (weights.pt)")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="dataset.json of a prepared dataset (default: data/<the weights' dataset>/dataset.json)")
+    p.add_argument("--split", default=None,
+                   help="split to score (default: the experiment's val split in the config, e.g. seg11valid)")
+    p.add_argument("-c", "--configfile", action="append", default=[], metavar="FILE",
+                   help="config file(s) giving the default split (default: config/config.yaml)")
+    add_out(p, "metrics.json to write (default: <weights dir>/<split>/metrics.json, as the rule)", type=Path)
+    add_device(p)
+    p.add_argument("--max-images", type=int, default=None, help="score only the first N images of the split")
+    p.add_argument("--predictions", type=Path, default=None, metavar="DIR",
+                   help="also write each image's predicted label PNG into DIR")
+    add_progress(p)
+    args = p.parse_args(argv)
+    obj = safe_torch_load(args.weights)
+    meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+    defaults = _evaluate_defaults(args.weights, meta, args.configfile)
+    dataset_json = args.dataset or defaults["dataset_json"]
+    split = args.split or defaults["split"]
+    if dataset_json is None or split is None:
+        missing = "--dataset" if dataset_json is None else "--split"
+        raise ConfigError(f"{args.weights}: cannot tell which {missing[2:]} to score (not in the weights or "
+                          f"the config); pass {missing}")
+    out = args.out or args.weights.parent / split / "metrics.json"
+    result = evaluate_file(args.weights, dataset_json, split, out_json=out, device=args.device,
+                           max_images=args.max_images, predictions_dir=args.predictions,
+                           progress=not args.no_progress)
+    scores = ", ".join(f"{k} {100 * result[k]:.1f}" for k in SCORE_KEYS if result.get(k) is not None)
+    print(f"{args.weights} on {split} ({result['n_images']} images): {scores} → {out}")
+    return 0

@@ -1,0 +1,458 @@
+"""Safe, all-or-nothing extraction of .tar / .tar.gz / .tgz / .zip archives.
+
+Every member is checked by our own rules before anything of it is written, so the error names the
+archive, the member and the fix. The rules do not depend on the Python version (tarfile's "data" filter
+can be bypassed on Python < 3.11.13 / 3.12.11 with long symlink chains, so it is not relied on):
+
+* names: no absolute paths, no '..', no NUL, no duplicates, no file and folder of the same name, no
+  member below a symlink member (nothing is ever written or read *through* a link);
+* links: a hardlink must name a regular file member earlier in the archive; a symlink is resolved against
+  the archive's own member list (which is exactly the tree that will exist), link by link, and must end
+  at a member inside the tree. Symlinks are created last, after every regular file is written, so no
+  write ever follows one;
+* sizes: caps on the member count, the total (apparent, so sparse members count in full) size and the
+  expansion ratio, and the free disk space is checked before writing (settings in `Limits`, each with an
+  environment variable to raise it).
+
+Everything is extracted into a temp dir beside `dest` and renamed to `dest` only when complete: a killed
+run never leaves a tree that looks finished, and its temp dir (named with the dead process's pid) is
+removed by the next run.
+
+Over ~400 lines on purpose: one safety boundary. The tar and zip extractors share _Plan's member rules and
+_Sink's caps; split, the rules a reviewer must read together would sit in two files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import lzma
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fcnlib.errors import DataError
+from fcnlib.files.paths import regular_file
+
+_TMP_MARK = ".extract-"
+_MAX_HOPS = 40  # symlinks followed while resolving one target (Linux's own limit)
+_MAX_LINK_TARGET = 4096
+_FREE_MARGIN = 4 << 20  # keep this much disk free after the extraction
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        n = int(float(v))
+    except ValueError:
+        raise DataError(f"{name}={v!r}: not a number; set it to a positive integer or unset it") from None
+    if n <= 0:
+        raise DataError(f"{name}={v!r}: must be positive; set it to a positive integer or unset it")
+    return n
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one archive may expand to. The defaults fit every dataset of the paper with a wide margin
+    (VOC2012: 17k images, 2 GB, ratio ~1); raise them with the environment variables named in the
+    error messages."""
+
+    max_bytes: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_BYTES", 200 << 30))
+    max_members: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_MEMBERS", 2_000_000))
+    max_ratio: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_RATIO", 100))
+    ratio_floor: int = 64 << 20  # a small tree may compress well (synthetic data): the ratio counts above this
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1 << 20 else f"{n / 2**20:.1f} MiB"
+
+
+def _fix(archive: Path) -> str:
+    return f"the archive is unsafe or not the expected file; delete {archive} and rerun the download"
+
+
+def _refuse(archive: Path, name: str, problem: str) -> DataError:
+    return DataError(f"{archive}: member {name!r} {problem}; refusing to extract — " + _fix(archive))
+
+
+def _corrupt(archive: Path, e: BaseException) -> DataError:
+    return DataError(f"{archive}: truncated or corrupt archive ({type(e).__name__}: {e}); "
+                     f"re-download: delete {archive} and rerun")
+
+
+def _disk_error(out: Path, archive: Path, e: OSError) -> DataError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DataError(f"{out}: no space left on the disk while extracting {archive}; free disk space on "
+                         f"{out.parent} (the partial tree was removed) and rerun")
+    return DataError(f"{out}: cannot write while extracting {archive} ({e.strerror or e}); fix permissions "
+                     f"on {out.parent} and rerun")
+
+
+def _check_name(archive: Path, name: str) -> str:
+    """Normalised relative member path; refuses absolute paths, NUL and anything that climbs out with '..'."""
+    if "\x00" in name:
+        raise _refuse(archive, name, "has a NUL character in its name")
+    n = name.replace("\\", "/")
+    if n.startswith("/") or (len(n) > 1 and n[1] == ":"):
+        raise DataError(f"{archive}: member {name!r} has an absolute path; refusing to extract — "
+                        + _fix(archive))
+    norm = posixpath.normpath(n)
+    if norm == ".." or norm.startswith("../") or ".." in n.split("/"):
+        raise DataError(f"{archive}: member {name!r} contains '..' and would be written outside the "
+                        f"target folder; refusing to extract — " + _fix(archive))
+    return norm
+
+
+def _tmp_dirs(dest: Path) -> list[Path]:
+    return list(dest.parent.glob(f".{dest.name}{_TMP_MARK}*"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(dest: Path) -> None:
+    """Remove temp dirs left by killed extractions of `dest` (their pid is no longer running)."""
+    for d in _tmp_dirs(dest):
+        suffix = d.name.rsplit(_TMP_MARK, 1)[-1]
+        pid = int(suffix.split(".")[0]) if suffix.split(".")[0].isdigit() else -1
+        if pid == os.getpid() or not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class _Plan:
+    """The tree an archive describes, built member by member and checked before each one is written."""
+
+    def __init__(self, archive: Path, tmp: Path, limits: Limits, est_bytes: int, dest: Path) -> None:
+        self.archive, self.tmp, self.limits, self.dest = archive, tmp, limits, dest
+        self.kind: dict[str, str] = {"": "d"}  # rel path -> "d" | "f" | "l" ; "" is the root
+        self.links: dict[str, tuple[str, str]] = {}  # symlink rel -> (target, member name)
+        self.members = 0
+        self.bytes = 0
+        self.arc_size = max(archive.stat().st_size, 1)
+        self.free = shutil.disk_usage(tmp).free
+        self._need_space(est_bytes, "the archive")
+
+    def _need_space(self, nbytes: int, what: str) -> None:
+        if nbytes + _FREE_MARGIN > self.free:
+            raise DataError(f"{self.dest}: not enough free disk space to extract {self.archive} ({what} "
+                            f"needs {_size(nbytes + _FREE_MARGIN)} with the margin, {_size(self.free)} free); "
+                            f"free disk space and rerun")
+
+    def add(self, name: str, kind: str, size: int = 0, target: str | None = None) -> str:
+        """Register one member (kind "d", "f", "h" hardlink or "l" symlink); returns its relative path."""
+        a, lim = self.archive, self.limits
+        rel = _check_name(a, name)
+        if rel == ".":
+            if kind != "d":
+                raise _refuse(a, name, "names the archive root but is not a folder")
+            return ""
+        self.members += 1
+        if self.members > lim.max_members:
+            raise DataError(f"{a}: more than {lim.max_members} members (the limit); refusing to extract — "
+                            f"if the archive is genuine, raise FCN_EXTRACT_MAX_MEMBERS and rerun")
+        if size < 0:
+            raise _refuse(a, name, f"has a negative size {size}")
+        self.bytes += size
+        if self.bytes > lim.max_bytes:
+            raise DataError(f"{a}: expands to more than {lim.max_bytes} B (the limit, reached at member "
+                            f"{name!r}); refusing to extract — if the archive is genuine, raise "
+                            f"FCN_EXTRACT_MAX_BYTES and rerun")
+        if self.bytes > max(lim.max_ratio * self.arc_size, lim.ratio_floor):
+            raise DataError(f"{a}: expands more than {lim.max_ratio}× its size of {self.arc_size} B (reached at "
+                            f"member {name!r}, {self.bytes} B): a compression bomb or sparse-file bomb; "
+                            f"refusing to extract — delete {a} and rerun the download (if it is genuine, "
+                            f"raise FCN_EXTRACT_MAX_RATIO)")
+        if size:
+            self._need_space(self.bytes, f"member {name!r} brings the total to")
+        parts = rel.split("/")
+        for i in range(1, len(parts)):  # every parent must be (or become) a plain folder
+            parent = "/".join(parts[:i])
+            k = self.kind.get(parent)
+            if k == "l":
+                raise _refuse(a, name, f"lies below the symlink member {parent!r} (it would be written or read "
+                                       f"through the link)")
+            if k in ("f", "h"):
+                raise _refuse(a, name, f"needs {parent!r} as a folder, but the archive also has a file of "
+                                       f"that name")
+            if k is None:
+                self.kind[parent] = "d"
+        old = self.kind.get(rel)
+        if old is not None:
+            if old == "d" and kind == "d":
+                return rel  # a folder listed twice (or after its contents) is harmless
+            what = {"d": "a folder", "f": "a file", "h": "a file", "l": "a symlink"}[old]
+            raise _refuse(a, name, f"appears twice (already {what} of that name); a duplicate would silently "
+                                   f"replace the first")
+        if kind == "h":
+            t = posixpath.normpath((target or "").replace("\\", "/"))
+            if not target or t.startswith(("/", "../")) or t == ".." or "\x00" in t:
+                raise _refuse(a, name, f"is a hardlink to {target!r}, outside the extracted tree")
+            if self.kind.get(t) != "f":
+                raise _refuse(a, name, f"is a hardlink to {target!r}, which is not a regular file earlier in "
+                                       f"the archive")
+        self.kind[rel] = kind
+        if kind == "l":
+            self.links[rel] = (target or "", name)
+        return rel
+
+    def _resolve(self, rel: str) -> str:
+        """Where the symlink `rel` points in the final tree, following links as the kernel would; raises
+        when the walk leaves the tree, loops, or ends at nothing."""
+        target, name = self.links[rel]
+        if not target or target.startswith("/") or "\x00" in target or (len(target) > 1 and target[1] == ":"):
+            raise _refuse(self.archive, name, f"is a symlink to {target!r}, outside the extracted tree")
+        cur = rel.split("/")[:-1]
+        todo = target.replace("\\", "/").split("/")[::-1]
+        hops = 0
+        while todo:
+            c = todo.pop()
+            if c in ("", "."):
+                continue
+            if c == "..":
+                if not cur:
+                    raise _refuse(self.archive, name, f"is a symlink to {target!r}, outside the extracted tree")
+                cur.pop()
+                continue
+            here = "/".join([*cur, c])
+            k = self.kind.get(here)
+            if k is None:
+                raise _refuse(self.archive, name, f"is a symlink to {target!r}, which is not in the archive")
+            if k == "l":
+                hops += 1
+                if hops > _MAX_HOPS:
+                    raise _refuse(self.archive, name, f"is a symlink to {target!r} that loops")
+                t2 = self.links[here][0]
+                if not t2 or t2.startswith("/"):
+                    raise _refuse(self.archive, name, f"is a symlink to {target!r}, outside the extracted tree")
+                todo.extend(t2.replace("\\", "/").split("/")[::-1])
+                continue
+            if k in ("f", "h") and any(x not in ("", ".") for x in todo):
+                raise _refuse(self.archive, name, f"is a symlink to {target!r}, through a file")
+            cur.append(c)
+        return "/".join(cur)
+
+    def make_links(self) -> None:
+        """Create every symlink, last, once all of them resolve inside the tree."""
+        for rel in self.links:
+            self._resolve(rel)
+        for rel, (target, _name) in self.links.items():
+            out = self.tmp / rel
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(target, out)
+            except OSError as e:
+                raise _disk_error(out, self.archive, e) from None
+
+
+class _Sink:
+    """A write-only file object whose failures are reported as the local disk's (not the archive's)."""
+
+    def __init__(self, out: Path, archive: Path, mode: int) -> None:
+        self.out, self.archive = out, archive
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+        except OSError as e:
+            raise _disk_error(out, archive, e) from None
+        self.f = os.fdopen(fd, "wb")
+
+    def write(self, buf: bytes) -> int:
+        try:
+            return self.f.write(buf)
+        except OSError as e:
+            raise _disk_error(self.out, self.archive, e) from None
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except OSError as e:
+            raise _disk_error(self.out, self.archive, e) from None
+
+
+def _mkdir(out: Path, archive: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _disk_error(out, archive, e) from None
+
+
+def _extract_tar(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
+    plan = _Plan(archive, tmp, limits, archive.stat().st_size if not _is_compressed(archive) else 0, dest)
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            for m in tf:
+                if m.isdir():
+                    rel = plan.add(m.name, "d")
+                    _mkdir(tmp / rel, archive)
+                elif m.isfile():
+                    rel = plan.add(m.name, "f", size=m.size)
+                    out = tmp / rel
+                    _mkdir(out.parent, archive)
+                    sink = _Sink(out, archive, 0o755 if m.mode & 0o111 else 0o644)
+                    try:
+                        src = tf.extractfile(m)
+                        tarfile.copyfileobj(src, sink, m.size, tarfile.ReadError)
+                    finally:
+                        sink.close()
+                    with contextlib.suppress(OSError, OverflowError, ValueError):
+                        os.utime(out, (m.mtime, m.mtime))
+                elif m.islnk():
+                    rel = plan.add(m.name, "h", target=m.linkname)
+                    out = tmp / rel
+                    _mkdir(out.parent, archive)
+                    try:
+                        os.link(tmp / posixpath.normpath(m.linkname.replace("\\", "/")), out, follow_symlinks=False)
+                    except OSError as e:
+                        raise _disk_error(out, archive, e) from None
+                elif m.issym():
+                    plan.add(m.name, "l", target=m.linkname)
+                else:
+                    raise _refuse(archive, m.name, "is a device/fifo/special file")
+            plan.make_links()
+    except DataError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, UnicodeError) as e:
+        raise _corrupt(archive, e) from None
+    except OSError as e:  # a read error of the archive itself (writes are reported by _Sink/_disk_error)
+        raise _corrupt(archive, e) from None
+
+
+def _is_compressed(archive: Path) -> bool:
+    with open(archive, "rb") as f:
+        head = f.read(6)
+    return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head == b"\xfd7zXZ\x00"
+
+
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, OSError, ValueError)
+
+
+def _copy_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: Path, mode: int) -> None:
+    """Copy one member; read failures mean a corrupt archive, write failures a local disk problem."""
+    try:
+        src = zf.open(info)
+    except _ZIP_READ_ERRORS as e:
+        raise _corrupt(archive, e) from None
+    with src:
+        sink = _Sink(out, archive, mode)
+        try:
+            while True:
+                try:
+                    buf = src.read(1 << 20)
+                except _ZIP_READ_ERRORS as e:
+                    raise _corrupt(archive, e) from None
+                if not buf:
+                    break
+                sink.write(buf)
+        finally:
+            sink.close()
+
+
+def _zip_link_target(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    if info.file_size > _MAX_LINK_TARGET:
+        raise _refuse(archive, info.filename, f"is a symlink with a {info.file_size} B target")
+    try:
+        raw = zf.read(info)
+    except _ZIP_READ_ERRORS as e:
+        raise _corrupt(archive, e) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _refuse(archive, info.filename, f"is a symlink whose target {raw[:60]!r} is not UTF-8") from None
+
+
+def _extract_zip(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            plan = _Plan(archive, tmp, limits, sum(max(i.file_size, 0) for i in infos), dest)
+            todo: list[tuple[zipfile.ZipInfo, str, int]] = []
+            for info in infos:  # check every member before writing any
+                mode = info.external_attr >> 16 if info.create_system == 3 else 0
+                if stat.S_ISLNK(mode):
+                    plan.add(info.filename, "l", target=_zip_link_target(archive, zf, info))
+                elif info.is_dir() or stat.S_ISDIR(mode):
+                    todo.append((info, plan.add(info.filename, "d"), mode))
+                elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+                    raise _refuse(archive, info.filename, "is a device/fifo/special file")
+                else:
+                    todo.append((info, plan.add(info.filename, "f", size=info.file_size), mode))
+            for info, rel, mode in todo:
+                out = tmp / rel
+                if plan.kind.get(rel) == "d":
+                    _mkdir(out, archive)
+                    continue
+                _mkdir(out.parent, archive)
+                _copy_member(archive, zf, info, out, 0o755 if mode & 0o111 else 0o644)
+            plan.make_links()
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, ValueError, UnicodeError) as e:
+        raise _corrupt(archive, e) from None
+    except OSError as e:
+        raise _corrupt(archive, e) from None
+
+
+def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Path:
+    """Extract `archive` (.tar, .tar.gz/.tgz, .zip) to `dest` all-or-nothing; returns `dest`.
+
+    An unsafe member, a corrupt archive, a cap exceeded or a full disk raises DataError and leaves `dest`
+    untouched. An existing `dest` is replaced only after the new tree is complete.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if archive.is_dir():
+        raise DataError(f"{archive}: is a folder, not an archive; delete it and rerun the download")
+    regular_file(archive, "archive")
+    if not archive.is_file():
+        raise DataError(f"{archive}: archive not found; run the download rule for it first")
+    limits = limits or Limits()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(dest)
+    tmp = dest.parent / f".{dest.name}{_TMP_MARK}{os.getpid()}"
+    tmp.mkdir()
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, tmp, limits, dest)
+        else:
+            _extract_tar(archive, tmp, limits, dest)
+        if dest.exists() or dest.is_symlink():
+            old = dest.parent / f".{dest.name}{_TMP_MARK}{os.getpid()}.old"
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable
+        fd = os.open(dest.parent, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return dest
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`fcn extract ARCHIVE -o DEST`: safe, all-or-nothing extraction."""
+    from fcnlib.cli.options import Parser, add_out
+
+    p = Parser(prog="fcn extract", description=cli.__doc__)
+    p.add_argument("archive", type=Path, help="tar (.tar, .tgz, .tar.gz, …) or zip archive")
+    add_out(p, "folder to create (replaced if present)", required=True, type=Path)
+    a = p.parse_args(argv)
+    print(safe_extract(a.archive, a.out))
+    return 0

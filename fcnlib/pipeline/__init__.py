@@ -1,0 +1,1 @@
+"""The workflow's side of fcnlib: config load/validate/resolve, job entries, script glue."""

@@ -1,0 +1,1 @@
+"""What the pipeline publishes: tables, figures, DVC summaries, the fidelity document."""

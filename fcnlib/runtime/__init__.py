@@ -1,0 +1,1 @@
+"""Where and how a job computes: devices, precision, determinism, allocator, fast forward, process pool."""

@@ -1,0 +1,178 @@
+"""One GPU per concurrent job on one box: each training/evaluation job claims free GPUs with lock files.
+
+`--resources gpu=N` only makes Snakemake run at most N GPU jobs at once; nothing in Snakemake tells a
+job WHICH GPU to use, and CUDA_VISIBLE_DEVICES cannot be set per job. So every GPU job claims devices
+itself: `<lock dir>/gpu-<id>.lock`, held with fcntl.flock for the job's lifetime. The kernel drops a
+flock when its process dies, SIGKILL included, so a crashed job never leaves a stale claim.
+
+* Lock dir: $FCN_GPU_LOCK_DIR, else <tmp>/fcn-gpu-locks (shared by every user and workflow on the box).
+* Which GPUs: $FCN_FAKE_GPUS=N (tests: N fake ids, training then runs on CPU), else the entries of
+  CUDA_VISIBLE_DEVICES (locks are named after the entry, e.g. a physical index or GPU UUID), else
+  /proc/driver/nvidia/gpus (so the Snakefile can count GPUs without importing torch).
+* Under SLURM (SLURM_JOB_ID set) nothing is claimed: SLURM binds the job's GPUs and sets
+  CUDA_VISIBLE_DEVICES, so the job's devices are simply cuda:0 … cuda:N-1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from fcnlib.errors import ConfigError
+
+
+def lock_dir() -> Path:
+    return Path(os.environ.get("FCN_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / "fcn-gpu-locks")
+
+
+def gpu_ids(env: Mapping[str, str] | None = None) -> list[str]:
+    """Names of the GPUs this process may use, in CUDA's visible order (cuda:i = ids[i])."""
+    env = os.environ if env is None else env
+    fake = env.get("FCN_FAKE_GPUS")
+    if fake not in (None, ""):
+        return [f"fake{i}" for i in range(int(fake))]
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        ids = []
+        for part in cvd.split(","):
+            part = part.strip()
+            if not part or part.startswith("-"):
+                break  # CUDA stops at the first invalid entry
+            ids.append(part)
+        return ids
+    proc = Path("/proc/driver/nvidia/gpus")
+    try:
+        return [str(i) for i in range(len(list(proc.iterdir())))]
+    except OSError:
+        return []
+
+
+def visible_gpu_count(env: Mapping[str, str] | None = None) -> int:
+    """How many GPUs this box shows (0 on a CPU box); cheap, no torch import."""
+    return len(gpu_ids(env))
+
+
+class Claim:
+    """The GPUs one job holds: `indices` (positions in CUDA's visible order) and the open lock files."""
+
+    def __init__(self, indices: list[int], ids: list[str], fds: list[int], fake: bool) -> None:
+        self.indices, self.ids, self._fds, self.fake = indices, ids, fds, fake
+
+    def devices(self, device: str = "auto") -> list[str]:
+        """torch device per claimed GPU for device "auto"/"cuda" (fake GPUs, no CUDA: "cpu" for auto);
+        cpu and cuda:N unchanged."""
+        d = str(device)
+        if d not in ("auto", "", "cuda"):  # cpu, cuda:N: as given
+            return [d] * max(1, len(self.indices))
+        if self.indices and not self.fake and _cuda_usable():
+            return [f"cuda:{i}" for i in self.indices]
+        return ["cuda" if d == "cuda" else "cpu"] * max(1, len(self.indices))  # cuda: let it fail loudly
+
+    def release(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+        self._fds = []
+
+
+def _cuda_usable() -> bool:
+    """CUDA really there (a CUDA_VISIBLE_DEVICES or fake SLURM GRES without a GPU must mean CPU)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666)  # other users' jobs must be able to take it later
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def claim(n: int, wait_s: float | None = None, poll_s: float = 2.0) -> Claim:
+    """Claim `n` free GPUs (blocking until they are free; ConfigError after `wait_s` seconds).
+
+    n = 0, a CPU box or a SLURM job claims nothing (SLURM has already bound the job's GPUs: indices
+    0 … n-1 of its CUDA_VISIBLE_DEVICES).
+    """
+    ids = gpu_ids()
+    fake = bool(os.environ.get("FCN_FAKE_GPUS"))
+    if n <= 0 or not ids:
+        return Claim([], [], [], fake)
+    if n > len(ids):
+        raise ConfigError(f"resources.gpu={n}: this job asks for {n} GPUs but only {len(ids)} are visible; "
+                          f"lower resources.gpu (or the experiment's gpu)")
+    if os.environ.get("SLURM_JOB_ID"):
+        return Claim(list(range(n)), ids[:n], [], fake)
+    d = lock_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(d, 0o1777)
+    t0, told = time.monotonic(), False
+    while True:
+        got: list[tuple[int, int]] = []
+        for i, gid in enumerate(ids):
+            fd = _try_lock(d / f"gpu-{gid}.lock")
+            if fd is not None:
+                got.append((i, fd))
+                if len(got) == n:
+                    return Claim([i for i, _ in got], [ids[i] for i, _ in got], [fd for _, fd in got], fake)
+        for _, fd in got:  # not enough: give the partial claim back, so two waiting jobs cannot deadlock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        if wait_s is not None and time.monotonic() - t0 >= wait_s:
+            raise ConfigError(f"{d}: no {n} free GPU(s) of {ids} after {wait_s:g} s (held by other jobs: "
+                              f"see the PIDs in the lock files); wait, or run fewer GPU jobs at once")
+        if not told:
+            print(f"fcn: waiting for {n} free GPU(s) of {ids} (locks in {d})", file=sys.stderr)
+            told = True
+        time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def claimed(n: int, wait_s: float | None = None) -> Iterator[Claim]:
+    """`claim(n)` released on exit (a SIGKILLed job's claim goes with its process)."""
+    c = claim(n, wait_s)
+    try:
+        yield c
+    finally:
+        c.release()
+
+
+@contextlib.contextmanager
+def job_device(device: str = "auto", gpus: int = 1) -> Iterator[str]:
+    """The device of a single-process GPU job (evaluation, timing): "auto" → the GPU this job claimed
+    (cuda:i), or CPU on a CPU box; an explicit device is kept and nothing is claimed."""
+    if str(device) not in ("auto", "", "cuda") or gpus <= 0:
+        yield str(device)
+        return
+    with claimed(1) as c:
+        yield c.devices(device)[0]
+
+
+def cli(argv: list[str]) -> int:
+    """`python -m fcnlib.runtime.devices N [SECONDS]`: claim N GPUs, print their indices, hold them (tests)."""
+    n = int(argv[0]) if argv else 1
+    hold = float(argv[1]) if len(argv) > 1 else 3600.0
+    with claimed(n) as c:
+        print(" ".join(str(i) for i in c.indices), flush=True)
+        time.sleep(hold)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

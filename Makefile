@@ -23,18 +23,22 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PY) -m pip install -q -e ".[export]" || echo "note: fcnlib[export] (onnx, onnxruntime) not installable here"
 	touch $@
 
+# A Snakemake killed outright leaves its lock; cleared here only when no other run is active in this folder.
 demo: $(VENV)/.demo
+	@if $(PY) -m fcnlib.pipeline.runlock .; then $(VENV)/bin/snakemake --unlock --configfile config/demo.yaml; fi
 	$(VENV)/bin/snakemake results/tables.md all --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
 
 test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 # The fast tier while editing: ruff + the unit tests (no end-to-end DAG, DVC, SLURM or fault injection).
 test-fast: $(VENV)/.test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: $(VENV)/.test

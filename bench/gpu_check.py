@@ -207,7 +207,7 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
     Image.fromarray(img).save(d / "odd.jpg", quality=90)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "fcnlib.cli", "segment", str(d / "odd.jpg"), "--weights",
-                        str(d / "w.pt"), "--out", str(d / "out"), "--device", str(device), "--quiet"],
+                        str(d / "w.pt"), "--out", str(d / "out"), "--device", str(device), "--no-progress"],
                        capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(ROOT)})
     secs = time.perf_counter() - t0
     pngs = sorted((d / "out").glob("*.png")) if (d / "out").is_dir() else []

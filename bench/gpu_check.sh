@@ -5,14 +5,19 @@
 #    sees CUDA: torch==2.14.1 torchvision==0.29.1 from local wheels only ($TORCH_WHEELS, default .whl/),
 #    never a download; 2. fcnlib editable, offline; 3. bench/gpu_check.py under `timeout`.
 # Without CUDA the JSON says "ran": false and why (exit 0). Knobs: GPU_CHECK_SECONDS (360),
-# GPU_CHECK_VENV (/tmp/fcn-gpu-venv; an existing venv is reused), PYTHON (python3), TORCH_WHEELS.
+# GPU_CHECK_VENV (${TMPDIR:-/tmp}/fcn-gpu-venv-<uid>; an existing venv is reused only if it is yours and
+# not a link: another user's would run their code), PYTHON (python3), TORCH_WHEELS.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 OUTDIR="${OUT:-bench}"
 mkdir -p "$OUTDIR"
 JSON="$OUTDIR/gpu_check.json"
 TOTAL="${GPU_CHECK_SECONDS:-360}"
-VENV="${GPU_CHECK_VENV:-/tmp/fcn-gpu-venv}"
+VENV="${GPU_CHECK_VENV:-${TMPDIR:-/tmp}/fcn-gpu-venv-$(id -u)}"
+if [ -L "$VENV" ] || { [ -e "$VENV" ] && [ ! -O "$VENV" ]; }; then
+  echo "error: $VENV is a link or not owned by you; remove it or set GPU_CHECK_VENV to a folder of your own" >&2
+  exit 2
+fi
 WHEELS="${TORCH_WHEELS:-.whl}"
 START=$(date +%s)
 left() { echo $(( TOTAL - ($(date +%s) - START) )); }

@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from fcnlib.eval.inference import predict, primary_head, score_dataset  # noqa: E402
+from fcnlib.eval.inference import predict, score_dataset  # noqa: E402
 from fcnlib.files import layout  # noqa: E402
 from fcnlib.models import load_model  # noqa: E402
+from fcnlib.models.meta import primary_head  # noqa: E402
 from fcnlib.runtime import fast  # noqa: E402
 
 _SPLITS = ("seg11valid", "val", "test")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -164,3 +165,47 @@ def dead_url(path: str = "/gone") -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+@contextlib.contextmanager
+def raw_server(respond: Callable[[socket.socket, threading.Event], None], max_conns: int = 32,
+               life_s: float = 60.0) -> Iterator[str]:
+    """A loopback TCP server for answers http.server cannot give (not HTTP, broken headers, trickles):
+    each connection's request head is read, then `respond(conn, stop)` writes whatever it likes; `stop` is
+    set when the test leaves the block (a trickle must check it). Bounded: it accepts at most `max_conns`
+    connections and stops by itself after `life_s` seconds. Yields its base URL (http://127.0.0.1:PORT)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.05)
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)  # the request head: small, one segment on loopback
+                respond(conn, stop)
+            except OSError:
+                pass
+
+    def loop() -> None:
+        t_end, n = time.monotonic() + life_s, 0
+        while not stop.is_set() and time.monotonic() < t_end and n < max_conns:
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            n += 1
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()

@@ -1,8 +1,8 @@
 """README's "Adding a dataset", followed step by step as written, with a toy dataset: a prepare function in its own
-module, one DatasetSpec in the registry (fcnlib.facts.datasets.REGISTRY), its source, `datasets:` entry and an experiment in
-the config — nothing else. The config then validates (the schema's lists come from the registry), the prepare step
-runs through the workflow's dispatcher with the inputs the registry names, `train_config` resolves the experiment,
-and a tiny training and evaluation run through fcnlib with no other change."""
+module, one DatasetSpec in the registry (fcnlib.facts.datasets.REGISTRY), its source, `datasets:` entry and an
+experiment in the config — nothing else. The config then validates (the schema's lists come from the registry), the
+prepare step runs through the workflow's dispatcher with the inputs the registry names, `train_config` resolves the
+experiment, and a tiny training and evaluation run through fcnlib with no other change."""
 
 from __future__ import annotations
 

@@ -193,7 +193,7 @@ def test_sigkill_mid_extraction_then_rerun(tmp_path: Path) -> None:
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fcnlib.files.archive import cli
+    from fcnlib.cli.extract import cli
 
     arc = _make_tar(tmp_path / "a.tar", GOOD)
     assert cli([str(arc), "-o", str(tmp_path / "x")]) == 0

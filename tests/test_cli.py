@@ -1,11 +1,12 @@
 """The `fcn` command: --version, `python -m fcnlib`, one spelling for shared options, help on every option,
-`fcn train` / `fcn evaluate` doing what the rules do, and old option spellings still accepted."""
+`fcn train` / `fcn evaluate` doing what the rules do, `-o/--out` required where a command must write."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,28 +59,27 @@ def test_every_option_has_help_and_shared_spellings(name, monkeypatch):
     for a in visible:
         assert a.help and a.help.strip(), f"fcn {name}: {a.option_strings or a.dest} has no help text"
     flags = {s for a in visible for s in a.option_strings}
-    hidden = {s for a in p._actions if a.help == argparse.SUPPRESS for s in a.option_strings}
-    # what a command writes is -o/--out; progress is --no-progress; the old spellings are hidden only
+    # what a command writes is -o/--out; progress is --no-progress (no other spellings)
     assert not {"--output", "--quiet"} & flags, f"fcn {name}: {sorted(flags)}"
     writes = [a for a in p._actions if a.dest in ("out", "output")]
     if writes:
         assert any({"-o", "--out"} <= set(a.option_strings) for a in writes), f"fcn {name}: {sorted(flags)}"
-    if "--no-progress" in flags and name != "convert-weights":
-        assert "--quiet" in hidden  # the deprecated alias still parses
     help_text = p.format_help()
     assert "--output" not in help_text.replace("--output-", "") and "--quiet" not in help_text
 
 
-def test_old_spellings_still_work(tmp_path, capsys):
+def test_out_required_where_a_command_must_write(tmp_path, capsys):
     import tarfile
 
     (tmp_path / "f.txt").write_text("x")
     with tarfile.open(tmp_path / "a.tar", "w") as t:
         t.add(tmp_path / "f.txt", arcname="f.txt")
-    assert cli.main(["extract", str(tmp_path / "a.tar"), "--output", str(tmp_path / "x")]) == 0
-    assert (tmp_path / "x" / "f.txt").read_text() == "x"
-    assert "--output is deprecated; use -o/--out" in capsys.readouterr().err
     assert cli.main(["extract", str(tmp_path / "a.tar"), "-o", str(tmp_path / "y")]) == 0
+    assert (tmp_path / "y" / "f.txt").read_text() == "x"
+    with pytest.raises(SystemExit) as e:  # the old spelling is gone: argparse refuses it
+        cli.main(["extract", str(tmp_path / "a.tar"), "--output", str(tmp_path / "x")])
+    assert e.value.code == 2 and not (tmp_path / "x").exists()
+    capsys.readouterr()
     with pytest.raises(SystemExit) as e:  # required: neither spelling given
         cli.main(["extract", str(tmp_path / "a.tar")])
     assert e.value.code == 2 and "-o/--out" in capsys.readouterr().err
@@ -126,7 +126,7 @@ def test_train_then_evaluate_like_the_rules(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FCN_PROGRESS", raising=False)
     with pytest.raises(ConfigError, match="no experiment 'nope'"):
         cli_args = ["train", "nope", "-c", "test.yaml"]
-        from fcnlib.pipeline.experiment import cli as train_cli
+        from fcnlib.cli.train import cli as train_cli
 
         train_cli(cli_args[1:])
     with pytest.raises(ConfigError, match="voc-fcn32s/weights.pt: initial weights of voc-fcn16s not found"):
@@ -148,6 +148,21 @@ def test_train_then_evaluate_like_the_rules(tmp_path, monkeypatch, capsys):
     metrics = json.loads((exp / "seg11valid" / "metrics.json").read_text())
     assert metrics["n_images"] == 3 and 0.0 <= metrics["mean_iu"] <= 1.0 and metrics["split"] == "seg11valid"
     assert "mean_iu" in capsys.readouterr().out
+    # no config at all (weights copied elsewhere): dataset and split come from the weights' meta
+    assert obj["meta"]["val_split"] == "seg11valid" and obj["meta"]["data_source"] == "demo"
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(exp / "weights.pt", tmp_path / "elsewhere" / "w.pt")
+    (tmp_path / "data" / "pascal" / "ids.txt").write_text("im0\nim1\n")  # a different count proves it scored
+    assert cli.main(["evaluate", "elsewhere/w.pt", "--device", "cpu", "--no-progress"]) == 0
+    moved = json.loads((tmp_path / "elsewhere" / "seg11valid" / "metrics.json").read_text())
+    assert moved["split"] == "seg11valid" and moved["n_images"] == 2
+    capsys.readouterr()
+    meta = {k: v for k, v in obj["meta"].items() if k != "val_split"}  # a file from before the key
+    torch.save({**obj, "meta": {**meta, "dataset": "pascal", "experiment": "mine"}}, tmp_path / "old.pt")
+    assert cli.main(["evaluate", "old.pt", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "old.pt: cannot tell which split" in err and "experiment 'mine'" in err and "pass --split" in err
+    (tmp_path / "data" / "pascal" / "ids.txt").write_text("im0\nim1\nim2\n")
     out = tmp_path / "m.json"
     assert cli.main(["evaluate", str(exp / "weights.pt"), "--dataset", "data/pascal/dataset.json",
                      "--split", "train", "-o", str(out), "--max-images", "2", "--device", "cpu"]) == 0

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from fcnlib.cli import check_config
 from fcnlib.errors import ConfigError
 from fcnlib.pipeline import config as fcncfg
 
@@ -146,3 +147,37 @@ def test_gpus_split_the_recipes_update(paper):
     bad["recipes"]["paper"]["iter_size"] = 0
     with pytest.raises(ConfigError, match="recipes.paper.iter_size"):
         fcncfg.validate_config(bad)
+
+
+def test_every_problem_is_listed(paper, tmp_path, capsys):
+    """Three schema problems (or, in a schema-valid file, three broken references and a NaN): check-config
+    prints each on its own line and exits 2; the workflow's validation names the first and the count."""
+    import yaml
+
+    schema_bad = paper
+    for path, value in [(("training", "threads"), "eight"), (("training", "bogus"), 1),
+                        (("recipes", "released", "loss"), "median")]:
+        schema_bad = _mutate(schema_bad, path, value)
+    refs_bad = paper
+    for path, value in [(("experiments", "voc-fcn16s", "init"), "voc-fcn64s"),
+                        (("tables", "table2", "FCN-8s"), "voc-fcn9s"),
+                        (("experiments", "voc-alexnet-fcn32s", "variant"), "fcn8s")]:
+        refs_bad = _mutate(refs_bad, path, value)
+    cases = {"schema.yaml": (schema_bad, ["training.threads", "unknown key(s) ['bogus']", "recipes.released.loss"]),
+             "refs.yaml": (refs_bad, ["experiments.voc-fcn16s.init", "tables.table2.FCN-8s",
+                                      "alexnet supports only fcn32s"])}
+    for name, (cfg, expected) in cases.items():
+        (tmp_path / name).write_text(yaml.safe_dump(cfg))
+        with pytest.raises(ConfigError, match=r"\(and 2 more problem\(s\); `fcn check-config FILE` lists"):
+            fcncfg.validate_config(cfg, source=name)
+        problems = fcncfg.config_problems(cfg, name)
+        assert len(problems) == 3 and all(any(e in m for m in problems) for e in expected)
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(paper))
+    assert check_config.cli([str(tmp_path / f) for f in ("schema.yaml", "ok.yaml", "refs.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert "ok.yaml: ok" in out
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 6 and "schema.yaml: 3 problem(s)" in err and "refs.yaml: 3 problem(s)" in err
+    for _, expected in cases.values():
+        for e in expected:
+            assert sum(e in ln for ln in lines) == 1, e

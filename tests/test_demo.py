@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from scipy.io import loadmat
 
-from fcnlib.demo import cli, make_demo
+from fcnlib.cli.demo_data import cli
+from fcnlib.demo import make_demo
 
 SMALL = {"n_train": 6, "n_val": 3, "image_size": (40, 56), "siftflow_size": 40, "pretrain_steps": 3}
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from helpers_http import dead_url, serve
 
+from fcnlib.cli.download import cli
 from fcnlib.errors import DownloadError
-from fcnlib.files.download import cli, download, part_path
+from fcnlib.files.download import download, part_path
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = random.Random(0).randbytes(1_000_000)
@@ -166,7 +167,7 @@ def test_sigkill_mid_download_then_rerun(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with serve() as srv:
         url = srv.add("/slow", BODY, chunk=16_384, delay=0.02)  # ~1.2 s for the whole body
-        proc = subprocess.Popen([sys.executable, "-m", "fcnlib.files.download", url, "-o", str(dest),
+        proc = subprocess.Popen([sys.executable, "-m", "fcnlib", "download", url, "-o", str(dest),
                                  "--md5", MD5, "--no-progress"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         part = part_path(dest)

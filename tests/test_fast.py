@@ -1,6 +1,6 @@
-"""fcnlib.runtime.fast: the padding skip equals the padded net (outputs and gradients), reduced precision keeps the
-argmax, and the bench baseline computes the same function as fcnlib's FCN-8s. Tolerances only; speed is
-measured in bench/run.py."""
+"""fcnlib.runtime.fast and bench/padskip.py: the padding skip equals the padded net (outputs and gradients),
+reduced precision keeps the argmax, and the bench baseline computes the same function as fcnlib's FCN-8s.
+Tolerances only; speed is measured in bench/run.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from fcnlib.models import build_fcn
-from fcnlib.runtime import fast, padskip
+from fcnlib.runtime import fast
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def padskip(bench_module):
+    """bench/padskip.py: the exact padding skip is measured by the bench only, but kept exact here."""
+    return bench_module("padskip")
 
 
 def _randomise(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -49,7 +55,7 @@ SIZES = [(1, 1), (2, 3), (7, 13), (31, 32), (33, 47), (64, 65), (129, 96)]
 
 
 @pytest.mark.parametrize("hw", SIZES)
-def test_padskip_equals_padded_net(net8: torch.nn.Module, hw: tuple[int, int]) -> None:
+def test_padskip_equals_padded_net(padskip, net8: torch.nn.Module, hw: tuple[int, int]) -> None:
     x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(hw[0] * 1000 + hw[1]))
     with torch.no_grad():
         ref = net8(x)
@@ -60,7 +66,7 @@ def test_padskip_equals_padded_net(net8: torch.nn.Module, hw: tuple[int, int]) -
 
 
 @pytest.mark.parametrize("variant", ["fcn32s", "fcn16s", "fcn8s-atonce"])
-def test_padskip_other_variants(variant: str) -> None:
+def test_padskip_other_variants(padskip, variant: str) -> None:
     m = _randomise(build_fcn(variant, width=0.125, num_classes=5), seed=1).eval()
     for hw in [(5, 9), (77, 64)]:
         x = torch.randn(1, 3, *hw)
@@ -68,7 +74,7 @@ def test_padskip_other_variants(variant: str) -> None:
             assert _rel(padskip.padskip_forward(m, x, winograd=False), m(x)) < 2e-5
 
 
-def test_padskip_two_heads() -> None:
+def test_padskip_two_heads(padskip) -> None:
     m = _randomise(build_fcn("fcn16s", width=0.125, heads={"sem": 6, "geo": 3}), seed=2).eval()
     x = torch.randn(1, 3, 45, 60)
     with torch.no_grad():
@@ -78,7 +84,7 @@ def test_padskip_two_heads() -> None:
         assert _rel(out[h], ref[h]) < 2e-5
 
 
-def test_padskip_dense_threshold_irrelevant(net8: torch.nn.Module) -> None:
+def test_padskip_dense_threshold_irrelevant(padskip, net8: torch.nn.Module) -> None:
     """All-skip, default and all-dense paths agree: the threshold is a speed knob only."""
     x = torch.randn(1, 3, 50, 71)
     with torch.no_grad():
@@ -86,7 +92,7 @@ def test_padskip_dense_threshold_irrelevant(net8: torch.nn.Module) -> None:
     assert _rel(outs[0], outs[2]) < 2e-5 and _rel(outs[1], outs[2]) < 2e-5
 
 
-def test_frames_are_needed(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frames_are_needed(padskip, net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
     """The edge frames (zero padding of later layers) reach the output: dropping them must break equality,
     so the equality above is not vacuous."""
     orig = padskip._propagate
@@ -103,7 +109,7 @@ def test_frames_are_needed(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatc
     assert _rel(bad, ref) > 1e-3  # ≥50× the tolerance above
 
 
-def test_padskip_gradients_equal() -> None:
+def test_padskip_gradients_equal(padskip) -> None:
     """Training through the skip: the same gradient for every parameter. In float64, so that the check is
     of the algebra (1e-9) and not of fp32 summation order over ~10⁵ skipped positions (~1e-4)."""
     m = _randomise(build_fcn("fcn8s", width=0.125, num_classes=4), seed=3).eval().double()  # eval: no dropout
@@ -121,7 +127,7 @@ def test_padskip_gradients_equal() -> None:
 
 
 @pytest.mark.skipif(not torch._nnpack_available(), reason="NNPACK not built into this torch")
-def test_winograd_tolerance(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_winograd_tolerance(padskip, net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
     """NNPACK Winograd: fp32 arithmetic, different rounding — logits within 1e-4 relative, same argmax."""
     monkeypatch.setattr(fast, "WINOGRAD_MIN_CHANNELS", 1)  # every 3×3 conv of the narrow test net
     x = torch.randn(1, 3, 96, 80)
@@ -135,7 +141,7 @@ def test_winograd_tolerance(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.skipif(not torch._nnpack_available(), reason="NNPACK not built into this torch")
 @pytest.mark.parametrize("wide", [True, False], ids=["nnpack", "onednn"])
-def test_winograd_forward_is_the_dense_padskip(net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch,
+def test_winograd_forward_is_the_dense_padskip(padskip, net8: torch.nn.Module, monkeypatch: pytest.MonkeyPatch,
                                                wide: bool) -> None:
     """FastFCN's Winograd path (fast.winograd_forward) computes bit for bit what it computed when it ran
     through the padding skip with dense_above=0 (every layer dense), with and without NNPACK taking the convs."""
@@ -199,7 +205,7 @@ def test_bf16_argmax_agreement_trained_net() -> None:
     assert _agreement_bf16(m, x) >= 0.985
 
 
-def test_fastfcn_matches_model(net8: torch.nn.Module, native_bf16: bool) -> None:
+def test_fastfcn_matches_model(padskip, net8: torch.nn.Module, native_bf16: bool) -> None:
     """The wrapper with its device defaults stays within the stated tolerances of the plain net."""
     x = torch.randn(1, 3, 70, 50)
     wrapped = fast.FastFCN(net8)
@@ -257,7 +263,7 @@ def test_bench_baseline_is_the_same_net(net8: torch.nn.Module, bench_module) -> 
 
 
 @pytest.mark.parametrize("backbone", ["alexnet", "googlenet"])
-def test_fastfcn_other_backbones(backbone: str, native_bf16: bool) -> None:
+def test_fastfcn_other_backbones(padskip, backbone: str, native_bf16: bool) -> None:
     """Trunks the skip does not cover (LRN, inception) run dense through the wrapper, same tolerance."""
     m = _randomise(build_fcn("fcn32s", backbone=backbone, width=0.25, num_classes=5), seed=6).eval()
     x = torch.randn(1, 3, 67, 50) * 50

@@ -21,7 +21,8 @@ def paper() -> dict:
 def test_doc_is_the_generated_text(paper):
     expected = fidelity.render(paper, "config/config.yaml")
     assert DOC.read_text() == expected, (
-        "docs/fidelity.md is stale: run `.venv/bin/python -m fcnlib.report.fidelity config/config.yaml > docs/fidelity.md`")
+        "docs/fidelity.md is stale: run "
+        "`.venv/bin/python -m fcnlib.report.fidelity config/config.yaml > docs/fidelity.md`")
 
 
 def test_every_experiment_has_rows_in_both_recipes(paper):

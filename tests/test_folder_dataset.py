@@ -1,6 +1,7 @@
-"""A dataset of your own declared in the config alone: images/ + masks/ + a class list (fcnlib.facts.datasets.folder_spec)
-→ prepare_folder → the dataset.json layout SegDataset reads. Masks as class indices or colours (palette), each
-checked with one error naming the file; train/val made with a seed when no lists are given."""
+"""A dataset of your own declared in the config alone: images/ + masks/ + a class list
+(fcnlib.facts.datasets.folder_spec) → prepare_folder → the dataset.json layout SegDataset reads. Masks as class
+indices or colours (palette), each checked with one error naming the file; train/val made with a seed when no lists
+are given."""
 
 from __future__ import annotations
 
@@ -80,9 +81,10 @@ def test_colour_masks_are_mapped_through_the_palette(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case, match", [
-    ("value", r"im03\.png: mask values \[7\] are not class ids 0\.\.2"),
+    ("value", r"im03\.png: label values \[7\] are outside 0\.\.2 \(and not the ignore value 255\); fix the mask"),
+    ("value16", r"im03\.png: label values \[258\] are outside 0\.\.2 .*; fix the mask"),
     ("rgb", r"im03\.png: mask is a RGB image, not class indices; .*palette"),
-    ("size", r"im03\.png: mask size 24×19 differs from its image 24×20"),
+    ("size", r"im03\.png: label size 24×19 differs from its image 24×20; fix the mask"),
     ("missing", r"im03\.png: mask not found"),
 ])
 def test_a_bad_mask_is_one_error_naming_it(tmp_path: Path, case: str, match: str) -> None:
@@ -92,6 +94,10 @@ def test_a_bad_mask_is_one_error_naming_it(tmp_path: Path, case: str, match: str
     if case == "value":
         lab[2, 2] = 7
         Image.fromarray(lab, mode="L").save(mask)
+    elif case == "value16":  # 258 would read as class 2 if narrowed to 8 bits before the check
+        wide = lab.astype(np.uint16)
+        wide[2, 2] = 258
+        Image.fromarray(wide).save(mask)
     elif case == "rgb":
         write_png(mask, np.stack([lab] * 3, -1))
     elif case == "size":
@@ -109,6 +115,10 @@ def test_a_colour_outside_the_palette_names_file_and_colour(tmp_path: Path) -> N
     rgb[3, 3] = (1, 2, 3)
     write_png(src / "masks" / "im01.png", rgb)
     with pytest.raises(DataError, match=r"im01\.png: colours \[\(1, 2, 3\)\] are not in the dataset's palette"):
+        prepare_folder(tmp_path / "out", src / "images", src / "masks", name="mine", classes=CLASSES,
+                       palette=PALETTE, workers=1)
+    write_png(src / "masks" / "im01.png", np.zeros((20, 23, 3), np.uint8))
+    with pytest.raises(DataError, match=r"im01\.png: mask size 23×20 differs from its image 24×20"):
         prepare_folder(tmp_path / "out", src / "images", src / "masks", name="mine", classes=CLASSES,
                        palette=PALETTE, workers=1)
 

@@ -14,8 +14,9 @@ from PIL import Image
 
 from fcnlib.data import splits as S
 from fcnlib.data.sbd import convert_sbd, find_sbd_root, read_sbd_cls
-from fcnlib.data.voc import VOC_CLASSES, find_voc_root, prepare_pascal
+from fcnlib.data.voc import find_voc_root, prepare_pascal
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import VOC_CLASSES
 from fcnlib.files.archive import safe_extract
 from fcnlib.files.io import write_label_png
 
@@ -162,20 +163,20 @@ def test_prepare_pascal_synthetic(pascal_raw: dict, tmp_path: Path, capsys: pyte
     assert set(load_dataset_meta(out / "dataset.json")["splits"]) == set(got)
 
 
-def test_rerun_resumes_and_skips_done(pascal_raw: dict, tmp_path: Path) -> None:
+def test_rerun_rebuilds_the_whole_folder(pascal_raw: dict, tmp_path: Path) -> None:
+    """A rerun converts every label again (nothing counts as done by existing) into a folder swapped in
+    whole: a file of the old run (here a label the SBD archive no longer has) does not survive."""
     out = tmp_path / "pascal"
     kw = dict(voc2011_dir=pascal_raw["voc2011_dir"], sbd_dir=pascal_raw["sbd_dir"], source="demo",
               workers=1, progress=False)
     prepare_pascal(out, **kw)
-    keep = out / "sbd_cls" / "s1.png"
-    before = keep.stat().st_mtime_ns, keep.stat().st_ino
-    (out / "sbd_cls" / "s2.png").unlink()  # as if killed before this one
-    (out / "dataset.json").unlink()
+    write_label_png(out / "sbd_cls" / "s1.png", np.zeros((H, W), np.uint8))  # as an older archive had it
+    write_label_png(out / "sbd_cls" / "gone.png", np.zeros((H, W), np.uint8))
     meta = prepare_pascal(out, **kw)
-    assert (keep.stat().st_mtime_ns, keep.stat().st_ino) == before
-    assert np.array_equal(_png(out / "sbd_cls" / "s2.png"), pascal_raw["segs"]["s2"])
+    assert np.array_equal(_png(out / "sbd_cls" / "s1.png"), pascal_raw["segs"]["s1"])
+    assert not (out / "sbd_cls" / "gone.png").exists()
     assert "trainaug" not in meta["splits"] and "test11" not in meta["splits"]
-    assert [p.name for p in (out / "sbd_cls").iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
 
 
 def test_seg11valid_reference_mismatch(pascal_raw: dict, tmp_path: Path) -> None:
@@ -288,7 +289,7 @@ def test_real_voc2012_mini_with_synthetic_sbd(tmp_path: Path) -> None:
 
 
 def test_cli_with_train_noval(pascal_raw: dict, tmp_path: Path) -> None:
-    from fcnlib.data.voc import cli
+    from fcnlib.cli.prepare_pascal import cli
 
     tn = tmp_path / "train_noval.txt"
     tn.write_text("a1\ns1\ns2\ns3\n")
@@ -298,8 +299,10 @@ def test_cli_with_train_noval(pascal_raw: dict, tmp_path: Path) -> None:
                 "--workers", "1"]) == 0
     meta = json.loads((out / "dataset.json").read_text())
     assert S.read_id_list(out / meta["splits"]["train_noval"]["ids"]) == ["a1", "s1", "s2", "s3"]
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     tn.write_text("a1\nv2\n")  # v2 is a VOC12 val image
     with pytest.raises(DataError, match="'train_noval' and 'val12' share 1 image"):
         cli(["-o", str(out), "--voc2011", str(pascal_raw["voc2011_dir"]), "--sbd", str(pascal_raw["sbd_dir"]),
              "--voc2012", str(pascal_raw["voc2012_dir"]), "--train-noval", str(tn)])
-    assert not (out / "dataset.json").exists()  # the failed rerun does not leave the old one behind
+    # the failed rerun leaves the previous set whole (no half-new mix); the workflow deletes dataset.json first
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -12,10 +12,9 @@ from fcnlib import train as T
 from fcnlib.data import dataset
 from fcnlib.data.prepare import prepare_dataset
 from fcnlib.errors import ConfigError
-from fcnlib.eval.inference import primary_head
 from fcnlib.facts import datasets as registry
 from fcnlib.files import layout
-from fcnlib.models.meta import ModelMeta
+from fcnlib.models.meta import ModelMeta, primary_head
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.pipeline.experiment import with_inputs
 
@@ -108,6 +107,7 @@ def test_prepare_dispatch_passes_lists_only_to_steps_that_take_them(tmp_path: Pa
 
 
 def test_the_snakefile_imports_no_torch():
-    code = ("import sys, fcnlib.pipeline.config, fcnlib.facts.datasets, fcnlib.files.layout; numpy = 'numpy' in sys.modules; "
+    code = ("import sys, fcnlib.pipeline.config, fcnlib.facts.datasets, fcnlib.files.layout; "
+            "numpy = 'numpy' in sys.modules; "
             "import fcnlib.eval.released; sys.exit(numpy or 'torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fcnlib.cli import main as fcn
 from fcnlib.demo import make_demo, released_caffe_blobs
 from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.eval import released
 from fcnlib.models import build_fcn, load_model
 from fcnlib.models.caffe import read_caffemodel, write_caffemodel
-from fcnlib.models.surgery import cli as convert_cli
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.report.tables import build_tables, render_markdown
 
@@ -156,14 +156,14 @@ def test_cli_round_trip(tmp_path, capsys):
     net = _random_fcn8s(1)
     src = tmp_path / "fcn8s-heavy-pascal.caffemodel"
     write_caffemodel(src, _authors_blobs(net))
-    assert convert_cli(["convert-weights", str(src), "-o", str(tmp_path / "auto.pt"), "--width", str(W)]) == 0
+    assert fcn(["convert-weights", str(src), "-o", str(tmp_path / "auto.pt"), "--width", str(W)]) == 0
     assert "released voc-fcn8s" in capsys.readouterr().out
     renamed = tmp_path / "mine.caffemodel"
     renamed.write_bytes(src.read_bytes())
-    assert convert_cli([str(renamed), "-o", str(tmp_path / "x.pt"), "--width", str(W)]) == 2
+    assert fcn(["convert-weights", str(renamed), "-o", str(tmp_path / "x.pt"), "--width", str(W)]) == 2
     assert "--released" in capsys.readouterr().err
-    assert convert_cli([str(renamed), "-o", str(tmp_path / "named.pt"), "--width", str(W),
-                        "--released", "voc-fcn8s"]) == 0
+    assert fcn(["convert-weights", str(renamed), "-o", str(tmp_path / "named.pt"), "--width", str(W),
+                "--released", "voc-fcn8s"]) == 0
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         ref = net(x)
@@ -243,3 +243,16 @@ def test_demo_writes_the_requested_standins(tmp_path):
     assert list(read_caffemodel(tmp_path / "fcn8s-heavy-pascal.caffemodel")) == VOC_FCN8S_LAYERS
     with pytest.raises(ConfigError, match="voc-fcn9s"):
         make_demo(tmp_path / "x", parts=("released",), released=["voc-fcn9s"])
+
+
+@pytest.mark.parametrize("name", ["voc-fcn8s", "nyud-fcn32s-color-hha", "siftflow-fcn16s", "voc-fcn-alexnet"])
+def test_released_width_is_read_from_the_blobs(tmp_path, name, capsys):
+    src = tmp_path / released.MODELS[name].caffemodel
+    write_caffemodel(src, released_caffe_blobs(name, W))
+    assert fcn(["convert-weights", str(src), "-o", str(tmp_path / "auto.pt")]) == 0  # no --width
+    model, meta = load_model(tmp_path / "auto.pt")
+    arch = meta["arch"]["members"][0] if meta["arch"].get("fusion") else meta["arch"]
+    assert arch["width"] == W
+    given, given_meta = load_model(released.convert(src, tmp_path / "given.pt", name, width=W, data_source="demo"))
+    assert all(torch.equal(v, given.state_dict()[k]) for k, v in model.state_dict().items())
+    assert given_meta.is_demo and not meta.is_demo  # a demo stand-in says so (fcn segment warns)

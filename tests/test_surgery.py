@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fcnlib.cli import main as fcn
 from fcnlib.errors import WeightsError
 from fcnlib.models import (
     CAFFE_VGG,
@@ -22,7 +23,6 @@ from fcnlib.models import (
 from fcnlib.models.alexnet import AlexNet
 from fcnlib.models.caffe import write_caffemodel
 from fcnlib.models.googlenet import GoogLeNet
-from fcnlib.models.surgery import cli
 from fcnlib.models.vgg import VGG16, run_trunk, scaled
 
 torch.set_num_threads(1)  # the CPU is shared; one thread is fastest under load
@@ -166,7 +166,7 @@ def test_wrong_source_gives_weights_error(tmp_path):
     sd = tv_vgg16_state_dict(0.25)
     torch.save(sd, tmp_path / "vgg16.pth")
     with pytest.raises(WeightsError, match=r"vgg16\.pth.*shapes.*--backbone"):
-        convert_imagenet(tmp_path / "vgg16.pth", "vgg16", "torchvision")  # width 1 expected
+        convert_imagenet(tmp_path / "vgg16.pth", "vgg16", "torchvision", width=1.0)  # a width that is not the file's
     with pytest.raises(WeightsError, match="missing"):
         convert_imagenet(tmp_path / "vgg16.pth", "googlenet", "torchvision")
     with pytest.raises(WeightsError, match="caffenet"):
@@ -336,10 +336,10 @@ def test_staged_init_mismatch_is_weights_error():
 
 def test_cli_convert_weights(tmp_path, capsys):
     torch.save(tv_vgg16_state_dict(W), tmp_path / "v.pth")
-    rc = cli(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "v.pt"), "--backbone", "vgg16",
+    rc = fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "v.pt"), "--backbone", "vgg16",
               "--format", "torchvision", "--width", str(W)])
     assert rc == 0 and (tmp_path / "v.pt").exists()
-    rc = cli([str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
+    rc = fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"])
     assert rc == 2 and "error:" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
@@ -377,3 +377,49 @@ def test_damaged_imagenet_files_are_refused_naming_them(tmp_path, monkeypatch):
     write_caffemodel(tmp_path / "a.caffemodel", caffe_alexnet_blobs(0.25))
     with pytest.raises(WeightsError, match=r"a\.caffemodel: \d+ B, over the limit of 1000 B .*FCN_MAX_WEIGHTS_BYTES"):
         convert_imagenet(tmp_path / "a.caffemodel", "alexnet", "caffe", width=0.25)
+
+
+@pytest.mark.parametrize("width", [W, 0.25, 1 / 8])
+def test_format_and_width_are_detected_from_the_file(tmp_path, width, capsys):
+    """No --format/--width: a torchvision .pth and a caffemodel (VGG16 and grouped CaffeNet) at any width
+    convert as with the right flags given."""
+    from fcnlib.models.caffe import read_caffemodel, sniff_format
+
+    torch.save(tv_vgg16_state_dict(width, seed=2), tmp_path / "v.pth")
+    write_caffemodel(tmp_path / "a.caffemodel", caffe_alexnet_blobs(width, seed=2))
+    assert sniff_format(tmp_path / "v.pth") == "torchvision" and sniff_format(tmp_path / "a.caffemodel") == "caffe"
+    for src, backbone, fmt in (("v.pth", "vgg16", "torchvision"), ("a.caffemodel", "alexnet", "caffe")):
+        assert fcn(["convert-weights", str(tmp_path / src), "-o", str(tmp_path / "auto.pt"),
+                    "--backbone", backbone]) == 0
+        convert_imagenet_file(tmp_path / src, tmp_path / "given.pt", backbone, fmt, width)
+        auto, given = (torch.load(tmp_path / f, weights_only=True) for f in ("auto.pt", "given.pt"))
+        assert auto["meta"] == given["meta"] and auto["meta"]["width"] == width and auto["meta"]["format"] == fmt
+        assert all(torch.equal(auto["state_dict"][k], v) for k, v in given["state_dict"].items())
+    # a .pth called a caffemodel: said what it is, not "download it again"
+    capsys.readouterr()
+    assert fcn(["convert-weights", str(tmp_path / "v.pth"), "-o", str(tmp_path / "x.pt"), "--format", "caffe"]) == 2
+    err = capsys.readouterr().err
+    assert "PyTorch" in err and "--format torchvision" in err and "download" not in err
+    with pytest.raises(WeightsError, match=r"v\.pth: a PyTorch file.*--format torchvision"):
+        read_caffemodel(tmp_path / "v.pth")
+    (tmp_path / "junk.bin").write_bytes(b"\x00\x01junk" * 10)
+    with pytest.raises(WeightsError, match=r"junk\.bin: neither a PyTorch \.pth.*nor a caffemodel"):
+        convert_imagenet(tmp_path / "junk.bin", "vgg16")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_width_detection_refuses_layers_of_mixed_widths(tmp_path):
+    from fcnlib.models.surgery import detect_width
+
+    blobs = {k[:-7]: [v] for k, v in convert_imagenet_sd(tmp_path).items() if k.endswith(".weight")}
+    assert detect_width(blobs, "vgg16", "f") == 0.25
+    blobs["conv3_2"] = [np.zeros((7, 32, 3, 3), np.float32)]  # 7 output channels: no width gives that
+    with pytest.raises(WeightsError, match=r"f: output channels \['conv3_2 7'\] fit no vgg16 width"):
+        detect_width(blobs, "vgg16", "f")
+    with pytest.raises(WeightsError, match="no googlenet trunk layers"):
+        detect_width(blobs, "googlenet", "f")
+
+
+def convert_imagenet_sd(tmp_path) -> dict[str, torch.Tensor]:
+    torch.save(tv_vgg16_state_dict(0.25), tmp_path / "q.pth")
+    return convert_imagenet(tmp_path / "q.pth", "vgg16")[0]

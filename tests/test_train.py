@@ -246,6 +246,36 @@ def test_checkpoint_of_other_config_is_ignored(toy, tmp_path):
     assert [d["iter"] for d in read_log(log) if "loss" in d] == [1, 2, 3]
 
 
+def test_checkpoint_of_other_inputs_is_ignored(toy, tmp_path):
+    """Class 3 for training: a checkpoint left by a killed run counts only for the very data it was trained
+    on; after a corrected label (same config, same paths) training starts again from iteration 0."""
+    import shutil
+
+    from PIL import Image
+
+    ds = tmp_path / "ds"
+    shutil.copytree(toy.parent, ds)
+    cfg = make_cfg(ds / toy.name, iterations=4, log_every=1, checkpoint_every=2)
+
+    def stop(it: int) -> None:
+        if it == 3:
+            raise KeyboardInterrupt  # killed after the checkpoint at 2
+
+    for changed in (False, True):
+        T._iteration_hook = stop
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run(cfg, tmp_path, "k")
+        finally:
+            T._iteration_hook = None
+        assert torch.load(tmp_path / "k.resume.pt", weights_only=True)["iteration"] == 2
+        if changed:
+            label = sorted((ds / "sem").glob("*.png"))[0]
+            write_label_png(label, np.zeros(np.asarray(Image.open(label)).shape, np.uint8))
+        s, _, _ = run(cfg, tmp_path, "k")
+        assert s["resumed_from"] == (None if changed else 2)
+
+
 # --------------------------------------------------------------------------------------------------
 # learning: staged 32s → 16s → 8s, fixed, two heads, late fusion
 # --------------------------------------------------------------------------------------------------

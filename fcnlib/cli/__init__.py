@@ -1,24 +1,26 @@
-"""`fcn` command: each subcommand lives in the module that does the work (its `cli(argv)`)."""
+"""The `fcn` command: one module per subcommand in this package (its `cli(argv) -> int`); library modules
+hold no command-line code."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
+from fcnlib import __version__
 from fcnlib.errors import one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("fcnlib.pipeline.experiment", "train one experiment of a config, as the workflow's train rule"),
-    "evaluate": ("fcnlib.eval.evaluate", "score trained weights on a dataset split (metrics.json)"),
-    "export": ("fcnlib.models.export", "export trained weights as TorchScript or ONNX"),
-    "segment": ("fcnlib.eval.segment", "segment images with trained weights (palette PNGs, overlays)"),
-    "hha": ("fcnlib.data.hha", "encode depth maps as HHA (horizontal disparity, height, angle)"),
-    "convert-weights": ("fcnlib.models.surgery", "ImageNet classifier or released FCN caffemodel → our weights"),
-    "download": ("fcnlib.files.download", "fetch a file: mirrors, checksum, resume, atomic"),
-    "extract": ("fcnlib.files.archive", "extract a tar/zip safely (no paths leaving the target)"),
-    "prepare-pascal": ("fcnlib.data.voc", "merge SBD into VOC and write the paper's splits"),
-    "demo-data": ("fcnlib.demo", "write the offline demo's synthetic datasets"),
-    "check-config": ("fcnlib.pipeline.config", "validate a pipeline config file"),
+    "train": ("fcnlib.cli.train", "train one experiment of a config, as the workflow's train rule"),
+    "evaluate": ("fcnlib.cli.evaluate", "score trained weights on a dataset split (metrics.json)"),
+    "export": ("fcnlib.cli.export", "export trained weights as TorchScript or ONNX"),
+    "segment": ("fcnlib.cli.segment", "segment images with trained weights (palette PNGs, overlays)"),
+    "hha": ("fcnlib.cli.hha", "encode depth maps as HHA (horizontal disparity, height, angle)"),
+    "convert-weights": ("fcnlib.cli.convert_weights", "ImageNet classifier or released FCN caffemodel → our weights"),
+    "download": ("fcnlib.cli.download", "fetch a file: mirrors, checksum, resume, atomic"),
+    "extract": ("fcnlib.cli.extract", "extract a tar/zip safely (no paths leaving the target)"),
+    "prepare-pascal": ("fcnlib.cli.prepare_pascal", "merge SBD into VOC and write the paper's splits"),
+    "demo-data": ("fcnlib.cli.demo_data", "write the offline demo's synthetic datasets"),
+    "check-config": ("fcnlib.cli.check_config", "validate a pipeline config file"),
 }
 
 
@@ -31,8 +33,6 @@ def _usage() -> str:
 
 
 def version() -> str:
-    from fcnlib import __version__
-
     return f"fcn (fcnlib) {__version__}"
 
 

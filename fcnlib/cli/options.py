@@ -1,62 +1,56 @@
 """The option spellings every `fcn` subcommand shares: `-o/--out` for what it writes, `--no-progress` to
-silence progress bars, `--device`. Old spellings (`--output`, `--quiet`) still parse, hidden from --help,
-with a deprecation note on stderr, so existing scripts keep working."""
+silence progress bars, `--device`. One definition each, so no two commands spell the same thing apart."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
+import os
+from pathlib import Path
 from typing import Any
+
+from fcnlib.errors import ConfigError
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)"
 
 
-class _Deprecated(argparse.Action):
-    """A hidden old spelling: stores like the new option and says which one to use."""
-
-    def __init__(self, option_strings: list[str], dest: str, new: str, const: Any = None, nargs: Any = None,
-                 **kwargs: Any):
-        self.new = new
-        super().__init__(option_strings, dest, nargs=nargs, const=const, help=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
-
-
-class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose `-o/--out` may be required while its hidden alias still satisfies it."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._required_out = False
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
-        ns = super().parse_args(args, namespace)
-        if self._required_out and getattr(ns, "out", None) is None:
-            self.error("the following arguments are required: -o/--out")
-        return ns
-
-
 def add_out(p: argparse.ArgumentParser, help: str, *, required: bool = False, **kwargs: Any) -> None:
-    """`-o/--out` (+ the hidden old `--output`). `required` needs a `Parser` (the alias satisfies it)."""
+    """`-o/--out`: what the command writes."""
     if required:
-        if not isinstance(p, Parser):
-            raise TypeError("add_out(required=True) needs fcnlib.cli.options.Parser")
-        p._required_out = True
         help = f"{help} (required)"
-    p.add_argument("-o", "--out", dest="out", help=help, **kwargs)
-    p.add_argument("--output", dest="out", action=_Deprecated, new="-o/--out", **kwargs)
+    p.add_argument("-o", "--out", dest="out", help=help, required=required, **kwargs)
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
-    """`--no-progress` (+ the hidden old `--quiet`); read it as `args.no_progress`."""
+    """`--no-progress`; read it as `args.no_progress`."""
     p.add_argument("--no-progress", action="store_true", dest="no_progress",
                    help="no progress bar (in a log file the bar is one line every 30 s anyway)")
-    p.add_argument("--quiet", dest="no_progress", action=_Deprecated, new="--no-progress", nargs=0, const=True)
 
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:
     p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def replaced_out(out: str | os.PathLike, marker: str, command: str) -> Path:
+    """`-o DIR` for a command that builds DIR whole and swaps it in (fcnlib.files.io.staged_dir): DIR must be
+    new, empty, or a folder this command wrote before (it holds `marker`), so nobody's other files are
+    replaced. Else one ConfigError naming the folder and the fix."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: -o names a file; {command} writes a folder (give a new or empty one)")
+    if path.is_dir() and not (path / marker).is_file() and any(path.iterdir()):
+        raise ConfigError(f"{path}: -o is a folder with other files and no {marker}; {command} replaces its "
+                          f"output folder whole, so give a new or empty folder")
+    return path
+
+
+def out_file(out: Path, name: str, what: str = "file") -> Path:
+    """What `-o OUT` means for a command writing one file named `name` by default: an existing folder (or a
+    link to one) means "put it inside, as `name`"; anything else is the file's path. `name` empty (nothing
+    to name the file after) with a folder is one ConfigError asking for a file path."""
+    out = Path(out)
+    if not out.is_dir():
+        return out
+    if not name or name in (".", "..") or "/" in name:
+        raise ConfigError(f"-o {out}: is a folder and there is no {what} name to put inside it; give the "
+                          f"{what}'s path, e.g. -o {out / ('NAME')}")
+    return out / name

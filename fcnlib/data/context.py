@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from fcnlib.data.dataset import link_or_copy, read_ids, start_prepare, write_split_lists
+from fcnlib.data.dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
+from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
 from fcnlib.files.matio import read_mat
 from fcnlib.runtime.parallel import map_parallel
@@ -80,13 +81,11 @@ def _find(root: Path, marker: str, candidates: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _item(args: tuple[str, str, str, str, Any]) -> tuple[str, int]:
+def _item(args: tuple[str, str, str, str, Any]) -> str:
     iid, jpg, mat, out_dir, lut = args
     out = Path(out_dir)
     link_or_copy(jpg, out / "rgb" / f"{iid}.jpg")
     dst = out / "labels" / f"{iid}.png"
-    if dst.exists():
-        return iid, 0
     m = read_mat(mat, f"PASCAL-Context label of id '{iid}'", "re-extract trainval.tar.gz")
     if "LabelMap" not in m:
         raise DataError(f"{mat}: not a PASCAL-Context label (.mat without 'LabelMap'); re-extract trainval.tar.gz")
@@ -97,43 +96,43 @@ def _item(args: tuple[str, str, str, str, Any]) -> tuple[str, int]:
         raise DataError(f"{mat}: label size {raw.shape[1]}×{raw.shape[0]} differs from its image {jpg} "
                         f"{size[0]}×{size[1]}; the VOC2010 and Context archives do not match")
     write_label_png(dst, lut[raw.astype(np.int64)])
-    return iid, 1
+    return iid
 
 
 def prepare_context(out_dir: PathLike, voc2010_dir: PathLike, context_dir: PathLike, classes59_file: PathLike,
                     source: str = "real", workers: int | None = None) -> dict[str, Any]:
-    """Convert PASCAL-Context to rgb/<id>.jpg + labels/<id>.png (0..59) + splits + dataset.json (last)."""
-    out = start_prepare(out_dir, source, "prepare_context")
-    voc = _find(Path(voc2010_dir), "JPEGImages", ("", "VOC2010", "VOCdevkit/VOC2010", "TrainVal/VOCdevkit/VOC2010"))
-    if voc is None:
-        raise DataError(f"{voc2010_dir}: no VOC2010 folder with JPEGImages inside; extract "
-                        f"VOCtrainval_03-May-2010.tar there")
-    ctx = _find(Path(context_dir), "labels.txt", ("", "trainval", "..", "pascal-context"))
-    if ctx is None:
-        raise DataError(f"{context_dir}: labels.txt not found; extract PASCAL-Context trainval.tar.gz there")
-    mats = ctx / "trainval" if (ctx / "trainval").is_dir() else ctx
-    classes = read_classes59(classes59_file)
-    lut = context_lut(classes, ctx / "labels.txt")
-    splits = {s: read_ids(voc / "ImageSets" / "Main" / f"{s}.txt") for s in ("train", "val")}
-    overlap = set(splits["train"]) & set(splits["val"])
-    if overlap:
-        raise DataError(f"{voc}/ImageSets/Main: train and val share {len(overlap)} ids (e.g. "
-                        f"{sorted(overlap)[0]}); re-extract VOC2010")
-    ids = sorted(set(splits["train"]) | set(splits["val"]))
-    jobs = [(i, str(voc / "JPEGImages" / f"{i}.jpg"), str(mats / f"{i}.mat"), str(out), lut) for i in ids]
-    for _, jpg, _, _, _ in jobs:
-        if not Path(jpg).is_file():
-            raise DataError(f"{jpg}: image listed in VOC2010 ImageSets/Main is missing; re-extract the tar")
-    done = map_parallel(_item, jobs, workers, desc="context")
-    rel = write_split_lists(out, splits)
-    meta = {
-        "name": "context", "source": source, "ignore_index": 255,
-        "heads": {"sem": 60}, "classes": {"sem": classes},
-        "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}},
-                       "labels": {"sem": {"dir": "labels", "ext": ".png"}}} for s in splits},
-        "sizes": {s: len(v) for s, v in splits.items()},
-    }
-    atomic_write_json(out / "dataset.json", meta)
-    print(f"context: train {len(splits['train'])}, val {len(splits['val'])} "
-          f"({sum(n for _, n in done)} labels converted)")
-    return meta
+    """Convert PASCAL-Context to rgb/<id>.jpg + labels/<id>.png (0..59) + splits + dataset.json, built whole."""
+    with staged_prepare(out_dir, source, "prepare_context") as out:
+        voc = _find(Path(voc2010_dir), "JPEGImages",
+                    ("", "VOC2010", "VOCdevkit/VOC2010", "TrainVal/VOCdevkit/VOC2010"))
+        if voc is None:
+            raise DataError(f"{voc2010_dir}: no VOC2010 folder with JPEGImages inside; extract "
+                            f"VOCtrainval_03-May-2010.tar there")
+        ctx = _find(Path(context_dir), "labels.txt", ("", "trainval", "..", "pascal-context"))
+        if ctx is None:
+            raise DataError(f"{context_dir}: labels.txt not found; extract PASCAL-Context trainval.tar.gz there")
+        mats = ctx / "trainval" if (ctx / "trainval").is_dir() else ctx
+        classes = read_classes59(classes59_file)
+        lut = context_lut(classes, ctx / "labels.txt")
+        splits = {s: read_ids(voc / "ImageSets" / "Main" / f"{s}.txt") for s in ("train", "val")}
+        overlap = set(splits["train"]) & set(splits["val"])
+        if overlap:
+            raise DataError(f"{voc}/ImageSets/Main: train and val share {len(overlap)} ids (e.g. "
+                            f"{sorted(overlap)[0]}); re-extract VOC2010")
+        ids = sorted(set(splits["train"]) | set(splits["val"]))
+        jobs = [(i, str(voc / "JPEGImages" / f"{i}.jpg"), str(mats / f"{i}.mat"), str(out), lut) for i in ids]
+        for _, jpg, _, _, _ in jobs:
+            if not Path(jpg).is_file():
+                raise DataError(f"{jpg}: image listed in VOC2010 ImageSets/Main is missing; re-extract the tar")
+        map_parallel(_item, jobs, workers, desc="context")
+        rel = write_split_lists(out, splits)
+        meta = {
+            "name": "context", "source": source, "ignore_index": 255,
+            "heads": REGISTRY["context"].heads, "classes": {"sem": classes},  # as its classes-59 file spells them
+            "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}},
+                           "labels": {"sem": {"dir": "labels", "ext": ".png"}}} for s in splits},
+            "sizes": {s: len(v) for s, v in splits.items()},
+        }
+        atomic_write_json(out / "dataset.json", meta)
+        print(f"context: train {len(splits['train'])}, val {len(splits['val'])} ({len(ids)} labels converted)")
+        return meta

@@ -6,8 +6,9 @@ evaluation never know which dataset they read.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,11 @@ class SegDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def files(self) -> list[Path]:
+        """Every file this split reads: each item's image per modality and its label per head."""
+        specs = [self._spec["images"][m] for m in self.modalities] + [self._spec["labels"][h] for h in self.heads]
+        return [self._path(s, i) for i in range(len(self.ids)) for s in specs]
+
     # -- loading --------------------------------------------------------------------------------
     def _check_exists(self, path: Path, i: int, what: str) -> None:
         if path.is_symlink():  # a link planted in a dataset folder must not read a file elsewhere
@@ -290,12 +296,10 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
-    An existing `dst` counts as done (every writer here is atomic)."""
+    An existing `dst` is replaced (its content may be an older archive's)."""
     from fcnlib.files.io import place_file
 
     dst = Path(dst)
-    if dst.exists():
-        return
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         place_file(src, dst)
@@ -333,17 +337,15 @@ def resolve_lists(dataset: str, lists: Mapping[str, PathLike] | None, lists_dir:
     return {n: base / f"{n}.txt" for n in names}
 
 
-def start_prepare(out_dir: PathLike, source: str, what: str) -> Path:
-    """Common start of a prepare step: check `source`, make out_dir, and drop an old dataset.json (the
-    completion marker) so a failed rerun cannot leave a stale one looking valid."""
-    import contextlib
-
+@contextlib.contextmanager
+def staged_prepare(out_dir: PathLike, source: str, what: str) -> Iterator[Path]:
+    """Common frame of a prepare step: check `source`, then build the whole dataset folder in a staging
+    folder swapped in for `out_dir` at the end (fcnlib.files.io.staged_dir): a rerun after a corrected archive
+    leaves no file of the old set, and a failed one keeps the old set whole."""
     from fcnlib.errors import ConfigError
+    from fcnlib.files.io import staged_dir
 
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        (out / "dataset.json").unlink()
-    return out
+    with staged_dir(out_dir) as out:
+        yield out

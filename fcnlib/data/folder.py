@@ -19,9 +19,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fcnlib.data.dataset import link_or_copy, read_ids, start_prepare, write_split_lists
+from fcnlib.data.dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
-from fcnlib.files.io import IGNORE_INDEX, atomic_write_json, image_size, read_image, read_label, write_label_png
+from fcnlib.files.io import (
+    IGNORE_INDEX,
+    atomic_write_json,
+    colour_to_label,
+    image_size,
+    read_image,
+    read_label,
+    write_label_png,
+)
 from fcnlib.files.paths import inside
 from fcnlib.runtime.parallel import map_parallel
 
@@ -66,37 +74,29 @@ def make_splits(ids: Sequence[str], val_fraction: float, seed: int) -> dict[str,
 def mask_to_label(path: Path, shape: tuple[int, int], num_classes: int,
                   palette: Sequence[Sequence[int]] | None) -> np.ndarray:
     """One mask as H×W uint8 class ids (255 void), checked: integral ids in 0..num_classes-1 or 255 (or colours
-    of the palette), the size of its image. One DataError naming the file and the fix otherwise."""
+    of the palette), the size of its image. One DataError naming the file and the fix otherwise (16-bit masks
+    are range-checked before any narrowing)."""
     if not path.is_file():
         raise DataError(f"{path}: mask not found; every image needs masks/<id>.png")
     if path.is_symlink():
         inside(path.parent, path.name, "mask", "copy the file into the folder instead of linking it")
     image_size(path, "mask", "replace the mask")  # the pixel cap, from the header
-    with Image.open(path) as im:
-        mode = im.mode
-    if palette is not None:
-        rgb = read_image(path, "RGB")
-        key = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-        lut = {(r << 16) | (g << 8) | b: k for k, (r, g, b) in enumerate(palette)}
-        uniq, inv = np.unique(key, return_inverse=True)
-        unknown = [int(k) for k in uniq.tolist() if k not in lut]
-        if unknown:
-            cols = [((k >> 16) & 255, (k >> 8) & 255, k & 255) for k in unknown[:4]]
-            raise DataError(f"{path}: colours {cols} are not in the dataset's palette; paint every pixel in a "
-                            f"class colour or add the colour to 'palette' (and its class to 'classes')")
-        label = np.array([lut[k] for k in uniq.tolist()], np.uint8)[inv].reshape(key.shape)
-    else:
+    if palette is None:
+        with Image.open(path) as im:
+            mode = im.mode
         if mode not in INDEX_MODES:
             raise DataError(f"{path}: mask is a {mode} image, not class indices; save masks as greyscale or "
                             f"palette PNGs of class ids (255 = void), or give the classes' colours as "
                             f"'palette' in the config")
-        arr = read_label(path, num_classes=1 << 16)  # range checked below, with the dataset's own fix
-        bad = (arr >= num_classes) & (arr != IGNORE_INDEX)
-        if bad.any():
-            vals = np.unique(arr[bad])[:8].tolist()
-            raise DataError(f"{path}: mask values {vals} are not class ids 0..{num_classes - 1} nor {IGNORE_INDEX} "
-                            f"(void); fix the mask or the dataset's 'classes' list")
-        label = arr.astype(np.uint8)
+        return read_label(path, num_classes, shape, fix="fix the mask (class ids in the order of the dataset's "
+                          "'classes', 255 = void, the image's size) or the 'classes' list")
+    rgb = read_image(path, "RGB")
+    label = colour_to_label(rgb, np.asarray(palette, np.uint8))  # a colour not in the palette → 255
+    unknown = label == IGNORE_INDEX  # never a class: at most 255 classes (fcnlib.facts.datasets.MAX_CLASSES)
+    if unknown.any():
+        cols = [tuple(c) for c in np.unique(rgb[unknown], axis=0)[:4].tolist()]
+        raise DataError(f"{path}: colours {cols} are not in the dataset's palette; paint every pixel in a "
+                        f"class colour or add the colour to 'palette' (and its class to 'classes')")
     if label.shape != tuple(shape):
         raise DataError(f"{path}: mask size {label.shape[1]}×{label.shape[0]} differs from its image "
                         f"{shape[1]}×{shape[0]}; save the mask at the image's size")
@@ -117,36 +117,36 @@ def prepare_folder(out_dir: PathLike, images_dir: PathLike, masks_dir: PathLike,
                    val_fraction: float = 0.2, seed: int = 0, lists: Mapping[str, PathLike] | None = None,
                    classes_file: PathLike | None = None, palette_file: PathLike | None = None,
                    source: str = "real", workers: int | None = None) -> dict[str, Any]:
-    """images/ + masks/ → out_dir/{rgb,labels,splits}/ + dataset.json (last). `lists` {split: id list file},
+    """images/ + masks/ → out_dir/{rgb,labels,splits}/ + dataset.json, built whole. `lists` {split: id list file},
     else train/val made with `seed`. `classes_file`/`palette_file` are the files `classes`/`palette` were read
     from (inputs of the rule, so editing them reruns it); their content arrives parsed."""
     del classes_file, palette_file
-    out = start_prepare(out_dir, source, f"prepare_{name}")
-    images, ext = find_images(Path(images_dir))
-    if lists:
-        splits = {s: read_ids(f) for s, f in lists.items()}
-        for s, ids in splits.items():
-            unknown = [i for i in ids if i not in images]
-            if unknown:
-                raise DataError(f"{lists[s]}: ids {unknown[:4]} of split {s!r} have no image in {images_dir}; "
-                                f"fix the list or add the images")
-            if not ids:
-                raise DataError(f"{lists[s]}: split {s!r} lists no ids; list at least one")
-    else:
-        splits = make_splits(sorted(images), val_fraction, seed)
-    used = sorted({i for ids in splits.values() for i in ids})
-    n = len(classes)
-    pal = [list(c) for c in palette] if palette is not None else None
-    map_parallel(_item, [(i, str(images[i]), str(Path(masks_dir) / f"{i}.png"), str(out), n, pal) for i in used],
-                 workers, desc=name)
-    rel = write_split_lists(out, splits)
-    layout = {"images": {"rgb": {"dir": "rgb", "ext": ext}}, "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
-    meta = {
-        "name": name, "source": source, "ignore_index": IGNORE_INDEX,
-        "heads": {"sem": n}, "classes": {"sem": list(classes)},
-        "splits": {s: {"ids": rel[s], **layout} for s in rel},
-        "sizes": {s: len(ids) for s, ids in splits.items()},
-    }
-    atomic_write_json(out / "dataset.json", meta)
-    print(f"{name}: " + ", ".join(f"{s} {len(ids)}" for s, ids in splits.items()))
-    return meta
+    with staged_prepare(out_dir, source, f"prepare_{name}") as out:
+        images, ext = find_images(Path(images_dir))
+        if lists:
+            splits = {s: read_ids(f) for s, f in lists.items()}
+            for s, ids in splits.items():
+                unknown = [i for i in ids if i not in images]
+                if unknown:
+                    raise DataError(f"{lists[s]}: ids {unknown[:4]} of split {s!r} have no image in {images_dir}; "
+                                    f"fix the list or add the images")
+                if not ids:
+                    raise DataError(f"{lists[s]}: split {s!r} lists no ids; list at least one")
+        else:
+            splits = make_splits(sorted(images), val_fraction, seed)
+        used = sorted({i for ids in splits.values() for i in ids})
+        n = len(classes)
+        pal = [list(c) for c in palette] if palette is not None else None
+        map_parallel(_item, [(i, str(images[i]), str(Path(masks_dir) / f"{i}.png"), str(out), n, pal) for i in used],
+                     workers, desc=name)
+        rel = write_split_lists(out, splits)
+        layout = {"images": {"rgb": {"dir": "rgb", "ext": ext}}, "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
+        meta = {
+            "name": name, "source": source, "ignore_index": IGNORE_INDEX,
+            "heads": {"sem": n}, "classes": {"sem": list(classes)},
+            "splits": {s: {"ids": rel[s], **layout} for s in rel},
+            "sizes": {s: len(ids) for s, ids in splits.items()},
+        }
+        atomic_write_json(out / "dataset.json", meta)
+        print(f"{name}: " + ", ".join(f"{s} {len(ids)}" for s, ids in splits.items()))
+        return meta

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fcnlib.data.hha_geometry import _line_sum, _orient, _plane_normals, _rotation, _window_sum, estimate_gravity
+from fcnlib.data.hha_geometry import (
+    estimate_gravity,
+    orient_normals,
+    plane_normals,
+    rotation_between,
+)
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.files.io import read_depth_png, set_max_pixels, write_png
+from fcnlib.files.io import read_depth_png, write_png
 from fcnlib.runtime.allocator import tune_malloc
 from fcnlib.runtime.parallel import map_parallel
+
+PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -111,11 +120,11 @@ def hha_components(depth_m: np.ndarray, camera: Camera, raw_depth_m: np.ndarray 
     with np.errstate(divide="ignore"):
         inv_z = np.divide(1.0, z_n, out=z_n) if valid is None else np.divide(
             1.0, z_n, out=np.zeros_like(z_n), where=valid)
-    n1 = _orient(_plane_normals(u, v, inv_z, valid, 3), u, v)
-    g = estimate_gravity(_orient(_plane_normals(u, v, inv_z, valid, 10), u, v))
+    n1 = orient_normals(plane_normals(u, v, inv_z, valid, 3), u, v)
+    g = estimate_gravity(orient_normals(plane_normals(u, v, inv_z, valid, 10), u, v))
 
     # pcRot = Rᵀ p (R turns the y axis into gravity), so its y = (column 2 of R)·p; height is up.
-    rot = _rotation(np.array([0.0, 1.0, 0.0]), g)
+    rot = rotation_between(np.array([0.0, 1.0, 0.0]), g)
     height = (-rot[2, 1] - rot[0, 1] * u)[None, :] - (rot[1, 1] * v)[:, None]
     height *= z_cm
     y_min = float(height.min())
@@ -196,10 +205,11 @@ def _encode_one(args: tuple) -> str:
 def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth_scale: float,
                    raw_paths: list[Path] | None = None, workers: int | None = None,
                    progress: bool = True) -> list[Path]:
-    """Encode every depth map to out_dir/<stem>.png (HHA), in parallel; existing outputs are kept.
+    """Encode every depth map to out_dir/<stem>.png (HHA), in parallel, replacing what is there.
 
-    Each PNG is written atomically, so a killed run leaves only complete files and a rerun resumes.
-    Returns the output paths in input order.
+    Each PNG is written atomically. Nothing is skipped: a PNG already in out_dir may come from other
+    intrinsics or depth maps (the workflow builds its folder whole: encode_nyud). Returns the output
+    paths in input order.
     """
     depth_paths = [Path(p) for p in depth_paths]
     out_dir = Path(out_dir)
@@ -214,53 +224,44 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
         raise ConfigError(f"{out_dir}: two inputs share a file name stem, their HHA outputs would collide; "
                           f"encode them into separate output folders")
     raws = [None] * len(depth_paths) if raw_paths is None else [Path(p) for p in raw_paths]
-    todo = [(d, r, o, camera, depth_scale) for d, r, o in zip(depth_paths, raws, outs, strict=True)
-            if not o.exists()]
+    todo = [(d, r, o, camera, depth_scale) for d, r, o in zip(depth_paths, raws, outs, strict=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     # glibc's default mmaps each frame-sized temporary afresh (its page faults cost ~2× the arithmetic)
     map_parallel(_encode_one, todo, workers, "hha", progress=progress, initializer=tune_malloc)
     return outs
 
 
-def _parse_intrinsics(text: str) -> Camera:
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        vals = []
-    if len(vals) != 4:
-        raise ConfigError(f"--intrinsics {text!r}: expected fx,fy,cx,cy (pixels, fx and fy > 0, "
-                          f"cx/cy 1-based as in the NYU toolbox), e.g. 518.8579,519.4696,325.5824,253.7362")
-    try:
-        return Camera(*vals)
-    except ConfigError as e:
-        raise ConfigError(f"--intrinsics {text!r}: {e}") from None
+def _split_paths(dataset_json: Path, modality: str) -> list[Path]:
+    """Every file of `modality` listed by any split of a dataset.json (sorted, once each), read through the
+    dataset loader's reader: paths kept inside the dataset (fcnlib.files.paths.inside), ids checked."""
+    from fcnlib.data.dataset import load_dataset_meta, read_ids
+
+    paths = set()
+    for split in load_dataset_meta(dataset_json)["splits"].values():
+        spec = split["images"].get(modality)
+        if spec is None:
+            return []
+        for i in read_ids(split["ids"]):
+            paths.add(Path(spec["dir"]) / f"{i}{spec['ext']}")
+    return sorted(paths)
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn hha DEPTH... -o DIR [--raw-depth RAW...] [--camera NAME | --intrinsics fx,fy,cx,cy]
-    [--depth-scale S] [--workers N]`."""
-    from fcnlib.cli.options import Parser, add_out, add_progress
+def encode_nyud(dataset_json: PathLike, manifest: PathLike, camera: str = "nyu-color-gupta-crop",
+                depth_scale: float = 0.001, workers: int | None = None, progress: bool = True) -> dict[str, str]:
+    """The HHA of every depth map of a prepared NYUD (the encode_hha rule): the folder of `manifest`
+    is built whole (fcnlib.files.io.staged_dir) with one PNG per depth map and the manifest ({png: sha256}),
+    so a rerun with other intrinsics or depth maps leaves no PNG of the old run. The dataset's own
+    intrinsics ("camera" in dataset.json) win over the `camera` preset. Returns the manifest."""
+    from fcnlib.files.io import atomic_write_json, read_json, sha256_file, staged_dir
 
-    ap = Parser(prog="fcn hha", description="Encode depth PNGs as HHA (Gupta et al. 2014).")
-    ap.add_argument("depth", nargs="+", type=Path, help="depth PNGs (16-bit)")
-    add_out(ap, "output folder (<stem>.png per input)", required=True, type=Path)
-    ap.add_argument("--raw-depth", nargs="+", type=Path, default=None,
-                    help="raw depth PNGs (0 = missing), one per depth map, same order")
-    cam = ap.add_mutually_exclusive_group()
-    cam.add_argument("--camera", choices=sorted(CAMERAS), default="nyu-color",
-                     help="intrinsics preset (default nyu-color, full 640×480 NYU frame)")
-    cam.add_argument("--intrinsics", help="fx,fy,cx,cy in pixels (cx, cy 1-based)")
-    ap.add_argument("--depth-scale", type=float, default=0.001,
-                    help="metres per stored depth unit: 0.001 mm (default), 0.0001 for 0.1 mm, 1 for metres")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    add_progress(ap)
-    ap.add_argument("--max-pixels", type=int, default=None,
-                    help="refuse depth maps with more pixels (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
-    args = ap.parse_args(argv)
-    if args.max_pixels is not None:
-        set_max_pixels(args.max_pixels)
-    camera = _parse_intrinsics(args.intrinsics) if args.intrinsics else CAMERAS[args.camera]
-    outs = encode_dataset(args.depth, args.out, camera, args.depth_scale, raw_paths=args.raw_depth,
-                          workers=args.workers, progress=not args.no_progress)
-    print(f"{len(outs)} HHA images in {args.out}")
-    return 0
+    dataset_json, manifest = Path(dataset_json), Path(manifest)
+    meta = read_json(dataset_json)
+    cam = Camera.from_dict(meta["camera"], dataset_json) if "camera" in meta else CAMERAS[camera]
+    depth = _split_paths(dataset_json, "depth")
+    raw = _split_paths(dataset_json, "rawdepth") or None
+    scale = meta["splits"][next(iter(meta["splits"]))]["images"]["depth"].get("scale_m", depth_scale)
+    with staged_dir(manifest.parent) as out:
+        outs = encode_dataset(depth, out, cam, float(scale), raw_paths=raw, workers=workers, progress=progress)
+        sums = {p.name: sha256_file(p) for p in outs}
+        atomic_write_json(out / manifest.name, sums)
+    return sums

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _window_sum(f: np.ndarray, r: int, axis: int) -> np.ndarray:
+def window_sum(f: np.ndarray, r: int, axis: int) -> np.ndarray:
     """Sum over the 2r+1 neighbours along `axis` (0 or 1 of a 2-D array), zeros beyond the border.
 
     Shifted-slice additions with doubling (sums of 1, 2, 4, 8, … neighbours, then the binary
@@ -36,12 +36,12 @@ def _window_sum(f: np.ndarray, r: int, axis: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-def _line_sum(f: np.ndarray, r: int) -> np.ndarray:
-    """1-D version of _window_sum for the separable (no missing data) case."""
-    return _window_sum(f[None, :], r, 1)[0]
+def line_sum(f: np.ndarray, r: int) -> np.ndarray:
+    """1-D version of window_sum for the separable (no missing data) case."""
+    return window_sum(f[None, :], r, 1)[0]
 
 
-def _plane_normals(u: np.ndarray, v: np.ndarray, inv_z: np.ndarray, valid: np.ndarray | None, r: int
+def plane_normals(u: np.ndarray, v: np.ndarray, inv_z: np.ndarray, valid: np.ndarray | None, r: int
                    ) -> np.ndarray:
     """Gupta's computeNormalsSquareSupport: least-squares plane through each (2r+1)² patch.
 
@@ -53,14 +53,14 @@ def _plane_normals(u: np.ndarray, v: np.ndarray, inv_z: np.ndarray, valid: np.nd
     Returns 3×H×W unit normals, NaN where a patch holds no data, before orientation.
     """
     vc = v[:, None]
-    g0 = _window_sum(inv_z, r, 1)
-    b1 = _window_sum(_window_sum(inv_z * u, r, 1), r, 0)
-    b2 = _window_sum(g0 * vc, r, 0)
-    b3 = _window_sum(g0, r, 0)
+    g0 = window_sum(inv_z, r, 1)
+    b1 = window_sum(window_sum(inv_z * u, r, 1), r, 0)
+    b2 = window_sum(g0 * vc, r, 0)
+    b3 = window_sum(g0, r, 0)
     n = np.empty((3,) + inv_z.shape)
     if valid is None:
-        h0, h1, h2 = _line_sum(np.ones_like(u), r), _line_sum(u, r), _line_sum(u * u, r)
-        v0, v1, v2 = _line_sum(np.ones_like(v), r), _line_sum(v, r), _line_sum(v * v, r)
+        h0, h1, h2 = line_sum(np.ones_like(u), r), line_sum(u, r), line_sum(u * u, r)
+        v0, v1, v2 = line_sum(np.ones_like(v), r), line_sum(v, r), line_sum(v * v, r)
         # Σ a aᵀ = [[v0 h2, v1 h1, v0 h1], [v1 h1, v2 h0, v1 h0], [v0 h1, v1 h0, v0 h0]] (outer products);
         # its cofactors are outer products too (the (1,2) one vanishes identically).
         dv = (v0 * v2 - v1 * v1)[:, None]
@@ -80,15 +80,15 @@ def _plane_normals(u: np.ndarray, v: np.ndarray, inv_z: np.ndarray, valid: np.nd
         empty = None
     else:
         m = valid.astype(np.float64)
-        h0 = _window_sum(m, r, 1)
-        h1 = _window_sum(m * u, r, 1)
-        h2 = _window_sum(m * (u * u), r, 1)
-        a6 = _window_sum(h0, r, 0)
-        a5 = _window_sum(h0 * vc, r, 0)
-        a4 = _window_sum(h0 * (vc * vc), r, 0)
-        a3 = _window_sum(h1, r, 0)
-        a2 = _window_sum(h1 * vc, r, 0)
-        a1 = _window_sum(h2, r, 0)
+        h0 = window_sum(m, r, 1)
+        h1 = window_sum(m * u, r, 1)
+        h2 = window_sum(m * (u * u), r, 1)
+        a6 = window_sum(h0, r, 0)
+        a5 = window_sum(h0 * vc, r, 0)
+        a4 = window_sum(h0 * (vc * vc), r, 0)
+        a3 = window_sum(h1, r, 0)
+        a2 = window_sum(h1 * vc, r, 0)
+        a1 = window_sum(h2, r, 0)
         c1 = a4 * a6 - a5 * a5
         c2 = a3 * a5 - a2 * a6
         c3 = a2 * a5 - a3 * a4
@@ -106,7 +106,7 @@ def _plane_normals(u: np.ndarray, v: np.ndarray, inv_z: np.ndarray, valid: np.nd
     return n
 
 
-def _orient(n: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def orient_normals(n: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Flip normals to +Z, then so that N·p ≥ 0 (away from the camera), as Gupta; sign 0 or NaN → +1.
 
     p = Z (u, v, 1) with Z > 0, so the sign of N·p is that of N·(u, v, 1).
@@ -167,7 +167,7 @@ def estimate_gravity(normals: np.ndarray, thresholds_deg: tuple[float, ...] = (4
     return y
 
 
-def _rotation(yi: np.ndarray, yf: np.ndarray) -> np.ndarray:
+def rotation_between(yi: np.ndarray, yf: np.ndarray) -> np.ndarray:
     """Gupta's getRMatrix: rotation taking yi to yf about yi×yf; identity below 0.1°."""
     yi = yi / np.linalg.norm(yi)
     yf = yf / np.linalg.norm(yf)

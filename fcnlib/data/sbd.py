@@ -1,7 +1,7 @@
 """SBD (Hariharan et al. 2011, benchmark.tgz): find the dataset folder, convert cls/*.mat to palette PNGs.
 
-Conversion runs in a process pool (fcnlib.runtime.parallel); each PNG is written atomically and existing PNGs are skipped, so a
-killed run resumes where it stopped and a finished run costs only a directory listing.
+Conversion runs in a process pool (fcnlib.runtime.parallel); every PNG is written (the prepare step builds its
+whole folder afresh: fcnlib.files.io.staged_dir), so none can be left from an older archive.
 """
 
 from __future__ import annotations
@@ -58,12 +58,11 @@ def convert_sbd(sbd_root: Path, out_dir: Path, ids: Sequence[str], *, workers: i
     """Write out_dir/<id>.png for every id from sbd_root/cls/<id>.mat; returns out_dir."""
     sbd_root, out_dir = Path(sbd_root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = {p.name[:-4] for p in os.scandir(out_dir) if p.name.endswith(".png")}
     if not (sbd_root / "cls").is_dir():
         raise DataError(f"{sbd_root / 'cls'}: SBD cls folder not found; pass the dataset folder "
                         f"(see find_sbd_root), or delete the extracted SBD folder and rerun the extract rule")
     have = {p.name[:-4] for p in os.scandir(sbd_root / "cls") if p.name.endswith(".mat")}
-    todo = [i for i in dict.fromkeys(ids) if i not in done]
+    todo = list(dict.fromkeys(ids))
     missing = [i for i in todo if i not in have]
     if missing:
         raise DataError(f"{sbd_root / 'cls' / (missing[0] + '.mat')}: SBD label for id {missing[0]} is "

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, start_prepare, write_split_lists
+from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
-from fcnlib.facts.datasets import SIFTFLOW_GEO_CLASSES, SIFTFLOW_SEM_CLASSES
+from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
 from fcnlib.files.matio import read_mat
 from fcnlib.runtime.parallel import map_parallel
@@ -73,8 +73,6 @@ def _item(args: tuple[str, str, str]) -> str:
     for kind, folder, lo, hi, conv, head in (("semantic", "SemanticLabels", 0, 33, sem_to_train, "sem"),
                                              ("geometric", "GeoLabels", -1, 3, geo_to_train, "geo")):
         dst = out / f"labels_{head}" / f"{iid}.png"
-        if dst.exists():
-            continue
         src = root / folder / SUBDIR / f"{iid}.mat"
         s = _load_S(src, iid, kind, lo, hi)
         if s.shape != (h, w):
@@ -89,33 +87,32 @@ def prepare_siftflow(out_dir: PathLike, raw_dir: PathLike, lists_dir: PathLike |
     """Convert every image of the zip (listed or not) to rgb/, labels_sem/, labels_geo/; write splits
     trainval/test and dataset.json last. Lists: `lists` {trainval/test: file}, else `lists_dir`/<split>.txt,
     else trainval.txt/test.txt beside the data."""
-    out = start_prepare(out_dir, source, "prepare_siftflow")
-    root = find_siftflow_root(raw_dir)
-    files = resolve_lists("siftflow", lists, lists_dir, root)
-    splits = {s: read_ids(f) for s, f in files.items()}
-    common = set(splits["trainval"]) & set(splits["test"])
-    if common:
-        raise DataError(f"{files['test']}: trainval and test share {len(common)} ids (e.g. {sorted(common)[0]}); use "
-                        f"the FCN lists (data/sift-flow/*.txt)")
-    on_disk = {p.stem for p in (root / "Images" / SUBDIR).glob("*.jpg")}
-    missing = sorted((set(splits["trainval"]) | set(splits["test"])) - on_disk)
-    if missing:
-        raise DataError(f"{root / 'Images' / SUBDIR}/{missing[0]}.jpg: listed image missing ({len(missing)} in "
-                        f"all); the lists and SiftFlowDataset.zip do not match")
-    ids = sorted(on_disk)
-    map_parallel(_item, [(i, str(root), str(out)) for i in ids], workers, desc="siftflow")
-    rel = write_split_lists(out, splits)
-    labels = {"sem": {"dir": "labels_sem", "ext": ".png"}, "geo": {"dir": "labels_geo", "ext": ".png"}}
-    meta = {
-        "name": "siftflow", "source": source, "ignore_index": 255,
-        "heads": {"sem": 33, "geo": 3},
-        "classes": {"sem": list(SIFTFLOW_SEM_CLASSES), "geo": list(SIFTFLOW_GEO_CLASSES)},
-        "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}}, "labels": labels}
-                   for s in rel},
-        "sizes": {s: len(v) for s, v in splits.items()},
-        "unlisted": sorted(on_disk - set(splits["trainval"]) - set(splits["test"])),
-    }
-    atomic_write_json(out / "dataset.json", meta)
-    print(f"siftflow: trainval {len(splits['trainval'])}, test {len(splits['test'])}, "
-          f"{len(meta['unlisted'])} unlisted images converted too")
-    return meta
+    with staged_prepare(out_dir, source, "prepare_siftflow") as out:
+        root = find_siftflow_root(raw_dir)
+        files = resolve_lists("siftflow", lists, lists_dir, root)
+        splits = {s: read_ids(f) for s, f in files.items()}
+        common = set(splits["trainval"]) & set(splits["test"])
+        if common:
+            raise DataError(f"{files['test']}: trainval and test share {len(common)} ids (e.g. "
+                            f"{sorted(common)[0]}); use the FCN lists (data/sift-flow/*.txt)")
+        on_disk = {p.stem for p in (root / "Images" / SUBDIR).glob("*.jpg")}
+        missing = sorted((set(splits["trainval"]) | set(splits["test"])) - on_disk)
+        if missing:
+            raise DataError(f"{root / 'Images' / SUBDIR}/{missing[0]}.jpg: listed image missing ({len(missing)} in "
+                            f"all); the lists and SiftFlowDataset.zip do not match")
+        ids = sorted(on_disk)
+        map_parallel(_item, [(i, str(root), str(out)) for i in ids], workers, desc="siftflow")
+        rel = write_split_lists(out, splits)
+        labels = {"sem": {"dir": "labels_sem", "ext": ".png"}, "geo": {"dir": "labels_geo", "ext": ".png"}}
+        meta = {
+            "name": "siftflow", "source": source, "ignore_index": 255,
+            **REGISTRY["siftflow"].described(),
+            "splits": {s: {"ids": rel[s], "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}}, "labels": labels}
+                       for s in rel},
+            "sizes": {s: len(v) for s, v in splits.items()},
+            "unlisted": sorted(on_disk - set(splits["trainval"]) - set(splits["test"])),
+        }
+        atomic_write_json(out / "dataset.json", meta)
+        print(f"siftflow: trainval {len(splits['trainval'])}, test {len(splits['test'])}, "
+              f"{len(meta['unlisted'])} unlisted images converted too")
+        return meta

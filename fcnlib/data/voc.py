@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from fcnlib.data import splits as S
-from fcnlib.data.dataset import start_prepare
+from fcnlib.data.dataset import staged_prepare
 from fcnlib.data.sbd import convert_sbd, find_sbd_root
 from fcnlib.errors import DataError
-from fcnlib.facts.datasets import VOC_CLASSES
+from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, place_file
 
 
@@ -77,7 +77,7 @@ def _labelled_test(root: Path) -> list[str] | None:
 def merge_labels(ids: Sequence[str], primary: Path, fallback: Path, out_dir: Path) -> dict[str, int]:
     """out_dir/<id>.png = primary/<id>.png where it exists, else fallback/<id>.png. Returns counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    prim, fb, done = _stems(primary, ".png"), _stems(fallback, ".png"), _stems(out_dir, ".png")
+    prim, fb = _stems(primary, ".png"), _stems(fallback, ".png")
     counts = {"primary": 0, "fallback": 0}
     for i in ids:
         src_dir = primary if i in prim else fallback if i in fb else None
@@ -85,8 +85,7 @@ def merge_labels(ids: Sequence[str], primary: Path, fallback: Path, out_dir: Pat
             raise DataError(f"{fallback / (i + '.png')}: no label for id {i} in {primary} or {fallback}; "
                             f"the SBD conversion is incomplete — rerun the prepare rule")
         counts["primary" if src_dir is primary else "fallback"] += 1
-        if i not in done:
-            place_file(src_dir / f"{i}.png", out_dir / f"{i}.png")
+        place_file(src_dir / f"{i}.png", out_dir / f"{i}.png")
     return counts
 
 
@@ -104,91 +103,67 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
 
     *_dir are the extracted archive roots. Returns the dataset.json content.
     """
-    # dataset.json is the completion marker: start_prepare drops an old one so a failed rerun cannot
-    # leave it looking valid.
-    out_dir = start_prepare(out_dir, source, "prepare_pascal")
-    v11 = find_voc_root(voc2011_dir, 2011)
-    sbd = find_sbd_root(sbd_dir)
-    seg = v11 / "ImageSets" / "Segmentation"
-    voc11_train, voc11_val = S.read_id_list(seg / "train.txt"), S.read_id_list(seg / "val.txt")
-    sbd_train, sbd_val = S.read_id_list(sbd / "train.txt"), S.read_id_list(sbd / "val.txt")
-    sbd_png = out_dir / "sbd_cls"
+    # out_dir is built whole in a staging folder and swapped in at the end: no label of an older run stays.
+    with staged_prepare(out_dir, source, "prepare_pascal") as out_dir:
+        v11 = find_voc_root(voc2011_dir, 2011)
+        sbd = find_sbd_root(sbd_dir)
+        seg = v11 / "ImageSets" / "Segmentation"
+        voc11_train, voc11_val = S.read_id_list(seg / "train.txt"), S.read_id_list(seg / "val.txt")
+        sbd_train, sbd_val = S.read_id_list(sbd / "train.txt"), S.read_id_list(sbd / "val.txt")
+        sbd_png = out_dir / "sbd_cls"
 
-    sp: dict[str, _Split] = {}
-    sp["train"] = _Split(sbd_train, sbd / "img", sbd_png)
-    seg11 = S.seg11valid(voc11_val, sbd_train)
-    if seg11valid_list is not None:
-        S.check_same(seg11, S.read_id_list(seg11valid_list), "seg11valid", seg11valid_list)
-    sp["seg11valid"] = _Split(seg11, v11 / "JPEGImages", v11 / "SegmentationClass")
-    sp["voc11train"] = _Split(voc11_train, v11 / "JPEGImages", v11 / "SegmentationClass")
-    if (t := _labelled_test(v11)) is not None:
-        sp["test11"] = _Split(t, v11 / "JPEGImages", v11 / "SegmentationClass")
+        sp: dict[str, _Split] = {}
+        sp["train"] = _Split(sbd_train, sbd / "img", sbd_png)
+        seg11 = S.seg11valid(voc11_val, sbd_train)
+        if seg11valid_list is not None:
+            S.check_same(seg11, S.read_id_list(seg11valid_list), "seg11valid", seg11valid_list)
+        sp["seg11valid"] = _Split(seg11, v11 / "JPEGImages", v11 / "SegmentationClass")
+        sp["voc11train"] = _Split(voc11_train, v11 / "JPEGImages", v11 / "SegmentationClass")
+        if (t := _labelled_test(v11)) is not None:
+            sp["test11"] = _Split(t, v11 / "JPEGImages", v11 / "SegmentationClass")
 
-    sbd_needed = set(sbd_train) | set(sbd_val)  # the whole SBD label set: any split may draw on it
-    if train_noval_list is not None:
-        tn = S.read_id_list(train_noval_list)
-        sp["train_noval"] = _Split(tn, sbd / "img", sbd_png)
-        sbd_needed |= set(tn)
-    v12 = None
-    if voc2012_dir is not None:
-        v12 = find_voc_root(voc2012_dir, 2012)
-        seg12 = v12 / "ImageSets" / "Segmentation"
-        v12_train, v12_val = S.read_id_list(seg12 / "train.txt"), S.read_id_list(seg12 / "val.txt")
-        ta = S.trainaug(v12_train, sbd_train, sbd_val, v12_val)
-        sp["trainaug"] = _Split(ta, v12 / "JPEGImages", out_dir / "trainaug_cls")
-        sp["val12"] = _Split(v12_val, v12 / "JPEGImages", v12 / "SegmentationClass")
-        if (t := _labelled_test(v12)) is not None:
-            sp["test12"] = _Split(t, v12 / "JPEGImages", v12 / "SegmentationClass")
+        sbd_needed = set(sbd_train) | set(sbd_val)  # the whole SBD label set: any split may draw on it
+        if train_noval_list is not None:
+            tn = S.read_id_list(train_noval_list)
+            sp["train_noval"] = _Split(tn, sbd / "img", sbd_png)
+            sbd_needed |= set(tn)
+        v12 = None
+        if voc2012_dir is not None:
+            v12 = find_voc_root(voc2012_dir, 2012)
+            seg12 = v12 / "ImageSets" / "Segmentation"
+            v12_train, v12_val = S.read_id_list(seg12 / "train.txt"), S.read_id_list(seg12 / "val.txt")
+            ta = S.trainaug(v12_train, sbd_train, sbd_val, v12_val)
+            sp["trainaug"] = _Split(ta, v12 / "JPEGImages", out_dir / "trainaug_cls")
+            sp["val12"] = _Split(v12_val, v12 / "JPEGImages", v12 / "SegmentationClass")
+            if (t := _labelled_test(v12)) is not None:
+                sp["test12"] = _Split(t, v12 / "JPEGImages", v12 / "SegmentationClass")
 
-    for a, b in S.TRAIN_VAL_PAIRS:  # fail before any slow work
-        if a in sp and b in sp:
-            S.check_disjoint(a, sp[a].ids, b, sp[b].ids)
+        for a, b in S.TRAIN_VAL_PAIRS:  # fail before any slow work
+            if a in sp and b in sp:
+                S.check_disjoint(a, sp[a].ids, b, sp[b].ids)
 
-    convert_sbd(sbd, sbd_png, sorted(sbd_needed), workers=workers, progress=progress)
-    if v12 is not None:
-        counts = merge_labels(sp["trainaug"].ids, v12 / "SegmentationClass", sbd_png,
-                              out_dir / "trainaug_cls")
-        print(f"  trainaug labels: {counts['primary']} from VOC2012 SegmentationClass, "
-              f"{counts['fallback']} from SBD")
+        convert_sbd(sbd, sbd_png, sorted(sbd_needed), workers=workers, progress=progress)
+        if v12 is not None:
+            counts = merge_labels(sp["trainaug"].ids, v12 / "SegmentationClass", sbd_png,
+                                  out_dir / "trainaug_cls")
+            print(f"  trainaug labels: {counts['primary']} from VOC2012 SegmentationClass, "
+                  f"{counts['fallback']} from SBD")
 
-    for name, s in sp.items():
-        s.check_files(name)
-        S.write_id_list(out_dir / "splits" / f"{name}.txt", s.ids)
-    print(f"pascal splits ({source}):\n" + S.size_report({k: v.ids for k, v in sp.items()}, source == "real"))
+        for name, s in sp.items():
+            s.check_files(name)
+            S.write_id_list(out_dir / "splits" / f"{name}.txt", s.ids)
+        print(f"pascal splits ({source}):\n" + S.size_report({k: v.ids for k, v in sp.items()}, source == "real"))
 
-    # the archives read in place, named as the dataset's other roots (the path policy of load_dataset_meta)
-    roots = sorted({_rel(r, out_dir) for r in (v11, sbd, v12) if r is not None
-                    and not Path(r).resolve().is_relative_to(out_dir.resolve())})
-    meta: dict[str, Any] = {
-        "name": "pascal", "source": source, "ignore_index": 255,
-        "heads": {"sem": len(VOC_CLASSES)}, "classes": {"sem": list(VOC_CLASSES)}, "roots": roots,
-        "splits": {name: {"ids": f"splits/{name}.txt",
-                          "images": {"rgb": {"dir": _rel(s.img_dir, out_dir), "ext": s.img_ext}},
-                          "labels": {"sem": {"dir": _rel(s.lbl_dir, out_dir), "ext": ".png"}}}
-                   for name, s in sp.items()},
-    }
-    atomic_write_json(out_dir / "dataset.json", meta)
-    return meta
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`fcn prepare-pascal -o OUT --voc2011 DIR --sbd DIR [--voc2012 DIR] [--seg11valid F] [--train-noval F]`"""
-    from fcnlib.cli.options import Parser, add_out
-
-    p = Parser(prog="fcn prepare-pascal", description="SBD merge + the paper's PASCAL "
-                                "splits → OUT/dataset.json (the *_dir args are extracted archive roots)")
-    add_out(p, "folder for dataset.json, labels and split lists", required=True, type=Path)
-    p.add_argument("--voc2011", required=True, type=Path, help="extracted VOC2011 trainval archive root")
-    p.add_argument("--sbd", required=True, type=Path, help="extracted SBD benchmark.tgz root")
-    p.add_argument("--voc2012", type=Path, help="extracted VOC2012 trainval root (adds trainaug / val12)")
-    p.add_argument("--seg11valid", type=Path, help="the authors' seg11valid.txt, to cross-check")
-    p.add_argument("--train-noval", type=Path, help="SBD train_noval.txt (adds split train_noval)")
-    p.add_argument("--source", choices=("real", "demo"), default="real",
-                   help="real (checks the paper's split sizes) or demo (synthetic data; default real)")
-    p.add_argument("--workers", type=int, help="processes for the SBD conversion (default: all cores)")
-    a = p.parse_args(argv)
-    prepare_pascal(a.out, voc2011_dir=a.voc2011, sbd_dir=a.sbd, voc2012_dir=a.voc2012,
-                   seg11valid_list=a.seg11valid, train_noval_list=a.train_noval, source=a.source,
-                   workers=a.workers)
-    print(a.out / "dataset.json")
-    return 0
+        # the archives read in place, named as the dataset's other roots (the path policy of load_dataset_meta)
+        roots = sorted({_rel(r, out_dir) for r in (v11, sbd, v12) if r is not None
+                        and not Path(r).resolve().is_relative_to(out_dir.resolve())})
+        meta: dict[str, Any] = {
+            "name": "pascal", "source": source, "ignore_index": 255,
+            **REGISTRY["pascal"].described(), "roots": roots,
+            "splits": {name: {"ids": f"splits/{name}.txt",
+                              "images": {"rgb": {"dir": _rel(s.img_dir, out_dir), "ext": s.img_ext}},
+                              "labels": {"sem": {"dir": _rel(s.lbl_dir, out_dir), "ext": ".png"}}}
+                       for name, s in sp.items()},
+        }
+        atomic_write_json(out_dir / "dataset.json", meta)
+        return meta

@@ -37,12 +37,12 @@ from fcnlib.demo.imagenet import (
     vgg16_torchvision,
 )
 from fcnlib.demo.nyud import _nyud
-from fcnlib.demo.paint import BACKGROUND_RGB, VOC_CLASSES, class_appearance, paint
+from fcnlib.demo.paint import BACKGROUND_RGB, class_appearance, paint
 from fcnlib.demo.pascal import _pascal
 from fcnlib.demo.released import _released, released_caffe_blobs
 from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
 from fcnlib.errors import ConfigError
-from fcnlib.files.io import atomic_write_json, sha256_file
+from fcnlib.files.io import atomic_write_json, sha256_file, staged_dir
 
 PathLike = str | os.PathLike
 ALL_PARTS = ("pascal", "nyud", "siftflow", "context", "weights", "released")
@@ -54,7 +54,8 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
               image_size: int | tuple[int, int] = (64, 96), siftflow_size: int | None = None,
               parts: Sequence[str] = ALL_PARTS, pretrain_steps: int = 1200,
               released: Sequence[str] = (), log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write the demo raw files into `out_dir`; returns the manifest {relative path: {"sha256", "size"}}.
+    """Build `out_dir` whole with the demo raw files (what it held is replaced); returns the manifest
+    {relative path: {"sha256", "size"}}.
 
     Files: VOCtrainval_25-May-2011.tar, VOCtrainval_11-May-2012.tar, benchmark.tgz, seg11valid.txt,
     train_noval.txt (pascal); nyud.tar.gz (nyud); SiftFlowDataset.zip, siftflow-trainval.txt,
@@ -80,64 +81,39 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
     unknown = set(parts) - set(ALL_PARTS)
     if unknown:
         raise ConfigError(f"demo: unknown parts {sorted(unknown)}; choose from {list(ALL_PARTS)}")
-    out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda s: None)
-    steps = {
-        "pascal": lambda: _pascal(out, seed, n_train, n_val, (lo, hi)),
-        "nyud": lambda: _nyud(out, seed, n_train, n_val, (lo, hi)),
-        "siftflow": lambda: _siftflow(out, seed, n_train, n_val, int(siftflow_size)),
-        "context": lambda: _context(out, seed, n_train, n_val, (lo, hi)),
-        "weights": lambda: _weights(out, seed, float(width), int(pretrain_steps), log),
-        "released": lambda: _released(out, seed, float(width), released),
-    }
-    for part in ALL_PARTS:
-        if part in parts:
-            t0 = time.perf_counter()
-            steps[part]()
-            log(f"demo: {part} written in {time.perf_counter() - t0:.1f} s")
-    manifest = {}
-    for p in sorted(out.rglob("*")):
-        rel = p.relative_to(out).as_posix()
-        if p.is_file() and rel != "manifest.json" and not p.name.startswith("."):
-            manifest[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
-    atomic_write_json(out / "manifest.json", manifest)
+    with staged_dir(out) as stage:  # built whole, then swapped in: no file of an earlier call stays
+        steps = {
+            "pascal": lambda: _pascal(stage, seed, n_train, n_val, (lo, hi)),
+            "nyud": lambda: _nyud(stage, seed, n_train, n_val, (lo, hi)),
+            "siftflow": lambda: _siftflow(stage, seed, n_train, n_val, int(siftflow_size)),
+            "context": lambda: _context(stage, seed, n_train, n_val, (lo, hi)),
+            "weights": lambda: _weights(stage, seed, float(width), int(pretrain_steps), log),
+            "released": lambda: _released(stage, seed, float(width), released),
+        }
+        for part in ALL_PARTS:
+            if part in parts:
+                t0 = time.perf_counter()
+                steps[part]()
+                log(f"demo: {part} written in {time.perf_counter() - t0:.1f} s")
+        manifest = {}
+        for p in sorted(stage.rglob("*")):
+            rel = p.relative_to(stage).as_posix()
+            if p.is_file() and rel != "manifest.json" and not p.name.startswith("."):
+                manifest[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+        atomic_write_json(stage / "manifest.json", manifest)
     return manifest
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`fcn demo-data -o DIR [--seed N] [--width W]`: write the offline demo raw files."""
-    from fcnlib.cli.options import Parser, add_out
-
-    ap = Parser(prog="fcn demo-data", description=cli.__doc__)
-    add_out(ap, "output folder (e.g. data/raw)", required=True)
-    ap.add_argument("--seed", type=int, default=0, help="generator seed: same seed, same bytes (default 0)")
-    ap.add_argument("--width", type=float, default=0.0625, help="backbone channel factor of the stand-in weights")
-    ap.add_argument("--n-train", type=int, default=48, help="training images per dataset (default 48)")
-    ap.add_argument("--n-val", type=int, default=16, help="validation/test images per dataset (default 16)")
-    ap.add_argument("--min-size", type=int, default=64, help="smallest image side in pixels (default 64)")
-    ap.add_argument("--max-size", type=int, default=96, help="largest image side in pixels (default 96)")
-    ap.add_argument("--parts", nargs="+", default=list(ALL_PARTS), choices=ALL_PARTS,
-                    help="which datasets/weights to write (default: all)")
-    ap.add_argument("--released", nargs="*", default=[], metavar="NAME",
-                    help="released models to write stand-in caffemodels for (fcnlib.eval.released.MODELS)")
-    a = ap.parse_args(argv)
-    man = make_demo(a.out, seed=a.seed, width=a.width, n_train=a.n_train, n_val=a.n_val,
-                    image_size=(a.min_size, a.max_size), parts=a.parts, released=a.released, log=print)
-    print(f"demo: {len(man)} files in {a.out}")
-    return 0
 
 
 __all__ = [
     "ALL_PARTS",
     "make_demo",
-    "cli",
     "BACKGROUND_RGB",
     "PRETRAIN_CLASSES",
     "PRETRAIN_PATCH",
     "SIFTFLOW_GROUND",
     "SIFTFLOW_SKY",
     "TAR_MTIME",
-    "VOC_CLASSES",
     "ZIP_DATE",
     "alexnet_caffe_blobs",
     "class_appearance",
@@ -151,6 +127,3 @@ __all__ = [
     "vgg16_state_dict",
     "vgg16_torchvision",
 ]
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

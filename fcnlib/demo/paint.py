@@ -7,12 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")
-
-
-
 BACKGROUND_RGB = (118.0, 112.0, 100.0)  # VOC's muted grey-brown background, as in real photos
 
 

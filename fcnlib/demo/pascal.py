@@ -7,16 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from fcnlib.demo.encode import _jpeg, _mat, _png, _text, _write_tar
-from fcnlib.demo.paint import (
-    BACKGROUND_RGB,
-    VOC_CLASSES,
-    _size,
-    _voc_ids,
-    _voc_scene,
-    _void_band,
-    class_appearance,
-    paint,
-)
+from fcnlib.demo.paint import BACKGROUND_RGB, _size, _voc_ids, _voc_scene, _void_band, class_appearance, paint
+from fcnlib.facts.datasets import VOC_CLASSES
 from fcnlib.files.io import atomic_write, voc_palette
 
 

@@ -1,7 +1,8 @@
 """Score a weights file on a dataset split (metrics.json) and time its forward pass.
 
 Whole images, batch 1, no resizing: FCNs take any input size and the paper scores at full resolution.
-Loading, preprocessing, device choice and prediction live in fcnlib.eval.inference (shared with train, figures, segment).
+Loading, preprocessing, device choice and prediction live in fcnlib.eval.inference (shared with train,
+figures, segment).
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.eval.inference import device_name, load_for_inference, predict, primary_head, resolve_device, score_dataset
+from fcnlib.eval.inference import device_name, load_for_inference, predict, resolve_device, score_dataset
 from fcnlib.eval.metrics import SCORE_KEYS, ConfusionMatrix
-from fcnlib.facts import datasets as registry
-from fcnlib.files import layout
 from fcnlib.files.io import atomic_write_json, read_json, sha256_file, write_label_png
+from fcnlib.models.meta import primary_head
+
+if TYPE_CHECKING:
+    pass
 
 PathLike = str | os.PathLike
-
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -42,8 +44,6 @@ def scores_to_json(cm: ConfusionMatrix, class_names: list[str] | None) -> dict[s
     out["per_class_acc"] = _named(s["per_class_acc"], names)
     out["pixels"] = int(cm.mat.sum())
     return out
-
-
 
 
 def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: str | torch.device = "auto",
@@ -177,66 +177,3 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
     return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
             "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
             "dtype": _compute_dtype(model, dev), "channels_last": cl}
-
-
-# ---------------------------------------------------------------------------------------------------
-# `fcn evaluate`
-# ---------------------------------------------------------------------------------------------------
-def _evaluate_defaults(weights: Path, meta: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
-    """Dataset and split the workflow would use for these weights (their experiment's val split)."""
-    from fcnlib.pipeline import config as fcncfg
-    from fcnlib.pipeline.experiment import load_config
-
-    dataset = meta.get("dataset")
-    out: dict[str, Any] = {"dataset_json": layout.dataset_json(dataset) if dataset else None, "split": None}
-    exp = meta.get("experiment")
-    try:
-        config, _ = load_config(configfiles)
-    except ConfigError:
-        if configfiles:
-            raise
-        return out  # no pipeline config here: --split must be given
-    if exp in config["experiments"]:
-        out["split"] = fcncfg.experiment(config, exp)["val_split"]
-    elif dataset in config["datasets"]:
-        out["split"] = registry.splits_of(dataset, config)[1]
-    return out
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """Entry point of `fcn evaluate WEIGHTS`: the evaluate rule's metrics.json, from the shell."""
-    from fcnlib.cli.options import Parser, add_device, add_out, add_progress
-    from fcnlib.models.io import safe_torch_load
-
-    p = Parser(prog="fcn evaluate", description="Score trained weights on a split of a prepared dataset with "
-               "the paper's metrics (pixel acc., mean acc., mean IU, f.w. IU), as the evaluate rule does.")
-    p.add_argument("weights", type=Path, help="weights file written by the pipeline (weights.pt)")
-    p.add_argument("--dataset", type=Path, default=None,
-                   help="dataset.json of a prepared dataset (default: data/<the weights' dataset>/dataset.json)")
-    p.add_argument("--split", default=None,
-                   help="split to score (default: the experiment's val split in the config, e.g. seg11valid)")
-    p.add_argument("-c", "--configfile", action="append", default=[], metavar="FILE",
-                   help="config file(s) giving the default split (default: config/config.yaml)")
-    add_out(p, "metrics.json to write (default: <weights dir>/<split>/metrics.json, as the rule)", type=Path)
-    add_device(p)
-    p.add_argument("--max-images", type=int, default=None, help="score only the first N images of the split")
-    p.add_argument("--predictions", type=Path, default=None, metavar="DIR",
-                   help="also write each image's predicted label PNG into DIR")
-    add_progress(p)
-    args = p.parse_args(argv)
-    obj = safe_torch_load(args.weights)
-    meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
-    defaults = _evaluate_defaults(args.weights, meta, args.configfile)
-    dataset_json = args.dataset or defaults["dataset_json"]
-    split = args.split or defaults["split"]
-    if dataset_json is None or split is None:
-        missing = "--dataset" if dataset_json is None else "--split"
-        raise ConfigError(f"{args.weights}: cannot tell which {missing[2:]} to score (not in the weights or "
-                          f"the config); pass {missing}")
-    out = args.out or args.weights.parent / split / "metrics.json"
-    result = evaluate_file(args.weights, dataset_json, split, out_json=out, device=args.device,
-                           max_images=args.max_images, predictions_dir=args.predictions,
-                           progress=not args.no_progress)
-    scores = ", ".join(f"{k} {100 * result[k]:.1f}" for k in SCORE_KEYS if result.get(k) is not None)
-    print(f"{args.weights} on {split} ({result['n_images']} images): {scores} → {out}")
-    return 0

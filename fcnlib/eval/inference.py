@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,14 +70,16 @@ def device_name(device: str | torch.device = "auto") -> str:
 # ---------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------
-def load_for_inference(weights: PathLike, device: torch.device) -> tuple[torch.nn.Module, ModelMeta]:
+def load_for_inference(weights: PathLike, device: torch.device, amp: torch.dtype | None | str = "auto"
+                       ) -> tuple[torch.nn.Module, ModelMeta]:
     """The net for inference: eval mode, wrapped in fcnlib.runtime.fast's measured fast path (autocast where the
-    device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%)."""
+    device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%).
+    `amp`: FastFCN's ("auto", a dtype, or None for fp32 throughout)."""
     from fcnlib.models import load_model  # imported late: fcnlib.models is heavy and metrics users don't need it
     from fcnlib.runtime import fast
 
     model, meta = load_model(Path(weights), device)
-    return fast.FastFCN(fast.inference_setup(model, device)), meta
+    return fast.FastFCN(fast.inference_setup(model, device), amp=amp), meta
 
 
 def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
@@ -87,9 +89,10 @@ def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:
     return {heads[0]: out}
 
 
-def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: torch.dtype | None | str = "model",
-            channels_last: bool = False, training_model: bool = False) -> dict[str, torch.Tensor]:
-    """Argmax class ids per head for one C×H×W input (batch of 1), as uint8 H×W CPU tensors when they fit.
+def forward_logits(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *,
+                   amp: torch.dtype | None | str = "model", channels_last: bool = False,
+                   training_model: bool = False) -> dict[str, torch.Tensor]:
+    """{head: 1×C×H×W logits} for one C×H×W input (batch of 1), checked to be at the input's H×W.
 
     amp: "model" runs the model as it is (a FastFCN autocasts itself); a dtype or None (fp32) wraps the
     forward in that autocast, as validation during training does. training_model: the model trains on
@@ -105,14 +108,24 @@ def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: t
             with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 out = model(x1)
         out = _as_heads(out, heads)
-    preds = {}
-    for h, logits in out.items():
+    for logits in out.values():
         if logits.shape[-2:] != x.shape[-2:]:
             raise DataError(f"model output {tuple(logits.shape[-2:])} differs from input "
                             f"{tuple(x.shape[-2:])}; the weights' architecture does not crop to the input")
-        p = logits[0].argmax(0)
-        preds[h] = (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
-    return preds
+    return out
+
+
+def labels_of(logits: torch.Tensor) -> torch.Tensor:
+    """Class ids of 1×C×H×W logits: argmax over C, as a uint8 H×W CPU tensor when the classes fit."""
+    p = logits[0].argmax(0)
+    return (p.to(torch.uint8) if logits.shape[1] <= 256 else p).cpu()
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, heads: list[str], *, amp: torch.dtype | None | str = "model",
+            channels_last: bool = False, training_model: bool = False) -> dict[str, torch.Tensor]:
+    """Argmax class ids per head for one C×H×W input (batch of 1); arguments as `forward_logits`."""
+    out = forward_logits(model, x, heads, amp=amp, channels_last=channels_last, training_model=training_model)
+    return {h: labels_of(logits) for h, logits in out.items()}
 
 
 def score_dataset(dataset: Any, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, stop: Any = None,
@@ -142,10 +155,3 @@ def score_dataset(dataset: Any, forward: Callable[[torch.Tensor], dict[str, torc
             cm.update(labels[h], preds[h])
         n_images += 1
     return cms, n_images
-
-
-def primary_head(heads: Iterable[str]) -> str:
-    """The head the four metrics, tables and figures report: "sem" (SIFT Flow's semantic head), else the
-    only (first) one. `heads`: head names, or a {head: classes} mapping."""
-    names = list(heads)
-    return "sem" if "sem" in names else names[0]

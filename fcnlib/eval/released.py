@@ -157,17 +157,25 @@ def layer_map(name: str, model: Any) -> dict[str, list[str]]:
     return out
 
 
-def convert(src: PathLike, dst: PathLike, name: str, width: float = 1.0) -> Path:
-    """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities)."""
+def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None, data_source: str = "real") -> Path:
+    """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities).
+    `width` None: read from the trunk's blob shapes (1.0 for the authors' files, less for demo stand-ins);
+    `data_source` "demo" marks a demo stand-in (ModelMeta.is_demo: `fcn segment` warns)."""
     from fcnlib.files.io import sha256_file
     from fcnlib.models import ModelMeta, save_model
     from fcnlib.models.surgery import convert_fcn_caffemodel
 
     m = _model(name)
+    if width is None:
+        from fcnlib.models.caffe import read_caffemodel
+        from fcnlib.models.surgery import detect_width
+
+        width = detect_width(read_caffemodel(src), m.backbone, src, FUSION_SUFFIXES[0] if m.fusion else "")
     a = arch(name, width)
     model = convert_fcn_caffemodel(src, a, layer_map=lambda net: layer_map(name, net))
     meta = ModelMeta.create(a, m.modalities, preprocessing(name), classes(name), dataset=m.dataset,
-                            experiment=f"released/{name}", released=name, source=Path(src).name,
+                            data_source=data_source, experiment=f"released/{name}", released=name,
+                            source=Path(src).name,
                             source_sha256=sha256_file(src))
     save_model(model, meta, dst)
     return Path(dst)
@@ -176,16 +184,19 @@ def convert(src: PathLike, dst: PathLike, name: str, width: float = 1.0) -> Path
 # ---------------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------------
-def check_config(config: Mapping[str, Any], source: str = "config") -> None:
-    """`released:` entries name known models, existing sources and datasets of this config."""
+def config_problems(config: Mapping[str, Any], source: str = "config") -> list[str]:
+    """`released:` entries must name known models, existing sources and datasets of this config: every
+    broken one (fcnlib.pipeline.config.reference_problems lists them with the rest)."""
+    out = []
     for name, spec in (config.get("released") or {}).items():
         where = f"{source}: at 'released.{name}"
         if name not in MODELS:
-            raise ConfigError(f"{where}': unknown released model; use one of {sorted(MODELS)}")
+            out.append(f"{where}': unknown released model; use one of {sorted(MODELS)}")
+        elif MODELS[name].dataset not in config["datasets"]:
+            out.append(f"{where}': dataset {MODELS[name].dataset!r} has no entry under 'datasets'")
         if spec["source"] not in config["sources"]:
-            raise ConfigError(f"{where}.source': {spec['source']!r} is not under 'sources'")
-        if MODELS[name].dataset not in config["datasets"]:
-            raise ConfigError(f"{where}': dataset {MODELS[name].dataset!r} has no entry under 'datasets'")
+            out.append(f"{where}.source': {spec['source']!r} is not under 'sources'")
+    return out
 
 
 def entries(config: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -60,13 +60,15 @@ class DatasetSpec:
     split_lists: tuple[str, ...] = ()
     #: modalities the prepared dataset holds (DERIVED_MODALITIES made from it by a later rule)
     modalities: tuple[str, ...] = ("rgb",)
-    #: one of the paper's datasets (its numbers are in fcnlib.facts.paper)
-    paper: bool = True
 
     @property
     def heads(self) -> dict[str, int]:
         """Classes per head, e.g. {"sem": 33, "geo": 3}."""
         return {h: len(names) for h, names in self.classes.items()}
+
+    def described(self) -> dict[str, Any]:
+        """The `heads` and `classes` entries of the dataset.json its prepare step writes."""
+        return {"heads": self.heads, "classes": {h: list(names) for h, names in self.classes.items()}}
 
     @property
     def num_classes(self) -> int:
@@ -255,7 +257,7 @@ def folder_spec(name: str, entry: Mapping[str, Any], where: str) -> DatasetSpec:
     options = {"name": name, "classes": list(classes), "palette": palette,
                "val_fraction": float(e["val_fraction"]), "seed": int(e["seed"])}
     return DatasetSpec(name, {"sem": classes}, "fcnlib.data.folder:prepare_folder", inputs=inputs,
-                       options=options, split_lists=tuple(splits or ()), paper=False)
+                       options=options, split_lists=tuple(splits or ()))
 
 
 def splits_of(name: str, config: Mapping[str, Any]) -> tuple[str, str]:

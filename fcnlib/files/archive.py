@@ -11,8 +11,11 @@ can be bypassed on Python < 3.11.13 / 3.12.11 with long symlink chains, so it is
   at a member inside the tree. Symlinks are created last, after every regular file is written, so no
   write ever follows one;
 * sizes: caps on the member count, the total (apparent, so sparse members count in full) size and the
-  expansion ratio, and the free disk space is checked before writing (settings in `Limits`, each with an
-  environment variable to raise it).
+  expansion ratio, and the free disk space is checked before writing; a tar metadata block (PAX header,
+  GNU long name/link) is refused by its declared size before tarfile reads it into memory (settings in
+  `Limits`, each with an environment variable to raise it);
+* names the file system cannot hold (a part over NAME_MAX, a path over PATH_MAX) are refused up front,
+  naming the member.
 
 Everything is extracted into a temp dir beside `dest` and renamed to `dest` only when complete: a killed
 run never leaves a tree that looks finished, and its temp dir (named with the dead process's pid) is
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcnlib.errors import DataError
+from fcnlib.files.envcaps import env_int
 from fcnlib.files.paths import regular_file
 
 _TMP_MARK = ".extract-"
@@ -47,28 +51,18 @@ _MAX_LINK_TARGET = 4096
 _FREE_MARGIN = 4 << 20  # keep this much disk free after the extraction
 
 
-def _env_int(name: str, default: int) -> int:
-    v = os.environ.get(name)
-    if v is None or v == "":
-        return default
-    try:
-        n = int(float(v))
-    except ValueError:
-        raise DataError(f"{name}={v!r}: not a number; set it to a positive integer or unset it") from None
-    if n <= 0:
-        raise DataError(f"{name}={v!r}: must be positive; set it to a positive integer or unset it")
-    return n
-
-
 @dataclass(frozen=True)
 class Limits:
     """What one archive may expand to. The defaults fit every dataset of the paper with a wide margin
     (VOC2012: 17k images, 2 GB, ratio ~1); raise them with the environment variables named in the
     error messages."""
 
-    max_bytes: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_BYTES", 200 << 30))
-    max_members: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_MEMBERS", 2_000_000))
-    max_ratio: int = field(default_factory=lambda: _env_int("FCN_EXTRACT_MAX_RATIO", 100))
+    max_bytes: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_BYTES", 200 << 30, "bytes"))
+    max_members: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_MEMBERS", 2_000_000, "members"))
+    max_ratio: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_RATIO", 100))
+    #: a tar's metadata blocks (PAX records, GNU long names/links) are read whole into memory by tarfile:
+    #: the size their header declares is capped before that read (real ones are a few hundred bytes)
+    max_header: int = field(default_factory=lambda: env_int("FCN_EXTRACT_MAX_HEADER_BYTES", 1 << 20, "bytes"))
     ratio_floor: int = 64 << 20  # a small tree may compress well (synthetic data): the ratio counts above this
 
 
@@ -89,12 +83,45 @@ def _corrupt(archive: Path, e: BaseException) -> DataError:
                      f"re-download: delete {archive} and rerun")
 
 
-def _disk_error(out: Path, archive: Path, e: OSError) -> DataError:
+class _WriteFailed(DataError):
+    """Writing `out` (inside the temp tree) failed; `_user_error` turns it into the message about the
+    member and the folder the user asked for (the temp tree is gone by the time anyone reads it)."""
+
+    def __init__(self, out: Path, archive: Path, e: OSError) -> None:
+        super().__init__(f"{out}: {e.strerror or e}")
+        self.out, self.archive, self.os_error = out, archive, e
+
+
+def _disk_error(out: Path, archive: Path, e: OSError) -> _WriteFailed:
+    return _WriteFailed(out, archive, e)
+
+
+def _user_error(w: _WriteFailed, tmp: Path, dest: Path) -> DataError:
+    """One line naming the member, the target folder and the real cause of a failed write."""
+    e, archive = w.os_error, w.archive
+    try:
+        member = repr(w.out.relative_to(tmp).as_posix())
+    except ValueError:
+        member = "its members"
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DataError(f"{out}: no space left on the disk while extracting {archive}; free disk space on "
-                         f"{out.parent} (the partial tree was removed) and rerun")
-    return DataError(f"{out}: cannot write while extracting {archive} ({e.strerror or e}); fix permissions "
-                     f"on {out.parent} and rerun")
+        return DataError(f"{dest}: no space left on the disk while extracting {archive} (at member {member}); "
+                         f"free disk space on {dest.parent} (the partial tree was removed) and rerun")
+    if e.errno == errno.ENAMETOOLONG:
+        return DataError(f"{archive}: member {member} has a name too long for the file system under {dest}; "
+                         f"refusing to extract (nothing was written) — extract to a shorter folder path, or the "
+                         f"archive is not the expected file: delete it and rerun the download")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DataError(f"{dest}: cannot write member {member} of {archive} ({e.strerror}); make {dest.parent} "
+                         f"writable (permissions, read-only file system) and rerun")
+    return DataError(f"{dest}: cannot write member {member} of {archive} ({e.strerror or e}); check the disk "
+                     f"under {dest.parent} and rerun")
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(path, name))
+    except (OSError, ValueError):
+        return default
 
 
 def _check_name(archive: Path, name: str) -> str:
@@ -146,6 +173,9 @@ class _Plan:
         self.bytes = 0
         self.arc_size = max(archive.stat().st_size, 1)
         self.free = shutil.disk_usage(tmp).free
+        self.name_max = _pathconf(tmp, "PC_NAME_MAX", 255)
+        # room for a member's relative path under both the temp tree and the final folder
+        self.path_room = _pathconf(tmp, "PC_PATH_MAX", 4096) - 2 - max(len(os.fsencode(tmp)), len(os.fsencode(dest)))
         self._need_space(est_bytes, "the archive")
 
     def _need_space(self, nbytes: int, what: str) -> None:
@@ -181,6 +211,7 @@ class _Plan:
         if size:
             self._need_space(self.bytes, f"member {name!r} brings the total to")
         parts = rel.split("/")
+        self._check_length(name, rel, parts)
         for i in range(1, len(parts)):  # every parent must be (or become) a plain folder
             parent = "/".join(parts[:i])
             k = self.kind.get(parent)
@@ -210,6 +241,17 @@ class _Plan:
         if kind == "l":
             self.links[rel] = (target or "", name)
         return rel
+
+    def _check_length(self, name: str, rel: str, parts: list[str]) -> None:
+        """Names the file system cannot hold are refused here, before anything is written, naming the member
+        (an ENAMETOOLONG mid-extraction would point at the temp tree, not at the cause)."""
+        longest = max(len(os.fsencode(p)) for p in parts)
+        if longest > self.name_max:
+            raise _refuse(self.archive, name, f"has a name part of {longest} bytes, longer than the {self.name_max} "
+                                              f"bytes the file system under {self.dest.parent} allows")
+        if len(os.fsencode(rel)) > self.path_room:
+            raise _refuse(self.archive, name, f"has a path of {len(os.fsencode(rel))} bytes, too long to create "
+                                              f"under {self.dest} (PATH_MAX)")
 
     def _resolve(self, rel: str) -> str:
         """Where the symlink `rel` points in the final tree, following links as the kernel would; raises
@@ -291,10 +333,35 @@ def _mkdir(out: Path, archive: Path) -> None:
         raise _disk_error(out, archive, e) from None
 
 
+_META_TYPES = {tarfile.XHDTYPE: "a PAX header", tarfile.XGLTYPE: "a global PAX header",
+               tarfile.SOLARIS_XHDTYPE: "a PAX header", tarfile.GNUTYPE_LONGNAME: "a GNU long name",
+               tarfile.GNUTYPE_LONGLINK: "a GNU long link name"}
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """tarfile reads a metadata block whole (`fileobj.read(size)`): refuse one whose declared size is over
+    the cap before that read. `archive` and `cap` are set per extraction (a subclass made by _capped)."""
+
+    archive: Path
+    cap: int
+
+    def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        kind = _META_TYPES.get(self.type)
+        if kind is not None and self.size > self.cap:
+            raise DataError(f"{self.archive}: {kind} of {self.size} B at offset {self.offset} (over the limit of "
+                            f"{self.cap} B; genuine ones are a few hundred bytes); refusing to extract — "
+                            + _fix(self.archive) + " (if it is genuine, raise FCN_EXTRACT_MAX_HEADER_BYTES)")
+        return super()._proc_member(tf)
+
+
+def _capped(archive: Path, limits: Limits) -> type[tarfile.TarInfo]:
+    return type("_CappedTarInfo", (_CappedTarInfo,), {"archive": archive, "cap": limits.max_header})
+
+
 def _extract_tar(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
     plan = _Plan(archive, tmp, limits, archive.stat().st_size if not _is_compressed(archive) else 0, dest)
     try:
-        with tarfile.open(archive, "r:*") as tf:
+        with tarfile.open(archive, "r:*", tarinfo=_capped(archive, limits)) as tf:
             for m in tf:
                 if m.isdir():
                     rel = plan.add(m.name, "d")
@@ -407,28 +474,74 @@ def _extract_zip(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
         raise _corrupt(archive, e) from None
 
 
-def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Path:
+def _extract_into(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
+    if zipfile.is_zipfile(archive):
+        _extract_zip(archive, tmp, limits, dest)
+    else:
+        _extract_tar(archive, tmp, limits, dest)
+
+
+def _merge_extract(archive: Path, dest: Path, limits: Limits) -> Path:
+    """Extract into the existing folder `dest` like `tar -C dest`, refusing (nothing changed) if any member
+    would overwrite something there. The temp tree lives inside `dest` (same file system; `-o .` works
+    without write access to the parent)."""
+    from fcnlib.files.treemerge import merge_into
+
+    for d in dest.glob(f".fcn{_TMP_MARK}*"):  # left by a killed merge into this folder
+        pid = d.name.rsplit(_TMP_MARK, 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            shutil.rmtree(d, ignore_errors=True)
+    tmp = dest / f".fcn{_TMP_MARK}{os.getpid()}"
+    try:
+        tmp.mkdir()
+    except OSError as e:
+        raise DataError(f"{dest}: cannot write in this folder ({e.strerror or e}); fix its permissions or "
+                        f"extract elsewhere") from None
+    try:
+        _extract_into(archive, tmp, limits, dest)
+        try:
+            merge_into(tmp, dest)
+        except FileExistsError as e:
+            raise DataError(f"{dest}: {e.args[0]!r} from {archive} already exists there; refusing to extract "
+                            f"(nothing was changed) — extract into a new or empty folder, or move "
+                            f"{dest / e.args[0]} away and rerun") from None
+        except OSError as e:
+            raise _user_error(_WriteFailed(dest, archive, e), tmp, dest) from None
+    except _WriteFailed as w:
+        raise _user_error(w, tmp, dest) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def safe_extract(archive: Path, dest: Path, limits: Limits | None = None, *, merge: bool = False) -> Path:
     """Extract `archive` (.tar, .tar.gz/.tgz, .zip) to `dest` all-or-nothing; returns `dest`.
 
     An unsafe member, a corrupt archive, a cap exceeded or a full disk raises DataError and leaves `dest`
-    untouched. An existing `dest` is replaced only after the new tree is complete.
+    untouched. An existing `dest` is replaced only after the new tree is complete (a rule's own output
+    folder) — or, with `merge` (a user's folder, `fcn extract`), added to like `tar -C` if no member would
+    overwrite anything there, else refused naming the first clash.
     """
-    archive, dest = Path(archive), Path(dest)
+    archive, dest = Path(archive), Path(os.path.abspath(dest))  # "-o ." has a name and a parent
     if archive.is_dir():
         raise DataError(f"{archive}: is a folder, not an archive; delete it and rerun the download")
     regular_file(archive, "archive")
     if not archive.is_file():
         raise DataError(f"{archive}: archive not found; run the download rule for it first")
     limits = limits or Limits()
+    if merge and dest.is_dir():
+        return _merge_extract(archive, dest, limits)
+    if merge and (dest.exists() or dest.is_symlink()):
+        raise DataError(f"{dest}: exists and is not a folder; pass a folder to extract into")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(dest)
     tmp = dest.parent / f".{dest.name}{_TMP_MARK}{os.getpid()}"
     tmp.mkdir()
     try:
-        if zipfile.is_zipfile(archive):
-            _extract_zip(archive, tmp, limits, dest)
-        else:
-            _extract_tar(archive, tmp, limits, dest)
+        try:
+            _extract_into(archive, tmp, limits, dest)
+        except _WriteFailed as w:
+            raise _user_error(w, tmp, dest) from None
         if dest.exists() or dest.is_symlink():
             old = dest.parent / f".{dest.name}{_TMP_MARK}{os.getpid()}.old"
             os.replace(dest, old)
@@ -444,15 +557,3 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None) -> Pat
         os.fsync(fd)
         os.close(fd)
     return dest
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn extract ARCHIVE -o DEST`: safe, all-or-nothing extraction."""
-    from fcnlib.cli.options import Parser, add_out
-
-    p = Parser(prog="fcn extract", description=cli.__doc__)
-    p.add_argument("archive", type=Path, help="tar (.tar, .tgz, .tar.gz, …) or zip archive")
-    add_out(p, "folder to create (replaced if present)", required=True, type=Path)
-    a = p.parse_args(argv)
-    print(safe_extract(a.archive, a.out))
-    return 0

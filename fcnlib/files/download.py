@@ -13,6 +13,11 @@ sha256 prefix of a torchvision-style name like `googlenet-1378be20.pth`, or the 
 same total and validators (ETag / Last-Modified, sent back as If-Range) as when the part was started and
 the bytes it serves again over the last 64 KiB of the part are the same. Anything else restarts from zero.
 
+Two downloads of one destination at once (two workflows, a user beside a rule) are serialised by a lock
+beside it (`.<name>.lock`, fcnlib.files.sharedfs): the second waits, then finds the verified file. The part
+file is only ever written under that lock, and the final rename is checked to have put the verified file
+in place before its sha256 is recorded.
+
 This module is the policy (sources in order, which checksums, the rename); fcnlib.files.httpfetch fetches one URL.
 """
 
@@ -21,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -29,7 +33,8 @@ from pathlib import Path
 
 from fcnlib.errors import DownloadError
 from fcnlib.files.httpfetch import Bounds, _check, _Clock, _Deadline, _fetch, _MirrorFailed, part_meta_path, part_path
-from fcnlib.files.io import place_file
+from fcnlib.files.io import atomic_write_text, place_file, sha256_file
+from fcnlib.files.sharedfs import locked
 
 _NAME_SHA256 = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|pkl|tar|zip|tar\.gz|tgz)$")
 
@@ -69,9 +74,32 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
     """
     dest = Path(dest)
     bounds = bounds or Bounds()
-    clock = _Clock(bounds, time.monotonic() + bounds.deadline)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():
+        raise DownloadError(f"{dest}: is a folder; give the downloaded file's path (`fcn download -o FOLDER` "
+                            f"puts the file inside it under the URL's name)")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"{dest.parent}: cannot create the folder ({e.strerror or e}); fix the path or its "
+                            f"permissions and rerun") from None
     published = {k: v for k, v in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if v}
+    with locked(dest, "no other download of it is running"), \
+            _Clock(bounds, time.monotonic() + bounds.deadline) as clock:
+        return _download_locked(urls, dest, size, published, cache_dirs, progress, timeout, retries, clock)
+
+
+def _deadline_error(dest: Path, url: str, bounds: Bounds) -> DownloadError:
+    return DownloadError(
+        f"{dest}: not complete after the deadline of {bounds.deadline:g} s (from {url}); the partial file is "
+        f"kept for resuming — rerun, raise FCN_DOWNLOAD_DEADLINE, or fetch it by hand and put it at {dest}")
+
+
+def _download_locked(urls: Sequence[str], dest: Path, size: int | None, published: dict[str, str],
+                     cache_dirs: Sequence[Path], progress: bool, timeout: float, retries: int,
+                     clock: _Clock) -> Path:
+    """download() once it holds the destination's lock (the checksums are read here: a download that held
+    it before may just have recorded one)."""
+    bounds = clock.bounds
     sums, pinned_by = _expected_sums(dest, urls, published)
     tried: list[str] = []
     if dest.exists():
@@ -99,23 +127,20 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
             try:
                 _fetch(url, dest, size, sums, timeout, progress, clock)
             except _MirrorFailed as e:
+                if clock.expired or clock.left() <= 0:  # the watchdog cut the connection
+                    raise _deadline_error(dest, url, bounds) from None
                 reason = str(e)
-                if e.transient and clock.left() > 0:
+                if e.transient:
                     continue  # transient: resume from the same mirror
                 break
             except _Deadline:
-                raise DownloadError(
-                    f"{dest}: not complete after the deadline of {bounds.deadline:.0f} s (from {url}); the "
-                    f"partial file is kept for resuming — rerun, raise FCN_DOWNLOAD_DEADLINE, or fetch it by "
-                    f"hand and put it at {dest}") from None
+                raise _deadline_error(dest, url, bounds) from None
             except OSError as e:  # local disk trouble: no mirror will fix it
                 raise DownloadError(f"{dest}: cannot write the download ({e}); free disk space or fix "
                                     f"permissions on {dest.parent} and rerun") from None
-            os.replace(part_path(dest), dest)
-            with contextlib.suppress(FileNotFoundError):
-                part_meta_path(dest).unlink()
-            if not sums:
-                _record(dest)
+            if clock.expired:  # an answer the watchdog cut short may look complete (headers ended by EOF)
+                raise _deadline_error(dest, url, bounds)
+            _put_in_place(dest, record=not sums)
             return dest
         tried.append(f"{url} ({reason})")
         if clock.left() <= 0:
@@ -131,57 +156,18 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
         + pin + ", then rerun.")
 
 
-def _record(dest: Path) -> None:
-    """Pin a source with no published checksum: later downloads (and resumes) must give the same bytes."""
-    from fcnlib.files.io import atomic_write_text, sha256_file
-
-    atomic_write_text(record_path(dest), f"{sha256_file(dest)}  {dest.name}\n")
-
-
-def _cli_bounds(deadline: float | None, min_rate: float | None) -> Bounds:
-    import dataclasses
-    import math
-
-    b = Bounds()
-    for name, v in (("deadline", deadline), ("min_rate", min_rate)):
-        if v is not None:
-            if not (math.isfinite(v) and v > 0):
-                raise DownloadError(f"--{name.replace('_', '-')} {v}: must be a positive finite number")
-            b = dataclasses.replace(b, **{name: v})
-    return b
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`fcn download URL... -o DEST [--md5 X] [--sha256 X] [--size N] [--cache-dir D]...`"""
-    from fcnlib.cli.options import Parser, add_out, add_progress
-
-    p = Parser(prog="fcn download", description="Download one file with mirrors, resume "
-               "and checksum verification; URLs are tried in order.")
-    p.add_argument("urls", nargs="+", metavar="URL", help="mirrors of the file, tried in order (http(s), file)")
-    add_out(p, "destination file", required=True, type=Path)
-    p.add_argument("--md5", help="expected MD5 (hex); a mismatch rejects the mirror")
-    p.add_argument("--sha256", help="expected SHA-256 (hex)")
-    p.add_argument("--sha1", help="expected SHA-1 (hex)")
-    p.add_argument("--size", type=int, help="expected size in bytes")
-    p.add_argument("--cache-dir", action="append", type=Path, default=[],
-                   help="folder where a hand-downloaded copy may be found (repeatable)")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds without data before a mirror fails (default 60)")
-    p.add_argument("--deadline", type=float, help="seconds the whole download may take (FCN_DOWNLOAD_DEADLINE)")
-    p.add_argument("--min-rate", type=float, help="B/s below which a mirror is dropped (FCN_DOWNLOAD_MIN_RATE)")
-    add_progress(p)
-    a = p.parse_args(argv)
-    path = download(a.urls, a.out, size=a.size, md5=a.md5, sha256=a.sha256, sha1=a.sha1, cache_dirs=a.cache_dir,
-                    progress=not a.no_progress, timeout=a.timeout, bounds=_cli_bounds(a.deadline, a.min_rate))
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":  # `python -m fcnlib.files.download ...`, same exit codes as `fcn download`
-    from fcnlib.errors import FcnError
-
-    try:
-        sys.exit(cli())
-    except FcnError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+def _put_in_place(dest: Path, record: bool) -> None:
+    """Rename the verified part file to `dest`, check that `dest` is now that file, and (for a source with no
+    published checksum) pin its sha256 for later downloads."""
+    part = part_path(dest)
+    st = os.stat(part, follow_symlinks=False)
+    digest = sha256_file(part) if record else ""
+    os.replace(part, dest)
+    now = os.stat(dest, follow_symlinks=False)
+    if (now.st_dev, now.st_ino, now.st_size) != (st.st_dev, st.st_ino, st.st_size):
+        raise DownloadError(f"{dest}: changed while being put in place (something else writes there); delete "
+                            f"it, make sure nothing else writes to {dest.parent}, and rerun")
+    with contextlib.suppress(FileNotFoundError):
+        part_meta_path(dest).unlink()
+    if record:  # pin a source with no published checksum: later downloads (and resumes) must match it
+        atomic_write_text(record_path(dest), f"{digest}  {dest.name}\n")

@@ -1,16 +1,26 @@
 """One URL → the complete, verified part file of a download: http(s)/file opening, Range resume and its
 cross-checks, and the bounds on hostile servers (size, deadline, rate, redirects). fcnlib.files.download holds
 the policy around it (existing file, cache dirs, mirrors in order, which checksums, the atomic rename).
+
+Every transport failure — refused or reset connections, TLS errors, an answer that is not HTTP, header
+lines too many or too long, a Content-Length that is not plain ASCII digits, a chunked body cut short —
+is a `_MirrorFailed` (the next mirror is tried), never a raw exception. The deadline is enforced by a
+watchdog (`_Clock`) that shuts down every socket of the download when it passes, so a server trickling
+its headers or body a byte at a time (each read within the socket timeout) cannot outlast it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -20,36 +30,27 @@ from pathlib import Path
 from typing import IO
 
 from fcnlib.errors import DownloadError
+from fcnlib.files.envcaps import env_float, env_int
 from fcnlib.progress import progress as progress_bar
 
 CHUNK = 1 << 20
 OVERLAP = 64 << 10  # bytes re-fetched before a resume point of an unverifiable source, and compared
 USER_AGENT = "fcnlib-download/0.1 (+https://github.com/; FCN reproduction)"
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.ASCII)
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}", re.ASCII)
+#: What a broken or hostile server can make the standard library raise while we talk to it.
+_TRANSPORT_ERRORS = (OSError, ValueError, http.client.HTTPException)
 _FREE_MARGIN = 4 << 20
-
-
-def _env_float(name: str, default: float) -> float:
-    v = os.environ.get(name)
-    if v is None or v == "":
-        return default
-    try:
-        x = float(v)
-    except ValueError:
-        raise DownloadError(f"{name}={v!r}: not a number; set it to a positive number or unset it") from None
-    if not (x > 0 and x != float("inf")):
-        raise DownloadError(f"{name}={v!r}: must be a positive finite number; set it or unset it")
-    return x
 
 
 @dataclass(frozen=True)
 class Bounds:
     """How long and how big one download may get (environment variables raise them without code)."""
 
-    deadline: float = field(default_factory=lambda: _env_float("FCN_DOWNLOAD_DEADLINE", 12 * 3600.0))
-    min_rate: float = field(default_factory=lambda: _env_float("FCN_DOWNLOAD_MIN_RATE", 1024.0))
-    rate_window: float = field(default_factory=lambda: _env_float("FCN_DOWNLOAD_RATE_WINDOW", 120.0))
-    max_bytes: int = field(default_factory=lambda: int(_env_float("FCN_DOWNLOAD_MAX_BYTES", 64 * 2.0**30)))
+    deadline: float = field(default_factory=lambda: env_float("FCN_DOWNLOAD_DEADLINE", 12 * 3600.0, "seconds"))
+    min_rate: float = field(default_factory=lambda: env_float("FCN_DOWNLOAD_MIN_RATE", 1024.0, "B/s"))
+    rate_window: float = field(default_factory=lambda: env_float("FCN_DOWNLOAD_RATE_WINDOW", 120.0, "seconds"))
+    max_bytes: int = field(default_factory=lambda: env_int("FCN_DOWNLOAD_MAX_BYTES", 64 << 30, "bytes"))
 
 
 class _MirrorFailed(Exception):
@@ -140,7 +141,53 @@ class _CheckedRedirect(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-_OPENER = urllib.request.build_opener(_CheckedRedirect)
+class _WatchedHTTP(http.client.HTTPConnection):
+    """An HTTP connection whose sockets the download's watchdog can shut down at the deadline."""
+
+    def __init__(self, *args, clock: _Clock, **kwargs) -> None:  # noqa: ANN002, ANN003 - http.client's API
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+        create = self._create_connection
+        self._create_connection = lambda *a, **k: clock.watch(create(*a, **k))  # covers a TLS handshake too
+
+    def connect(self) -> None:
+        super().connect()
+        self._clock.watch(self.sock)  # for https: the TLS socket that replaced the raw one
+
+
+class _WatchedHTTPS(_WatchedHTTP, http.client.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_WatchedHTTP, clock=self.clock), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        kwargs = {"context": self._context}
+        if getattr(self, "_check_hostname", None) is not None:  # Python < 3.12 only
+            kwargs["check_hostname"] = self._check_hostname
+        return self.do_open(functools.partial(_WatchedHTTPS, clock=self.clock), req, **kwargs)
+
+
+def _opener(clock: _Clock) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_CheckedRedirect, _WatchedHTTPHandler(clock), _WatchedHTTPSHandler(clock))
+
+
+def _short(e: BaseException) -> str:
+    """An exception as a short phrase (a hostile status line or header can be 64 KiB long)."""
+    s = f"{type(e).__name__}: {e}" if isinstance(e, http.client.HTTPException) else str(e)
+    return s if len(s) <= 200 else s[:200] + "…"
 
 
 @dataclass
@@ -152,7 +199,7 @@ class _Answer:
     validators: dict[str, str]
 
 
-def _open_url(url: str, offset: int, timeout: float, if_range: str | None = None) -> _Answer:
+def _open_url(url: str, offset: int, timeout: float, clock: _Clock, if_range: str | None = None) -> _Answer:
     """Open `url` at byte `offset`. A 206 whose Content-Range does not start at `offset` raises _Restart."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme == "file":
@@ -173,24 +220,29 @@ def _open_url(url: str, offset: int, timeout: float, if_range: str | None = None
         if if_range:
             req.add_header("If-Range", if_range)
     try:
-        resp = _OPENER.open(req, timeout=timeout)
+        resp = _opener(clock).open(req, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset > 0:
             # Range past the end: the part file is already complete (or longer than the file).
-            m = re.fullmatch(r"bytes\s+\*/(\d+)", e.headers.get("Content-Range", "") if e.headers else "")
+            m = re.fullmatch(r"bytes\s+\*/([0-9]{1,19})", e.headers.get("Content-Range", "") if e.headers else "")
             e.close()
             return _Answer(_EmptyStream(), offset, int(m.group(1)) if m else None, 0, {})
         e.close()
-        raise _MirrorFailed(f"HTTP {e.code} {e.reason}") from None
+        raise _MirrorFailed(f"HTTP {e.code} {_short(Exception(e.reason))}") from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, _MirrorFailed):
             raise e.reason from None
-        raise _MirrorFailed(f"cannot connect: {e.reason}") from None
-    except (OSError, ValueError) as e:
-        raise _MirrorFailed(f"cannot connect: {e}") from None
+        raise _MirrorFailed(f"cannot connect: {_short(Exception(e.reason))}") from None
+    except http.client.HTTPException as e:
+        raise _MirrorFailed(f"not a valid HTTP answer ({_short(e)})") from None
+    except _TRANSPORT_ERRORS as e:
+        raise _MirrorFailed(f"cannot connect: {_short(e)}") from None
     validators = {k: v for k in ("ETag", "Last-Modified") if (v := resp.headers.get(k))}
     cl = resp.headers.get("Content-Length")
-    length = int(cl) if cl is not None and cl.strip().isdigit() else None
+    if cl is not None and not _CONTENT_LENGTH.fullmatch(cl.strip()):
+        resp.close()
+        raise _MirrorFailed(f"not a valid HTTP answer (Content-Length {cl[:40]!r} is not a byte count)")
+    length = int(cl) if cl is not None else None
     if resp.status == 206:
         m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
         if not m or int(m.group(1)) != offset or (m.group(3) != "*" and int(m.group(2)) >= int(m.group(3))):
@@ -238,11 +290,49 @@ def _drop_part(dest: Path) -> None:
 
 @dataclass
 class _Clock:
+    """The download's one deadline, and its watchdog: once `t_end` passes, every socket registered with
+    `watch` is shut down, so a read blocked on a trickling server returns at once."""
+
     bounds: Bounds
     t_end: float
+    expired: bool = False
+    _socks: list[socket.socket] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _timer: threading.Timer | None = None
 
     def left(self) -> float:
         return self.t_end - time.monotonic()
+
+    def __enter__(self) -> _Clock:
+        self._timer = threading.Timer(max(0.0, self.left()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._socks.clear()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._socks = [s for s in self._socks if s.fileno() != -1]
+            self._socks.append(sock)
+            if self.expired:
+                _shutdown(sock)
+        return sock
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for s in self._socks:
+                _shutdown(s)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout: float, progress: bool,
@@ -264,7 +354,7 @@ def _fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout
         ask = offset if verifiable or offset == 0 else offset - OVERLAP
         if_range = (meta.get("validators") or {}).get("ETag") or (meta.get("validators") or {}).get("Last-Modified")
         try:
-            ans = _open_url(url, ask, max(0.5, min(timeout, clock.left())), if_range if ask else None)
+            ans = _open_url(url, ask, max(0.5, min(timeout, clock.left())), clock, if_range if ask else None)
         except _Restart:
             _drop_part(dest)
             offset, meta = 0, {}
@@ -325,7 +415,9 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
     if expect is not None and expect - keep + _FREE_MARGIN > free:  # local: no mirror would help
         raise DownloadError(f"{dest}: not enough free disk space on {part.parent} for {expect - keep} more B "
                             f"({free} B free); free disk space and rerun")
-    with open(part, "r+b" if part.exists() else "wb") as out, progress_bar(
+    # Written only under the destination's lock (fcnlib.files.download); never through a link planted in its place.
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    with os.fdopen(fd, "r+b") as out, progress_bar(
         total=expect, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
         disable=not progress, leave=False,
     ) as bar:
@@ -339,11 +431,13 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
                 # read1: return what has arrived instead of blocking for a full chunk, so the
                 # part file (and the progress bar) follows the network closely.
                 buf = ans.stream.read1(CHUNK)
-            except (OSError, ValueError) as e:
-                raise _MirrorFailed(f"connection lost after {out.tell()} B ({e}); "
+            except _TRANSPORT_ERRORS as e:
+                raise _MirrorFailed(f"connection lost after {out.tell()} B ({_short(e)}); "
                                     f"the partial file {part} is kept for resuming", transient=True) from None
             now = time.monotonic()
             if not buf:
+                if clock.expired:  # the watchdog ended this body, not the server
+                    raise _Deadline()
                 break
             if tail:
                 n = min(len(tail), len(buf))

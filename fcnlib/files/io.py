@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from fcnlib.errors import DataError, DiskError, disk_full
+from fcnlib.files.envcaps import env_int
 from fcnlib.files.paths import regular_file
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
@@ -30,19 +31,91 @@ IGNORE_INDEX = 255
 PathLike = str | os.PathLike
 
 
-def _remove_stale_tmps(path: Path) -> None:
-    """Temp files of `path` left by a killed writer (SIGKILL skips cleanup): their pid no longer runs."""
-    for t in path.parent.glob(f".{glob_escape(path.name)}.*-*.tmp"):
+def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
+    """Temp files (or staging folders) of `path` left by a killed writer (SIGKILL skips cleanup): their pid
+    no longer runs. Names are `.<name>.<pid>-<random><suffix>`."""
+    import shutil
+
+    for t in path.parent.glob(f".{glob_escape(path.name)}.*-*{suffix}"):
         pid = t.name[len(path.name) + 2:].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            with contextlib.suppress(FileNotFoundError):
-                t.unlink()
+            if t.is_dir() and not t.is_symlink():
+                shutil.rmtree(t, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    t.unlink()
         except PermissionError:
             pass
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+@contextlib.contextmanager
+def staged_dir(target: PathLike) -> Iterator[Path]:
+    """The output contract of every step that writes a set of files: build the whole set in a fresh
+    folder beside `target` (same filesystem), then swap it in for `target`'s old content.
+
+    Readers see the old set or the new one, never a mix; nothing of the old set survives a rerun (a
+    rerun gives exactly the files a clean run gives); a failure or a kill leaves the old set untouched
+    (the staging folder is removed, or by the next run when the writer was killed). A link at `target`
+    is kept: its folder's content is replaced.
+    """
+    import shutil
+
+    target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    if target.exists() and not target.is_dir():
+        raise DiskError(f"{target}: exists and is not a folder; move it away or choose another output folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".staging", ".old"):
+        _remove_stale_tmps(target, suffix)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".staging",
+                                    dir=target.parent))
+    except OSError as e:
+        raise disk_error(target, e) from None
+    try:
+        tmp.chmod(0o777 & ~current_umask())  # as mkdir would make it (mkdtemp's 0700 would hide the results)
+        yield tmp
+        if not target.exists():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp)  # now the old content
+        else:
+            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old)
+        with contextlib.suppress(OSError):
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def place_file(src: PathLike, dst: PathLike) -> None:
@@ -66,9 +139,26 @@ def place_file(src: PathLike, dst: PathLike) -> None:
         raise
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`."""
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    The temp file is private (mkstemp's 0600) while it is written; the finished file gets the mode
+    `open()` would give it (0666 minus the umask), so colleagues on a shared folder can read results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmps(path)
@@ -77,6 +167,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # our own temp file
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
@@ -191,16 +282,7 @@ class UndecodableImage(DataError):
 def max_image_pixels() -> int:
     """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
     small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
-    v = os.environ.get("FCN_MAX_IMAGE_PIXELS", "")
-    if not v:
-        return DEFAULT_MAX_PIXELS
-    try:
-        n = int(float(v))
-    except (ValueError, OverflowError):
-        n = 0
-    if n <= 0:
-        raise DataError(f"FCN_MAX_IMAGE_PIXELS={v!r}: must be a positive number of pixels; set it or unset it")
-    return n
+    return env_int("FCN_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS, "pixels")
 
 
 def set_max_pixels(n: int) -> None:
@@ -302,8 +384,9 @@ def read_depth_png(path: PathLike) -> np.ndarray:
 
 
 def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None = None,
-               ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size."""
+               ignore_index: int = IGNORE_INDEX, fix: str | None = None) -> np.ndarray:
+    """Read a label PNG (palette or grey) as H×W uint8 class ids, checking range and size. `fix`: what the
+    error tells the user to do (default: regenerate a prepared label, as a prepare step wrote it)."""
     try:
         with _open_capped(path, "label map") as im:
             im.load()
@@ -319,13 +402,14 @@ def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None =
     if bad.any():
         vals = np.unique(arr[bad])[:8].tolist()
         raise DataError(f"{path}: label values {vals} are outside 0..{num_classes - 1} (and not the ignore "
-                        f"value {ignore_index}); the file belongs to another dataset or was saved in colour — "
-                        f"regenerate it (delete it and rerun the prepare rule) or remove its id from the split "
-                        f"list")
+                        f"value {ignore_index}); " + (fix or "the file belongs to another dataset or was saved in "
+                                                      "colour — regenerate it (delete it and rerun the prepare "
+                                                      "rule) or remove its id from the split list"))
     if shape is not None and arr.shape != tuple(shape):
         raise DataError(f"{path}: label size {arr.shape[1]}×{arr.shape[0]} differs from its image "
-                        f"{shape[1]}×{shape[0]}; the label belongs to another image — regenerate it (delete it "
-                        f"and rerun the prepare rule) or remove its id from the split list")
+                        f"{shape[1]}×{shape[0]}; " + (fix or "the label belongs to another image — regenerate it "
+                                                      "(delete it and rerun the prepare rule) or remove its id "
+                                                      "from the split list"))
     return arr.astype(np.uint8)
 
 

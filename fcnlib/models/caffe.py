@@ -26,6 +26,26 @@ class _Bad(Exception):
     pass
 
 
+#: torch.save's file starts: a zip archive (torch ≥ 1.6) or a pickle (protocol 2+, older torch / torchvision)
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def sniff_format(path: str | os.PathLike) -> str | None:
+    """"torchvision" for a torch.save file (.pth/.pt, by its magic bytes), "caffe" for what may be a
+    caffemodel (a protobuf starting with a NetParameter field), None for neither or an unreadable file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head.startswith(TORCH_MAGIC):
+        return "torchvision"
+    # NetParameter's first field: name (1) or V1 layers (2), length-delimited; or layer (100): key 0xa2 0x06
+    if head[:1] in (b"\x0a", b"\x12") or head[:2] == b"\xa2\x06":
+        return "caffe"
+    return None
+
+
 def _varint(buf, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -152,6 +172,9 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise WeightsError(f"{path}: file is empty; delete it and download it again")
+        if f.read(4).startswith(TORCH_MAGIC):
+            raise WeightsError(f"{path}: a PyTorch file (.pth/.pt), not a caffemodel; convert a torchvision "
+                               f"classifier with `fcn convert-weights {path.name} --format torchvision`")
         cap = max_weights_bytes()
         if size > cap:
             raise WeightsError(f"{path}: {size} B, over the limit of {cap} B for a weights file; if it is "

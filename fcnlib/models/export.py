@@ -3,18 +3,18 @@
 The exported graph is the net itself: input a float32 N×C×H×W batch already preprocessed as the weights
 say (channel order, scale, mean, std — written beside it in `<out>.json` and, for TorchScript, inside the
 file as `fcn_meta.json`), output the logits of each head at the input's H×W (any H, W: the FCN crops
-are traced as functions of the input size). Labels are the argmax over the class axis.
+are traced as functions of the input size, and frozen bilinear upsamplers export as depthwise transposed
+convolutions — fcnlib.models.fcn.Upsampler). The graph's outputs are named after the heads ("sem", or
+"sem" and "geo"), as the sidecar's "outputs" lists them. Labels are the argmax over the class axis.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from fcnlib.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from fcnlib.models.meta import ModelMeta
-from fcnlib.files.io import atomic_write, atomic_write_json, max_image_pixels, sha256_file
+from fcnlib.files.io import atomic_write, atomic_write_json, sha256_file
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -44,23 +44,17 @@ class _Tuple(nn.Module):
         return tuple(out[h] for h in self.heads) if isinstance(out, dict) else (out,)
 
 
-def _heads(model: nn.Module, channels: int) -> list[str]:
-    with torch.inference_mode():
-        out = model(torch.zeros(1, channels, 64, 64))
-    return list(out) if isinstance(out, dict) else ["sem"]
-
-
 def export_meta(meta: ModelMeta, fmt: str, heads: list[str], channels: int, weights: Path) -> dict[str, Any]:
     """What a user of the exported file needs: input layout and preprocessing, output heads, classes."""
     return {"format": fmt, "source_weights": str(weights), "source_sha256": sha256_file(weights),
             "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "channels": channels,
                       "modalities": meta.modalities, "preprocessing": meta.get("preprocessing")},
-            "outputs": heads, "classes": meta.classes, "arch": meta.get("arch"),
-            "labels": "argmax over axis 1 of each output"}
+            "outputs": heads, "classes": {h: meta.head_classes(h) for h in heads}, "arch": meta.get("arch"),
+            "labels": "argmax over axis 1 of each output", "demo": meta.is_demo}
 
 
 def _onnx_bytes(net: nn.Module, example: torch.Tensor, heads: list[str]) -> bytes:
-    names = [f"scores_{h}" if len(heads) > 1 else "scores" for h in heads]
+    names = list(heads)  # the sidecar's "outputs": one naming for graph and JSON
     axes = {"image": {0: "n", 2: "h", 3: "w"}, **{n: {0: "n", 2: "h", 3: "w"} for n in names}}
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -85,6 +79,10 @@ def _onnx_bytes(net: nn.Module, example: torch.Tensor, heads: list[str]) -> byte
         return (Path(tmp) / "m.onnx").read_bytes()
 
 
+def default_out(weights: Path, fmt: str) -> Path:
+    return weights.with_name(weights.stem + SUFFIX[fmt])
+
+
 def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torchscript",
            size: tuple[int, int] = (224, 224)) -> dict[str, Any]:
     """Write `weights` as `fmt` to `out` (atomically) plus `<out>.json`; returns that JSON's content.
@@ -100,12 +98,17 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
         raise ConfigError(f"--size {h} {w}: the example input needs a height and width ≥ 1 (and at most "
                           f"FCN_MAX_IMAGE_PIXELS pixels); the default 224 224 suits every net")
     weights, out = Path(weights), Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; pass the exported file's path (the CLI's -o FOLDER puts "
+                          f"{default_out(weights, fmt).name} inside it)")
     if out.resolve() == weights.resolve():
         raise ConfigError(f"{out}: would overwrite the weights it is exported from; pass another -o/--out")
     model, meta = load_model(weights, "cpu")
     model = model.eval().float()
+    for p in model.parameters():  # as for inference: frozen bilinear upsamplers run per class
+        p.requires_grad_(False)
     channels = meta.input_channels
-    heads = _heads(model, channels)
+    heads = meta.heads
     net = _Tuple(model, heads).eval()
     example = torch.zeros(1, channels, *size)
     info = export_meta(meta, fmt, heads, channels, weights)
@@ -151,30 +154,3 @@ def load_exported(path: str | os.PathLike) -> Any:
             return tuple(module(x))
 
     return run_ts
-
-
-def default_out(weights: Path, fmt: str) -> Path:
-    return weights.with_name(weights.stem + SUFFIX[fmt])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcn export", description="Export trained weights as TorchScript or ONNX "
-                                "(input: a preprocessed float32 N×C×H×W batch; output: logits per head).")
-    p.add_argument("weights", type=Path, help="weights file written by the pipeline (weights.pt)")
-    p.add_argument("--format", choices=FORMATS, default="torchscript", dest="fmt",
-                   help="torchscript (default, needs only torch) or onnx (needs pip install 'fcnlib[export]')")
-    p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output file (default: beside the weights, <stem>.torchscript.pt or <stem>.onnx)")
-    p.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"),
-                   help="height and width of the example input used for tracing (default 224 224); "
-                        "the exported net takes any size")
-    return p
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `fcn export`; fcnlib errors propagate for the dispatcher to print (exit 2)."""
-    args = build_parser().parse_args(argv)
-    out = args.out or default_out(args.weights, args.fmt)
-    info = export(args.weights, out, args.fmt, size=tuple(args.size))
-    print(f"wrote {out} ({args.fmt}; outputs {info['outputs']}) and {out}.json (preprocessing, classes)")
-    return 0

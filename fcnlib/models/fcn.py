@@ -92,6 +92,11 @@ def per_class_upsample(x: torch.Tensor, kern: torch.Tensor, stride: int,
     return out[:, :, ys:ys + r1 - r0, xs0:xs0 + c1 - c0]
 
 
+def _tracing() -> bool:
+    """Inside torch.jit.trace or the TorchScript-based ONNX exporter (fcn export), where sizes must stay symbolic."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 class Upsampler(nn.ConvTranspose2d):
     """C→C bias-free ConvTranspose2d (state-dict layout and names of Caffe's Deconvolution: weight C×C×k×k,
     so the authors' caffemodels and pytorch-fcn checkpoints load unchanged) that runs per class
@@ -124,8 +129,12 @@ class Upsampler(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None,
                 crop: tuple[int, int, int] | None = None) -> torch.Tensor:
         """`crop=(off, h, w)`: return only out[..., off:off+h, off:off+w] (computed alone where it can be)."""
+        # Not under torch.compile (the cached diagonal test is data-dependent) nor under a trace (fcn export):
+        # per_class_upsample's block ranges are Python integer arithmetic on the input's size, which a trace
+        # records as constants of the example input; the full convolution + slice below keeps every size a
+        # function of the input (its extra FLOPs are <1% of the net's)
         if self.per_class and not self.weight.requires_grad and output_size is None and x.dim() == 4 \
-                and not torch.compiler.is_compiling():  # the cached diagonal test is data-dependent
+                and not torch.compiler.is_compiling() and not _tracing():
             d = self._diagonal()
             if d is not None:
                 return per_class_upsample(x, d, self.stride[0], crop)

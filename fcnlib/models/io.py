@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fcnlib.errors import ConfigError, DataError, WeightsError
+from fcnlib.files.envcaps import env_int
 from fcnlib.files.io import atomic_save_torch
 from fcnlib.files.paths import regular_file
 from fcnlib.models.fcn import build_fcn, build_late_fusion
@@ -106,14 +107,7 @@ _MAX_PACK_RATIO = 20  # torch.save stores tensors uncompressed; a DEFLATE entry 
 
 def max_weights_bytes() -> int:
     """Cap on what one weights file may expand to (FCN_MAX_WEIGHTS_BYTES), checked before loading."""
-    v = os.environ.get("FCN_MAX_WEIGHTS_BYTES", "")
-    try:
-        n = int(float(v)) if v else DEFAULT_MAX_WEIGHTS_BYTES
-    except (ValueError, OverflowError):
-        n = 0
-    if n <= 0:
-        raise WeightsError(f"FCN_MAX_WEIGHTS_BYTES={v!r}: must be a positive number of bytes; set it or unset it")
-    return n
+    return env_int("FCN_MAX_WEIGHTS_BYTES", DEFAULT_MAX_WEIGHTS_BYTES, "bytes")
 
 
 def check_weights_file(path: str | os.PathLike) -> None:

@@ -7,13 +7,14 @@ converter and the GPU check write through `ModelMeta.create`, and `load_model` r
 
 Keys: arch (build_fcn kwargs or a late-fusion description), modalities (input order; files older than the
 key are RGB), preprocessing ({modality: Preprocessing.to_dict()}), classes (names, or {head: names}), and
-optional provenance (dataset, experiment, config_hash, iterations, recipe, init, seed, val, released, …).
+optional provenance (dataset, data_source ("real"|"demo": the dataset.json's source), val_split (the split
+validated on: `fcn evaluate`'s default), experiment, config_hash, iterations, recipe, init, seed, val, released, …).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fcnlib.errors import ConfigError, DataError, WeightsError
@@ -22,6 +23,13 @@ from fcnlib.models.preprocessing import Preprocessing
 
 #: Modalities of a file that does not say (written before the key existed): the paper's RGB nets.
 DEFAULT_MODALITIES: tuple[str, ...] = ("rgb",)
+
+
+def primary_head(heads: Iterable[str]) -> str:
+    """The head the four metrics, tables and figures report: "sem" (SIFT Flow's semantic head), else the
+    only (first) one. `heads`: head names, or a {head: classes} mapping."""
+    names = list(heads)
+    return "sem" if "sem" in names else names[0]
 
 
 class ModelMeta(dict):
@@ -74,6 +82,26 @@ class ModelMeta(dict):
     @property
     def classes(self) -> list[str] | dict[str, list[str]] | None:
         return self.get("classes")
+
+    def head_classes(self, head: str) -> list[str] | None:
+        """Class names of one output head: a {head: names} entry, or the plain list for the primary head."""
+        classes = self.classes
+        if isinstance(classes, dict):
+            names = classes.get(head)
+        else:
+            names = classes if head == primary_head(self.heads) else None
+        return [str(c) for c in names] if isinstance(names, list | tuple) else None
+
+    @property
+    def is_demo(self) -> bool:
+        """Trained on (or converted from) the synthetic demo data: its labels say nothing about real images."""
+        return self.get("data_source") == "demo"
+
+    @property
+    def val_split(self) -> str | None:
+        """The split the trainer validated on (the experiment's val_split), if recorded."""
+        split = self.get("val_split")
+        return split if isinstance(split, str) and split else None
 
     @property
     def dataset(self) -> str | None:

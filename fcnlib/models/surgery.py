@@ -7,9 +7,7 @@ fc8 (as a 1×1 conv) so the conversion can be checked against the classifier; FC
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnlib.errors import ConfigError, FcnError, WeightsError
+from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.files.io import atomic_save_torch
 from fcnlib.models.fcn import BACKBONES
 from fcnlib.models.googlenet import INCEPTION
@@ -153,17 +151,35 @@ def _load_torch_sd(src: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str,
-                     width: float = 1.0) -> tuple[dict[str, torch.Tensor], Preprocessing]:
+def resolve_format(src: str | os.PathLike, fmt: str | None) -> str:
+    """The classifier file's format: `fmt` as given (checked against the file's magic bytes), or sniffed."""
+    from fcnlib.models.caffe import sniff_format
+
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r}; use one of {FORMATS}")
+    found = sniff_format(src)
+    if fmt is None:
+        if found is None and Path(src).is_file():
+            raise WeightsError(f"{src}: neither a PyTorch .pth (zip/pickle) nor a caffemodel (protobuf); the "
+                               f"download is damaged or another kind of file — download it again")
+        return found or "caffe"  # a missing file: the reader names it
+    if found is not None and found != fmt:
+        what = {"torchvision": "a PyTorch .pth/.pt file", "caffe": "a caffemodel"}[found]
+        raise WeightsError(f"{src}: {what}, not {fmt} format; drop --format (detected) or pass --format {found}")
+    return fmt
+
+
+def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str | None = None,
+                     width: float | None = None) -> tuple[dict[str, torch.Tensor], Preprocessing]:
     """ImageNet classifier file → (state dict with our backbone keys + fc8 as a 1×1 conv, Preprocessing).
 
-    `width` only matters for reduced-width stand-ins (demo, tests) in the same key/layout format.
+    `fmt` None: detected from the file (resolve_format). `width` (reduced-width stand-ins: demo, tests)
+    None: detected from the layers' shapes (detect_width).
     """
     src = Path(src_path)
     if backbone not in BACKBONES:
         raise ConfigError(f"backbone={backbone!r}; use one of {sorted(BACKBONES)}")
-    if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt!r}; use one of {FORMATS}")
+    fmt = resolve_format(src, fmt)
     if fmt == "torchvision":
         layers = _tv_source(backbone, _load_torch_sd(src), src)
         prep = TORCHVISION_GOOGLENET if backbone == "googlenet" else TORCHVISION
@@ -187,7 +203,9 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str,
             raise WeightsError(f"{src}: not a Caffe {backbone} classifier — missing layers {missing[:6]}"
                                f"{' …' if len(missing) > 6 else ''}; check --backbone")
         prep = CAFFE_VGG  # ILSVRC mean image average, BGR, 0–255 (also what the FCN data layers used)
-    ref_sd = _meta_state_shapes(backbone, width)  # width-1 shapes without allocating memory
+    if width is None:
+        width = detect_width({_caffe_name(o): v for o, v in layers.items()}, backbone, src)
+    ref_sd = _meta_state_shapes(backbone, width)  # the shapes without allocating memory
     sd: dict[str, torch.Tensor] = {}
     for ours, (w, b) in layers.items():
         if ours in _FC.get(backbone, {}):
@@ -203,16 +221,52 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str,
     return sd, prep
 
 
+def _out_channels(ours: str, w: Any, backbone: str) -> int:
+    """Output channels of a layer's weight blob (Caffe's legacy fc blobs are 1×1×out×in)."""
+    shape = tuple(w.shape)
+    legacy_fc = ours in _FC.get(backbone, {}) and len(shape) == 4 and shape[:2] == (1, 1)
+    return int(shape[2] if legacy_fc else shape[0])
+
+
+def detect_width(blobs: dict[str, Any], backbone: str, src: str | os.PathLike, suffix: str = "") -> float:
+    """The channel-width multiplier of a `backbone` trunk from its weights' shapes (1.0: the paper's net).
+
+    `blobs`: Caffe layer name (+ `suffix`, e.g. a fusion tower's) → [weight, ...]. The widest trunk layer's
+    output channels over the paper net's give the width; every other trunk layer must agree with it."""
+    ref = _meta_state_shapes(backbone, 1.0)
+    outs = {}
+    for ours in _layer_names(backbone):
+        bl = blobs.get(_caffe_name(ours) + suffix)
+        if f"{ours}.weight" in ref and bl:  # fc8 (the classes) says nothing about the width
+            outs[ours] = _out_channels(ours, bl[0], backbone)
+    if not outs:
+        raise WeightsError(f"{src}: no {backbone} trunk layers found (e.g. {_caffe_name(_layer_names(backbone)[0])}"
+                           f"{suffix}); check --backbone, or that this is the right file")
+    widest = max(outs, key=lambda n: ref[f"{n}.weight"][0])
+    width = outs[widest] / ref[f"{widest}.weight"][0]
+    fit = _meta_state_shapes(backbone, width) if 0 < width <= 4 else {}
+    bad = [f"{n} {o}" for n, o in outs.items() if f"{n}.weight" not in fit or fit[f"{n}.weight"][0] != o]
+    if bad:
+        raise WeightsError(f"{src}: output channels {bad[:4]} fit no {backbone} width (the widest layer "
+                           f"{widest} gives {width:g}); check --backbone, or pass --width")
+    return width
+
+
 def _meta_state_shapes(backbone: str, width: float = 1.0) -> dict[str, torch.Size]:
     with torch.device("meta"):
         bb = BACKBONES[backbone](width=width)
     return {k: v.shape for k, v in bb.state_dict().items()}
 
 
-def convert_imagenet_file(src: str | os.PathLike, dst: str | os.PathLike, backbone: str, fmt: str,
-                          width: float = 1.0) -> Path:
-    """Convert and write {"state_dict", "meta": {backbone, format, preprocessing, source, width}}."""
+def convert_imagenet_file(src: str | os.PathLike, dst: str | os.PathLike, backbone: str, fmt: str | None = None,
+                          width: float | None = None) -> Path:
+    """Convert and write {"state_dict", "meta": {backbone, format, preprocessing, source, width}}
+    (format and width detected where None)."""
+    fmt = resolve_format(src, fmt)
     sd, prep = convert_imagenet(src, backbone, fmt, width)
+    if width is None:  # the converted layers' shapes say it (detected the same way inside convert_imagenet)
+        width = detect_width({_caffe_name(k[:-len(".weight")]): [v] for k, v in sd.items() if k.endswith(".weight")},
+                             backbone, src)
     meta = {"backbone": backbone, "format": fmt, "preprocessing": prep.to_dict(), "source": Path(src).name,
             "width": float(width)}
     atomic_save_torch({"state_dict": sd, "meta": meta}, dst)
@@ -349,57 +403,3 @@ def _check_fixed_scale(src: str | os.PathLike, name: str, blobs: list[np.ndarray
     if any(b.size and np.any(b != 0) for b in bias):
         raise WeightsError(f"{src}: layer {name} has a non-zero bias; the authors' at-once net scales without "
                            f"one — pick the matching caffemodel")
-
-
-def _is_fcn_caffemodel(src: str | os.PathLike) -> bool:
-    """A trained FCN (has score layers) rather than an ImageNet classifier — decided from the file."""
-    if not str(src).endswith(".caffemodel") or not Path(src).is_file():
-        return False
-    from fcnlib.models.caffe import read_caffemodel
-
-    return any(n.startswith("score_fr") for n in read_caffemodel(src))
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """`fcn convert-weights SRC -o DST --backbone vgg16 --format caffe|torchvision` (ImageNet classifier), or
-    `fcn convert-weights fcn8s-heavy-pascal.caffemodel -o DST [--released voc-fcn8s]` (the authors' FCN)."""
-    from fcnlib.eval import released
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "convert-weights":
-        argv = argv[1:]
-    from fcnlib.cli.options import Parser, add_out
-
-    ap: argparse.ArgumentParser = Parser(prog="fcn convert-weights",
-                                         description="ImageNet classifier → fully convolutional weights file, "
-                                                     "or one of the authors' released FCN caffemodels → our "
-                                                     "weights file")
-    ap.add_argument("src", help="classifier weights (.caffemodel or torchvision .pth), or a released FCN "
-                                ".caffemodel")
-    add_out(ap, "output .pt file", required=True)
-    ap.add_argument("--backbone", default="vgg16", choices=sorted(BACKBONES), help="classifier architecture")
-    ap.add_argument("--format", default="caffe", choices=FORMATS, dest="fmt",
-                    help="caffe (.caffemodel, BGR 0-255) or torchvision (.pth, RGB 0-1); default caffe")
-    ap.add_argument("--width", type=float, default=1.0, help="width of a reduced stand-in (default 1.0)")
-    ap.add_argument("--released", choices=sorted(released.MODELS), default=None,
-                    help="which released FCN the caffemodel is (default: from its file name, e.g. "
-                         "fcn8s-heavy-pascal.caffemodel → voc-fcn8s)")
-    a = ap.parse_args(argv)
-    try:
-        name = a.released or released.by_caffemodel(a.src)
-        if name is not None:
-            out = released.convert(a.src, a.out, name, a.width)
-        else:
-            try:
-                out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)
-            except WeightsError:
-                if _is_fcn_caffemodel(a.src):  # not a classifier: a trained FCN under another file name
-                    raise WeightsError(f"{a.src}: a trained FCN caffemodel, not an ImageNet classifier; say "
-                                       f"which with --released (one of {', '.join(sorted(released.MODELS))})"
-                                       ) from None
-                raise
-    except FcnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}" + (f" (released {name})" if name else ""))
-    return 0

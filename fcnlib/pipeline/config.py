@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.resources
 import json
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,10 @@ from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
 from fcnlib.files import layout
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-SCHEMA_PATH = PACKAGE_DIR.parent / "fcnlib" / "pipeline" / "config.schema.yaml"
+#: fcnlib's folder: code hashes name files relative to it
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: The config schema ships inside the package (package data), so an installed fcnlib validates configs too.
+SCHEMA_PATH = Path(str(importlib.resources.files(__package__).joinpath("config.schema.yaml")))
 
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
 
@@ -177,20 +182,21 @@ def _key_path(error: Any) -> str:
 def validate_config(config: dict, source: str = "config", cache_dir: str | Path | None = None) -> dict:
     """Check `config` against the JSON schema and the cross-references the schema cannot express.
 
-    Raises ConfigError whose message names the offending key. Returns the config unchanged. With
+    Raises ConfigError whose message names the offending key (the first problem, with how many more:
+    `config_problems` / `fcn check-config` list them all). Returns the config unchanged. With
     `cache_dir`, a config already validated against the same schema and code is not schema-checked
     again (jsonschema's import and run are most of a dry run's own time); references always are.
     """
-    _check_finite(config, source)
+    _raise_first(_nonfinite(config, source))
     marker = None
     if cache_dir is not None:
         key = config_hash([config, load_schema(), Path(__file__).read_text()])
         marker = Path(cache_dir) / f"fcn-config-valid-{key}"
         if marker.exists():
-            _check_references(config, source)
+            _raise_first(reference_problems(config, source))
             return config
     _validate_schema(config, source)
-    _check_references(config, source)
+    _raise_first(reference_problems(config, source))
     if marker is not None:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -200,18 +206,31 @@ def validate_config(config: dict, source: str = "config", cache_dir: str | Path 
     return config
 
 
-def _check_finite(obj: Any, source: str, path: str = "") -> None:
+def config_problems(config: dict, source: str = "config") -> list[str]:
+    """Every problem of a config, one message each (naming the key): non-finite numbers and schema errors;
+    when there are none of those, every broken cross-reference (they need a config of the schema's shape)."""
+    problems = _nonfinite(config, source) + _schema_problems(config, source)
+    return problems or reference_problems(config, source)
+
+
+def _raise_first(problems: list[str]) -> None:
+    if problems:
+        more = (f" (and {len(problems) - 1} more problem(s); `fcn check-config FILE` lists every one)"
+                if len(problems) > 1 else "")
+        raise ConfigError(problems[0] + more)
+
+
+def _nonfinite(obj: Any, source: str, path: str = "") -> list[str]:
     """No number in a config may be NaN or ±inf (YAML `.nan`, `.inf`): JSON-schema bounds let NaN through
     (every comparison with it is false), and one NaN weight_decay silently poisons every weight."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        raise ConfigError(f"{source}: at '{path or '<top level>'}': {obj!r} is not a finite number; give a "
-                          f"finite value (YAML .nan / .inf are not allowed)")
+        return [f"{source}: at '{path or '<top level>'}': {obj!r} is not a finite number; give a "
+                f"finite value (YAML .nan / .inf are not allowed)"]
     if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_finite(v, source, f"{path}.{k}" if path else str(k))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            _check_finite(v, source, f"{path}.{i}" if path else str(i))
+        return [m for k, v in obj.items() for m in _nonfinite(v, source, f"{path}.{k}" if path else str(k))]
+    if isinstance(obj, list | tuple):
+        return [m for i, v in enumerate(obj) for m in _nonfinite(v, source, f"{path}.{i}" if path else str(i))]
+    return []
 
 
 def load_schema() -> dict:
@@ -225,91 +244,107 @@ def load_schema() -> dict:
 
 
 def _validate_schema(config: dict, source: str) -> None:
+    _raise_first(_schema_problems(config, source))
+
+
+def _schema_problems(config: dict, source: str) -> list[str]:
     import jsonschema
 
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
-    if errors:
-        e = errors[0]
+    out = []
+    for e in errors:
         if e.validator == "additionalProperties" and isinstance(e.instance, dict):
             allowed = sorted(e.schema.get("properties", {}))
             extra = sorted(set(e.instance) - set(allowed))
             hint = f"unknown key(s) {extra}; allowed: {allowed}" if allowed else f"unknown key(s) {extra}"
-            msg = f"{source}: at '{_key_path(e)}': {hint}"
+            out.append(f"{source}: at '{_key_path(e)}': {hint}")
         elif e.validator == "oneOf":
-            msg = f"{source}: at '{_key_path(e)}': value {e.instance!r} is not valid here"
+            out.append(f"{source}: at '{_key_path(e)}': value {e.instance!r} is not valid here")
         else:
-            msg = f"{source}: at '{_key_path(e)}': {e.message}"
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(msg + more)
+            out.append(f"{source}: at '{_key_path(e)}': {e.message}")
+    return out
 
 
-def _check_references(config: dict, source: str) -> None:
-    specs = registry.check_config(config, source)
+def reference_problems(config: dict, source: str) -> list[str]:
+    """The cross-references the schema cannot express, every broken one (config of the schema's shape)."""
+    out: list[str] = []
+    specs: dict[str, Any] = {}
+    for ds in config.get("datasets", {}):  # each dataset's spec: the built-in ones, or a folder entry checked
+        try:
+            specs.update(registry.check_config({**config, "datasets": {ds: config["datasets"][ds]}}, source))
+        except ConfigError as e:
+            out.append(str(e))
     exps = config["experiments"]
     for name, exp in exps.items():
         where = f"{source}: at 'experiments.{name}"
         if exp["dataset"] not in config["datasets"]:
-            raise ConfigError(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
-        held = specs[exp["dataset"]].modalities
-        missing = [m for m in exp.get("modalities", ["rgb"]) if m not in held]
-        if missing:
-            raise ConfigError(f"{where}.modalities': dataset {exp['dataset']!r} has no {missing} "
-                              f"(it holds {list(specs[exp['dataset']].modalities)})")
+            out.append(f"{where}.dataset': dataset {exp['dataset']!r} has no entry under 'datasets'")
+        elif exp["dataset"] in specs:
+            held = specs[exp["dataset"]].modalities
+            missing = [m for m in exp.get("modalities", ["rgb"]) if m not in held]
+            if missing:
+                out.append(f"{where}.modalities': dataset {exp['dataset']!r} has no {missing} "
+                           f"(it holds {list(held)})")
         backbone = exp.get("backbone", "vgg16")
         if backbone not in config["backbones"]:
-            raise ConfigError(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")
+            out.append(f"{where}.backbone': backbone {backbone!r} has no entry under 'backbones'")
         recipe = exp.get("recipe", config["training"]["recipe"])
         if recipe not in config["recipes"]:
-            raise ConfigError(f"{where}.recipe': recipe {recipe!r} is not defined under 'recipes' "
-                              f"(have {sorted(config['recipes'])})")
+            out.append(f"{where}.recipe': recipe {recipe!r} is not defined under 'recipes' "
+                       f"(have {sorted(config['recipes'])})")
+        else:
+            try:
+                _split_batch(config, name, config["recipes"][recipe])  # N GPUs must be able to share one update
+            except ConfigError as e:
+                out.append(str(e))
         init = exp.get("init", "imagenet")
         parents = init if isinstance(init, list) else ([] if init == "imagenet" else [init])
         for p in parents:
             if p not in exps:
-                raise ConfigError(f"{where}.init': {p!r} is not an experiment (use 'imagenet' or an experiment name)")
-            if exps[p]["dataset"] != exp["dataset"]:
-                raise ConfigError(f"{where}.init': {p!r} was trained on another dataset")
+                out.append(f"{where}.init': {p!r} is not an experiment (use 'imagenet' or an experiment name)")
+            elif exps[p]["dataset"] != exp["dataset"]:
+                out.append(f"{where}.init': {p!r} was trained on another dataset")
         if backbone != "vgg16" and exp["variant"] != "fcn32s":
-            raise ConfigError(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
-        _split_batch(config, name, config["recipes"][recipe])  # N GPUs must be able to share one update
+            out.append(f"{where}.variant': {backbone} supports only fcn32s (as in the paper's Table 1)")
     for name in exps:  # staged chains must end at imagenet
         seen, todo = set(), [name]
         while todo:
             n = todo.pop()
             if n in seen:
-                raise ConfigError(f"{source}: at 'experiments.{name}.init': initialisation chain has a cycle")
+                out.append(f"{source}: at 'experiments.{name}.init': initialisation chain has a cycle")
+                break
             seen.add(n)
-            init = exps[n].get("init", "imagenet")
+            init = exps[n].get("init", "imagenet") if n in exps else "imagenet"  # unknown ones reported above
             todo += init if isinstance(init, list) else ([] if init == "imagenet" else [init])
     for rname, recipe in config["recipes"].items():
         for ds in (recipe.get("by_dataset") or {}):
             if ds not in config["datasets"] and ds not in registry.REGISTRY:
-                raise ConfigError(f"{source}: at 'recipes.{rname}.by_dataset.{ds}': not a dataset; use a name "
-                                  f"under 'datasets' or remove the entry")
+                out.append(f"{source}: at 'recipes.{rname}.by_dataset.{ds}': not a dataset; use a name "
+                           f"under 'datasets' or remove the entry")
         for exp_name in (recipe.get("by_experiment") or {}):
             if exp_name not in exps:
-                raise ConfigError(f"{source}: at 'recipes.{rname}.by_experiment.{exp_name}': not an experiment; "
-                                  f"use a name under 'experiments' or remove the entry")
+                out.append(f"{source}: at 'recipes.{rname}.by_experiment.{exp_name}': not an experiment; "
+                           f"use a name under 'experiments' or remove the entry")
     for b, spec in config["backbones"].items():
         if spec["source"] not in config["sources"]:
-            raise ConfigError(f"{source}: at 'backbones.{b}.source': {spec['source']!r} is not under 'sources'")
+            out.append(f"{source}: at 'backbones.{b}.source': {spec['source']!r} is not under 'sources'")
     for table, rows in config["tables"].items():
         for row, ref in rows.items():
             if isinstance(ref, str) and ref.split("@")[0] not in exps:
-                raise ConfigError(f"{source}: at 'tables.{table}.{row}': {ref.split('@')[0]!r} is not an experiment")
+                out.append(f"{source}: at 'tables.{table}.{row}': {ref.split('@')[0]!r} is not an experiment")
     for kind, groups in config.get("figures", {}).items():
         for group, names in groups.items():
-            for n in names:
-                if n not in exps:
-                    raise ConfigError(f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment")
-    from fcnlib.eval.released import check_config as _check_released  # no torch at import: cheap here
+            out += [f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment"
+                    for n in names if n not in exps]
+    from fcnlib.eval.released import config_problems as released_problems  # no torch at import: cheap here
 
-    _check_released(config, source)
+    out += released_problems(config, source)
     for name, spec in config["sources"].items():
         if not spec.get("demo") and not spec.get("urls"):
-            raise ConfigError(f"{source}: at 'sources.{name}': give 'urls' (or 'demo: true' in a demo config)")
+            out.append(f"{source}: at 'sources.{name}': give 'urls' (or 'demo: true' in a demo config)")
+    return out
 
 
 def experiment(config: dict, name: str) -> dict:
@@ -517,24 +552,20 @@ def table_rows(config: dict) -> list[dict]:
     return rows
 
 
-def cli(argv: list[str]) -> int:
-    """`fcn check-config FILE...`: validate config files exactly as the workflow does."""
-    import argparse
+#: The config a command line uses when given none (paths are relative to the pipeline's folder).
+DEFAULT_CONFIG = Path("config/config.yaml")
 
-    p = argparse.ArgumentParser(prog="fcn check-config", description=cli.__doc__)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="config YAML file(s), each checked on its own; one without 'experiments' is an "
-                        "override, checked merged over config/config.yaml as the workflow merges it")
-    args = p.parse_args(argv)
-    default = Path("config/config.yaml")
-    if not default.exists():
-        default = PACKAGE_DIR.parent / "config" / "config.yaml"
-    for f in args.files:
-        cfg = load_yaml(f)
-        if not isinstance(cfg, dict):
+
+def load_config(files: Sequence[str | os.PathLike], default: str | os.PathLike = DEFAULT_CONFIG) -> tuple[dict, str]:
+    """Config files composed as the workflow composes --configfile (compose_config), validated;
+    returns (config, its sources as one string)."""
+    given: dict[str, Any] = {}
+    for f in files:
+        part = load_yaml(f)
+        if not isinstance(part, dict):
             raise ConfigError(f"{f}: expected a mapping of config keys at the top level")
-        cfg, sources = compose_config(cfg, [str(f)], default=default)
-        validate_config(cfg, source=" + ".join(sources))
-        merged = f", merged over {default}" if len(sources) > 1 else ""
-        print(f"{f}: ok ({len(cfg['experiments'])} experiments{merged})")
-    return 0
+        given = deep_merge(given, part)
+    cfg, sources = compose_config(given, [str(f) for f in files], default=default)
+    source = " + ".join(sources)
+    validate_config(cfg, source=source)
+    return cfg, source

@@ -118,7 +118,8 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     import torch
 
     from fcnlib.data import SegDataset
-    from fcnlib.eval.inference import load_for_inference, predict, primary_head, resolve_device
+    from fcnlib.eval.inference import load_for_inference, predict, resolve_device
+    from fcnlib.models.meta import primary_head
 
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")

@@ -5,7 +5,10 @@ job WHICH GPU to use, and CUDA_VISIBLE_DEVICES cannot be set per job. So every G
 itself: `<lock dir>/gpu-<id>.lock`, held with fcntl.flock for the job's lifetime. The kernel drops a
 flock when its process dies, SIGKILL included, so a crashed job never leaves a stale claim.
 
-* Lock dir: $FCN_GPU_LOCK_DIR, else <tmp>/fcn-gpu-locks (shared by every user and workflow on the box).
+* Lock dir: $FCN_GPU_LOCK_DIR, else <tmp>/fcn-gpu-locks-<uid> (this user's workflows). To share GPUs between
+  users, point FCN_GPU_LOCK_DIR at a root-owned sticky folder (`install -d -m 1777 /var/lock/fcn-gpu`): a
+  folder owned by another user, or writable by others without the sticky bit, is refused, and lock files
+  are opened without following links (fcnlib.files.sharedfs).
 * Which GPUs: $FCN_FAKE_GPUS=N (tests: N fake ids, training then runs on CPU), else the entries of
   CUDA_VISIBLE_DEVICES (locks are named after the entry, e.g. a physical index or GPU UUID), else
   /proc/driver/nvidia/gpus (so the Snakefile can count GPUs without importing torch).
@@ -19,16 +22,20 @@ import contextlib
 import fcntl
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from fcnlib.errors import ConfigError
+from fcnlib.files.sharedfs import open_dir, open_file, user_temp_dir
 
 
 def lock_dir() -> Path:
-    return Path(os.environ.get("FCN_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / "fcn-gpu-locks")
+    return Path(os.environ.get("FCN_GPU_LOCK_DIR") or user_temp_dir("fcn-gpu-locks"))
+
+
+_LOCK_FIX = ("remove it, or set FCN_GPU_LOCK_DIR to a folder of your own (to share GPUs between users: a "
+             "root-owned folder with mode 1777)")
 
 
 def gpu_ids(env: Mapping[str, str] | None = None) -> list[str]:
@@ -36,6 +43,9 @@ def gpu_ids(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     fake = env.get("FCN_FAKE_GPUS")
     if fake not in (None, ""):
+        if not fake.strip().isdigit():
+            raise ConfigError(f"FCN_FAKE_GPUS={fake!r}: must be a whole number of fake GPUs (tests); set it or "
+                              f"unset it")
         return [f"fake{i}" for i in range(int(fake))]
     cvd = env.get("CUDA_VISIBLE_DEVICES")
     if cvd is not None:
@@ -89,17 +99,17 @@ def _cuda_usable() -> bool:
     return torch.cuda.is_available()
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o666)  # other users' jobs must be able to take it later
+def _try_lock(dir_fd: int, d: Path, gid: str) -> int | None:
+    name = f"gpu-{gid.replace('/', '_')}.lock"  # a name in the folder, never a path through it
+    fd = open_file(dir_fd, name, d / name, _LOCK_FIX)  # 0644: others' jobs can flock it (read access suffices)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # for people: who holds it (a read-only lock file of another user: no)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
@@ -119,18 +129,29 @@ def claim(n: int, wait_s: float | None = None, poll_s: float = 2.0) -> Claim:
     if os.environ.get("SLURM_JOB_ID"):
         return Claim(list(range(n)), ids[:n], [], fake)
     d = lock_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        os.chmod(d, 0o1777)
+    dir_fd = open_dir(d, _LOCK_FIX)
+    try:
+        return _claim_in(dir_fd, d, n, ids, fake, wait_s, poll_s)
+    finally:
+        os.close(dir_fd)
+
+
+def _claim_in(dir_fd: int, d: Path, n: int, ids: list[str], fake: bool, wait_s: float | None,
+              poll_s: float) -> Claim:
     t0, told = time.monotonic(), False
     while True:
         got: list[tuple[int, int]] = []
-        for i, gid in enumerate(ids):
-            fd = _try_lock(d / f"gpu-{gid}.lock")
-            if fd is not None:
-                got.append((i, fd))
-                if len(got) == n:
-                    return Claim([i for i, _ in got], [ids[i] for i, _ in got], [fd for _, fd in got], fake)
+        try:
+            for i, gid in enumerate(ids):
+                fd = _try_lock(dir_fd, d, gid)
+                if fd is not None:
+                    got.append((i, fd))
+                    if len(got) == n:
+                        return Claim([i for i, _ in got], [ids[i] for i, _ in got], [fd for _, fd in got], fake)
+        except BaseException:
+            for _, fd in got:
+                os.close(fd)
+            raise
         for _, fd in got:  # not enough: give the partial claim back, so two waiting jobs cannot deadlock
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

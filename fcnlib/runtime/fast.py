@@ -8,21 +8,20 @@ What is here (all of it FastFCN's / inference_setup's runtime policy, on by defa
   ~10× *slower* than fp32, so there the answer is None (stay fp32). Reduced precision changes logits by
   ~1e-2 relative; argmax agreement with fp32 is measured (≥98.5% of pixels, tests/test_fast.py).
 * `use_channels_last(device)`: NHWC where it pays (CUDA, and CPU oneDNN in bf16). Same numbers.
-* `padskip`: the exact padding skip lives in fcnlib.runtime.padskip (opt-in; only bench/run.py turns it on).
+* The exact padding skip is bench/padskip.py (measured there; not faster than this path where measured).
 * `winograd_forward`: on CPU fp32 inference (FastFCN's default there), 3×3 convolutions go through
   NNPACK's Winograd kernels (≈2× per conv on AVX2, 1.5× for the whole net; fp32 arithmetic, different
   rounding: ≈1e-5 relative per layer, 4e-6 of the largest logit on VGG16-FCN at 500×500, argmax 99.999%
   equal; tests allow 1e-4).
-* `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark for fixed sizes only), `compile_model`
-  (optional torch.compile with freezing: 1.26× fp32 on that CPU after a 46 s compile). The glibc allocator
-  settings that go with it are fcnlib.runtime.allocator's.
+* `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark for fixed sizes only).
+  The glibc allocator settings that go with it are fcnlib.runtime.allocator's. (torch.compile is measured by
+  bench/run.py only: 1.26× fp32 on that CPU after a 46 s compile, not worth it for the pipeline's runs.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -92,29 +91,8 @@ def inference_setup(model: nn.Module, device: torch.device | str, fixed_size: bo
     return model
 
 
-def compile_model(model: nn.Module, example: torch.Tensor, freezing: bool = True,
-                  dtype: torch.dtype | None = None) -> tuple[Callable, float]:
-    """torch.compile (inductor, optionally with weight freezing) → (callable, compile seconds).
-
-    Optional: compiling VGG16-FCN takes tens of seconds on a CPU, worth it only for long evaluations.
-    """
-    import torch._inductor.config as icfg
-
-    icfg.freezing = freezing
-    fn = torch.compile(model)
-    t0 = time.perf_counter()
-    with torch.inference_mode(), torch.autocast(example.device.type, dtype=dtype or torch.float32,
-                                                enabled=dtype is not None):
-        fn(example)
-    return fn, time.perf_counter() - t0
-
-
 # ---------------------------------------------------------------------------------------------------
 # Winograd forward (CPU fp32 inference)
-
-# Measured (VGG16-FCN, 2-core AVX2 CPU, fwd+bwd+SGD): a Winograd forward did not change the training step
-# time (backward dominates), so training stays on oneDNN.
-WINOGRAD_TRAIN = False
 
 # NNPACK pays from 64 channels in and out (VGG16 at width 1: every 3×3 conv); on narrow nets (width 0.25:
 # 16–128 channels) it was 0.76× of oneDNN for the whole net, so those convs stay on oneDNN.
@@ -127,7 +105,7 @@ def _nnpack_ok(x: torch.Tensor, w: torch.Tensor, winograd: bool) -> bool:
             and not torch.is_autocast_enabled("cpu"))
 
 
-def _conv(conv: nn.Conv2d, x: torch.Tensor, pad: tuple[int, int, int, int], winograd: bool) -> torch.Tensor:
+def conv_padded(conv: nn.Conv2d, x: torch.Tensor, pad: tuple[int, int, int, int], winograd: bool) -> torch.Tensor:
     """conv (padding given explicitly as left, right, top, bottom) on a slice; NNPACK Winograd for 3×3."""
     if conv.groups == 1 and _nnpack_ok(x, conv.weight, winograd) and pad[0] == pad[1] == pad[2] == pad[3] \
             and conv.stride in (1, (1, 1)) and min(x.shape[-2:]) + 2 * pad[0] >= 10:  # tiny maps: NNPACK fails
@@ -137,7 +115,7 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor, pad: tuple[int, int, int, int], wino
     return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
-def _kps(m: nn.Module) -> tuple[int, int, int]:
+def kernel_stride_pad(m: nn.Module) -> tuple[int, int, int]:
     def one(v: Any) -> int:
         return int(v[0]) if isinstance(v, tuple) else int(v)
 
@@ -145,35 +123,35 @@ def _kps(m: nn.Module) -> tuple[int, int, int]:
     return one(m.kernel_size), one(s), one(m.padding)
 
 
-def _padded_first(model: nn.Module) -> bool:
+def padded_first(model: nn.Module) -> bool:
     """An fcnlib FCN whose first conv pads by ≥ its kernel (FCN's pad 100): padskip_forward can run it."""
     names = getattr(model, "trunk_names", None)
     if not names or not hasattr(model, "heads"):
         return False
     first = getattr(model, names[0])
-    return isinstance(first, nn.Conv2d) and _kps(first)[2] >= _kps(first)[0]
+    return isinstance(first, nn.Conv2d) and kernel_stride_pad(first)[2] >= kernel_stride_pad(first)[0]
 
 
-def _dense_layer(m: nn.Module, x: torch.Tensor, winograd: bool) -> torch.Tensor:
-    """One trunk layer over its whole input: 3×3 stride-1 convs through _conv (NNPACK where it pays), the
+def dense_layer(m: nn.Module, x: torch.Tensor, winograd: bool) -> torch.Tensor:
+    """One trunk layer over its whole input: 3×3 stride-1 convs through conv_padded (NNPACK where it pays), the
     rest as the module itself."""
-    if isinstance(m, nn.Conv2d) and _kps(m)[0] == 3 and m.groups == 1 and m.stride in (1, (1, 1)):
-        p = _kps(m)[2]
-        return _conv(m, x, (p, p, p, p), winograd)
+    if isinstance(m, nn.Conv2d) and kernel_stride_pad(m)[0] == 3 and m.groups == 1 and m.stride in (1, (1, 1)):
+        p = kernel_stride_pad(m)[2]
+        return conv_padded(m, x, (p, p, p, p), winograd)
     return m(x)
 
 
 def winograd_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = ()
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The trunk of an fcnlib FCN whose first conv pads by ≥ its kernel (_padded_first), dense, with NNPACK
+    """The trunk of an fcnlib FCN whose first conv pads by ≥ its kernel (padded_first), dense, with NNPACK
     Winograd for its wide 3×3 convs. Returns (last activation, {tap: activation}) like
     fcnlib.models.vgg.run_trunk. The first conv runs on the input padded once up front (pad 100), fused with
-    its ReLU; every later layer is the plain module except 3×3 stride-1 convs (_conv)."""
+    its ReLU; every later layer is the plain module except 3×3 stride-1 convs (conv_padded)."""
     layers = [(n, getattr(model, n)) for n in model.trunk_names]
     feats: dict[str, torch.Tensor] = {}
     first = layers[0][1]
-    p0 = _kps(first)[2]
-    x = _conv(first, F.pad(x, (p0, p0, p0, p0)), (0, 0, 0, 0), True)
+    p0 = kernel_stride_pad(first)[2]
+    x = conv_padded(first, F.pad(x, (p0, p0, p0, p0)), (0, 0, 0, 0), True)
     i = 0
     if len(layers) > 1 and isinstance(layers[1][1], nn.ReLU):
         x = torch.relu(x)
@@ -183,7 +161,7 @@ def winograd_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = ()
     if layers[0][0] in taps:
         feats[layers[0][0]] = x
     for name, m in layers[i + 1:]:
-        x = _dense_layer(m, x, True)
+        x = dense_layer(m, x, True)
         if name in taps:
             feats[name] = x
     return x, feats
@@ -200,8 +178,9 @@ class FastFCN(nn.Module):
     (bench/run.py). Parameters, state dict and train/eval mode are the wrapped model's; outputs are fp32.
 
     amp: "auto" (autocast_dtype of the input's device), a dtype, or None (fp32).
-    winograd: None = auto (winograd_available); inference only unless WINOGRAD_TRAIN.
-    The exact padding skip is fcnlib.runtime.padskip.PadSkipFCN, a subclass (opt-in: not faster where measured).
+    winograd: None = auto (winograd_available); inference only: in training the backward dominates,
+    and a Winograd forward did not change the step time (VGG16-FCN, 2-core AVX2 CPU), so it stays on oneDNN.
+    The exact padding skip is bench/padskip.py's PadSkipFCN, a subclass (not faster where measured).
     """
 
     def __init__(self, model: nn.Module, amp: torch.dtype | None | str = "auto",
@@ -210,7 +189,7 @@ class FastFCN(nn.Module):
         self.model = model
         self.amp = amp
         self.winograd = winograd
-        self.dense_ok = _padded_first(model)
+        self.dense_ok = padded_first(model)
 
     def _forward(self, x: torch.Tensor, wino: bool, training: bool) -> torch.Tensor | dict[str, torch.Tensor]:
         """The net under autocast: Winograd trunk where chosen, else the plain module."""
@@ -220,7 +199,7 @@ class FastFCN(nn.Module):
         dt = autocast_dtype(x.device) if self.amp == "auto" else self.amp
         wino = (winograd_available(x.device) if self.winograd is None else self.winograd) and self.dense_ok
         training = self.model.training and torch.is_grad_enabled()
-        wino = wino and (WINOGRAD_TRAIN or not training)
+        wino = wino and not training
         with torch.autocast(x.device.type, dtype=dt or torch.float32, enabled=dt is not None):
             out = self._forward(x, wino, training)
         if isinstance(out, dict):

@@ -14,12 +14,23 @@ starts a map keeps its work under `if __name__ == "__main__":` (workflow/scripts
 be a module-level function (it is pickled by name).
 The server is started once per process and would keep the environment of that moment; each worker is
 given the caller's current environment (e.g. FCN_MAX_IMAGE_PIXELS set by --max-pixels) before it runs.
+
+The pool dies with the job that started it: a SIGKILLed job (OOM killer, lost node, a killed Snakemake)
+runs no cleanup, and its idle workers would wait on their task queue forever, owned by PID 1. So the
+server asks the kernel for SIGKILL when the job's thread that started it ends (Linux PR_SET_PDEATHSIG,
+set when the server imports this module, told the job's pid through _PARENT_ENV), each worker asks the
+same of the server, and each worker also polls, every half second, that the server and the job still
+run (other platforms; and the window before the kernel request). The resource tracker exits by itself
+once the last of them is gone.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -27,6 +38,64 @@ from typing import Any
 from fcnlib.progress import progress as progress_bar
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+#: Set (to the job's pid) while a pool starts, so the forkserver, importing this module, knows whom to die with.
+_PARENT_ENV = "FCN_POOL_PARENT_PID"
+_POLL_S = 0.5
+
+
+def _request_parent_death_signal() -> None:
+    """Linux: SIGKILL this process when its parent (the thread that started it) ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    """`pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
+def _die_with(job: int) -> None:
+    """In a pool process: end this process as soon as `job` (or this process's parent) is gone."""
+    parent = os.getppid()
+    _request_parent_death_signal()
+    if os.getppid() != parent or not _alive(job):  # died before the request took effect
+        os._exit(1)
+
+
+def _poll_parents(job: int, parent: int) -> None:
+    while True:
+        time.sleep(_POLL_S)
+        if os.getppid() != parent or not _alive(job):
+            os._exit(1)
+
+
+def _guard_server() -> None:
+    """Run at import: in the forkserver started by map_parallel (the only process given _PARENT_ENV)."""
+    job = os.environ.pop(_PARENT_ENV, "")
+    if job.isdigit() and int(job) == os.getppid():
+        _die_with(int(job))
+
+
+_guard_server()
 
 
 def worker_count(workers: int | None, n: int) -> int:
@@ -39,10 +108,13 @@ def chunk_size(n: int, workers: int) -> int:
     return max(1, min(64, n // (8 * workers)))
 
 
-def _start_worker(env: dict[str, str], initializer: Callable[[], Any] | None) -> None:
+def _start_worker(env: dict[str, str], initializer: Callable[[], Any] | None, job: int) -> None:
+    _die_with(job)
+    threading.Thread(target=_poll_parents, args=(job, os.getppid()), daemon=True, name="fcn-pool-guard").start()
     for key in set(os.environ) - set(env):
         del os.environ[key]
     os.environ.update(env)
+    os.environ.pop(_PARENT_ENV, None)
     if initializer is not None:
         initializer()
 
@@ -68,12 +140,20 @@ def map_parallel(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | 
                 bar.update()
             return out
         ctx = multiprocessing.get_context(START_METHOD)
-        if START_METHOD == "forkserver":
-            ctx.set_forkserver_preload(["__main__", fn.__module__])  # takes effect when the server starts
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                                 initargs=(dict(os.environ), initializer)) as pool:
-            out = []
-            for r in pool.map(fn, items, chunksize=chunk_size(n, workers)):
-                out.append(r)
-                bar.update()
-            return out
+        if START_METHOD == "forkserver":  # takes effect when the server starts; this module first (_guard_server)
+            ctx.set_forkserver_preload([__name__, "__main__", fn.__module__])
+        env = dict(os.environ)
+        os.environ[_PARENT_ENV] = str(os.getpid())  # read by a forkserver started now, not by the workers
+        try:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                                     initargs=(env, initializer, os.getpid())) as pool:
+                out = []
+                for r in pool.map(fn, items, chunksize=chunk_size(n, workers)):
+                    out.append(r)
+                    bar.update()
+                return out
+        finally:
+            if _PARENT_ENV in env:
+                os.environ[_PARENT_ENV] = env[_PARENT_ENV]
+            else:
+                os.environ.pop(_PARENT_ENV, None)

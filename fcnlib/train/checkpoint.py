@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,19 @@ class _RankLog(_Log):
 
     def close(self) -> None:
         pass
+
+
+def inputs_hash(files: Sequence[Path]) -> str:
+    """sha256 over the content of every file a run reads (names and bytes): a resume checkpoint counts
+    only for the very inputs it was trained on, whatever their paths' mtimes say."""
+    import hashlib
+
+    from fcnlib.files.io import sha256_file
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

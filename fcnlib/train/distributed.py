@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnlib.errors import ConfigError
+from fcnlib.files.envcaps import env_float, env_int
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def setup(device: str | Any = "auto") -> tuple[Dist, Any]:
         dist.init_process_group(
             backend="nccl" if dev.type == "cuda" else "gloo",
             init_method=f"tcp://{w.master_addr}:{w.master_port}", rank=w.rank, world_size=w.world,
-            timeout=datetime.timedelta(minutes=int(os.environ.get("FCN_DIST_TIMEOUT_MIN", "30"))))
+            timeout=datetime.timedelta(minutes=env_float("FCN_DIST_TIMEOUT_MIN", 30.0, "minutes")))
     if w.rank == 0:
         print(f"fcn train: {w.world} ranks ({'nccl' if dev.type == 'cuda' else 'gloo'}), master "
               f"{w.master_addr}:{w.master_port}", file=sys.stderr)
@@ -380,12 +381,11 @@ def _worker(spec_path: str) -> int:
     kwargs = dict(spec["kwargs"])
     if os.environ.get("FCN_WORKER_DEVICE"):
         kwargs["device"] = os.environ["FCN_WORKER_DEVICE"]
-    threads = os.environ.get("FCN_WORKER_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     try:
+        if os.environ.get("FCN_WORKER_THREADS"):
+            import torch
+
+            torch.set_num_threads(env_int("FCN_WORKER_THREADS", 1, "threads"))
         getattr(importlib.import_module(mod), fn)(**kwargs)
     except FcnError as e:
         print(f"error: rank {os.environ.get('RANK')}: {e}", file=sys.stderr)

@@ -25,7 +25,7 @@ from fcnlib.train.build import (
     amp_dtype,
     build_model,
 )
-from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, load_checkpoint
+from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, inputs_hash, load_checkpoint
 from fcnlib.train.loss import _accumulated_step, median_frequency_weights
 from fcnlib.train.sampling import (
     _Batches,
@@ -56,9 +56,9 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
     """Train one experiment and write `out_weights` (fcnlib.models.save_model format) last.
 
     `init` (optional) overrides the weights path(s) of cfg["init"]. Resumes from `resume_path` when it
-    holds a checkpoint of the same config_hash; exits with status 128+signal after checkpointing on
-    SIGTERM/SIGINT. Returns {"experiment", "iterations", "final_loss", "seconds", "device",
-    "resumed_from", "val"}.
+    holds a checkpoint of the same config_hash and inputs (the content of the data and init weights);
+    exits with status 128+signal after checkpointing on SIGTERM/SIGINT. Returns {"experiment",
+    "iterations", "final_loss", "seconds", "device", "resumed_from", "val"}.
     """
     c = check_config(cfg)
     if init is not None:
@@ -147,12 +147,18 @@ class _Run:
         start, train_time, log_text, self.pending_val, win = 0, 0.0, "", False, [0.0, 0]
         ck = load_checkpoint(resume_path)
         self.resumed_from = None
+        init = c["init"].get("paths") or ([c["init"]["path"]] if "path" in c["init"] else [])
+        self.inputs_hash = inputs_hash([self.dataset_json, *map(Path, init), *self.train_ds.files(),
+                                        *(self.val_ds.files() if self.val_ds is not None else [])])
         if ck is not None:
             if ck.get("version") != CHECKPOINT_VERSION or ck.get("config_hash") != c["config_hash"] \
                     or ck.get("experiment") != c["experiment"]:
                 print(f"fcn train: {resume_path}: checkpoint is for another config (hash "
                       f"{ck.get('config_hash')!r} ≠ {c['config_hash']!r}); starting from iteration 0",
                       file=sys.stderr)
+            elif ck.get("inputs_hash") != self.inputs_hash:
+                print(f"fcn train: {resume_path}: checkpoint was trained on other inputs (the dataset's files or "
+                      f"the init weights changed since); starting from iteration 0", file=sys.stderr)
             elif state_nonfinite(ck["model"]) or state_nonfinite(ck["optimizer"]):
                 print(f"fcn train: {resume_path}: checkpoint holds non-finite weights or optimizer state; "
                       f"ignoring it and starting from iteration 0", file=sys.stderr)
@@ -215,7 +221,8 @@ class _Run:
             return
         atomic_save_torch({
             "version": CHECKPOINT_VERSION, "experiment": c["experiment"], "config_hash": c["config_hash"],
-            "iteration": state["it"], "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "inputs_hash": self.inputs_hash, "iteration": state["it"], "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None, "rng": rngs[0],
             **({"rng_ranks": rngs} if dist.active else {}),
             "data_order": {"kind": "uniform-with-replacement, keyed by (seed, iteration)", "seed": self.seed,
@@ -323,7 +330,8 @@ class _Run:
         meta = ModelMeta.create(
             self.arch_meta, c["modalities"], self.pre, _classes_meta(self.ds_meta),
             experiment=c["experiment"], iterations=self.n_iter, config_hash=c["config_hash"],
-            dataset=self.dataset_name, recipe=self.r.get("name"), init=dict(c["init"]), fixed=bool(c["fixed"]),
+            dataset=self.dataset_name, data_source=str(self.ds_meta.get("source", "real")), val_split=c["val_split"],
+            recipe=self.r.get("name"), init=dict(c["init"]), fixed=bool(c["fixed"]),
             seed=self.seed, val=state["val"])
         self.guard.poll()
         state["last_loss"] = self.guard.last_loss()

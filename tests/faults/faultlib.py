@@ -37,7 +37,8 @@ NONDETERMINISTIC = {
 TIMED_LOGS = ("*/log.jsonl",)
 TIME_KEYS = ("time", "seconds", "elapsed", "wall")
 #: Names that must never be left behind in a finished tree (temp and partial files).
-LEFTOVERS = ("*.part", ".*.tmp", "*.tmp", ".*.extract-*", "*extract-*", "resume.pt", "*.partial")
+LEFTOVERS = ("*.part", ".*.tmp", "*.tmp", ".*.extract-*", "*extract-*", "resume.pt", "*.partial", ".*.staging",
+             ".*.old")
 
 
 def smk_cmd(work: Path, *args: str, config: Path | str = CONFIG) -> list[str]:

@@ -112,7 +112,7 @@ def test_fcn_segment_huge_png(tmp_path: Path, huge: dict[str, Path]) -> None:
     w = _tiny_weights(tmp_path / "w.pt")
     out = tmp_path / "out"
     err = one_error(fcn("segment", str(huge["png"]), "--weights", str(w), "--out", str(out), "--device", "cpu",
-                        "--quiet"))
+                        "--no-progress"))
     assert err.startswith(f"error: {huge['png']}: ") and "169000000 pixels" in err and "--max-pixels" in err, err
     assert not out.exists() or files_under(out) == set()
 
@@ -122,9 +122,9 @@ def test_fcn_segment_max_pixels_flag(tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(img)
     err = one_error(fcn("segment", str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device",
-                        "cpu", "--quiet", "--max-pixels", "1000"))
+                        "cpu", "--no-progress", "--max-pixels", "1000"))
     assert "50×40 = 2000 pixels, over the limit of 1000" in err
-    r = fcn("segment", str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet",
+    r = fcn("segment", str(img), "--weights", str(w), "--out", str(tmp_path / "o"), "--device", "cpu", "--no-progress",
             "--max-pixels", "2000")
     assert r.returncode == 0 and (tmp_path / "o" / "a.png").exists(), r.stderr[-2000:]
 
@@ -214,7 +214,7 @@ def test_nan_weights_refused(tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(img)
     err = one_error(fcn("segment", str(img), "--weights", str(p), "--out", str(tmp_path / "o"), "--device",
-                        "cpu", "--quiet"))
+                        "cpu", "--no-progress"))
     assert err.startswith(f"error: {p}: ") and "non-finite" in err and "retrain" in err
     assert not (tmp_path / "o" / "a.png").exists()
 

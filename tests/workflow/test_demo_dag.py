@@ -114,3 +114,15 @@ def test_bad_config_stops_before_any_job(tmp_path, smk):
     assert res.returncode != 0
     assert "experiments.voc-fcn16s.variant" in res.stderr + res.stdout
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_one_released_model_has_its_own_target(tmp_path, smk):
+    """README's `snakemake released_<name>` (paper config, dry run): that model's download, conversion and
+    scoring on its dataset's val split, and nothing else (no training, no other released model)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "snakemake released_voc_fcn8s" in readme
+    res = smk(tmp_path, "released_nyud_fcn32s_color_hha", "-n", "--cores", "8", config="config/config.yaml")
+    out = res.stdout
+    assert "rule convert_released:" in out and "rule evaluate_released:" in out
+    assert "results/released/nyud-fcn32s-color-hha/test/metrics.json" in out
+    assert "rule train:" not in out and "fcn8s-heavy-pascal.caffemodel" not in out

@@ -62,5 +62,5 @@ def test_a_folder_dataset_trains_and_evaluates_from_config_alone(tmp_path: Path,
     res = smk(work, "data/shapes/dataset.json", "--cores", "1", "--forcerun", "prepare_shapes",
               config=["config/test.yaml", str(_config(tmp_path))], check=False)
     assert res.returncode != 0
-    assert f"error: {bad}: mask values [9] are not class ids 0..2 nor 255 (void)" in res.stderr
+    assert f"error: {bad}: label values [9] are outside 0..2 (and not the ignore value 255); fix the mask" in res.stderr
     assert "Traceback" not in (work / "logs" / "prepare" / "shapes.log").read_text()

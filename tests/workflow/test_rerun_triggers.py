@@ -116,7 +116,7 @@ def test_editing_the_http_layer_reruns_download(built: Path, tmp_path: Path) -> 
     assert "download" in jobs and "params have changed" in jobs["download"].lower(), jobs
 
 
-@pytest.mark.parametrize("rel", ["report/tables.py", "runtime/padskip.py"])
+@pytest.mark.parametrize("rel", ["report/tables.py", "eval/segment.py"])
 def test_editing_unrelated_module_reruns_nothing(built: Path, tmp_path: Path, rel: str) -> None:
-    # tables.py is only used by the report rules, which are not part of this target; padskip.py only by bench
+    # tables.py is only used by the report rules, which are not part of this target; segment.py only by `fcn segment`
     assert planned(_edited_copy(built, tmp_path, rel)) == {}

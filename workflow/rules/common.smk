@@ -120,7 +120,9 @@ CODE = {
         "runtime/precision.py",
         "runtime/determinism.py",
     ),
-    "report": fcncfg.code_hash("report/figures.py", "report/tables.py", "facts/paper.py", "eval/evaluate.py", "eval/inference.py", "models/"),
+    "report": fcncfg.code_hash(
+        "report/figures.py", "report/tables.py", "facts/paper.py", "eval/evaluate.py", "eval/inference.py", "models/"
+    ),
     "released": fcncfg.code_hash("eval/released.py", "facts/paper.py", "eval/inference.py", "models/"),
 }
 

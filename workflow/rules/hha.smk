@@ -1,5 +1,6 @@
-# NYUD depth → HHA PNGs (Gupta et al. 2014). The PNGs are undeclared so a killed run resumes where it
-# stopped; the manifest (sha256 per image) is the declared output, written last.
+# NYUD depth → HHA PNGs (Gupta et al. 2014). The folder data/nyud/hha is built whole and swapped in
+# (fcnlib.files.io.staged_dir), so a rerun leaves no PNG of an older run; the manifest (sha256 per image),
+# inside it, is the declared output.
 
 
 rule encode_hha:

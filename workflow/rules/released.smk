@@ -15,6 +15,7 @@ rule convert_released:
         "../envs/fcn.yaml"
     params:
         width=config.get("width", 1.0),
+        data_source=config["source"],
         code=CODE["released"],
     script:
         "../scripts/convert_released.py"
@@ -63,3 +64,14 @@ rule released_report:
         code=CODE["released"],
     script:
         "../scripts/released_report.py"
+
+
+# One named target per released model, so scoring one needs no path: `snakemake released_voc_fcn8s`
+# (the name with '-' as '_'; README: The authors' released models) → results/released/<name>/<split>/metrics.json.
+for _name in RELEASED:
+
+    rule:
+        name:
+            f"released_{_name.replace('-', '_')}"
+        input:
+            released_metrics(_name),

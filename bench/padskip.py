@@ -10,8 +10,8 @@ the skipped area). It skips ≈30% of VGG16-FCN FLOPs at 500×500 — not the fu
 because from conv5 on the frames and the image's influence meet and every activation is non-constant.
 Opt-in: on the 2-core AVX2 CPU measured, filling and copying full-size maps cost what it saves.
 
-Kept out of fcnlib.runtime.fast's default path: FastFCN (evaluation, segment, Table 1 timing) never runs this code;
-bench/run.py measures it through PadSkipFCN.
+Kept out of fcnlib: FastFCN (evaluation, segment, Table 1 timing) never runs this code; bench/run.py
+measures it through PadSkipFCN, and tests/test_fast.py keeps it exact.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib.runtime.fast import FastFCN, _conv, _dense_layer, _kps, _padded_first, winograd_available
+from fcnlib.runtime.fast import FastFCN, conv_padded, dense_layer, kernel_stride_pad, padded_first, winograd_available
 
 # A layer whose non-constant part covers at least this fraction of its output runs dense: below it the
 # skipped FLOPs outweigh the extra fill/copy traffic (measured on VGG16-FCN at 500×500: conv1, conv2 skip).
@@ -121,7 +121,7 @@ def _apply_layer(m: nn.Module, relu: bool, x: torch.Tensor, c: torch.Tensor, reg
                  winograd: bool, dense_above: float) -> tuple[torch.Tensor, torch.Tensor, _Region]:
     """One conv(+ReLU) or max-pool on a full-size map, computing only its non-constant part."""
     is_conv = isinstance(m, nn.Conv2d)
-    k, s, p = _kps(m)
+    k, s, p = kernel_stride_pad(m)
     if pad_override is not None:
         p = pad_override
     ceil = bool(getattr(m, "ceil_mode", False))
@@ -131,7 +131,7 @@ def _apply_layer(m: nn.Module, relu: bool, x: torch.Tensor, c: torch.Tensor, reg
 
     def op(inp: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
         if is_conv:
-            y = _conv(m, inp, pad, winograd)
+            y = conv_padded(m, inp, pad, winograd)
             return torch.relu(y) if relu else y
         if any(pad):
             inp = F.pad(inp, pad, value=float("-inf"))
@@ -143,7 +143,7 @@ def _apply_layer(m: nn.Module, relu: bool, x: torch.Tensor, c: torch.Tensor, reg
 
     if new.fraction() >= dense_above:  # mostly non-constant: one dense op
         if is_conv:
-            y = _conv(m, x, (p, p, p, p), winograd)
+            y = conv_padded(m, x, (p, p, p, p), winograd)
             y = torch.relu(y) if relu else y
         else:
             y = F.max_pool2d(x, k, s, p, ceil_mode=ceil)
@@ -168,9 +168,9 @@ def padskip_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = (),
         winograd = winograd_available(x.device)
     feats: dict[str, torch.Tensor] = {}
     first = layers[0][1]
-    if not isinstance(first, nn.Conv2d) or _kps(first)[2] < _kps(first)[0]:
+    if not isinstance(first, nn.Conv2d) or kernel_stride_pad(first)[2] < kernel_stride_pad(first)[0]:
         raise ValueError("padskip_trunk: the first layer must be a Conv2d padding by ≥ its kernel size")
-    p0 = _kps(first)[2]
+    p0 = kernel_stride_pad(first)[2]
     n, cin, h, w = x.shape
     x = F.pad(x, (p0, p0, p0, p0))
     c = torch.zeros(cin, dtype=x.dtype, device=x.device)
@@ -196,7 +196,7 @@ def padskip_trunk(model: nn.Module, x: torch.Tensor, taps: tuple[str, ...] = (),
             pass
         else:
             reg = None
-            x = _dense_layer(m, x, winograd)
+            x = dense_layer(m, x, winograd)
         if name in taps:
             feats[name] = x
         i += 1
@@ -212,7 +212,7 @@ def padskip_forward(model: nn.Module, x: torch.Tensor, winograd: bool | None = N
 
 def supports_padskip(model: nn.Module) -> bool:
     """FCN on a VGG-style trunk whose first conv pads by ≥ its kernel (the skip then pays and is exact)."""
-    return _padded_first(model) and all(
+    return padded_first(model) and all(
         isinstance(getattr(model, n), nn.Conv2d | nn.ReLU | nn.MaxPool2d | nn.Dropout) for n in model.trunk_names)
 
 

@@ -1,0 +1,185 @@
+"""Tiny archives, unbounded cost (issue 23, class 5, archives): a tar metadata block — PAX header (per
+file, global, Solaris), GNU long name or long link — that declares a huge size is refused by its declared
+size before tarfile reads it into memory; names the file system cannot hold are refused naming the member
+and the real cause (not "fix permissions on <a temp folder that no longer exists>"). Fast: no Snakemake."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hostile import fcn, files_under, one_error
+
+from fcnlib.errors import ConfigError, DataError
+from fcnlib.files.archive import Limits, safe_extract
+
+MiB = 1 << 20
+
+
+def _meta_block(type_: bytes, size: int, fmt: int) -> bytes:
+    ti = tarfile.TarInfo("././@PaxHeader" if fmt == tarfile.PAX_FORMAT else "././@LongLink")
+    ti.type, ti.size = type_, size
+    return ti.tobuf(format=tarfile.USTAR_FORMAT if fmt == tarfile.PAX_FORMAT else tarfile.GNU_FORMAT)
+
+
+def _member(name: str, data: bytes) -> bytes:
+    ti = tarfile.TarInfo(name)
+    ti.size = len(data)
+    return ti.tobuf(format=tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % 512)
+
+
+def _hostile_tar(path: Path, type_: bytes, size: int, fmt: int = tarfile.PAX_FORMAT, prefix: bytes = b"") -> Path:
+    """`prefix` blocks, then a metadata block declaring `size` bytes followed by that many zero bytes (so
+    a reader that trusts it really reads them), then an ordinary member and the end of archive."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wb", compresslevel=1) if opener is gzip.open else open(path, "wb") as f:
+        f.write(prefix)
+        f.write(_meta_block(type_, size, fmt))
+        left = size + (-size % 512)
+        zeros = bytes(MiB)
+        while left:
+            n = min(left, MiB)
+            f.write(zeros[:n])
+            left -= n
+        f.write(_member("img.jpg", b"jpeg"))
+        f.write(b"\0" * 1024)
+    return path
+
+
+CASES = {
+    # name: (type, declared size, archive name, format)
+    "PAX header of 200 MiB in a .tar.gz": (tarfile.XHDTYPE, 200 * MiB, "a.tar.gz", tarfile.PAX_FORMAT),
+    "global PAX header of 8 MiB": (tarfile.XGLTYPE, 8 * MiB, "a.tar", tarfile.PAX_FORMAT),
+    "Solaris extended header of 8 MiB": (tarfile.SOLARIS_XHDTYPE, 8 * MiB, "a.tar", tarfile.PAX_FORMAT),
+    "GNU long name of 16 MiB in a .tar.gz": (tarfile.GNUTYPE_LONGNAME, 16 * MiB, "a.tar.gz", tarfile.GNU_FORMAT),
+    "GNU long link name of 8 MiB": (tarfile.GNUTYPE_LONGLINK, 8 * MiB, "a.tar", tarfile.GNU_FORMAT),
+    "PAX header just over the cap": (tarfile.XHDTYPE, MiB + 1, "a.tar", tarfile.PAX_FORMAT),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_huge_metadata_block_refused_before_it_is_read(tmp_path: Path, name: str) -> None:
+    type_, size, fname, fmt = CASES[name]
+    arc = _hostile_tar(tmp_path / fname, type_, size, fmt)
+    if fname.endswith(".gz"):
+        assert arc.stat().st_size < size // 50  # the point: a small file that expands to a big block
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as ei:
+            safe_extract(arc, tmp_path / "out")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB, f"{peak / MiB:.0f} MiB allocated before the refusal"
+    msg = str(ei.value)
+    assert msg.startswith(f"{arc}: ") and f"{size} B" in msg and "FCN_EXTRACT_MAX_HEADER_BYTES" in msg, msg
+    assert not (tmp_path / "out").exists() and files_under(tmp_path) == {fname}
+
+
+def test_huge_block_behind_a_genuine_pax_header(tmp_path: Path) -> None:
+    """The cap applies to every metadata block, not only the first (tarfile reads them recursively)."""
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("é-first.txt")  # non-ASCII name: tarfile writes a genuine PAX header
+        ti.size = 2
+        tf.addfile(ti, io.BytesIO(b"ok"))
+        end = tf.offset  # before the end-of-archive blocks
+    head = good.getvalue()[:end]
+    arc = _hostile_tar(tmp_path / "a.tar", tarfile.XHDTYPE, 8 * MiB, prefix=head)
+    with pytest.raises(DataError, match="PAX header of 8388608 B"):
+        safe_extract(arc, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_genuine_pax_archive_still_extracts(tmp_path: Path) -> None:
+    arc = tmp_path / "g.tar.gz"
+    with tarfile.open(arc, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        for name in ("JPEGImages/ünïcode.jpg", "a/" + "d" * 150 + "/x.png"):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.pax_headers = 3, {"comment": "c" * 2000}
+            tf.addfile(ti, io.BytesIO(b"abc"))
+    out = safe_extract(arc, tmp_path / "out")
+    assert (out / "JPEGImages" / "ünïcode.jpg").read_bytes() == b"abc"
+
+
+def test_cap_is_adjustable_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    arc = tmp_path / "g.tar"
+    with tarfile.open(arc, "w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("f.txt")
+        ti.size, ti.pax_headers = 1, {"comment": "c" * 5000}
+        tf.addfile(ti, io.BytesIO(b"x"))
+    with pytest.raises(DataError, match="FCN_EXTRACT_MAX_HEADER_BYTES"):
+        safe_extract(arc, tmp_path / "a", Limits(max_header=1000))
+    monkeypatch.setenv("FCN_EXTRACT_MAX_HEADER_BYTES", "1000")
+    with pytest.raises(DataError, match="over the limit of 1000 B"):
+        safe_extract(arc, tmp_path / "b")
+    monkeypatch.setenv("FCN_EXTRACT_MAX_HEADER_BYTES", "8000")
+    assert (safe_extract(arc, tmp_path / "c") / "f.txt").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-5", "1MB", "0.5", "1e400"])
+@pytest.mark.parametrize("var", ["FCN_EXTRACT_MAX_HEADER_BYTES", "FCN_EXTRACT_MAX_BYTES", "FCN_EXTRACT_MAX_RATIO"])
+def test_bad_cap_setting_is_one_line_naming_the_variable(tmp_path: Path, var: str, value: str) -> None:
+    arc = _hostile_tar(tmp_path / "a.tar", tarfile.XHDTYPE, 1024)
+    err = one_error(fcn("extract", str(arc), "-o", str(tmp_path / "out"), env={var: value}))
+    assert err.startswith(f"error: {var}={value!r}: ") and "unset it" in err, err
+    assert str(arc) not in err  # the setting is at fault, not the archive
+
+
+def test_cli_refuses_huge_header_in_one_line(tmp_path: Path) -> None:
+    arc = _hostile_tar(tmp_path / "a.tar.gz", tarfile.GNUTYPE_LONGNAME, 4 * MiB, fmt=tarfile.GNU_FORMAT)
+    err = one_error(fcn("extract", str(arc), "-o", str(tmp_path / "out")))
+    assert "GNU long name of 4194304 B" in err and "FCN_EXTRACT_MAX_HEADER_BYTES" in err, err
+
+
+# --- names the file system cannot hold ----------------------------------------------------------------
+def _tar_with(path: Path, *names: str) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for n in names:
+            ti = tarfile.TarInfo(n)
+            ti.size = 1
+            tf.addfile(ti, io.BytesIO(b"x"))
+    return path
+
+
+@pytest.mark.parametrize("name", ["x" * 300 + ".jpg", "d/" + "é" * 130 + ".png", "a/" + "b" * 256 + "/c.txt"])
+def test_name_part_too_long_names_member_and_cause(tmp_path: Path, name: str) -> None:
+    arc = _tar_with(tmp_path / "a.tar", "ok.txt", name)
+    with pytest.raises(DataError) as ei:
+        safe_extract(arc, tmp_path / "out")
+    msg = str(ei.value)
+    assert msg.startswith(f"{arc}: member {name!r}") and "bytes the file system" in msg, msg
+    assert "fix permissions" not in msg and ".extract-" not in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_path_too_long_names_member(tmp_path: Path) -> None:
+    name = "/".join(["d" * 200] * 21) + "/f.txt"  # > 4096 bytes in parts that each fit
+    arc = _tar_with(tmp_path / "a.tar", name)
+    with pytest.raises(DataError) as ei:
+        safe_extract(arc, tmp_path / "out")
+    assert "PATH_MAX" in str(ei.value) and ".extract-" not in str(ei.value)
+
+
+def test_cli_long_name_one_line(tmp_path: Path) -> None:
+    arc = _tar_with(tmp_path / "a.tar", "JPEGImages/" + "n" * 400 + ".jpg")
+    err = one_error(fcn("extract", str(arc), "-o", str(tmp_path / "out")))
+    assert "n" * 400 in err and "fix permissions" not in err, err
+
+
+def test_bad_image_pixel_cap_blames_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fcnlib.files.io import read_image
+
+    img = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(img)
+    for v in ("0", "inf", "many"):
+        monkeypatch.setenv("FCN_MAX_IMAGE_PIXELS", v)
+        with pytest.raises(ConfigError) as ei:
+            read_image(img)
+        assert str(ei.value).startswith(f"FCN_MAX_IMAGE_PIXELS={v!r}") and str(img) not in str(ei.value)

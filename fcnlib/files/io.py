@@ -7,6 +7,7 @@ fsync, rename), so a killed job never leaves a truncated file that looks complet
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from fcnlib.errors import DataError, DiskError, disk_full
+from fcnlib.errors import DataError, DiskError, FcnError, disk_full
 from fcnlib.files.envcaps import env_int
 from fcnlib.files.paths import regular_file
 
@@ -113,8 +114,10 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, FcnError) and str(tmp) in str(e):  # name the folder the user knows, not a deleted one
+            raise type(e)(str(e).replace(str(tmp), str(target))) from None
         raise
 
 

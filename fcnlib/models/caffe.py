@@ -32,7 +32,12 @@ TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 def sniff_format(path: str | os.PathLike) -> str | None:
     """"torchvision" for a torch.save file (.pth/.pt, by its magic bytes), "caffe" for what may be a
-    caffemodel (a protobuf starting with a NetParameter field), None for neither or an unreadable file."""
+    caffemodel (a protobuf starting with a NetParameter field), None for neither or an unreadable file (a
+    FIFO or device is not opened: reading one would block; the reader that follows names it)."""
+    try:
+        regular_file(path)
+    except DataError:
+        return None
     try:
         with open(path, "rb") as f:
             head = f.read(4)

@@ -25,7 +25,7 @@ from fcnlib.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from fcnlib.models.meta import ModelMeta
-from fcnlib.files.io import atomic_write, atomic_write_json, sha256_file
+from fcnlib.files.io import atomic_write, atomic_write_json, max_image_pixels, sha256_file
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}

@@ -79,7 +79,7 @@ def test_yaml_bounds_check_config(tmp_path: Path, case: str) -> None:
 
 
 def test_experiment_loader_uses_the_bounded_reader(tmp_path: Path) -> None:
-    from fcnlib.pipeline.experiment import load_config
+    from fcnlib.pipeline.config import load_config
 
     p = tmp_path / "c.yaml"
     p.write_text(_laughs())

@@ -137,7 +137,7 @@ def test_file_size_limit_is_a_disk_error(tmp_path: Path, good: dict[str, Path], 
             "demo-data": ["demo-data", "-o", str(out), "--parts", "pascal"]}[cmd]
     out.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "fcnlib.cli", *argv], capture_output=True, text=True, timeout=300,
+    r = subprocess.run([sys.executable, "-m", "fcnlib", *argv], capture_output=True, text=True, timeout=300,
                        env=env, preexec_fn=lambda: _limit_fsize(600))
     err = one_error(r)
     assert "file size limit" in err and str(out) in err, err

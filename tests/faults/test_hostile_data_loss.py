@@ -145,7 +145,7 @@ def test_extract_into_dot(tmp_path: Path, home: Path) -> None:
     """`-o .` works (was a raw OSError): merged into the current folder; a clash is one line."""
     arc = _tar(tmp_path / "a.tar", {"VOC/x.txt": b"x"})
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    run = [sys.executable, "-m", "fcnlib.cli", "extract", str(arc), "-o", "."]
+    run = [sys.executable, "-m", "fcnlib", "extract", str(arc), "-o", "."]
     r = subprocess.run(run, cwd=home, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert (home / "VOC" / "x.txt").read_bytes() == b"x" and (home / "notes.txt").exists()

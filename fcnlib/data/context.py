@@ -83,6 +83,7 @@ def _find(root: Path, marker: str, candidates: tuple[str, ...]) -> Path | None:
 
 def _item(args: tuple[str, str, str, str, Any]) -> str:
     iid, jpg, mat, out_dir, lut = args
+
     out = Path(out_dir)
     link_or_copy(jpg, out / "rgb" / f"{iid}.jpg")
     dst = out / "labels" / f"{iid}.png"

@@ -18,10 +18,20 @@ from torch.utils.data import Dataset
 
 from fcnlib.data.splits import unique_id
 from fcnlib.data.transforms import augment_pair, pad_to
-from fcnlib.errors import DataError
+from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts.datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
-from fcnlib.files.io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
+from fcnlib.files.io import (
+    IGNORE_INDEX,
+    atomic_write_text,
+    place_file,
+    read_depth_png,
+    read_image,
+    read_json,
+    read_label,
+    staged_dir,
+)
 from fcnlib.files.paths import inside
+from fcnlib.models.preprocessing import Preprocessing
 
 PathLike = str | os.PathLike
 
@@ -153,7 +163,6 @@ class SegDataset(Dataset):
         self.preprocessing = dict(preprocessing) if preprocessing else None
         if self.preprocessing is not None and any(isinstance(v, Mapping) for v in self.preprocessing.values()):
             # as stored in a weights file's meta: turn the plain dicts back into Preprocessing objects
-            from fcnlib.models.preprocessing import Preprocessing
 
             self.preprocessing = {k: Preprocessing.from_dict(dict(v)) if isinstance(v, Mapping) else v
                                   for k, v in self.preprocessing.items()}
@@ -297,8 +306,6 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` is replaced (its content may be an older archive's)."""
-    from fcnlib.files.io import place_file
-
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -311,8 +318,6 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
 
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
-    from fcnlib.files.io import atomic_write_text
-
     out = {}
     for name, ids in splits.items():
         rel = f"splits/{name}.txt"
@@ -342,9 +347,6 @@ def staged_prepare(out_dir: PathLike, source: str, what: str) -> Iterator[Path]:
     """Common frame of a prepare step: check `source`, then build the whole dataset folder in a staging
     folder swapped in for `out_dir` at the end (fcnlib.files.io.staged_dir): a rerun after a corrected archive
     leaves no file of the old set, and a failed one keeps the old set whole."""
-    from fcnlib.errors import ConfigError
-    from fcnlib.files.io import staged_dir
-
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")
     with staged_dir(out_dir) as out:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcnlib.data.dataset import load_dataset_meta, read_ids
 from fcnlib.data.hha_geometry import (
     estimate_gravity,
     orient_normals,
@@ -15,7 +16,7 @@ from fcnlib.data.hha_geometry import (
     rotation_between,
 )
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.files.io import read_depth_png, write_png
+from fcnlib.files.io import atomic_write_json, read_depth_png, read_json, sha256_file, staged_dir, write_png
 from fcnlib.runtime.allocator import tune_malloc
 from fcnlib.runtime.parallel import map_parallel
 
@@ -233,8 +234,6 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
 def _split_paths(dataset_json: Path, modality: str) -> list[Path]:
     """Every file of `modality` listed by any split of a dataset.json (sorted, once each), read through the
     dataset loader's reader: paths kept inside the dataset (fcnlib.files.paths.inside), ids checked."""
-    from fcnlib.data.dataset import load_dataset_meta, read_ids
-
     paths = set()
     for split in load_dataset_meta(dataset_json)["splits"].values():
         spec = split["images"].get(modality)
@@ -251,8 +250,6 @@ def encode_nyud(dataset_json: PathLike, manifest: PathLike, camera: str = "nyu-c
     is built whole (fcnlib.files.io.staged_dir) with one PNG per depth map and the manifest ({png: sha256}),
     so a rerun with other intrinsics or depth maps leaves no PNG of the old run. The dataset's own
     intrinsics ("camera" in dataset.json) win over the `camera` preset. Returns the manifest."""
-    from fcnlib.files.io import atomic_write_json, read_json, sha256_file, staged_dir
-
     dataset_json, manifest = Path(dataset_json), Path(manifest)
     meta = read_json(dataset_json)
     cam = Camera.from_dict(meta["camera"], dataset_json) if "camera" in meta else CAMERAS[camera]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
+from fcnlib.data.hha import CAMERAS
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
@@ -39,6 +41,7 @@ def find_nyud_root(raw_dir: PathLike) -> Path:
 
 def _item(args: tuple[str, str, str, bool]) -> tuple[str, tuple[int, int]]:
     iid, root_s, out_s, has_raw = args
+
     root, out = Path(root_s), Path(out_s)
     img = root / "data" / "images" / f"img_{iid}.png"
     depth = root / "data" / "depth" / f"img_{iid}.png"
@@ -70,10 +73,6 @@ def _item(args: tuple[str, str, str, bool]) -> tuple[str, tuple[int, int]]:
 
 
 def _camera(width: int) -> dict[str, float]:
-    from dataclasses import asdict
-
-    from fcnlib.data.hha import CAMERAS
-
     cam = CAMERAS["nyu-color-gupta-crop"]
     if width != GUPTA_CROP_WIDTH:
         cam = cam.scaled(width / GUPTA_CROP_WIDTH)

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fcnlib.data import SegDataset
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.eval.inference import device_name, load_for_inference, predict, resolve_device, score_dataset
 from fcnlib.eval.metrics import SCORE_KEYS, ConfusionMatrix
 from fcnlib.files.io import atomic_write_json, read_json, sha256_file, write_label_png
 from fcnlib.models.meta import primary_head
+from fcnlib.runtime import fast
+from fcnlib.runtime.precision import dtype_name
 
 if TYPE_CHECKING:
     pass
@@ -54,8 +57,6 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     One confusion matrix per head accumulated over the whole split. For a two-headed net (SIFT Flow)
     the semantic head's metrics are at top level, the geometric head's under "geo", plus "geo_acc".
     """
-    from fcnlib.data import SegDataset
-
     dev = resolve_device(device)
     model, meta = load_for_inference(weights, dev)
     pre = meta.preprocessing(weights)
@@ -108,9 +109,6 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
 
 def _compute_dtype(model: torch.nn.Module, device: torch.device | None = None) -> str:
     """The dtype the forward computes in ("float32", "bfloat16", "float16"), recorded with every score/time."""
-    from fcnlib.runtime import fast
-    from fcnlib.runtime.precision import dtype_name
-
     if isinstance(model, fast.FastFCN):
         amp = model.amp
         dt = fast.autocast_dtype(device or next(model.parameters()).device) if amp == "auto" else amp
@@ -158,8 +156,6 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
     c = in_channels if in_channels is not None else _model_in_channels(model)
     cl = False
     if fast_path:
-        from fcnlib.runtime import fast
-
         if not isinstance(model, fast.FastFCN):
             model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
         cl = fast.use_channels_last(dev)

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fcnlib.errors import ConfigError, DataError
+from fcnlib.eval.metrics import ConfusionMatrix
+from fcnlib.models import load_model
+from fcnlib.progress import progress as progress_bar
+from fcnlib.runtime import fast
 
 if TYPE_CHECKING:
     from fcnlib.eval.metrics import ConfusionMatrix
@@ -75,9 +79,6 @@ def load_for_inference(weights: PathLike, device: torch.device, amp: torch.dtype
     """The net for inference: eval mode, wrapped in fcnlib.runtime.fast's measured fast path (autocast where the
     device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%).
     `amp`: FastFCN's ("auto", a dtype, or None for fp32 throughout)."""
-    from fcnlib.models import load_model  # imported late: fcnlib.models is heavy and metrics users don't need it
-    from fcnlib.runtime import fast
-
     model, meta = load_model(Path(weights), device)
     return fast.FastFCN(fast.inference_setup(model, device), amp=amp), meta
 
@@ -137,9 +138,6 @@ def score_dataset(dataset: Any, forward: Callable[[torch.Tensor], dict[str, torc
     Returns (matrices, images scored), or None when `stop.signum` is set before an image (preemption).
     `desc` shows a progress bar; `on_prediction(i, preds)` sees each image's predictions before they count.
     """
-    from fcnlib.eval.metrics import ConfusionMatrix
-    from fcnlib.progress import progress as progress_bar
-
     heads = list(dataset.num_classes)
     cms = {h: ConfusionMatrix(n) for h, n in dataset.num_classes.items()}
     n_images = 0

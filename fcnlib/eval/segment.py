@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
 
 from fcnlib.errors import DataError, WeightsError
+from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference, resolve_device
 from fcnlib.files.io import UndecodableImage, atomic_write, read_image, voc_palette, write_label_png
 from fcnlib.files.paths import file_kind, inside
+from fcnlib.models.meta import primary_head
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -74,8 +78,6 @@ DEMO_WARNING = "DEMO weights: synthetic data, not a real model"
 def legend(label: np.ndarray, classes: Sequence[str], height: int, demo: bool = False) -> np.ndarray:
     """A white H'×W×3 panel naming each class present in `label` beside its palette swatch (void left out),
     with DEMO_WARNING in red on top for demo weights; H' = max(height, the rows it needs)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     font = ImageFont.load_default()
     present = [int(c) for c in np.unique(label) if c != 255]
     names = [classes[c] if c < len(classes) else f"class {c}" for c in present]
@@ -165,9 +167,6 @@ class Segmenter:
 
     def __init__(self, weights: PathLike, device: str | torch.device = "auto",
                  amp: torch.dtype | None | str = "auto") -> None:
-        from fcnlib.eval.inference import load_for_inference, resolve_device
-        from fcnlib.models.meta import primary_head
-
         self.weights = Path(weights)
         self.device = resolve_device(device)
         self.model, self.meta = load_for_inference(weights, self.device, amp=amp)
@@ -195,8 +194,6 @@ class Segmenter:
         return x, arrays.get("rgb")
 
     def __call__(self, image: ImageInput | Mapping[str, ImageInput]) -> Segmentation:
-        from fcnlib.eval.inference import forward_logits, labels_of
-
         x, rgb = self._input(image)
         out = forward_logits(self.model, x, self.heads)
         heads: dict[str, Segmentation] = {}
@@ -238,8 +235,6 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out
     returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend). Links in a
     given folder that lead outside it are refused unless `follow_links`; photos are read as viewers show
     them (EXIF orientation)."""
-    from tqdm import tqdm
-
     paths = collect_inputs(inputs, follow_links)
     seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device)
     weights = seg.weights
@@ -275,8 +270,6 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out
             if h != result.head:
                 write_label_png(out_dir / f"{name}_{h}.png", other.labels)
         if overlay_png:
-            from PIL import Image
-
             with atomic_write(out_dir / f"{name}_overlay.png") as f:
                 Image.fromarray(result.overlay()).save(f, format="PNG")
         written.append(target)

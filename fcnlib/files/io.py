@@ -7,10 +7,13 @@ fsync, rename), so a killed job never leaves a truncated file that looks complet
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -35,8 +38,6 @@ PathLike = str | os.PathLike
 def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
     """Temp files (or staging folders) of `path` left by a killed writer (SIGKILL skips cleanup): their pid
     no longer runs. Names are `.<name>.<pid>-<random><suffix>`."""
-    import shutil
-
     for t in path.parent.glob(f".{glob_escape(path.name)}.*-*{suffix}"):
         pid = t.name[len(path.name) + 2:].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -55,8 +56,6 @@ def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    import ctypes
-
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
@@ -71,6 +70,31 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put the finished folder `tmp` at `target` (its old content removed); a failure leaves the old set in
+    place and is one DiskError naming the folder."""
+    try:
+        if not target.exists():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp)  # now the old content
+        else:
+            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old)
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EBUSY):
+            raise DiskError(f"{target}: cannot replace it with the new set built beside it ({e.strerror}): it is "
+                            f"a mount point or in use; mount or link its parent folder instead, or write the "
+                            f"output elsewhere (the previous {target.name} is kept)") from None
+        raise disk_error(target, e) from None
+
+
 @contextlib.contextmanager
 def staged_dir(target: PathLike) -> Iterator[Path]:
     """The output contract of every step that writes a set of files: build the whole set in a fresh
@@ -81,8 +105,6 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
     (the staging folder is removed, or by the next run when the writer was killed). A link at `target`
     is kept: its folder's content is replaced.
     """
-    import shutil
-
     target = Path(target)
     if target.is_symlink():
         target = Path(os.path.realpath(target))
@@ -99,15 +121,7 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
     try:
         tmp.chmod(0o777 & ~current_umask())  # as mkdir would make it (mkdtemp's 0700 would hide the results)
         yield tmp
-        if not target.exists():
-            os.rename(tmp, target)
-        elif _exchange(tmp, target):
-            shutil.rmtree(tmp)  # now the old content
-        else:
-            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old)
+        _swap_in(tmp, target)
         with contextlib.suppress(OSError):
             fd = os.open(target.parent, os.O_RDONLY)
             try:
@@ -124,8 +138,6 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
 def place_file(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` atomically: a hard link where possible (no copy of a 2 GB archive), else a copy,
     through a temp name unique to this process; the temp file never outlives a failure."""
-    import shutil
-
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -224,7 +236,7 @@ def disk_error(path: PathLike, e: OSError) -> DiskError:
 
 def atomic_save_torch(obj: Any, path: PathLike) -> None:
     """torch.save through atomic_write; a failed write (disk full) is one DiskError naming `path`."""
-    import torch
+    import torch  # io is imported while the Snakefile is parsed: torch only when a tensor file is written
 
     try:
         with atomic_write(path, "wb") as f:
@@ -238,8 +250,6 @@ def atomic_save_torch(obj: Any, path: PathLike) -> None:
 
 def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (weights and archives can be GBs)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.models import load_model
 
 if TYPE_CHECKING:
     from fcnlib.models.meta import ModelMeta
@@ -89,8 +90,6 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
 
     `size` is the H×W of the example input used for tracing; the exported net accepts any size.
     """
-    from fcnlib.models import load_model
-
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: not one of {list(FORMATS)}")
     h, w = size
@@ -133,7 +132,7 @@ def load_exported(path: str | os.PathLike) -> Any:
     path = Path(path)
     if path.suffix == ".onnx":
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional dependency (fcnlib[export])
         except ImportError:
             raise ConfigError(f"{path}: running an ONNX file needs onnxruntime; pip install 'fcnlib[export]'") from None
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

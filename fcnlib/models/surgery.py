@@ -18,7 +18,8 @@ from torch import nn
 
 from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.files.io import atomic_save_torch
-from fcnlib.models.fcn import BACKBONES
+from fcnlib.models.caffe import read_caffemodel, sniff_format
+from fcnlib.models.fcn import _ATONCE_SCALE, BACKBONES
 from fcnlib.models.googlenet import INCEPTION
 from fcnlib.models.io import (
     _is_weights_dict,
@@ -153,8 +154,6 @@ def _load_torch_sd(src: Path) -> dict[str, torch.Tensor]:
 
 def resolve_format(src: str | os.PathLike, fmt: str | None) -> str:
     """The classifier file's format: `fmt` as given (checked against the file's magic bytes), or sniffed."""
-    from fcnlib.models.caffe import sniff_format
-
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; use one of {FORMATS}")
     found = sniff_format(src)
@@ -184,8 +183,6 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str | None
         layers = _tv_source(backbone, _load_torch_sd(src), src)
         prep = TORCHVISION_GOOGLENET if backbone == "googlenet" else TORCHVISION
     else:
-        from fcnlib.models.caffe import read_caffemodel
-
         blobs = read_caffemodel(src)
         layers = {}
         missing = []
@@ -359,9 +356,6 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     (scale_pool4/3) are constants here: their blobs must hold our constants, then they are dropped.
     Every layer of the model must be filled and every layer of the file used.
     """
-    from fcnlib.models.caffe import read_caffemodel
-    from fcnlib.models.fcn import _ATONCE_SCALE
-
     model = build_from_arch(arch)
     names = layer_map(model) if layer_map is not None else None
     sd, unused = {}, []

@@ -26,6 +26,7 @@ from fcnlib.facts import datasets as registry
 from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
 from fcnlib.files import layout
+from fcnlib.files.paths import regular_file
 
 #: fcnlib's folder: code hashes name files relative to it
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -78,8 +79,6 @@ def load_yaml(path: str | Path) -> Any:
     """The one YAML reader: safe constructors only (a python tag is refused, naming the file), UTF-8, at
     most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
     — each refused with one ConfigError naming the file before the document is built."""
-    from fcnlib.files.paths import regular_file
-
     try:
         regular_file(path, "config file")
     except DataError as e:
@@ -248,7 +247,7 @@ def _validate_schema(config: dict, source: str) -> None:
 
 
 def _schema_problems(config: dict, source: str) -> list[str]:
-    import jsonschema
+    import jsonschema  # only on a cache miss: most Snakefile parses skip the schema check (validate_config)
 
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
@@ -338,7 +337,9 @@ def reference_problems(config: dict, source: str) -> list[str]:
         for group, names in groups.items():
             out += [f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment"
                     for n in names if n not in exps]
-    from fcnlib.eval.released import config_problems as released_problems  # no torch at import: cheap here
+
+    # numpy-free Snakefile parse: fcnlib.eval.released imports fcnlib.files.io (numpy) at its top
+    from fcnlib.eval.released import config_problems as released_problems
 
     out += released_problems(config, source)
     for name, spec in config["sources"].items():

@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcnlib.runtime.determinism import deterministic_requested
+from fcnlib.runtime.precision import device_autocast_dtype
+
 # ---------------------------------------------------------------------------------------------------
 # device capabilities and settings
 
@@ -45,7 +48,6 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     dev = torch.device(device)
     if dev.type == "cuda":
         # per generation (fcnlib.runtime.precision): bf16 only where cuDNN runs it natively (sm_80+), else fp16
-        from fcnlib.runtime.precision import device_autocast_dtype
 
         return device_autocast_dtype(dev)
     if dev.type == "cpu" and cpu_has_native_bf16():
@@ -85,8 +87,6 @@ def inference_setup(model: nn.Module, device: torch.device | str, fixed_size: bo
     if use_channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
-        from fcnlib.runtime.determinism import deterministic_requested
-
         torch.backends.cudnn.benchmark = bool(fixed_size) and not deterministic_requested()
     return model
 

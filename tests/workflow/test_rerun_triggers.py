@@ -112,7 +112,7 @@ def test_editing_the_process_pool_reruns_preparation(built: Path, tmp_path: Path
 
 
 def test_editing_the_http_layer_reruns_download(built: Path, tmp_path: Path) -> None:
-    jobs = planned(_edited_copy(built, tmp_path, "files/httpfetch.py"))  # split out of download.py
+    jobs = planned(_edited_copy(built, tmp_path, "files/httpfetch.py"))  # download's per-URL fetching
     assert "download" in jobs and "params have changed" in jobs["download"].lower(), jobs
 
 

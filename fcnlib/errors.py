@@ -1,5 +1,8 @@
 """One exception family so the CLI and the workflow can print one clear line per failure."""
 
+import errno
+from pathlib import Path
+
 
 class FcnError(Exception):
     """Base class: the message names the file (or config key) and what to do about it."""
@@ -27,12 +30,8 @@ class DiskError(FcnError):
 
 def disk_full(path: object, e: OSError) -> DiskError | None:
     """A DiskError naming `path` if `e` is a disk-full / quota / file-size-limit failure, else None."""
-    import errno
-
     if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return None
-    from pathlib import Path
-
     p = Path(str(path))
     cause = "the file size limit was reached" if e.errno == errno.EFBIG else "no space left on the disk"
     return DiskError(f"{p}: cannot write it: {cause} ({e.strerror}); free disk space on {p.parent} (or raise "
@@ -43,8 +42,6 @@ def one_line(e: BaseException) -> FcnError | None:
     """The one-line FcnError for an exception that escaped to a command's top (the `fcn` dispatcher and the
     rule scripts use this): OS errors named by file and cause, undecodable text, exhausted memory, a
     recursion limit. None for anything else (a bug: its traceback is worth seeing)."""
-    import errno
-
     if isinstance(e, FcnError):
         return e
     if isinstance(e, OSError):

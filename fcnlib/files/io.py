@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fcnlib.errors import DataError, DiskError, FcnError, disk_full
 from fcnlib.files.envcaps import env_int
@@ -353,8 +353,6 @@ def read_image(path: PathLike, mode: str = "RGB", orient: bool = False) -> np.nd
         with _open_capped(path, "image") as im:
             im.load()
             if orient:
-                from PIL import ImageOps
-
                 im = ImageOps.exif_transpose(im)
             arr = _to_8bit(path, im, mode)
     except FileNotFoundError:

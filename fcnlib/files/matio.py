@@ -10,6 +10,8 @@ import zlib
 from pathlib import Path
 from typing import IO
 
+from scipy.io import loadmat
+
 from fcnlib.errors import DataError
 from fcnlib.files.io import PathLike, PixelLimitError, max_image_pixels
 from fcnlib.files.paths import regular_file
@@ -160,8 +162,6 @@ def read_mat(path: PathLike, kind: str = "label .mat file", fix: str = "re-extra
     elements decompressed only up to their headers) and one over FCN_MAX_IMAGE_PIXELS is refused before
     any data is decompressed. Every .mat reader of the datasets goes through here; a missing, foreign or
     damaged file is one DataError naming it, ending in `fix`."""
-    from scipy.io import loadmat
-
     path = Path(path)
     cap = max_image_pixels()
     regular_file(path, kind)

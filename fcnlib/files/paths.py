@@ -5,6 +5,7 @@ named as such before anything opens it (a FIFO would block the reader)."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from fcnlib.errors import DataError
@@ -35,8 +36,6 @@ def inside(root: PathLike, path: PathLike, what: str, fix: str) -> Path:
 
 def file_kind(path: PathLike) -> str:
     """What a path that is not a regular file is, in words (a FIFO or a device is not "missing")."""
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -55,8 +54,6 @@ def regular_file(path: PathLike, what: str = "input") -> None:
     """Refuse, naming it, an input that exists but is not a regular file: opening a FIFO blocks until a writer
     comes, a device reads forever or nothing, a folder is not a file. A missing path is left to the reader
     (its own message says which step makes the file)."""
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

@@ -1,8 +1,8 @@
-"""GPU cases of issue 19, for the first run on a CUDA machine (bench/gpu_check.py imports `CASES` and runs
-each `fn(device) -> dict` under try/except). Each case returns numbers plus an "ok" verdict; none was run
-yet (no GPU was lent while they were written) — they also run on CPU, where they check the same logic.
+"""GPU cases (precision, loader, finite step guard), for the first run on a CUDA machine (bench/gpu_check.py imports
+`CASES` and runs each `fn(device) -> dict` under try/except). Each case returns numbers plus an "ok" verdict; none
+was run yet (no GPU was lent while they were written) — they also run on CPU, where they check the same logic.
 
-    python -c "import torch, bench.gpu_cases as g; print([f(torch.device('cuda')) for f in g.CASES])"
+python -c "import torch, bench.gpu_cases as g; print([f(torch.device('cuda')) for f in g.CASES])"
 """
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
     img = np.random.default_rng(1).integers(0, 256, (333, 501, 3)).astype(np.uint8)
     Image.fromarray(img).save(d / "odd.jpg", quality=90)
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "fcnlib.cli", "segment", str(d / "odd.jpg"), "--weights",
+    p = subprocess.run([sys.executable, "-m", "fcnlib", "segment", str(d / "odd.jpg"), "--weights",
                         str(d / "w.pt"), "--out", str(d / "out"), "--device", str(device), "--no-progress"],
                        capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(ROOT)})
     secs = time.perf_counter() - t0

@@ -52,9 +52,9 @@ def _dataset(root: Path, n: int, size: int) -> Path:
 
 
 def _profile_workers() -> int:
-    import yaml
+    from fcnlib.pipeline.config import load_yaml
 
-    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    prof = load_yaml(ROOT / "profiles" / "slurm" / "config.yaml")
     return int(prof["set-resources"]["train"]["cpus_per_gpu"])
 
 
@@ -99,7 +99,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--float", action="store_true", help="float32 items (the pipeline before issue 19)")
+    ap.add_argument("--float", action="store_true",
+                    help="float32 items (fp32 labels and images across processes: the baseline)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(json.dumps(measure(workers=a.workers, batches=a.batches, device=a.device, raw=not a.float), indent=1))

@@ -15,7 +15,7 @@ __all__ = ["Segmentation", "Segmenter", "__version__"]
 def __getattr__(name: str) -> Any:
     # Imported on first use: `import fcnlib` (every `fcn` command, every workflow script) stays free of torch.
     if name in ("Segmenter", "Segmentation"):
-        from fcnlib.eval import segment
+        from fcnlib.eval import segment  # (see above: lazy)
 
         return getattr(segment, name)
     raise AttributeError(f"module 'fcnlib' has no attribute {name!r}")

@@ -175,9 +175,13 @@ def test_world_from_env():
 # --------------------------------------------------------------------------------------------------
 # one GPU per concurrent job (fake GPU ids)
 # --------------------------------------------------------------------------------------------------
+# another job: claims one GPU, prints its index, holds it
+_HOLD_ONE = ("import time\nfrom fcnlib.runtime.devices import claimed\nwith claimed(1) as c:\n"
+             "    print(' '.join(str(i) for i in c.indices), flush=True)\n    time.sleep(120)\n")
+
+
 def _holder(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fcnlib.runtime.devices", "1", "120"], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", _HOLD_ONE], env=env, stdout=subprocess.PIPE, text=True)
 
 
 def test_concurrent_jobs_claim_different_gpus_and_sigkill_frees(tmp_path, monkeypatch):
@@ -229,14 +233,14 @@ def test_gpu_ids_and_slurm(monkeypatch):
 
 RUN = """
 import json, sys
-from fcnlib.train.distributed import run_training
+from fcnlib.pipeline.experiment import run_training
 run_training(**json.loads(sys.argv[1]))
 """
 
 
 @pytest.mark.slow  # > 10 s: multi-process, a real Snakemake or a full demo part
 def test_rule_entry_point_claims_gpus_and_launches_the_ranks(same_size, tmp_path, monkeypatch):
-    """fcnlib.train.distributed.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
+    """fcnlib.pipeline.experiment.run_training (what workflow/scripts/train.py calls): with gpus=2 on a box of 2
     (fake) GPUs it claims both and trains 2 ranks — the same weights as one process with the same batch."""
     base = dict(iterations=2, log_every=1, amp="off", channels_last=False)
     kwargs = {"cfg": make_cfg(same_size, recipe=_sgd("mean", batch_size=1), **base),

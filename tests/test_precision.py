@@ -1,5 +1,5 @@
 """Precision per device generation, the fp16 GradScaler for the summed loss, LRN in fp32 and deterministic,
-and the backend switches (issue 19). Everything a CPU can show: CPU fp16 autocast runs the same
+and the backend switches. Everything a CPU can show: CPU fp16 autocast runs the same
 overflow arithmetic as a GPU's fp16."""
 
 from __future__ import annotations

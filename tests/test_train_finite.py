@@ -1,4 +1,4 @@
-"""Trainer finiteness (issue 15 item 6, issue 19): non-finite settings refused naming the key; a NaN at
+"""Trainer finiteness: non-finite settings refused naming the key; a NaN at
 iteration k refused before its optimizer step, naming k, with no checkpoint or weights holding NaN, and a
 rerun resuming from the last clean state. Both the eager (CPU) and the device-side (CUDA) check paths
 run here: the device-side one is forced on CPU with fused optimizers."""
@@ -153,7 +153,7 @@ def test_deterministic_setting_trains_alexnet_lrn_bitwise(toy, tmp_path, monkeyp
 
 
 # --------------------------------------------------------------------------------------------------
-# input pipeline (issue 19): uint8 labels across processes, batches in shared memory, /dev/shm plan
+# input pipeline: uint8 labels across processes, batches in shared memory, /dev/shm plan
 # --------------------------------------------------------------------------------------------------
 def test_collate_shared_uint8_labels_same_values(toy):
     from fcnlib.data import SegDataset, collate_pad

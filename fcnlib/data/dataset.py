@@ -16,20 +16,27 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fcnlib.data.splits import unique_id
 from fcnlib.data.transforms import augment_pair, pad_to
-from fcnlib.errors import DataError
+from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts.datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
-from fcnlib.files.io import IGNORE_INDEX, read_depth_png, read_image, read_json, read_label
+from fcnlib.files.io import (
+    IGNORE_INDEX,
+    atomic_write_text,
+    place_file,
+    read_depth_png,
+    read_image,
+    read_json,
+    read_label,
+    staged_dir,
+)
+from fcnlib.files.paths import inside
+from fcnlib.models.preprocessing import Preprocessing
 
 PathLike = str | os.PathLike
 
 # Channels each modality contributes (concatenated in the order the caller asks for).
 _DEPTH_MODALITIES = ("depth", "rawdepth")
-
-
-def _resolve(root: Path, p: str) -> Path:
-    q = Path(p)
-    return q if q.is_absolute() else root / q
 
 
 def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
@@ -55,13 +62,34 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     meta["root"] = str(root)
     meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
+    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.files.paths.inside)
+    where = f"rerun the prepare rule that writes it (a dataset's files live inside its folder {root})"
+
+    # A path outside the dataset's folder is allowed only inside a folder the file names in "roots" (relative
+    # to it, or absolute): the extracted archives a prepare step reads in place (PASCAL's VOCdevkit), or
+    # data kept elsewhere — folders named on purpose, never reached by accident or by '..'.
+    roots = meta.get("roots", [])
+    if not (isinstance(roots, list) and all(isinstance(r, str) and r for r in roots)):
+        raise DataError(f"{path}: 'roots' must list folders (relative to the file, or absolute), got {roots!r}; "
+                        f"{fix}")
+    extra = [Path(os.path.normpath(root / r)) for r in roots]
+
+    def at(rel: str, what: str) -> str:
+        if not isinstance(rel, str):
+            raise TypeError(f"{what} must be a path string, got {rel!r}")
+        q = Path(os.path.normpath(root / rel))
+        for r in extra:
+            if q.is_relative_to(r):
+                return str(inside(r, q, f"{path.name}: {what}", where))
+        return str(inside(root, rel, f"{path.name}: {what}", where))
+
     for name, sp in meta["splits"].items():
         try:
             sp = {
-                "ids": str(_resolve(root, sp["ids"])),
-                "images": {m: {**spec, "dir": str(_resolve(root, spec["dir"]))}
+                "ids": at(sp["ids"], f"split '{name}' ids"),
+                "images": {m: {**spec, "dir": at(spec["dir"], f"split '{name}' {m} dir")}
                            for m, spec in sp["images"].items()},
-                "labels": {h: {**spec, "dir": str(_resolve(root, spec["dir"]))}
+                "labels": {h: {**spec, "dir": at(spec["dir"], f"split '{name}' {h} labels dir")}
                            for h, spec in sp.get("labels", {}).items()},
             }
         except (KeyError, TypeError, AttributeError) as e:
@@ -77,7 +105,8 @@ def read_ids(path: PathLike) -> list[str]:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; rerun the prepare rule") from None
-    ids = []
+    ids: list[str] = []
+    first: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s:
@@ -86,8 +115,10 @@ def read_ids(path: PathLike) -> list[str]:
         if s.startswith(("/", "\\")) or (len(s) > 1 and s[1] == ":") or ".." in parts or "\x00" in s:
             raise DataError(f"{path}: line {n}: id {s!r} is an absolute path or climbs out with '..' (an id names "
                             f"files inside the dataset); remove or fix that line, or rerun the prepare rule")
+        unique_id(path, s, n, first)
         ids.append(s)
     return ids
+
 
 
 class SegDataset(Dataset):
@@ -132,7 +163,6 @@ class SegDataset(Dataset):
         self.preprocessing = dict(preprocessing) if preprocessing else None
         if self.preprocessing is not None and any(isinstance(v, Mapping) for v in self.preprocessing.values()):
             # as stored in a weights file's meta: turn the plain dicts back into Preprocessing objects
-            from fcnlib.models.preprocessing import Preprocessing
 
             self.preprocessing = {k: Preprocessing.from_dict(dict(v)) if isinstance(v, Mapping) else v
                                   for k, v in self.preprocessing.items()}
@@ -191,6 +221,9 @@ class SegDataset(Dataset):
 
     # -- loading --------------------------------------------------------------------------------
     def _check_exists(self, path: Path, i: int, what: str) -> None:
+        if path.is_symlink():  # a link planted in a dataset folder must not read a file elsewhere
+            inside(self.meta["root"], path, f"{what} of id '{self.ids[i]}'",
+                   "replace the link by the file (or a hard link), or rerun the prepare rule")
         if not path.is_file():
             raise DataError(f"{path}: {what} of id '{self.ids[i]}' (split '{self.split}' of "
                             f"{self.json_path}) is missing; rerun the prepare rule or remove the id from "
@@ -273,8 +306,6 @@ def collate_pad(batch: Sequence[tuple[torch.Tensor, Any]], ignore_index: int = I
 def link_or_copy(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` without a half-written file: hard link when possible, else an atomic copy.
     An existing `dst` is replaced (its content may be an older archive's)."""
-    from fcnlib.files.io import place_file
-
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -287,8 +318,6 @@ def link_or_copy(src: PathLike, dst: PathLike) -> None:
 
 def write_split_lists(out_dir: PathLike, splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """splits/<name>.txt for each split (ids in the given order); returns {name: relative path}."""
-    from fcnlib.files.io import atomic_write_text
-
     out = {}
     for name, ids in splits.items():
         rel = f"splits/{name}.txt"
@@ -318,9 +347,6 @@ def staged_prepare(out_dir: PathLike, source: str, what: str) -> Iterator[Path]:
     """Common frame of a prepare step: check `source`, then build the whole dataset folder in a staging
     folder swapped in for `out_dir` at the end (fcnlib.files.io.staged_dir): a rerun after a corrected archive
     leaves no file of the old set, and a failed one keeps the old set whole."""
-    from fcnlib.errors import ConfigError
-    from fcnlib.files.io import staged_dir
-
     if source not in ("real", "demo"):
         raise ConfigError(f"{what}: source must be 'real' or 'demo', got {source!r}")
     with staged_dir(out_dir) as out:

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from fcnlib.data.context import RAW_SPELLING
 from fcnlib.demo.encode import _jpeg, _mat, _text, _write_tar
 from fcnlib.demo.paint import _SHAPE_P, _SHAPES, _shape, _size, _voc_ids, class_appearance, paint
+from fcnlib.facts.datasets import CONTEXT59_CLASSES
 from fcnlib.files.io import atomic_write
 
 
 def _context_label_table() -> tuple[list[str], dict[str, int]]:
     """A 459-entry labels.txt (ids 1..459) holding the 59 task classes under the raw list's spellings
     (table, bedclothes, cloth) at fixed scattered ids, the rest named filler classes."""
-    from fcnlib.data.context import RAW_SPELLING
-    from fcnlib.facts.datasets import CONTEXT59_CLASSES
-
     task = [RAW_SPELLING.get(c, c) for c in CONTEXT59_CLASSES[1:]]
     order = np.random.default_rng(459).permutation(459) + 1
     ids = {name: int(order[i]) for i, name in enumerate(task)}
@@ -30,9 +29,6 @@ def _context_label_table() -> tuple[list[str], dict[str, int]]:
 
 
 def _context(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
-    from fcnlib.data.context import RAW_SPELLING
-    from fcnlib.facts.datasets import CONTEXT59_CLASSES
-
     lines, raw_ids = _context_label_table()
     rng = np.random.default_rng([seed, 4])
     taken: set[str] = set()

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy.io import savemat
 
 from fcnlib.files.io import atomic_write
 
@@ -40,8 +41,6 @@ def _png(arr: np.ndarray, palette: np.ndarray | None = None) -> bytes:
 
 def _mat(obj: dict[str, Any]) -> bytes:
     """MATLAB v5 .mat bytes; scipy stamps the creation time into the 116-byte header, so we fix it."""
-    from scipy.io import savemat
-
     buf = io.BytesIO()
     savemat(buf, obj, format="5", do_compression=True, oned_as="column")
     data = bytearray(buf.getvalue())

@@ -17,8 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from fcnlib.demo.paint import _ellipse, class_appearance, paint
+from fcnlib.files.io import atomic_save_torch
+from fcnlib.models.alexnet import AlexNet
+from fcnlib.models.caffe import write_caffemodel
+from fcnlib.models.googlenet import GoogLeNet
+from fcnlib.models.preprocessing import TORCHVISION
+from fcnlib.models.surgery import classifier_layers, torchvision_layers
+from fcnlib.models.vgg import VGG16, run_trunk, scaled
 
 
 class _Init:
@@ -27,8 +37,6 @@ class _Init:
     convs and linears instead, so signals keep their size through the tiny 1/16-width nets."""
 
     def __init__(self, seed: int, fan_in: bool = False) -> None:
-        import torch
-
         self.torch = torch
         self.g = torch.Generator().manual_seed(int(seed))
         self.sd: dict[str, Any] = {}
@@ -57,17 +65,12 @@ class _Init:
 
 def conv_layers(net: Any) -> list[tuple[str, Any]]:
     """(layer name, Conv2d) of `net` in layer order."""
-    from torch import nn
-
     return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
 
 
 def _classifier(make: Callable[[], Any]) -> Any:
     """`make()` (an fcnlib backbone) plus the ImageNet classifier's 1000-way fc8 as a 1×1 conv, which no
     FCN backbone has; built on the meta device, then given unfilled CPU storage."""
-    import torch
-    from torch import nn
-
     with torch.device("meta"):
         net = make()
         net.add("fc8", nn.Conv2d(net.out_channels, 1000, 1))
@@ -77,8 +80,6 @@ def _classifier(make: Callable[[], Any]) -> Any:
 def _fill(net: Any, init: _Init, linear: Collection[str]) -> None:
     """Every conv of `net` in layer order: weight from `init`, drawn out × in for the `linear` layers (the
     classifier file's fully connected layers), bias 0."""
-    import torch
-
     with torch.no_grad():
         for name, m in conv_layers(net):
             w = m.weight
@@ -95,9 +96,6 @@ def _file_weight(m: Any, linear: bool) -> Any:
 def vgg16_net(width: float, seed: int = 0, fan_in: bool = False) -> Any:
     """fcnlib's VGG16 backbone as torchvision's classifier pads it (every conv pad 1, not FCN's conv1_1
     pad 100) plus fc8, filled by `_Init` in layer order."""
-    from fcnlib.models.surgery import classifier_layers
-    from fcnlib.models.vgg import VGG16
-
     net = _classifier(lambda: VGG16(width, conv1_pad=1))
     _fill(net, _Init(seed, fan_in), classifier_layers("vgg16"))
     return net
@@ -105,8 +103,6 @@ def vgg16_net(width: float, seed: int = 0, fan_in: bool = False) -> Any:
 
 def vgg16_torchvision(net: Any) -> dict[str, Any]:
     """`vgg16_net`'s weights as torchvision's vgg16 state dict (features.N, classifier.0/3/6)."""
-    from fcnlib.models.surgery import classifier_layers, torchvision_layers
-
     fc, out = classifier_layers("vgg16"), {}
     for ours, tv in torchvision_layers("vgg16").items():
         m = net.get_submodule(ours)
@@ -124,9 +120,6 @@ def alexnet_caffe_blobs(width: float, seed: int = 0, fan_in: bool = False) -> di
     """Caffe AlexNet blobs (conv1..conv5 with the two-group conv2/4/5, fc6..fc8 as inner products), as in
     bvlc_alexnet.caffemodel — the FCN-AlexNet of Table 1 starts from Caffe's AlexNet, whose shapes
     torchvision's AlexNet does not share. Our layer names are Caffe's (fcnlib.models.vgg)."""
-    from fcnlib.models.alexnet import AlexNet
-    from fcnlib.models.surgery import classifier_layers
-
     net = _classifier(lambda: AlexNet(width, conv1_pad=0))
     fc = classifier_layers("alexnet")
     _fill(net, _Init(seed, fan_in), fc)
@@ -136,12 +129,6 @@ def alexnet_caffe_blobs(width: float, seed: int = 0, fan_in: bool = False) -> di
 def googlenet_state_dict(width: float, seed: int = 0, fan_in: bool = False) -> dict[str, Any]:
     """torchvision googlenet keys (conv1..3, inception3a..5b branches, aux1/aux2, fc) for fcnlib's
     GoogLeNet at `width`; BasicConv2d = conv without bias + batch norm."""
-    import torch
-
-    from fcnlib.models.googlenet import GoogLeNet
-    from fcnlib.models.surgery import torchvision_layers
-    from fcnlib.models.vgg import scaled
-
     with torch.device("meta"):
         net = GoogLeNet(width)
     init, tv = _Init(seed, fan_in), torchvision_layers("googlenet")
@@ -194,10 +181,6 @@ def _vgg_logits(net: Any, x: Any) -> Any:
     to pool5 (1×1 here), then the classifier as torchvision runs it. Its AdaptiveAvgPool2d(7) replicates
     the 1×1 pool5, so fc6 sees the sum of its 7×7 weights; fc7 and fc8 are fully connected. No dropout
     (the stand-in's pretraining never had any)."""
-    import torch.nn.functional as F
-
-    from fcnlib.models.vgg import run_trunk
-
     x, _ = run_trunk(takewhile(lambda layer: layer[0] != "fc6", net.named_children()), x, ())
     x = x.flatten(1)
     w6 = net.fc6.weight
@@ -211,11 +194,6 @@ def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float =
     """A short "ImageNet pretraining" of the VGG16 stand-in (`vgg16_net`, trained in place and returned;
     Adam, 1 thread, deterministic) on `pretrain_patches`, in torchvision's preprocessing — the FCNs then
     start, as in the paper, from a classifier whose features already tell the classes apart."""
-    import torch
-    import torch.nn.functional as F
-
-    from fcnlib.models.preprocessing import TORCHVISION
-
     if steps <= 0:
         return net
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -255,9 +233,6 @@ def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float =
 
 def _weights(out: Path, seed: int, width: float, pretrain_steps: int = 0,
              log: Callable[[str], None] | None = None) -> None:
-    from fcnlib.files.io import atomic_save_torch
-    from fcnlib.models.caffe import write_caffemodel
-
     vgg = pretrain_vgg16(vgg16_net(width, seed * 1000 + 11, True), pretrain_steps, seed * 1000 + 11, log=log)
     atomic_save_torch(vgg16_torchvision(vgg), out / "vgg16.pth")
     atomic_save_torch(googlenet_state_dict(width, seed * 1000 + 13, True), out / "googlenet.pth")

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fcnlib.data.hha import CAMERAS
 from fcnlib.demo.encode import _mat, _png, _text, _write_tar
 from fcnlib.demo.paint import _ellipse
+from fcnlib.demo.scenes import render_room
 
 
 def _nyud(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
-    from fcnlib.data.hha import CAMERAS
-    from fcnlib.demo.scenes import render_room
-
     w = int(max(image_size))
     factor = w / 560.0
     h = int(round(425 * factor))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.sparse import csc_matrix
 
 from fcnlib.demo.encode import _jpeg, _mat, _png, _text, _write_tar
 from fcnlib.demo.paint import BACKGROUND_RGB, _size, _voc_ids, _voc_scene, _void_band, class_appearance, paint
@@ -90,8 +91,6 @@ def _pascal(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[in
 def _sbd_mat(classes: np.ndarray) -> bytes:
     """SBD cls/*.mat: struct GTcls with Segmentation (uint8, no void), Boundaries (20×1 cell of sparse
     logical maps), CategoriesPresent (column of class ids) — read as loadmat(f)['GTcls'][0]['Segmentation'][0]."""
-    from scipy.sparse import csc_matrix
-
     edge = np.zeros_like(classes, bool)
     edge[:, 1:] |= classes[:, 1:] != classes[:, :-1]
     edge[1:] |= classes[1:] != classes[:-1]

@@ -6,14 +6,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from fcnlib.demo.imagenet import conv_layers
 from fcnlib.errors import ConfigError
+from fcnlib.eval.released import MODELS
+from fcnlib.facts.datasets import REGISTRY
+from fcnlib.models.caffe import write_caffemodel
+from fcnlib.models.fcn import BACKBONES, bilinear_kernel
 
 
 def _bilinear_blob(c: int, k: int) -> np.ndarray:
     """The authors' frozen interpolation: channel i upsamples channel i with a k×k bilinear kernel."""
-    from fcnlib.models.fcn import bilinear_kernel
-
     w = np.zeros((c, c, k, k), np.float32)
     w[np.arange(c), np.arange(c)] = bilinear_kernel(k)
     return w
@@ -24,11 +28,6 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
     """One FCN stream as the authors' net.py names it: trunk (VGG16 conv1_1…fc7 or CaffeNet conv1…fc7),
     score_fr, and per variant upscore2/score_pool4/upscore_pool4/score_pool3 and the final
     upscore/upscore16/upscore8 (suffix `_sem`/`_geo` per SIFT Flow head, `color`/`hha` per NYUD tower)."""
-    import torch
-
-    from fcnlib.demo.imagenet import conv_layers
-    from fcnlib.models.fcn import BACKBONES
-
     def conv(cout: int, cin: int, k: int) -> list[np.ndarray]:
         w = rng.standard_normal((cout, cin, k, k)).astype(np.float32) * np.float32((2.0 / (cin * k * k)) ** 0.5)
         return [w, (0.01 * rng.standard_normal(cout)).astype(np.float32)]
@@ -62,9 +61,6 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
 def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, list[np.ndarray]]:
     """Layer blobs of a stand-in for one of the authors' released caffemodels (fcnlib.eval.released.MODELS),
     at `width`: random trunk and score layers, bilinear upsamplers, the at-once net's Scale constants."""
-    from fcnlib.eval.released import MODELS
-    from fcnlib.facts.datasets import REGISTRY
-
     m = MODELS[name]
     rng = np.random.default_rng([seed, 4242, sorted(MODELS).index(name)])
     n = REGISTRY[m.dataset].num_classes
@@ -79,9 +75,6 @@ def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, li
 
 
 def _released(out: Path, seed: int, width: float, names: Sequence[str]) -> None:
-    from fcnlib.eval.released import MODELS
-    from fcnlib.models.caffe import write_caffemodel
-
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         raise ConfigError(f"demo: unknown released models {unknown}; choose from {sorted(MODELS)}")

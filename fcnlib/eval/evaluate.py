@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fcnlib.data import SegDataset
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.eval.inference import device_name, load_for_inference, predict, score_dataset
 from fcnlib.eval.metrics import SCORE_KEYS, ConfusionMatrix
 from fcnlib.files.io import atomic_write_json, read_json, sha256_file, write_label_png
 from fcnlib.models.meta import primary_head
+from fcnlib.runtime import fast
 from fcnlib.runtime.compute import AMP_DEFAULT, CHANNELS_LAST_DEFAULT, resolve_runtime
 
 if TYPE_CHECKING:
@@ -59,7 +61,6 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
     For a two-headed net (SIFT Flow) the semantic head's metrics are at top level, the geometric head's
     under "geo", plus "geo_acc".
     """
-    from fcnlib.data import SegDataset
 
     rt = resolve_runtime(device, precision, channels_last)
     dev = rt.device
@@ -146,7 +147,6 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
 
     The paper averages 20 trials on a K40c; the median is robust to the other jobs sharing our machine.
     """
-    from fcnlib.runtime import fast
 
     if runs < 1 or warmup < 0 or size < 1:
         raise ConfigError(f"time_forward: need runs ≥ 1, warmup ≥ 0, size ≥ 1 (got {runs}, {warmup}, {size})")

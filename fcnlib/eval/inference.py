@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fcnlib.errors import DataError
+from fcnlib.eval.metrics import ConfusionMatrix
+from fcnlib.models import load_model
+from fcnlib.progress import progress as progress_bar
+from fcnlib.runtime import fast
 from fcnlib.runtime.compute import Runtime, resolve_device
 
 if TYPE_CHECKING:
@@ -52,9 +56,6 @@ def load_for_inference(weights: PathLike, runtime: Runtime) -> tuple[torch.nn.Mo
     """The net for inference on the job's Runtime: eval mode, its device, memory format and compute dtype,
     wrapped in fcnlib.runtime.fast's measured fast path (Winograd 3×3 convs on CPU fp32 — argmax agreement
     with plain fp32 ≥ 99.99%)."""
-    from fcnlib.models import load_model  # imported late: fcnlib.models is heavy and metrics users don't need it
-    from fcnlib.runtime import fast
-
     model, meta = load_model(Path(weights), runtime.device)
     return fast.FastFCN(fast.inference_setup(model, runtime), amp=runtime.dtype), meta
 
@@ -114,9 +115,6 @@ def score_dataset(dataset: Any, forward: Callable[[torch.Tensor], dict[str, torc
     Returns (matrices, images scored), or None when `stop.signum` is set before an image (preemption).
     `desc` shows a progress bar; `on_prediction(i, preds)` sees each image's predictions before they count.
     """
-    from fcnlib.eval.metrics import ConfusionMatrix
-    from fcnlib.progress import progress as progress_bar
-
     heads = list(dataset.num_classes)
     cms = {h: ConfusionMatrix(n) for h, n in dataset.num_classes.items()}
     n_images = 0

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 __all__ = ["ConfusionMatrix", "SCORE_KEYS"]
 
@@ -40,8 +41,6 @@ def _on_gpu(x: Any) -> bool:
 
 def _torch_counts(label: Any, pred: Any, n: int) -> np.ndarray:
     """Counts on the tensors' device (GPU evaluation): only the n×n result crosses to the host."""
-    import torch
-
     if label.shape != pred.shape:
         raise ValueError(f"label shape {tuple(label.shape)} differs from prediction shape {tuple(pred.shape)}")
     lab = label.reshape(-1).long()

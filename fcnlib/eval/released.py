@@ -27,7 +27,7 @@ from typing import Any
 from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.facts import paper
 from fcnlib.facts.datasets import REGISTRY
-from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json
+from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json, sha256_file
 
 PathLike = str | os.PathLike
 
@@ -120,6 +120,7 @@ def arch(name: str, width: float = 1.0) -> dict[str, Any]:
 
 def preprocessing(name: str) -> dict[str, dict[str, Any]]:
     """Per modality, what the authors' data layer fed the net (BGR, 0–255, the dataset's mean)."""
+    # torch-free at import: the Snakefile and config validation read MODELS while the workflow is parsed
     from fcnlib.models.preprocessing import CAFFE_VGG, HHA, NYUD_RGB_CAFFE, SIFTFLOW_CAFFE, Preprocessing
 
     m = _model(name)
@@ -161,14 +162,12 @@ def convert(src: PathLike, dst: PathLike, name: str, width: float | None = None,
     """Released caffemodel → our weights file (save_model format, with arch/preprocessing/modalities).
     `width` None: read from the trunk's blob shapes (1.0 for the authors' files, less for demo stand-ins);
     `data_source` "demo" marks a demo stand-in (ModelMeta.is_demo: `fcn segment` warns)."""
-    from fcnlib.files.io import sha256_file
-    from fcnlib.models import ModelMeta, save_model
-    from fcnlib.models.surgery import convert_fcn_caffemodel
+    from fcnlib.models import ModelMeta, convert_fcn_caffemodel, save_model  # torch-free at import (above)
 
     m = _model(name)
     if width is None:
-        from fcnlib.models.caffe import read_caffemodel
-        from fcnlib.models.surgery import detect_width
+        from fcnlib.models.caffe import read_caffemodel  # torch-free at import (above)
+        from fcnlib.models.surgery import detect_width  # (as above)
 
         width = detect_width(read_caffemodel(src), m.backbone, src, FUSION_SUFFIXES[0] if m.fusion else "")
     a = arch(name, width)

@@ -14,9 +14,15 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
 
 from fcnlib.errors import DataError, WeightsError
-from fcnlib.files.io import PixelLimitError, atomic_write, read_image, voc_palette, write_label_png
+from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference
+from fcnlib.files.io import UndecodableImage, atomic_write, read_image, voc_palette, write_label_png
+from fcnlib.files.paths import file_kind, inside
+from fcnlib.models.meta import primary_head
+from fcnlib.runtime.compute import resolve_runtime
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -26,21 +32,36 @@ PathLike = str | os.PathLike
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def collect_inputs(inputs: Sequence[PathLike]) -> list[Path]:
-    """Files as given (any extension: a non-image fails clearly when read) + image files of directories."""
+def collect_inputs(inputs: Sequence[PathLike], follow_links: bool = False) -> list[Path]:
+    """Files as given (any extension: a non-image fails clearly when read) + image files of directories.
+    Inside a directory, a link to a file outside it is refused naming the link (the path policy,
+    fcnlib.files.paths.inside) unless `follow_links`; a file reached twice is segmented once."""
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS and q.is_file())
             if not found:
                 raise DataError(f"{p}: directory holds no images ({', '.join(IMAGE_EXTS)}); "
                                 f"pass image files or another directory")
+            if not follow_links:
+                for q in found:
+                    if q.is_symlink():
+                        inside(p, q.name, "image", "pass that file itself, or --follow-links to read what links "
+                                                   "in the folder lead to")
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise DataError(f"{p}: {file_kind(p)}, not an image file; pass image files or folders of images")
         else:
             raise DataError(f"{p}: no such file or directory; check the path")
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for q in out:
+        if q.resolve() not in seen:
+            seen.add(q.resolve())
+            unique.append(q)
+    return unique
 
 
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -58,8 +79,6 @@ DEMO_WARNING = "DEMO weights: synthetic data, not a real model"
 def legend(label: np.ndarray, classes: Sequence[str], height: int, demo: bool = False) -> np.ndarray:
     """A white H'×W×3 panel naming each class present in `label` beside its palette swatch (void left out),
     with DEMO_WARNING in red on top for demo weights; H' = max(height, the rows it needs)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     font = ImageFont.load_default()
     present = [int(c) for c in np.unique(label) if c != 255]
     names = [classes[c] if c < len(classes) else f"class {c}" for c in present]
@@ -124,7 +143,7 @@ def _image_array(image: Any, modality: str, channels: int) -> np.ndarray:
         if channels != 3:
             raise DataError(f"Segmenter: {modality} from {image}: pass depth as an H×W array in millimetres, not "
                             f"a file (depth PNGs store no unit)")
-        return read_image(image)
+        return read_image(image, orient=True)  # a photo as viewers show it (EXIF orientation)
     if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
         image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
@@ -148,10 +167,6 @@ class Segmenter:
     "fp16"): resolved once into a fcnlib.runtime.compute.Runtime (`.runtime`)."""
 
     def __init__(self, weights: PathLike, device: str | torch.device = "auto", precision: str = "auto") -> None:
-        from fcnlib.eval.inference import load_for_inference
-        from fcnlib.models.meta import primary_head
-        from fcnlib.runtime.compute import resolve_runtime
-
         self.weights = Path(weights)
         self.runtime = resolve_runtime(device, precision)
         self.device = self.runtime.device
@@ -180,8 +195,6 @@ class Segmenter:
         return x, arrays.get("rgb")
 
     def __call__(self, image: ImageInput | Mapping[str, ImageInput]) -> Segmentation:
-        from fcnlib.eval.inference import forward_logits, labels_of
-
         x, rgb = self._input(image)
         out = forward_logits(self.model, x, self.heads)
         heads: dict[str, Segmentation] = {}
@@ -201,14 +214,29 @@ def _out_names(paths: list[Path]) -> list[str]:
     return [p.name if p.stem in dup else p.stem for p in paths]
 
 
+def _check_outputs(paths: list[Path], names: list[str], heads: Sequence[str], main: str, overlay_png: bool,
+                   out_dir: Path) -> None:
+    """Refuse, before anything is written, two inputs whose outputs would be the same file (d1/a.jpg and
+    d2/a.jpg; a.png and a_overlay.png with --overlay), naming both: one would silently replace the other."""
+    owner: dict[str, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        outs = [f"{name}.png"] + [f"{name}_{h}.png" for h in heads if h != main]
+        outs += [f"{name}_overlay.png"] if overlay_png else []
+        for o in outs:
+            if o in owner:
+                raise DataError(f"{path}: its output {out_dir / o} would also be written for {owner[o]}; "
+                                f"segment the two into separate --out folders (or rename one)")
+            owner[o] = path
+
+
 def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out_dir: PathLike, *,
                   overlay_png: bool = False, device: str | torch.device = "auto", precision: str = "auto",
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, follow_links: bool = False) -> list[Path]:
     """Segment every input image with `weights` (a file, or a loaded Segmenter: then `device` is its own);
-    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend)."""
-    from tqdm import tqdm
-
-    paths = collect_inputs(inputs)
+    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend). Links in a
+    given folder that lead outside it are refused unless `follow_links`; photos are read as viewers show
+    them (EXIF orientation)."""
+    paths = collect_inputs(inputs, follow_links)
     seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device, precision)
     weights = seg.weights
     if seg.modalities != ["rgb"]:
@@ -217,13 +245,13 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out
                            f"inputs, or `fcn evaluate` on a prepared dataset that has {seg.modalities}")
     out_dir = Path(out_dir)
     written = []
-    for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
+    names = _out_names(paths)
+    _check_outputs(paths, names, seg.heads, seg.main, overlay_png, out_dir)
+    for path, name in tqdm(list(zip(paths, names, strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:
-            image = read_image(path)
-        except PixelLimitError:
-            raise
-        except DataError:
+            image = read_image(path, orient=True)  # as viewers show a photo (EXIF orientation)
+        except UndecodableImage:
             raise DataError(f"{path}: not an image that can be decoded (truncated, or another kind of file); "
                             f"pass JPEG/PNG/BMP/TIFF/WebP images to fcn segment") from None
         try:
@@ -243,8 +271,6 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out
             if h != result.head:
                 write_label_png(out_dir / f"{name}_{h}.png", other.labels)
         if overlay_png:
-            from PIL import Image
-
             with atomic_write(out_dir / f"{name}_overlay.png") as f:
                 Image.fromarray(result.overlay()).save(f, format="PNG")
         written.append(target)

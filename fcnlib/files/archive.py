@@ -43,6 +43,8 @@ from pathlib import Path
 
 from fcnlib.errors import DataError
 from fcnlib.files.envcaps import env_int
+from fcnlib.files.paths import regular_file
+from fcnlib.files.treemerge import merge_into
 
 _TMP_MARK = ".extract-"
 _MAX_HOPS = 40  # symlinks followed while resolving one target (Linux's own limit)
@@ -337,20 +339,54 @@ _META_TYPES = {tarfile.XHDTYPE: "a PAX header", tarfile.XGLTYPE: "a global PAX h
                tarfile.GNUTYPE_LONGLINK: "a GNU long link name"}
 
 
+class _Budget:
+    """The archive stream as tarfile sees it while it processes one member's metadata: reads past `left`
+    bytes (a sparse map or a chain of extension blocks without end) are refused, and a short read (the
+    archive ends inside the metadata) is a ReadError rather than an IndexError deep in tarfile."""
+
+    def __init__(self, f: object, left: int, over: DataError) -> None:
+        self.f, self.left, self.over = f, left, over
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self.left:
+            raise self.over
+        buf = self.f.read(n)
+        self.left -= len(buf)
+        if len(buf) < n:
+            raise tarfile.ReadError("the archive ends inside a member's header")
+        return buf
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.f, name)
+
+
 class _CappedTarInfo(tarfile.TarInfo):
     """tarfile reads a metadata block whole (`fileobj.read(size)`): refuse one whose declared size is over
-    the cap before that read. `archive` and `cap` are set per extraction (a subclass made by _capped)."""
+    the cap before that read; and while one member's metadata is processed (PAX records, GNU long names,
+    sparse maps and extension blocks, which tarfile reads in loops the header itself does not bound), the
+    stream allows at most twice the cap. `archive` and `cap` are set per extraction (_capped)."""
 
     archive: Path
     cap: int
 
+    def _over(self, what: str) -> DataError:
+        return DataError(f"{self.archive}: {what} at offset {self.offset} (over the limit of {self.cap} B; genuine "
+                         f"ones are a few hundred bytes); refusing to extract — " + _fix(self.archive)
+                         + " (if it is genuine, raise FCN_EXTRACT_MAX_HEADER_BYTES)")
+
     def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
         kind = _META_TYPES.get(self.type)
         if kind is not None and self.size > self.cap:
-            raise DataError(f"{self.archive}: {kind} of {self.size} B at offset {self.offset} (over the limit of "
-                            f"{self.cap} B; genuine ones are a few hundred bytes); refusing to extract — "
-                            + _fix(self.archive) + " (if it is genuine, raise FCN_EXTRACT_MAX_HEADER_BYTES)")
-        return super()._proc_member(tf)
+            raise self._over(f"{kind} of {self.size} B")
+        if (kind is None and self.type != tarfile.GNUTYPE_SPARSE) or isinstance(tf.fileobj, _Budget):
+            return super()._proc_member(tf)
+        real = tf.fileobj
+        tf.fileobj = _Budget(real, 2 * self.cap + tarfile.BLOCKSIZE, self._over("a member's metadata runs past 2×"
+                                                                                 " the header limit"))
+        try:
+            return super()._proc_member(tf)
+        finally:
+            tf.fileobj = real
 
 
 def _capped(archive: Path, limits: Limits) -> type[tarfile.TarInfo]:
@@ -392,8 +428,8 @@ def _extract_tar(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
             plan.make_links()
     except DataError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, UnicodeError) as e:
-        raise _corrupt(archive, e) from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, ValueError) as e:
+        raise _corrupt(archive, e) from None  # ValueError: tarfile's own parsers (numbers in a sparse map)
     except OSError as e:  # a read error of the archive itself (writes are reported by _Sink/_disk_error)
         raise _corrupt(archive, e) from None
 
@@ -484,8 +520,6 @@ def _merge_extract(archive: Path, dest: Path, limits: Limits) -> Path:
     """Extract into the existing folder `dest` like `tar -C dest`, refusing (nothing changed) if any member
     would overwrite something there. The temp tree lives inside `dest` (same file system; `-o .` works
     without write access to the parent)."""
-    from fcnlib.files.treemerge import merge_into
-
     for d in dest.glob(f".fcn{_TMP_MARK}*"):  # left by a killed merge into this folder
         pid = d.name.rsplit(_TMP_MARK, 1)[-1]
         if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
@@ -524,6 +558,7 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None, *, mer
     archive, dest = Path(archive), Path(os.path.abspath(dest))  # "-o ." has a name and a parent
     if archive.is_dir():
         raise DataError(f"{archive}: is a folder, not an archive; delete it and rerun the download")
+    regular_file(archive, "archive")
     if not archive.is_file():
         raise DataError(f"{archive}: archive not found; run the download rule for it first")
     limits = limits or Limits()

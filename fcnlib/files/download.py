@@ -32,7 +32,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fcnlib.errors import DownloadError
-from fcnlib.files.httpfetch import Bounds, _check, _Clock, _Deadline, _fetch, _MirrorFailed, part_meta_path, part_path
+from fcnlib.files.httpfetch import (
+    Bounds,
+    Clock,
+    DeadlineReached,
+    MirrorFailed,
+    check_file,
+    fetch,
+    part_meta_path,
+    part_path,
+)
 from fcnlib.files.io import atomic_write_text, place_file, sha256_file
 from fcnlib.files.sharedfs import locked
 
@@ -84,7 +93,7 @@ def download(urls: Sequence[str], dest: Path, *, size: int | None = None, md5: s
                             f"permissions and rerun") from None
     published = {k: v for k, v in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if v}
     with locked(dest, "no other download of it is running"), \
-            _Clock(bounds, time.monotonic() + bounds.deadline) as clock:
+            Clock(bounds, time.monotonic() + bounds.deadline) as clock:
         return _download_locked(urls, dest, size, published, cache_dirs, progress, timeout, retries, clock)
 
 
@@ -96,14 +105,14 @@ def _deadline_error(dest: Path, url: str, bounds: Bounds) -> DownloadError:
 
 def _download_locked(urls: Sequence[str], dest: Path, size: int | None, published: dict[str, str],
                      cache_dirs: Sequence[Path], progress: bool, timeout: float, retries: int,
-                     clock: _Clock) -> Path:
+                     clock: Clock) -> Path:
     """download() once it holds the destination's lock (the checksums are read here: a download that held
     it before may just have recorded one)."""
     bounds = clock.bounds
     sums, pinned_by = _expected_sums(dest, urls, published)
     tried: list[str] = []
     if dest.exists():
-        reason = _check(dest, size, sums)
+        reason = check_file(dest, size, sums)
         if reason is None:
             return dest
         tried.append(f"existing {dest} ({reason}; replaced)")
@@ -114,7 +123,7 @@ def _download_locked(urls: Sequence[str], dest: Path, size: int | None, publishe
         if not cand.is_file():
             tried.append(f"cache {cand} (not present)")
             continue
-        reason = _check(cand, size, sums)
+        reason = check_file(cand, size, sums)
         if reason is not None:
             tried.append(f"cache {cand} ({reason}; left untouched)")
             continue
@@ -125,15 +134,15 @@ def _download_locked(urls: Sequence[str], dest: Path, size: int | None, publishe
         reason = "not tried"
         for _ in range(max(1, retries)):
             try:
-                _fetch(url, dest, size, sums, timeout, progress, clock)
-            except _MirrorFailed as e:
+                fetch(url, dest, size, sums, timeout, progress, clock)
+            except MirrorFailed as e:
                 if clock.expired or clock.left() <= 0:  # the watchdog cut the connection
                     raise _deadline_error(dest, url, bounds) from None
                 reason = str(e)
                 if e.transient:
                     continue  # transient: resume from the same mirror
                 break
-            except _Deadline:
+            except DeadlineReached:
                 raise _deadline_error(dest, url, bounds) from None
             except OSError as e:  # local disk trouble: no mirror will fix it
                 raise DownloadError(f"{dest}: cannot write the download ({e}); free disk space or fix "

@@ -4,8 +4,8 @@ the policy around it (existing file, cache dirs, mirrors in order, which checksu
 
 Every transport failure — refused or reset connections, TLS errors, an answer that is not HTTP, header
 lines too many or too long, a Content-Length that is not plain ASCII digits, a chunked body cut short —
-is a `_MirrorFailed` (the next mirror is tried), never a raw exception. The deadline is enforced by a
-watchdog (`_Clock`) that shuts down every socket of the download when it passes, so a server trickling
+is a `MirrorFailed` (the next mirror is tried), never a raw exception. The deadline is enforced by a
+watchdog (`Clock`) that shuts down every socket of the download when it passes, so a server trickling
 its headers or body a byte at a time (each read within the socket timeout) cannot outlast it.
 """
 
@@ -53,7 +53,7 @@ class Bounds:
     max_bytes: int = field(default_factory=lambda: env_int("FCN_DOWNLOAD_MAX_BYTES", 64 << 30, "bytes"))
 
 
-class _MirrorFailed(Exception):
+class MirrorFailed(Exception):
     """One URL failed for a reason worth reporting. Transient failures (a dropped connection) are retried
     on the same URL, resuming from the part file; the others move on to the next mirror."""
 
@@ -62,7 +62,7 @@ class _MirrorFailed(Exception):
         self.transient = transient
 
 
-class _Deadline(Exception):
+class DeadlineReached(Exception):
     """The overall deadline passed: no mirror is tried any more."""
 
 
@@ -103,8 +103,8 @@ def _feed_file(path: Path, hashers: dict[str, hashlib._Hash], limit: int | None 
     return n
 
 
-def _check(path: Path, size: int | None, sums: dict[str, str],
-           hashers: dict[str, hashlib._Hash] | None = None) -> str | None:
+def check_file(path: Path, size: int | None, sums: dict[str, str],
+               hashers: dict[str, hashlib._Hash] | None = None) -> str | None:
     """None when `path` matches; else the reason. `hashers` may hold digests already fed with the file."""
     actual = path.stat().st_size
     if size is not None and actual != size:
@@ -134,21 +134,54 @@ class _CheckedRedirect(urllib.request.HTTPRedirectHandler):
         scheme = urllib.parse.urlsplit(newurl).scheme.lower()
         if scheme not in ("http", "https"):
             fp.close()
-            raise _MirrorFailed(f"redirected to {newurl!r}: scheme {scheme!r} refused (a redirect may only "
+            raise MirrorFailed(f"redirected to {newurl!r}: scheme {scheme!r} refused (a redirect may only "
                                 f"go to http or https)")
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-class _WatchedHTTP(http.client.HTTPConnection):
-    """An HTTP connection whose sockets the download's watchdog can shut down at the deadline."""
+def _resolve(host: str, port: int, clock: Clock) -> list[tuple]:
+    """getaddrinfo within the deadline: it cannot be interrupted, so it runs in a daemon thread that is
+    abandoned (left to finish on its own) when the deadline passes first."""
+    box: dict[str, object] = {}
 
-    def __init__(self, *args, clock: _Clock, **kwargs) -> None:  # noqa: ANN002, ANN003 - http.client's API
+    def run() -> None:
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as e:
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="fcn-resolve", daemon=True)
+    t.start()
+    t.join(max(0.0, clock.left()))
+    if t.is_alive():
+        raise TimeoutError(f"resolving {host} did not finish before the deadline")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["infos"]  # type: ignore[return-value]
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    """An HTTP connection inside the download's deadline: the name lookup is bounded by it, and the
+    watchdog can shut its sockets down when it passes."""
+
+    def __init__(self, *args, clock: Clock, **kwargs) -> None:  # noqa: ANN002, ANN003 - http.client's API
         super().__init__(*args, **kwargs)
         self._clock = clock
         create = self._create_connection
-        self._create_connection = lambda *a, **k: clock.watch(create(*a, **k))  # covers a TLS handshake too
+
+        def connect_watched(address: tuple[str, int], *a: object, **k: object) -> socket.socket:
+            host, port = address[0], address[1]
+            last: OSError | None = None
+            for *_, sockaddr in _resolve(host, port, clock):
+                try:  # a numeric address: no second lookup
+                    return clock.watch(create((sockaddr[0], sockaddr[1]), *a, **k))  # covers a TLS handshake too
+                except OSError as e:
+                    last = e
+            raise last or OSError(f"no address for {host}")
+
+        self._create_connection = connect_watched
 
     def connect(self) -> None:
         super().connect()
@@ -160,7 +193,7 @@ class _WatchedHTTPS(_WatchedHTTP, http.client.HTTPSConnection):
 
 
 class _WatchedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, clock: _Clock) -> None:
+    def __init__(self, clock: Clock) -> None:
         super().__init__()
         self.clock = clock
 
@@ -169,7 +202,7 @@ class _WatchedHTTPHandler(urllib.request.HTTPHandler):
 
 
 class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, clock: _Clock) -> None:
+    def __init__(self, clock: Clock) -> None:
         super().__init__()
         self.clock = clock
 
@@ -180,7 +213,7 @@ class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(functools.partial(_WatchedHTTPS, clock=self.clock), req, **kwargs)
 
 
-def _opener(clock: _Clock) -> urllib.request.OpenerDirector:
+def _opener(clock: Clock) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(_CheckedRedirect, _WatchedHTTPHandler(clock), _WatchedHTTPSHandler(clock))
 
 
@@ -199,7 +232,7 @@ class _Answer:
     validators: dict[str, str]
 
 
-def _open_url(url: str, offset: int, timeout: float, clock: _Clock, if_range: str | None = None) -> _Answer:
+def _open_url(url: str, offset: int, timeout: float, clock: Clock, if_range: str | None = None) -> _Answer:
     """Open `url` at byte `offset`. A 206 whose Content-Range does not start at `offset` raises _Restart."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme == "file":
@@ -207,13 +240,13 @@ def _open_url(url: str, offset: int, timeout: float, clock: _Clock, if_range: st
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed by the caller
         except OSError as e:
-            raise _MirrorFailed(f"cannot open {path}: {e.strerror}") from None
+            raise MirrorFailed(f"cannot open {path}: {e.strerror}") from None
         st = os.fstat(f.fileno())
         start = min(offset, st.st_size)
         f.seek(start)
         return _Answer(f, start, st.st_size, st.st_size - start, {"mtime": str(st.st_mtime_ns)})
     if scheme not in ("http", "https"):
-        raise _MirrorFailed(f"unsupported URL scheme {scheme!r} (use http, https or file)")
+        raise MirrorFailed(f"unsupported URL scheme {scheme!r} (use http, https or file)")
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset > 0:
         req.add_header("Range", f"bytes={offset}-")
@@ -228,20 +261,20 @@ def _open_url(url: str, offset: int, timeout: float, clock: _Clock, if_range: st
             e.close()
             return _Answer(_EmptyStream(), offset, int(m.group(1)) if m else None, 0, {})
         e.close()
-        raise _MirrorFailed(f"HTTP {e.code} {_short(Exception(e.reason))}") from None
+        raise MirrorFailed(f"HTTP {e.code} {_short(Exception(e.reason))}") from None
     except urllib.error.URLError as e:
-        if isinstance(e.reason, _MirrorFailed):
+        if isinstance(e.reason, MirrorFailed):
             raise e.reason from None
-        raise _MirrorFailed(f"cannot connect: {_short(Exception(e.reason))}") from None
+        raise MirrorFailed(f"cannot connect: {_short(Exception(e.reason))}") from None
     except http.client.HTTPException as e:
-        raise _MirrorFailed(f"not a valid HTTP answer ({_short(e)})") from None
+        raise MirrorFailed(f"not a valid HTTP answer ({_short(e)})") from None
     except _TRANSPORT_ERRORS as e:
-        raise _MirrorFailed(f"cannot connect: {_short(e)}") from None
+        raise MirrorFailed(f"cannot connect: {_short(e)}") from None
     validators = {k: v for k in ("ETag", "Last-Modified") if (v := resp.headers.get(k))}
     cl = resp.headers.get("Content-Length")
     if cl is not None and not _CONTENT_LENGTH.fullmatch(cl.strip()):
         resp.close()
-        raise _MirrorFailed(f"not a valid HTTP answer (Content-Length {cl[:40]!r} is not a byte count)")
+        raise MirrorFailed(f"not a valid HTTP answer (Content-Length {cl[:40]!r} is not a byte count)")
     length = int(cl) if cl is not None else None
     if resp.status == 206:
         m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
@@ -289,7 +322,7 @@ def _drop_part(dest: Path) -> None:
 
 
 @dataclass
-class _Clock:
+class Clock:
     """The download's one deadline, and its watchdog: once `t_end` passes, every socket registered with
     `watch` is shut down, so a read blocked on a trickling server returns at once."""
 
@@ -303,7 +336,7 @@ class _Clock:
     def left(self) -> float:
         return self.t_end - time.monotonic()
 
-    def __enter__(self) -> _Clock:
+    def __enter__(self) -> Clock:
         self._timer = threading.Timer(max(0.0, self.left()), self._fire)
         self._timer.daemon = True
         self._timer.start()
@@ -335,9 +368,9 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout: float, progress: bool,
-           clock: _Clock) -> None:
-    """Bring the part file to the complete, verified file from one URL (resuming), or raise _MirrorFailed."""
+def fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout: float, progress: bool,
+          clock: Clock) -> None:
+    """Bring the part file to the complete, verified file from one URL (resuming), or raise MirrorFailed."""
     part = part_path(dest)
     verifiable = bool(sums)
     offset = part.stat().st_size if part.exists() else 0
@@ -364,7 +397,7 @@ def _fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout
             if size is not None and ans.total is not None and ans.total != size:
                 if ans.start > 0:
                     raise _Restart()
-                raise _MirrorFailed(f"server reports {ans.total} B, expected {size} B")
+                raise MirrorFailed(f"server reports {ans.total} B, expected {size} B")
             if ans.start > 0 and not verifiable and (ans.total != meta.get("total") or any(
                     meta.get("validators", {}).get(k) not in (None, v) for k, v in ans.validators.items())):
                 raise _Restart()
@@ -381,9 +414,9 @@ def _fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout
             ans.stream.close()
         got = part.stat().st_size
         if expect is not None and got < expect:
-            raise _MirrorFailed(f"connection closed after {got} of {expect} B; the partial file {part} is "
+            raise MirrorFailed(f"connection closed after {got} of {expect} B; the partial file {part} is "
                                 f"kept for resuming", transient=True)
-        reason = _check(part, size, sums)
+        reason = check_file(part, size, sums)
         if reason is None:
             return
         _drop_part(dest)
@@ -391,12 +424,12 @@ def _fetch(url: str, dest: Path, size: int | None, sums: dict[str, str], timeout
             # The kept prefix may have come from another mirror or an older file: retry once from 0.
             offset, meta = 0, {}
             continue
-        raise _MirrorFailed(f"checksum mismatch: {reason}; the bad file was deleted")
-    raise _MirrorFailed("the server's answers to Range requests never matched; the part file was deleted")
+        raise MirrorFailed(f"checksum mismatch: {reason}; the bad file was deleted")
+    raise MirrorFailed("the server's answers to Range requests never matched; the part file was deleted")
 
 
 def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums: dict[str, str],
-                 progress: bool, clock: _Clock, verify_overlap: bool) -> None:
+                 progress: bool, clock: Clock, verify_overlap: bool) -> None:
     """Append the answer's body to the part file at its start offset, within every bound."""
     b = clock.bounds
     limit = expect if expect is not None else b.max_bytes
@@ -432,12 +465,12 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
                 # part file (and the progress bar) follows the network closely.
                 buf = ans.stream.read1(CHUNK)
             except _TRANSPORT_ERRORS as e:
-                raise _MirrorFailed(f"connection lost after {out.tell()} B ({_short(e)}); "
+                raise MirrorFailed(f"connection lost after {out.tell()} B ({_short(e)}); "
                                     f"the partial file {part} is kept for resuming", transient=True) from None
             now = time.monotonic()
             if not buf:
                 if clock.expired:  # the watchdog ended this body, not the server
-                    raise _Deadline()
+                    raise DeadlineReached()
                 break
             if tail:
                 n = min(len(tail), len(buf))
@@ -451,7 +484,7 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
                 _drop_part(dest)
                 what = ("what the server announced" if limit == announced else "the declared size"
                         if expect is not None else "FCN_DOWNLOAD_MAX_BYTES")
-                raise _MirrorFailed(f"the server sent more than {limit} B ({what}); the part file was deleted")
+                raise MirrorFailed(f"the server sent more than {limit} B ({what}); the part file was deleted")
             out.write(buf)
             pos += len(buf)
             win_n += len(buf)
@@ -462,11 +495,11 @@ def _stream_into(ans: _Answer, part: Path, dest: Path, expect: int | None, sums:
                     raise DownloadError(f"{dest}: the disk holding {part} is almost full; free disk space and "
                                         f"rerun (the partial file is kept for resuming)")
             if clock.left() <= 0:
-                raise _Deadline()
+                raise DeadlineReached()
             if now - win_t >= b.rate_window:
                 rate = win_n / (now - win_t)
                 if rate < b.min_rate:
-                    raise _MirrorFailed(f"too slow: {rate:.0f} B/s over {b.rate_window:.0f} s, below "
+                    raise MirrorFailed(f"too slow: {rate:.0f} B/s over {b.rate_window:.0f} s, below "
                                         f"FCN_DOWNLOAD_MIN_RATE={b.min_rate:.0f} B/s; the partial file is kept "
                                         f"for resuming")
                 win_t, win_n = now, 0

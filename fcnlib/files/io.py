@@ -7,10 +7,13 @@ fsync, rename), so a killed job never leaves a truncated file that looks complet
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -19,10 +22,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from fcnlib.errors import DataError, DiskError
+from fcnlib.errors import DataError, DiskError, FcnError, disk_full
 from fcnlib.files.envcaps import env_int
+from fcnlib.files.paths import regular_file
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
 #: padding of batches; uint8 label batches (fcnlib.train.loader) carry it. Defined once, imported elsewhere.
@@ -34,8 +38,6 @@ PathLike = str | os.PathLike
 def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
     """Temp files (or staging folders) of `path` left by a killed writer (SIGKILL skips cleanup): their pid
     no longer runs. Names are `.<name>.<pid>-<random><suffix>`."""
-    import shutil
-
     for t in path.parent.glob(f".{glob_escape(path.name)}.*-*{suffix}"):
         pid = t.name[len(path.name) + 2:].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -54,8 +56,6 @@ def _remove_stale_tmps(path: Path, suffix: str = ".tmp") -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    import ctypes
-
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
@@ -70,6 +70,31 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put the finished folder `tmp` at `target` (its old content removed); a failure leaves the old set in
+    place and is one DiskError naming the folder."""
+    try:
+        if not target.exists():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp)  # now the old content
+        else:
+            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old)
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EBUSY):
+            raise DiskError(f"{target}: cannot replace it with the new set built beside it ({e.strerror}): it is "
+                            f"a mount point or in use; mount or link its parent folder instead, or write the "
+                            f"output elsewhere (the previous {target.name} is kept)") from None
+        raise disk_error(target, e) from None
+
+
 @contextlib.contextmanager
 def staged_dir(target: PathLike) -> Iterator[Path]:
     """The output contract of every step that writes a set of files: build the whole set in a fresh
@@ -80,8 +105,6 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
     (the staging folder is removed, or by the next run when the writer was killed). A link at `target`
     is kept: its folder's content is replaced.
     """
-    import shutil
-
     target = Path(target)
     if target.is_symlink():
         target = Path(os.path.realpath(target))
@@ -98,31 +121,23 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
     try:
         tmp.chmod(0o777 & ~current_umask())  # as mkdir would make it (mkdtemp's 0700 would hide the results)
         yield tmp
-        if not target.exists():
-            os.rename(tmp, target)
-        elif _exchange(tmp, target):
-            shutil.rmtree(tmp)  # now the old content
-        else:
-            old = tmp.with_name(tmp.name[: -len(".staging")] + ".old")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old)
+        _swap_in(tmp, target)
         with contextlib.suppress(OSError):
             fd = os.open(target.parent, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, FcnError) and str(tmp) in str(e):  # name the folder the user knows, not a deleted one
+            raise type(e)(str(e).replace(str(tmp), str(target))) from None
         raise
 
 
 def place_file(src: PathLike, dst: PathLike) -> None:
     """Put `src` at `dst` atomically: a hard link where possible (no copy of a 2 GB archive), else a copy,
     through a temp name unique to this process; the temp file never outlives a failure."""
-    import shutil
-
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -170,9 +185,12 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fchmod(f.fileno(), 0o666 & ~current_umask())  # our own temp file
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(path, e) if isinstance(e, OSError) else None
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -209,17 +227,16 @@ def _os_error_in(e: BaseException | None) -> OSError | None:
 def disk_error(path: PathLike, e: OSError) -> DiskError:
     """One line naming the file and the cause of a failed write."""
     path = Path(path)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        cause = {errno.EFBIG: "the file size limit was reached"}.get(e.errno, "no space left on the disk")
-        return DiskError(f"{path}: cannot write it: {cause} ({e.strerror}); free disk space on {path.parent} "
-                         f"and rerun (the previous {path.name}, if any, is kept)")
+    full = disk_full(path, e)
+    if full is not None:
+        return full
     return DiskError(f"{path}: cannot write it ({e.strerror or e}); fix permissions on {path.parent} and rerun "
                      f"(the previous {path.name}, if any, is kept)")
 
 
 def atomic_save_torch(obj: Any, path: PathLike) -> None:
     """torch.save through atomic_write; a failed write (disk full) is one DiskError naming `path`."""
-    import torch
+    import torch  # io is imported while the Snakefile is parsed: torch only when a tensor file is written
 
     try:
         with atomic_write(path, "wb") as f:
@@ -233,8 +250,6 @@ def atomic_save_torch(obj: Any, path: PathLike) -> None:
 
 def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (weights and archives can be GBs)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -273,6 +288,10 @@ class PixelLimitError(DataError):
     """An image, label or depth map has more pixels than FCN_MAX_IMAGE_PIXELS allows."""
 
 
+class UndecodableImage(DataError):
+    """A file given as an image is truncated or of another kind (callers may reword the advice)."""
+
+
 def max_image_pixels() -> int:
     """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
     small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
@@ -290,6 +309,7 @@ def set_max_pixels(n: int) -> None:
 def _open_capped(path: PathLike, kind: str) -> Iterator[Image.Image]:
     """Image.open with the pixel cap checked from the header, before any pixel is decoded."""
     cap = max_image_pixels()
+    regular_file(path, kind)
     Image.MAX_IMAGE_PIXELS = cap  # process-wide; PIL itself refuses above 2× this, we refuse above 1×
     fix = ("downscale it, or if it is genuine raise the limit (FCN_MAX_IMAGE_PIXELS, or --max-pixels "
            "on fcn segment / fcn hha)")
@@ -321,18 +341,42 @@ def image_size(path: PathLike, kind: str = "image", fix: str = "re-extract the r
         raise DataError(f"{path}: cannot read {kind} ({e}); {fix}") from None
 
 
-def read_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
-    """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8."""
+def read_image(path: PathLike, mode: str = "RGB", orient: bool = False) -> np.ndarray:
+    """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8.
+
+    16-bit greyscale is scaled to 8 bits (top byte: 65535 → 255, the full range kept; converting it the
+    way PIL does would clip everything above 255), float images are refused. `orient` applies the EXIF
+    orientation as viewers show the photo: `fcn segment` does, for user photos; dataset images are read
+    as stored (no EXIF rotation), as the authors' layers read them, since their labels are drawn on the
+    stored pixels."""
     try:
         with _open_capped(path, "image") as im:
             im.load()
-            arr = np.asarray(im.convert(mode))
+            if orient:
+                im = ImageOps.exif_transpose(im)
+            arr = _to_8bit(path, im, mode)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found; check the split list and the dataset folder") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image; pass the image files inside it") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
-                        f"delete it and rerun the extract/prepare rule") from None
+        raise UndecodableImage(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
+                               f"delete it and rerun the extract/prepare rule") from None
     return arr
+
+
+def _to_8bit(path: PathLike, im: Image.Image, mode: str) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"{path}: a 32-bit integer image (values {int(a.min())}..{int(a.max())}); give an "
+                            f"8- or 16-bit image")
+        grey = Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+        return np.asarray(grey.convert(mode))
+    if im.mode == "F":
+        raise DataError(f"{path}: a floating-point image (mode F); its range is unknown — save it as an 8- or "
+                        f"16-bit image")
+    return np.asarray(im.convert(mode))
 
 
 def read_depth_png(path: PathLike) -> np.ndarray:
@@ -365,7 +409,7 @@ def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None =
         raise DataError(f"{path}: label file not found; check the split list and the dataset folder") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode label PNG ({e}); the file is truncated") from None
-    bad = (arr >= num_classes) & (arr != ignore_index)
+    bad = ((arr < 0) | (arr >= num_classes)) & (arr != ignore_index)  # 32-bit labels: negatives would wrap
     if bad.any():
         vals = np.unique(arr[bad])[:8].tolist()
         raise DataError(f"{path}: label values {vals} are outside 0..{num_classes - 1} (and not the ignore "
@@ -403,3 +447,26 @@ def colour_to_label(rgb: np.ndarray, palette: np.ndarray | None = None) -> np.nd
     uniq, inv = np.unique(key, return_inverse=True)
     mapped = np.array([lut.get(k, 255) for k in uniq.tolist()], np.uint8)
     return mapped[inv].reshape(key.shape)
+
+
+def label_ids(path: PathLike, arr: Any, lo: int, hi: int, what: str, fix: str) -> np.ndarray:
+    """Class ids of a label array as int64, refused (one DataError naming the file and the first bad value)
+    unless every value is an integer in lo..hi: a float or NaN label is not truncated into a class, a
+    negative one not wrapped into one."""
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        a = a.astype(np.uint8)
+    if a.dtype.kind not in "iuf":
+        raise DataError(f"{path}: {what} holds {a.dtype} values, not class ids; {fix}")
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        bad[~bad] = a[~bad] != np.round(a[~bad])
+        if bad.any():
+            v = a[bad].flat[0]
+            raise DataError(f"{path}: {what} holds {int(bad.sum())} non-integral value(s) (e.g. {float(v)!r}); "
+                            f"class ids are integers {lo}..{hi} — {fix}")
+    if a.size and (a.min() < lo or a.max() > hi):
+        out = a[(a < lo) | (a > hi)]
+        raise DataError(f"{path}: {what} values {sorted({int(v) for v in np.unique(out)[:8]})} are outside "
+                        f"{lo}..{hi}; {fix}")
+    return a.astype(np.int64)

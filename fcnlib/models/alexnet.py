@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlib.models.vgg import Backbone, conv_relu, fc67, scaled
+from fcnlib.runtime.precision import fp32_region
 
 
 class CaffeLRN(nn.LocalResponseNorm):
@@ -18,8 +19,6 @@ class CaffeLRN(nn.LocalResponseNorm):
     for the geometry walker (a LocalResponseNorm)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from fcnlib.runtime.precision import fp32_region
-
         dtype = x.dtype
         with fp32_region(x) as xf:
             n = self.size

@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.models import load_model
 
 if TYPE_CHECKING:
     from fcnlib.models.meta import ModelMeta
-from fcnlib.files.io import atomic_write, atomic_write_json, sha256_file
+from fcnlib.files.io import atomic_write, atomic_write_json, max_image_pixels, sha256_file
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -89,10 +90,12 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
 
     `size` is the H×W of the example input used for tracing; the exported net accepts any size.
     """
-    from fcnlib.models import load_model
-
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: not one of {list(FORMATS)}")
+    h, w = size
+    if not (h >= 1 and w >= 1 and h * w <= max_image_pixels()):
+        raise ConfigError(f"--size {h} {w}: the example input needs a height and width ≥ 1 (and at most "
+                          f"FCN_MAX_IMAGE_PIXELS pixels); the default 224 224 suits every net")
     weights, out = Path(weights), Path(out)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; pass the exported file's path (the CLI's -o FOLDER puts "
@@ -129,7 +132,7 @@ def load_exported(path: str | os.PathLike) -> Any:
     path = Path(path)
     if path.suffix == ".onnx":
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional dependency (fcnlib[export])
         except ImportError:
             raise ConfigError(f"{path}: running an ONNX file needs onnxruntime; pip install 'fcnlib[export]'") from None
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+import torch
 from torch import nn
 
 from fcnlib.errors import ConfigError
@@ -109,8 +110,6 @@ def net_stats(model: nn.Module) -> dict[str, int]:
 
 def conv_flops(model: nn.Module, x_shape: tuple[int, ...]) -> int:
     """Multiply-adds ×2 of all conv / transposed-conv layers for one forward pass (via shape hooks)."""
-    import torch
-
     total = 0
 
     def hook(m, inp, out):

@@ -18,7 +18,8 @@ from torch import nn
 
 from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.files.io import atomic_save_torch
-from fcnlib.models.fcn import BACKBONES
+from fcnlib.models.caffe import read_caffemodel, sniff_format
+from fcnlib.models.fcn import _ATONCE_SCALE, BACKBONES
 from fcnlib.models.googlenet import INCEPTION
 from fcnlib.models.io import (
     _is_weights_dict,
@@ -153,8 +154,6 @@ def _load_torch_sd(src: Path) -> dict[str, torch.Tensor]:
 
 def resolve_format(src: str | os.PathLike, fmt: str | None) -> str:
     """The classifier file's format: `fmt` as given (checked against the file's magic bytes), or sniffed."""
-    from fcnlib.models.caffe import sniff_format
-
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; use one of {FORMATS}")
     found = sniff_format(src)
@@ -184,8 +183,6 @@ def convert_imagenet(src_path: str | os.PathLike, backbone: str, fmt: str | None
         layers = _tv_source(backbone, _load_torch_sd(src), src)
         prep = TORCHVISION_GOOGLENET if backbone == "googlenet" else TORCHVISION
     else:
-        from fcnlib.models.caffe import read_caffemodel
-
         blobs = read_caffemodel(src)
         layers = {}
         missing = []
@@ -359,19 +356,12 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     (scale_pool4/3) are constants here: their blobs must hold our constants, then they are dropped.
     Every layer of the model must be filled and every layer of the file used.
     """
-    from fcnlib.models.caffe import read_caffemodel
-    from fcnlib.models.fcn import _ATONCE_SCALE
-
     model = build_from_arch(arch)
     names = layer_map(model) if layer_map is not None else None
     sd, unused = {}, []
     for name, blobs in read_caffemodel(src).items():
         if name.startswith("scale_pool"):
-            want = _ATONCE_SCALE.get(name[len("scale_"):])
-            got = float(np.asarray(blobs[0]).reshape(-1)[0])
-            if want is None or not np.isclose(got, want, rtol=1e-6, atol=0.0):
-                raise WeightsError(f"{src}: layer {name} scales by {got} but our at-once net uses "
-                                   f"{want}; this is not the authors' at-once net")
+            _check_fixed_scale(src, name, blobs, _ATONCE_SCALE.get(name[len("scale_"):]))
             continue
         targets = [name] if names is None else names.get(name)
         if not targets:
@@ -391,3 +381,19 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     check_state_dict(model, sd, str(src))
     model.load_state_dict(sd)
     return model
+
+
+def _check_fixed_scale(src: str | os.PathLike, name: str, blobs: list[np.ndarray], want: float | None) -> None:
+    """A Scale layer we replace by the constant `want` must hold exactly that: every value of its scale
+    blob (one per channel — a file with per-channel scales is not a constant) and a zero bias, if any."""
+    scale = np.asarray(blobs[0], np.float64).reshape(-1) if blobs else np.zeros(0)
+    off = np.flatnonzero(~np.isclose(scale, want, rtol=1e-6, atol=0.0)) if want is not None else [0]
+    if want is None or scale.size == 0 or len(off):
+        i = int(off[0]) if len(off) and scale.size else 0
+        got = f"{scale[i]!r} at channel {i} ({len(off)} of {scale.size} values differ)" if scale.size else "nothing"
+        raise WeightsError(f"{src}: layer {name} scales by {got} but our at-once net uses the constant {want} on "
+                           f"every channel; this is not the authors' at-once net — pick the matching caffemodel")
+    bias = [np.asarray(b, np.float64).reshape(-1) for b in blobs[1:]]
+    if any(b.size and np.any(b != 0) for b in bias):
+        raise WeightsError(f"{src}: layer {name} has a non-zero bias; the authors' at-once net scales without "
+                           f"one — pick the matching caffemodel")

@@ -5,26 +5,73 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fcnlib.errors import ConfigError
 from fcnlib.files.io import atomic_write
+from fcnlib.runtime import devices as fcndev
 from fcnlib.runtime.compute import check_device
+from fcnlib.train import distributed, train
+
+
+def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
+                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> bool:
+    """`fcnlib.train.train` in the right number of processes (the same call for 1 and N GPUs), each on its
+    own claimed GPU.
+
+    * Already one rank of a group (torchrun, or an srun step of several tasks): train as that rank.
+    * A SLURM batch allocation of several tasks (profiles/slurm, multi-node): `srun` the ranks.
+    * Otherwise: claim `gpus` free GPUs of this box (fcnlib.runtime.devices; none on a CPU box or under SLURM,
+      which has bound them already) and run max(1, gpus) ranks here — one in this process, or N workers.
+    Exits with the workers' status (143 after a SIGTERM checkpoint) when it is not 0. Returns whether
+    this process is rank 0 (the one that may move the outputs into place).
+    """
+    kwargs = {"cfg": dict(cfg), "out_weights": str(out_weights), "resume_path": str(resume_path),
+              "log_path": str(log_path), "device": device}
+    w = distributed.world_from_env()
+    if w.world > 1:
+        train(**kwargs)
+        return w.rank == 0
+    n = max(1, int(gpus))
+    tasks = distributed.slurm_job_tasks()
+    if tasks > 1:
+        if tasks != n:
+            raise ConfigError(f"SLURM_NTASKS={tasks} but this net trains on gpu={n}: the update's batch is split "
+                              f"by the config's GPU count; set the experiment's gpu (or resources.gpu) to {tasks} "
+                              f"or the profile's tasks to {n}")
+        print(f"fcn train: {tasks} SLURM tasks (srun), one rank each", file=sys.stderr)
+        status = distributed.launch(tasks, "fcnlib.train:train", kwargs, spec_dir=Path(resume_path).parent, srun=True)
+    else:
+        with fcndev.claimed(n if str(device) != "cpu" else 0) as claim:
+            devs = claim.devices(device)
+            devs = devs * n if len(devs) == 1 else devs
+            if claim.ids:
+                print(f"fcn train: GPU(s) {claim.ids} claimed → {devs}", file=sys.stderr)
+            if n == 1:
+                train(**{**kwargs, "device": devs[0]})
+                return True
+
+            status = distributed.launch(n, "fcnlib.train:train", kwargs, devices=devs,
+                            threads=max(1, torch.get_num_threads() // n))
+    if status:
+        raise SystemExit(status)
+    return True
 
 
 def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str | os.PathLike,
              device: str = "auto", gpus: int = 0) -> bool:
     """Train `cfg` (fcnlib.pipeline.config.train_config) into `out_weights` + `out_log` (JSONL), in 1 or `gpus`
-    data-parallel processes (fcnlib.train.distributed.run_training: the same call for 1 and N).
+    data-parallel processes (run_training: the same call for 1 and N).
 
     Resume state sits beside the outputs in `<out dir>/.train/` (not an output: it survives a killed job,
     so rerunning resumes); the log is copied out and the weights moved into place last. Returns False in
     a rank > 0 started by torchrun/srun around the caller (rank 0 moves the outputs).
     """
-    from fcnlib.train.distributed import run_training
-
     check_device(device)  # a CUDA device on a CPU box: one line now, not from inside the trainer
     out = Path(out_weights)
     work = out.parent / ".train"

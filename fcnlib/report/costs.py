@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fcnlib.facts import datasets as registry
 from fcnlib.facts import paper
 from fcnlib.pipeline import config as fcncfg
 
@@ -64,8 +65,6 @@ def _table_experiments(config: Mapping[str, Any], table: str) -> list[str]:
 
 def _sources(config: Mapping[str, Any], names: Iterable[str]) -> set[str]:
     """Config sources the experiments download: their datasets' inputs and split lists, their backbones."""
-    from fcnlib.facts import datasets as registry
-
     out = set()
     for n in names:
         exp = fcncfg.experiment(dict(config), n)

@@ -157,7 +157,8 @@ NOTES = [
     "Recipe `paper` learns the 2× ones from bilinear and keeps the final one fixed (CVPR §4.3, Dense Prediction); the "
     "README FAQ says the original experiments learned them, with no significant difference in accuracy.",
     "**Gradient accumulation** (`iter_size`, FCN-AlexNet 20): one update is iter_size × batch_size images and "
-    "equals one batch of that size (issue 16's trainer). With a normalised loss this is the pixel-weighted mean "
+    "equals one batch of that size (the accumulated step sums the images' gradients). With a normalised loss "
+    "this is the pixel-weighted mean "
     "over the accumulated images, not Caffe's mean of per-image means (row `loss` of voc-alexnet-fcn32s).",
     "**NYUD validation.** The authors' NYUD solve.py files load `test.txt` into `test` but score `val`, an "
     "undefined name; ours validates on the test split every 2,000 iterations, which is what they meant.",
@@ -210,8 +211,8 @@ _LOSS_TEXT = {
 
 
 def _loss_kind(loss: str, images_per_update: int) -> str:
-    """Our loss as one of _LOSS_TEXT: with several images per update, the trainer's mean (and issue 16's
-    accumulation, equal to one batch) is over all their valid pixels."""
+    """Our loss as one of _LOSS_TEXT: with several images per update, the trainer's mean (accumulated steps
+    included: they equal one batch) is over all their valid pixels."""
     return "sum" if loss == "sum" else ("mean" if images_per_update == 1 else "pixel-mean")
 
 

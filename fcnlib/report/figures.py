@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from scipy import ndimage
 
+from fcnlib.data import SegDataset
 from fcnlib.errors import DataError
+from fcnlib.eval.inference import load_for_inference, predict
 from fcnlib.files.io import atomic_write, read_image, read_json, voc_palette
+from fcnlib.models.meta import primary_head
+from fcnlib.runtime.compute import resolve_runtime
 
 PathLike = str | os.PathLike
 
@@ -24,8 +30,9 @@ _SAVE = {"format": "png", "metadata": {"Software": None}, "dpi": 100}
 
 
 def _figure(w: float, h: float) -> Any:
+    # matplotlib (~0.5 s to import) only where a figure is drawn: summaries import read_log from here
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # (as above)
 
     fig = Figure(figsize=(w, h))
     FigureCanvasAgg(fig)
@@ -88,8 +95,6 @@ def disagreement(preds: Sequence[np.ndarray], gt: np.ndarray, ignore_index: int 
 def thin_mask(gt: np.ndarray, width: int = 7, background: int = 0, ignore_index: int = 255) -> np.ndarray:
     """Object pixels on structures narrower than `width` px (poles, wires, legs, small parts): what a
     morphological opening of each class's mask with a width×width square removes."""
-    from scipy import ndimage
-
     out = np.zeros(gt.shape, bool)
     square = np.ones((width, width), bool)
     for c in np.unique(gt):
@@ -115,13 +120,6 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
     """Fig. 4 from trained nets (coarsest first): among the first `candidates` images of `split`, draw
     the `n` where the finest net recovers the most thin-structure pixels the coarsest misses
     (`thin_gain`), then those where the nets disagree most (boundaries, blobs FCN-32s loses)."""
-    import torch
-
-    from fcnlib.data import SegDataset
-    from fcnlib.eval.inference import load_for_inference, predict
-    from fcnlib.models.meta import primary_head
-    from fcnlib.runtime.compute import resolve_runtime
-
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")
     rt = resolve_runtime(device, precision)

@@ -15,6 +15,7 @@ from typing import Any
 
 from fcnlib.errors import DataError
 from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json
+from fcnlib.report.figures import read_log
 
 HEADLINE = ("mean_iu", "pixel_acc", "mean_acc", "fw_iu", "geo_acc")
 
@@ -43,8 +44,6 @@ def headline(metrics: Mapping[str, Any], where: str = "metrics.json") -> dict[st
 
 def curve_tables(log_path: str | os.PathLike) -> tuple[str, str]:
     """A trainer log → (loss TSV: iter, loss; validation TSV: iter, mean_iu, pixel_acc in percent)."""
-    from fcnlib.report.figures import read_log
-
     loss, val = read_log(log_path)
     loss_rows = ["iter\tloss"] + [f"{r['iter']}\t{float(r['loss']):.6g}" for r in loss
                                   if r.get("loss") is not None and math.isfinite(float(r["loss"]))]

@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from fcnlib.errors import DataError
+from fcnlib.files.io import image_size
+
 CUBLAS_WORKSPACE = ":4096:8"
 _ENV = "FCN_DETERMINISTIC"
 
@@ -59,9 +62,6 @@ def deterministic_requested() -> bool:
 def fixed_input_size(paths: Iterable[Path], limit: int = 20000) -> bool:
     """True when every image (header only, PIL) has one size: then cudnn.benchmark tunes once and pays.
     More than `limit` files: False (not worth scanning; benchmark stays off)."""
-    from fcnlib.errors import DataError
-    from fcnlib.files.io import image_size
-
     size = None
     for k, p in enumerate(paths):
         if k >= limit:

@@ -180,17 +180,3 @@ def job_device(device: str = "auto", gpus: int = 1) -> Iterator[str]:
         return
     with claimed(1) as c:
         yield c.devices(device)[0]
-
-
-def cli(argv: list[str]) -> int:
-    """`python -m fcnlib.runtime.devices N [SECONDS]`: claim N GPUs, print their indices, hold them (tests)."""
-    n = int(argv[0]) if argv else 1
-    hold = float(argv[1]) if len(argv) > 1 else 3600.0
-    with claimed(n) as c:
-        print(" ".join(str(i) for i in c.indices), flush=True)
-        time.sleep(hold)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))

@@ -26,6 +26,7 @@ from torch import nn
 
 from fcnlib.runtime import compute
 from fcnlib.runtime.compute import Runtime, autocast_dtype
+from fcnlib.runtime.determinism import deterministic_requested
 
 # ---------------------------------------------------------------------------------------------------
 # settings (the dtype / memory-format / device rules are fcnlib.runtime.compute's)
@@ -48,8 +49,6 @@ def inference_setup(model: nn.Module, runtime: Runtime, fixed_size: bool = False
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
-        from fcnlib.runtime.determinism import deterministic_requested
-
         torch.backends.cudnn.benchmark = bool(fixed_size) and not deterministic_requested()
     return model
 

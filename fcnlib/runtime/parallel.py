@@ -26,8 +26,10 @@ once the last of them is gone.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -47,8 +49,6 @@ def _request_parent_death_signal() -> None:
     """Linux: SIGKILL this process when its parent (the thread that started it) ends."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG

@@ -1,6 +1,6 @@
 """Precision per device generation, a GradScaler sized for the loss, and squaring layers kept in fp32.
 
-Why each piece exists (issue 19; no GPU has run this yet, the CUDA branches follow the documented rules):
+Why each piece exists (no GPU has run this yet: the CUDA branches follow the documented rules):
 
 * `cuda_autocast_dtype(capability)`: `torch.cuda.is_bf16_supported()` is True on V100/T4 (it only checks
   that a bf16 tensor can be made), but cuDNN runs bf16 convolutions natively only from compute capability

@@ -11,19 +11,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.data import SegDataset
+from fcnlib.errors import ConfigError, DataError, WeightsError
+from fcnlib.files.io import image_size
+from fcnlib.models import build_fcn, build_late_fusion, freeze_except_score, init_from_imagenet, load_model, staged_init
+from fcnlib.models.fcn import bilinear_
+from fcnlib.models.preprocessing import DEPTH_LOG, HHA, NYUD_RGB_CAFFE, SIFTFLOW_CAFFE, Preprocessing
+from fcnlib.runtime.determinism import apply_switches, fixed_input_size, resolve_switches
+from fcnlib.runtime.precision import input_range, make_scaler
+from fcnlib.train.loader import batch_nbytes
 from fcnlib.train.settings import _ARCH_KEYS, MODALITY_CHANNELS
 
 
 def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path) -> dict[str, Any]:
     """cudnn.benchmark only when every training image has one size (fcnlib.runtime.determinism), every switch of
     the `deterministic` setting when it is on. Returns the switches applied."""
-    from fcnlib.runtime.determinism import apply_switches, fixed_input_size, resolve_switches
-
     fixed = False
     if dev.type == "cuda" and not c["deterministic"]:
-        from fcnlib.data import SegDataset
-
         ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
         fixed = fixed_input_size(ds.image_path(i, m) for i in range(len(ds)) for m in ds.modalities)
     sw = resolve_switches(dev.type, bool(c["deterministic"]), fixed)
@@ -34,17 +38,12 @@ def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path)
 def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.device, dataset_json: Path,
                  pre: Mapping[str, Any]) -> Any:
     """fp16's GradScaler, its initial scale fitted to the loss normalisation and batch pixels (precision.py)."""
-    from fcnlib.runtime.precision import make_scaler
-
     if amp != torch.float16:
         return None
-    from fcnlib.data import SegDataset
-    from fcnlib.files.io import image_size
 
     ds = SegDataset(dataset_json, c["train_split"], c["modalities"])
     w, h = image_size(ds.image_path(0), fix="check the prepared dataset")  # the first stands for the split
     pixels = int(c["recipe"]["batch_size"]) * w * h * float(c["loss_sampling"])
-    from fcnlib.runtime.precision import input_range
 
     rng = max(input_range(p) for p in pre.values()) if pre else 1.0
     return make_scaler(amp, dev, c["recipe"]["loss"], int(pixels), rng)
@@ -52,10 +51,6 @@ def _make_scaler(c: Mapping[str, Any], amp: torch.dtype | None, dev: torch.devic
 
 def _batch_bytes(ds: Any, batch_size: int) -> int:
     """Bytes of one collated batch, from the first image's header (the split's typical size)."""
-    from fcnlib.errors import DataError
-    from fcnlib.files.io import image_size
-    from fcnlib.train.loader import batch_nbytes
-
     try:
         w, h = image_size(ds.image_path(0))
     except (DataError, IndexError):
@@ -80,8 +75,6 @@ def _channels(modalities: Sequence[str]) -> int:
 
 def _rgb_for_dataset(pre: Any, dataset_name: str) -> Any:
     """Caffe-style ImageNet weights on NYUD / SIFT Flow: use the dataset's own mean, as the authors did."""
-    from fcnlib.models.preprocessing import NYUD_RGB_CAFFE, SIFTFLOW_CAFFE
-
     if pre.channel_order == "BGR" and pre.std is None and pre.scale == 255.0:
         name = dataset_name.lower()
         if name.startswith("nyud"):
@@ -99,8 +92,6 @@ def _preprocessing_from_imagenet(imagenet_pre: Any, modalities: Sequence[str], d
     mean expressed in their 0–1, std-normalised units, so the first layer sees inputs of the scale it
     was trained on; depth: log-depth minus its mean.
     """
-    from fcnlib.models.preprocessing import DEPTH_LOG, HHA, Preprocessing
-
     out = {}
     for m in modalities:
         if m == "rgb":
@@ -117,8 +108,6 @@ def _preprocessing_from_imagenet(imagenet_pre: Any, modalities: Sequence[str], d
 
 def _fuse_trained(cfg: Mapping[str, Any]) -> tuple[nn.Module, dict, dict[str, Any]]:
     """Init kind late_fusion: the two trained nets of init.paths, summed (modalities = theirs, in order)."""
-    from fcnlib.models import build_late_fusion, load_model
-
     mods = cfg["modalities"]
     a_path, b_path = (Path(p) for p in cfg["init"]["paths"])
     net_a, meta_a = load_model(a_path, "cpu")
@@ -135,15 +124,6 @@ def _fuse_trained(cfg: Mapping[str, Any]) -> tuple[nn.Module, dict, dict[str, An
 
 def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, dict, dict[str, Any]]:
     """Model + {modality: Preprocessing} + arch meta, initialised as cfg["init"] says."""
-    from fcnlib.models import (
-        build_fcn,
-        build_late_fusion,
-        freeze_except_score,
-        init_from_imagenet,
-        load_model,
-        staged_init,
-    )
-
     arch_cfg = cfg["arch"]
     init = cfg["init"]
     mods = cfg["modalities"]
@@ -185,7 +165,6 @@ def build_model(cfg: Mapping[str, Any], dataset_name: str) -> tuple[nn.Module, d
                 raise ConfigError(f"train config of {cfg['experiment']}: parent {init['path']} was trained "
                                   f"on {pmeta.modalities} but this stage uses {mods}")
         else:  # "none": random init (tests, ablations); preprocessing from the cfg or plain 0–1 scaling
-            from fcnlib.models.preprocessing import Preprocessing
 
             pre = dict(init.get("preprocessing") or {})
             for m in mods:
@@ -212,8 +191,6 @@ def freeze_upsampling(model: nn.Module) -> list[str]:
     never learns — lr_mult 0 in the authors' net.py, re-set by surgery.interp in solve.py after the parent's
     weights are copied, so a parent's learned 2× kernels are not carried over. Frozen = requires_grad False
     (left out of the optimizer; fcnlib.models may run such layers as grouped convs). Returns their names."""
-    from fcnlib.models.fcn import bilinear_
-
     names = []
     for name, mod in model.named_modules():
         w = getattr(mod, "weight", None)
@@ -225,8 +202,6 @@ def freeze_upsampling(model: nn.Module) -> list[str]:
 
 
 def _as_pre(p: Any) -> Any:
-    from fcnlib.models.preprocessing import Preprocessing
-
     return p if isinstance(p, Preprocessing) else Preprocessing.from_dict(p)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-from fcnlib.files.io import atomic_write_text
+from fcnlib.files.io import atomic_write_text, sha256_file
 
 
 class _Log:
@@ -77,10 +78,6 @@ class _RankLog(_Log):
 def inputs_hash(files: Sequence[Path]) -> str:
     """sha256 over the content of every file a run reads (names and bytes): a resume checkpoint counts
     only for the very inputs it was trained on, whatever their paths' mtimes say."""
-    import hashlib
-
-    from fcnlib.files.io import sha256_file
-
     h = hashlib.sha256()
     for f in files:
         h.update(f"{f}\0{sha256_file(f)}\n".encode())

@@ -1,4 +1,5 @@
-"""Data-parallel plumbing for the trainer (torch.distributed), kept out of fcnlib.train.
+"""Data-parallel plumbing for the trainer (torch.distributed); how many ranks a job runs is decided by
+fcnlib.pipeline.experiment.run_training.
 
 * Rendezvous from the environment: torchrun's (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) or, inside
   an `srun` step, SLURM's (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, first host of
@@ -17,6 +18,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import datetime
 import importlib
 import json
 import os
@@ -32,8 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fcnlib.errors import ConfigError
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from fcnlib.errors import ConfigError, FcnError
 from fcnlib.files.envcaps import env_float, env_int
+from fcnlib.runtime.compute import resolve_device
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,8 +90,6 @@ class Dist:
     """rank/world plus the few collectives the trainer needs; with world 1 every call is a no-op."""
 
     def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, device: Any = "cpu") -> None:
-        import torch
-
         self.rank, self.world, self.local_rank = rank, world, local_rank
         self.device = torch.device(device)
         # gloo reduces CPU tensors; nccl needs them on the rank's GPU
@@ -101,7 +107,6 @@ class Dist:
         """In-place sum/max of a tensor over ranks (returned on its own device)."""
         if not self.active:
             return t
-        import torch.distributed as dist
 
         buf = t.to(self.comm_device)
         dist.all_reduce(buf, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
@@ -111,7 +116,6 @@ class Dist:
         """The largest of one integer over ranks (e.g. the signal one rank received)."""
         if not self.active:
             return value
-        import torch
 
         return int(self.all_reduce(torch.tensor([value], dtype=torch.int64), "max").item())
 
@@ -119,7 +123,6 @@ class Dist:
         """Rank 0's picklable `obj` on every rank."""
         if not self.active:
             return obj
-        import torch.distributed as dist
 
         box = [obj]
         dist.broadcast_object_list(box, src=0, device=self.comm_device)
@@ -129,7 +132,6 @@ class Dist:
         """[rank 0's obj, rank 1's obj, …] on every rank."""
         if not self.active:
             return [obj]
-        import torch.distributed as dist
 
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
@@ -137,8 +139,6 @@ class Dist:
 
     def barrier(self) -> None:
         if self.active:
-            import torch.distributed as dist
-
             if self.comm_device.type == "cuda":
                 dist.barrier(device_ids=[self.comm_device.index or 0])
             else:
@@ -148,7 +148,6 @@ class Dist:
         """DistributedDataParallel with summed (not averaged) gradients; the bare model with world 1."""
         if not self.active:
             return model
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         ddp = DDP(model, device_ids=ids)  # FCNs have no buffers (no batch norm): nothing to sync
@@ -157,16 +156,12 @@ class Dist:
 
     def close(self) -> None:
         if self.active:
-            import torch.distributed as dist
-
             if dist.is_initialized():
                 dist.destroy_process_group()
 
 
 def sum_gradients_hook(process_group, bucket):  # noqa: ANN001, ANN201 - DDP rejects non-GradBucket hints
     """DDP communication hook: all-reduce SUM without DDP's division by the world size."""
-    import torch.distributed as dist
-
     fut = dist.all_reduce(bucket.buffer(), group=process_group, async_op=True).get_future()
     return fut.then(lambda f: f.value()[0])
 
@@ -177,19 +172,12 @@ def setup(device: str | Any = "auto") -> tuple[Dist, Any]:
     Returns (Dist, device for this rank): an explicit device is kept; "auto" means cuda:LOCAL_RANK with
     CUDA, else CPU. A world > 1 with a CPU device uses gloo.
     """
-    import torch
-
     w = world_from_env()
     if w.world <= 1:
         return Dist(), device
-    from fcnlib.runtime.compute import resolve_device
-
     dev = resolve_device(device, index=w.local_rank)  # "auto": this rank's GPU (or the CPU)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    import datetime
-
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(
@@ -299,62 +287,9 @@ def slurm_job_tasks(env: Mapping[str, str] | None = None) -> int:
     return int(m.group(1)) if m else 1
 
 
-def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
-                 log_path: str | os.PathLike, device: str = "auto", gpus: int = 0) -> bool:
-    """What the training rule runs, unchanged between 1 and N GPUs: `fcnlib.train.train` in the right
-    number of processes, each on its own claimed GPU.
-
-    * Already one rank of a group (torchrun, or an srun step of several tasks): train as that rank.
-    * A SLURM batch allocation of several tasks (profiles/slurm, multi-node): `srun` the ranks.
-    * Otherwise: claim `gpus` free GPUs of this box (fcnlib.runtime.devices; none on a CPU box or under SLURM,
-      which has bound them already) and run max(1, gpus) ranks here — one in this process, or N workers.
-    Exits with the workers' status (143 after a SIGTERM checkpoint) when it is not 0. Returns whether
-    this process is rank 0 (the one that may move the outputs into place).
-    """
-    from fcnlib.runtime import devices as fcndev
-
-    kwargs = {"cfg": dict(cfg), "out_weights": str(out_weights), "resume_path": str(resume_path),
-              "log_path": str(log_path), "device": device}
-    w = world_from_env()
-    if w.world > 1:
-        from fcnlib.train import train
-
-        train(**kwargs)
-        return w.rank == 0
-    n = max(1, int(gpus))
-    tasks = slurm_job_tasks()
-    if tasks > 1:
-        if tasks != n:
-            raise ConfigError(f"SLURM_NTASKS={tasks} but this net trains on gpu={n}: the update's batch is split "
-                              f"by the config's GPU count; set the experiment's gpu (or resources.gpu) to {tasks} "
-                              f"or the profile's tasks to {n}")
-        print(f"fcn train: {tasks} SLURM tasks (srun), one rank each", file=sys.stderr)
-        status = launch(tasks, "fcnlib.train:train", kwargs, spec_dir=Path(resume_path).parent, srun=True)
-    else:
-        with fcndev.claimed(n if str(device) != "cpu" else 0) as claim:
-            devs = claim.devices(device)
-            devs = devs * n if len(devs) == 1 else devs
-            if claim.ids:
-                print(f"fcn train: GPU(s) {claim.ids} claimed → {devs}", file=sys.stderr)
-            if n == 1:
-                from fcnlib.train import train
-
-                train(**{**kwargs, "device": devs[0]})
-                return True
-            import torch
-
-            status = launch(n, "fcnlib.train:train", kwargs, devices=devs,
-                            threads=max(1, torch.get_num_threads() // n))
-    if status:
-        raise SystemExit(status)
-    return True
-
-
 def _term_with_parent() -> None:
     """Linux: a worker gets SIGTERM (checkpoint, exit) if the launcher dies, even of SIGKILL."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -374,8 +309,6 @@ def _has_fd(stream: Any) -> bool:
 
 def _worker(spec_path: str) -> int:
     """One worker: call the target with the spec's kwargs; FcnError → one line, status 1."""
-    from fcnlib.errors import FcnError
-
     spec = json.loads(Path(spec_path).read_text())
     mod, _, fn = spec["target"].partition(":")
     kwargs = dict(spec["kwargs"])
@@ -383,8 +316,6 @@ def _worker(spec_path: str) -> int:
         kwargs["device"] = os.environ["FCN_WORKER_DEVICE"]
     try:
         if os.environ.get("FCN_WORKER_THREADS"):
-            import torch
-
             torch.set_num_threads(env_int("FCN_WORKER_THREADS", 1, "threads"))
         getattr(importlib.import_module(mod), fn)(**kwargs)
     except FcnError as e:

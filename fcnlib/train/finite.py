@@ -1,8 +1,9 @@
 """Finite numbers in training: settings checked up front, loss and gradients before every optimizer step,
 weights before every checkpoint and weights.pt — without a host sync per step on CUDA.
 
-Why: a NaN `weight_decay` used to pass, a NaN loss was noticed only after `opt.step()` (so the last
-checkpoint already held NaN and a rerun resumed from it), and `float(loss)` each step stalled the GPU queue.
+Why: a NaN setting (e.g. `weight_decay`) trains a net of NaNs; a NaN loss seen only after `opt.step()` would
+leave the last checkpoint holding NaN (and a rerun would resume from it); `float(loss)` each step stalls the GPU
+queue.
 
 How (`StepGuard.step(loss, it)` replaces `opt.step()`):
 * The loss stays on the device; its window sum is fetched at the log interval (`poll`), one sync there.

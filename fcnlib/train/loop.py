@@ -14,10 +14,18 @@ from typing import Any
 
 import torch
 
+from fcnlib.data import SegDataset
 from fcnlib.errors import ConfigError
 from fcnlib.files.io import IGNORE_INDEX, atomic_save_torch, read_json
+from fcnlib.models import ModelMeta, save_model
+from fcnlib.progress import progress
+from fcnlib.runtime.allocator import tune_malloc
+from fcnlib.runtime.compute import resolve_runtime
+from fcnlib.train import distributed
 from fcnlib.train.build import _batch_bytes, _make_optimizer, _make_scaler, _setup_backends, build_model
 from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, inputs_hash, load_checkpoint
+from fcnlib.train.finite import StepGuard, check_model_finite, optimizer_kwargs, state_nonfinite
+from fcnlib.train.loader import apply_shm_plan, collate_shared, raw_ok, shm_plan
 from fcnlib.train.loss import _accumulated_step, median_frequency_weights
 from fcnlib.train.sampling import (
     _Batches,
@@ -71,10 +79,6 @@ class _Run:
 
     def __init__(self, c: dict[str, Any], out_weights: Path, resume_path: Path, log_path: Path,
                  device: str) -> None:
-        from fcnlib.runtime.allocator import tune_malloc
-        from fcnlib.runtime.compute import resolve_runtime
-        from fcnlib.train import distributed
-
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
         self.r = c["recipe"]
         self.seed = int(c["seed"])
@@ -96,8 +100,6 @@ class _Run:
         self._datasets()
 
     def _build(self) -> None:
-        from fcnlib.train.finite import optimizer_kwargs
-
         c = self.c
         _seed_everything(self.seed)
         self.model, self.pre, self.arch_meta = build_model(c, self.dataset_name)
@@ -112,9 +114,6 @@ class _Run:
         self.scaler = _make_scaler(c, self.amp, self.dev, self.dataset_json, self.pre)
 
     def _datasets(self) -> None:
-        from fcnlib.data import SegDataset
-        from fcnlib.train.loader import raw_ok
-
         c, seed = self.c, self.seed
         aug = c["augment"] or {}
         augment = ({"mirror": bool(aug.get("mirror")), "jitter": int(aug.get("jitter") or 0), "seed": seed}
@@ -132,8 +131,6 @@ class _Run:
 
     def resume(self) -> None:
         """Continue from the resume checkpoint when it is this config's and finite; else from iteration 0."""
-        from fcnlib.train.finite import state_nonfinite
-
         c, resume_path = self.c, self.resume_path
         start, train_time, log_text, self.pending_val, win = 0, 0.0, "", False, [0.0, 0]
         ck = load_checkpoint(resume_path)
@@ -173,10 +170,6 @@ class _Run:
 
     def start_loop(self) -> None:
         """The log, the DDP wrapper, the step guard, the data loader and the progress bar."""
-        from fcnlib.progress import progress
-        from fcnlib.train.finite import StepGuard
-        from fcnlib.train.loader import apply_shm_plan, collate_shared, shm_plan
-
         c, r, dist, dev = self.c, self.r, self.dist, self.dev
         self.log = _Log(self.log_path, self.log_text) if dist.is_main else _RankLog(self.log_text)
         self.iter_size = int(r.get("iter_size", 1))
@@ -202,8 +195,6 @@ class _Run:
 
     def checkpoint(self, pending: bool = False) -> None:
         """Everything needed to continue exactly, atomically to resume_path (collective: every rank calls)."""
-        from fcnlib.train.finite import check_model_finite
-
         c, state, dist = self.c, self.state, self.dist
         state["win"] = list(self.guard.poll())  # raises for a non-finite step since the last poll
         check_model_finite(self.model, f"checkpoint {self.resume_path}", state["it"], c["experiment"])
@@ -314,9 +305,6 @@ class _Run:
 
     def finish(self) -> dict[str, Any]:
         """Write the weights (rank 0, finite-checked), remove the resume file; the summary dict."""
-        from fcnlib.models import ModelMeta, save_model
-        from fcnlib.train.finite import check_model_finite
-
         c, state, model = self.c, self.state, self.model
         meta = ModelMeta.create(
             self.arch_meta, c["modalities"], self.pre, _classes_meta(self.ds_meta),

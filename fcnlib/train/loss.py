@@ -15,6 +15,7 @@ from torch import nn
 
 from fcnlib.errors import ConfigError
 from fcnlib.files.io import IGNORE_INDEX
+from fcnlib.train.loader import labels_to_device, normalize_batch
 from fcnlib.train.sampling import _sampled_labels
 
 
@@ -88,8 +89,6 @@ def _accumulated_step(net: nn.Module, guard: Any, scaler: Any, micro: list[tuple
     backward, all-reduced over ranks), the 'sum' loss adds plain sums; DDP sums gradients over ranks.
     `guard` (fcnlib.train.finite.StepGuard) checks the global loss and the gradients before the update and keeps
     the loss on the device. `pres`: uint8 batches (fcnlib.train.loader) are normalised here, on the device."""
-    from fcnlib.train.loader import labels_to_device, normalize_batch
-
     ys_all = []
     for (_, y), sl in zip(micro, slots, strict=True):
         y = _sampled_labels(labels_to_device(y, dev), keep_prob, seed, it, sl, dev)

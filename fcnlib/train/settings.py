@@ -14,6 +14,8 @@ from fcnlib.errors import ConfigError
 from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
 from fcnlib.runtime.compute import AMP_CHOICES, AMP_DEFAULT, CHANNELS_LAST_CHOICES, CHANNELS_LAST_DEFAULT
+from fcnlib.runtime.precision import dtype_name
+from fcnlib.train.finite import check_finite_settings
 
 CHECKPOINT_VERSION = 1
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # the inputs a net may take
@@ -42,10 +44,9 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     r = c["recipe"]
     if not isinstance(r, Mapping) or [k for k in _RECIPE_KEYS if k not in r]:
         raise ConfigError(f"train config of {exp}: recipe must have keys {list(_RECIPE_KEYS)}, got {r!r}")
-    from fcnlib.train.finite import check_finite_settings
 
     check_finite_settings({k: c[k] for k in ("recipe", "loss_sampling", "iterations", "seed") if k in c},
-                          f"train config of {exp}")  # names the key (weight_decay: .nan used to pass)
+                          f"train config of {exp}")  # names the key: a NaN setting would train a net of NaNs
     if r["loss"] not in ("sum", "mean"):
         raise ConfigError(f"train config of {exp}: recipe.loss={r['loss']!r}; use 'sum' or 'mean'")
     if r["optimizer"] not in ("sgd", "adam"):
@@ -92,8 +93,6 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | None) -> str:
     """The settings a divergence message quotes (all of them, not only lr)."""
-    from fcnlib.runtime.precision import dtype_name
-
     keys = ("lr", "momentum", "weight_decay", "bias_lr_mult", "score_lr_mult", "loss", "batch_size")
     parts = [f"{k} {r[k]}" for k in keys if k in r]
     return "recipe: " + ", ".join(parts) + f", amp {amp_setting} ({dtype_name(amp)})"
@@ -103,8 +102,6 @@ def _settings_text(r: Mapping[str, Any], amp_setting: str, amp: torch.dtype | No
 
 
 def _dtype_name(amp: torch.dtype | None) -> str:
-    from fcnlib.runtime.precision import dtype_name
-
     return dtype_name(amp)
 
 

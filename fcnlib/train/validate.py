@@ -7,6 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcnlib.eval.inference import predict, score_dataset
+from fcnlib.models.meta import primary_head
+
 
 @torch.no_grad()
 def validate(model: nn.Module, dataset: Any, device: torch.device, amp: torch.dtype | None = None,
@@ -14,9 +17,6 @@ def validate(model: nn.Module, dataset: Any, device: torch.device, amp: torch.dt
     """The four metrics on `dataset` (one image at a time, whole images) for the primary head, plus
     `<head>_pixel_acc` for other heads: evaluation's loop (inference.score_dataset) under the training
     autocast. Returns None if `stop` was raised mid-way (preemption)."""
-    from fcnlib.eval.inference import predict, score_dataset
-    from fcnlib.models.meta import primary_head
-
     heads = list(dataset.num_classes)
     was_training = model.training
     model.eval()

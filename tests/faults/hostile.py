@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def fcn(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`fcn ARGS...` in a subprocess (the installed entry point's module), stdout and stderr apart."""
+    """`fcn ARGS...` in a subprocess (`python -m fcnlib`: what the entry point runs), stdout and stderr apart."""
     e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "fcnlib.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "fcnlib", *args], capture_output=True, text=True,
                           timeout=timeout, env=e)
 
 

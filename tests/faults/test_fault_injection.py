@@ -57,7 +57,7 @@ STAGES = [
     Stage("download", "download", "data/raw/VOCtrainval_11-May-2012.tar",
           "logs/download/VOCtrainval_11-May-2012.tar.log", from_start=True, retries=True),
     Stage("extract", "extract", "data/extracted/voc2012", "logs/extract/voc2012.log"),
-    Stage("sbd_merge", "prepare_pascal", "data/pascal/dataset.json", "logs/prepare/pascal.log",
+    Stage("sbd_merge", "prepare", "data/pascal/dataset.json", "logs/prepare/pascal.log",
           remove=("data/pascal",)),
     Stage("hha", "encode_hha", "data/nyud/hha/manifest.json", "logs/hha/encode_hha.log", remove=("data/nyud/hha",)),
     Stage("weight_conversion", "convert_weights", "data/weights/vgg16.pt", "logs/weights/vgg16.log"),

@@ -183,3 +183,91 @@ def test_bad_image_pixel_cap_blames_the_setting(tmp_path: Path, monkeypatch: pyt
         with pytest.raises(ConfigError) as ei:
             read_image(img)
         assert str(ei.value).startswith(f"FCN_MAX_IMAGE_PIXELS={v!r}") and str(img) not in str(ei.value)
+
+
+# --- sparse maps: read by tarfile in loops that the member's header does not bound ---------------------
+def _gnu_sparse_header(name: str, size: int, realsize: int, extended: bool) -> bytes:
+    """An old-GNU sparse ('S') header: one map entry in the header, more in extension blocks if
+    `extended`."""
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    h = bytearray(ti.tobuf(format=tarfile.GNU_FORMAT))
+    h[156:157] = tarfile.GNUTYPE_SPARSE
+    h[386:398] = b"%011o\0" % 0
+    h[398:410] = b"%011o\0" % size
+    h[482] = 1 if extended else 0
+    h[483:495] = b"%011o\0" % realsize
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def _extension_block(more: bool) -> bytes:
+    entry = b"%011o\0%011o\0" % (1, 1)  # offset 1, 1 byte: nonzero, so tarfile keeps every entry
+    return (entry * 21).ljust(504, b"\0") + bytes([1 if more else 0]) + bytes(7)
+
+
+def _endless_gnu_sparse(path: Path, blocks: int) -> Path:
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(_gnu_sparse_header("big.sparse", 512, 1 << 30, extended=True))
+        ext = _extension_block(True) * 2048
+        for _ in range(blocks // 2048):
+            f.write(ext)
+        f.write(_extension_block(False) + b"x" * 512 + bytes(1024))
+    return path
+
+
+SMALL = Limits(max_header=64 << 10)  # a small cap keeps the bounded work (a Python loop per entry) quick
+
+
+def test_endless_gnu_sparse_extension_blocks_refused(tmp_path: Path) -> None:
+    arc = _endless_gnu_sparse(tmp_path / "s.tar.gz", blocks=64 * 1024)  # 32 MiB of map: 1.4 M entries
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as ei:
+            safe_extract(arc, tmp_path / "out", SMALL)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MiB, f"{peak / MiB:.0f} MiB allocated before the refusal"
+    assert "metadata runs past" in str(ei.value) and "FCN_EXTRACT_MAX_HEADER_BYTES" in str(ei.value)
+
+
+def test_gnu_sparse_archive_ending_in_its_extension_blocks(tmp_path: Path) -> None:
+    """Was a raw IndexError inside tarfile (it indexes byte 504 of a short read)."""
+    arc = tmp_path / "s.tar"
+    arc.write_bytes(_gnu_sparse_header("s", 512, 4096, extended=True) + _extension_block(True)[:100])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        safe_extract(arc, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _pax_sparse(path: Path, sparse_map: bytes) -> Path:
+    ti = tarfile.TarInfo("big.sparse")
+    ti.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "big.sparse",
+                      "GNU.sparse.realsize": "1024"}
+    ti.size = len(sparse_map)
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=1) as tf:
+        tf.addfile(ti, io.BytesIO(sparse_map))
+    return path
+
+
+def test_pax_sparse_map_without_end_refused(tmp_path: Path) -> None:
+    arc = _pax_sparse(tmp_path / "s.tar.gz", b"999999999\n" + b"0\n" * (4 * MiB))  # 4 M numbers
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as ei:
+            safe_extract(arc, tmp_path / "out", SMALL)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MiB, f"{peak / MiB:.0f} MiB allocated before the refusal"
+    assert "FCN_EXTRACT_MAX_HEADER_BYTES" in str(ei.value)
+
+
+@pytest.mark.parametrize("sparse_map", [b"3\n0\n", b"x\n", b"2\n0\n1\n0\n"], ids=["short", "not a number", "cut"])
+def test_pax_sparse_map_malformed_is_corrupt(tmp_path: Path, sparse_map: bytes) -> None:
+    arc = _pax_sparse(tmp_path / "s.tar.gz", sparse_map)
+    with pytest.raises(DataError) as ei:
+        safe_extract(arc, tmp_path / "out")
+    assert str(ei.value).startswith(f"{arc}: ")

@@ -1,4 +1,4 @@
-"""Hostile archives (issue 15): each is refused with one `error: <archive>: ...; <fix>` line and nothing
+"""Hostile archives: each is refused with one `error: <archive>: ...; <fix>` line and nothing
 is written outside the target (nor at it). The library function is checked for every case; the `fcn
 extract` CLI for a few, as a user meets them. Fast: no Snakemake."""
 

@@ -1,4 +1,4 @@
-"""Non-finite numbers and unsafe names in the config (issue 15): refused with the key named, by the
+"""Non-finite numbers and unsafe names in the config: refused with the key named, by the
 library, by `fcn check-config` and (one case, since it crashed before) by `snakemake -n`. Fast except the
 single Snakemake dry run."""
 
@@ -91,7 +91,7 @@ def test_check_config_cli_yaml_nan(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_snakemake_dry_run_minutes_nan(tmp_path: Path) -> None:
-    """`minutes_per_1k_iter: .nan` used to crash `snakemake -n` in the runtime arithmetic."""
+    """`minutes_per_1k_iter: .nan` must not reach `snakemake -n`'s runtime arithmetic (it would crash there)."""
     import os
     import subprocess
     import sys

@@ -145,7 +145,7 @@ def test_extract_into_dot(tmp_path: Path, home: Path) -> None:
     """`-o .` works (was a raw OSError): merged into the current folder; a clash is one line."""
     arc = _tar(tmp_path / "a.tar", {"VOC/x.txt": b"x"})
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    run = [sys.executable, "-m", "fcnlib.cli", "extract", str(arc), "-o", "."]
+    run = [sys.executable, "-m", "fcnlib", "extract", str(arc), "-o", "."]
     r = subprocess.run(run, cwd=home, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert (home / "VOC" / "x.txt").read_bytes() == b"x" and (home / "notes.txt").exists()
@@ -284,3 +284,25 @@ def test_download_part_is_a_planted_symlink(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr, r.stderr
     assert victim.read_bytes() == b"keep" * 10
     assert r.returncode != 0 or dest.read_bytes() == BODY
+
+
+def test_download_after_a_lock_holder_was_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves the lock file but not the lock: the next download takes it, and removes the file."""
+    dest = tmp_path / "raw" / "f.bin"
+    dest.parent.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom fcnlib.files.sharedfs import locked\n"
+         "with locked(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n", str(dest)],
+        env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.kill()
+        holder.wait(30)
+    finally:
+        holder.kill()
+    assert (dest.parent / ".f.bin.lock").exists()  # left by the killed holder
+    with serve() as srv:
+        url = srv.add("/f.bin", BODY)
+        assert download([url], dest, sha256=SHA, progress=False).read_bytes() == BODY
+    assert files_under(dest.parent) == {"f.bin"}

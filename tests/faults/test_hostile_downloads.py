@@ -1,4 +1,4 @@
-"""Hostile download servers (issue 15) on loopback: endless bodies, trickles, redirects off http, spliced
+"""Hostile download servers on loopback: endless bodies, trickles, redirects off http, spliced
 resumes and lying Content-Ranges. Each is refused with one `error:` line naming the file, nothing is left
 at the destination, and (where the part could not be verified) no part file either. Fast: no Snakemake."""
 

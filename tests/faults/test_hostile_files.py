@@ -1,4 +1,4 @@
-"""Hostile and broken files (issue 15): huge-pixel images, depth maps and labels, decompression bombs,
+"""Hostile and broken files: huge-pixel images, depth maps and labels, decompression bombs,
 crafted weights (DEFLATE storages, absurd num_classes, NaN tensors), bad split ids, degenerate depth,
 a caffemodel that is a folder, a full disk under a checkpoint. Each is refused fast with one
 `error: <file>: <problem>; <fix>` line (through `fcn segment` / `fcn hha` where they are the way in) and

@@ -185,3 +185,53 @@ def test_dropped_chunked_body_resumes_from_the_part(tmp_path: Path) -> None:
         download([url], dest, sha256=SHA, progress=False)
         assert good.hits[0].range == "bytes=50000-"
     assert dest.read_bytes() == BODY
+
+
+def test_deadline_covers_a_name_lookup_that_hangs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo cannot be interrupted; a resolver that hangs (a dead DNS server) still ends at the
+    deadline, with the deadline's message."""
+    import socket as socket_mod
+
+    real = socket_mod.getaddrinfo
+    release = threading.Event()
+
+    def slow(host: str, *a: object, **k: object) -> list:
+        if host == "mirror.invalid":
+            release.wait(30)
+            raise socket_mod.gaierror("no such host")
+        return real(host, *a, **k)
+
+    monkeypatch.setattr(socket_mod, "getaddrinfo", slow)
+    dest = tmp_path / "f.bin"
+    t = time.monotonic()
+    try:
+        with pytest.raises(DownloadError) as ei:
+            download(["http://mirror.invalid/f.bin"], dest, progress=False, timeout=60,
+                     bounds=Bounds(deadline=1.0, min_rate=1))
+        assert time.monotonic() - t < 15
+    finally:
+        release.set()
+    assert "deadline" in str(ei.value) and "FCN_DOWNLOAD_DEADLINE" in str(ei.value)
+
+
+def test_ipv6_loopback_mirror_works(tmp_path: Path) -> None:
+    """Addresses come from our own lookup now: an IPv6 literal still connects (where ::1 exists)."""
+    try:
+        s = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = s.getsockname()[1]
+
+    def serve_once() -> None:
+        conn, _ = s.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(BODY) + BODY)
+
+    th = threading.Thread(target=serve_once, daemon=True)
+    th.start()
+    try:
+        out = download([f"http://[::1]:{port}/f.bin"], tmp_path / "f.bin", sha256=SHA, progress=False, retries=1)
+    finally:
+        s.close()
+    assert out.read_bytes() == BODY

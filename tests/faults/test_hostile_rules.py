@@ -1,4 +1,4 @@
-"""A few hostile inputs (issue 15) through the real Snakemake rules, planted in a copy of the reference demo
+"""A few hostile inputs through the real Snakemake rules, planted in a copy of the reference demo
 workdir as tests/faults/test_bad_inputs.py does: the job fails with one `error:` line naming the file and
 the fix, its output is absent, and nothing lands outside the extraction target. The full set of cases
 runs fast against the library and the `fcn` CLI (test_hostile_archives/_downloads/_files/_config.py)."""

@@ -114,7 +114,7 @@ def test_lock_folder_plain_file_through_the_rule_entry_point(gpus: Path) -> None
     """What a GPU job prints: one `error:` line naming the folder, no traceback (was FileExistsError)."""
     gpus.write_text("x")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    code = ("import types\nfrom fcnlib.pipeline.scripting import run\nfrom fcnlib import devices\n"
+    code = ("import types\nfrom fcnlib.pipeline.scripting import run\nfrom fcnlib.runtime import devices\n"
             "run(lambda job: devices.claim(1, 0), types.SimpleNamespace(log=[], threads=1, rule='train'))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr

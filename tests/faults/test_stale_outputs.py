@@ -114,6 +114,26 @@ def test_staged_dir_keeps_a_link_and_refuses_a_file(tmp_path: Path) -> None:
     assert f.read_text() == "mine"
 
 
+def test_staged_dir_unswappable_target_is_one_line_and_keeps_the_old_set(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from fcnlib.files import io as fio
+
+    target = tmp_path / "out"
+    with staged_dir(target) as d:
+        (d / "a.txt").write_text("old")
+
+    def mount_point(a, b):  # what renaming onto a mount point answers
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(b))
+
+    monkeypatch.setattr(fio, "_exchange", mount_point)
+    with pytest.raises(DiskError, match=r"out: cannot replace it .* mount point .*previous out is kept"), \
+            staged_dir(target) as d:
+        (d / "a.txt").write_text("new")
+    assert tree(target) == {"a.txt": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_staged_dir_mode_follows_the_umask(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)

@@ -10,7 +10,7 @@ from snakemake.logging import logger
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.facts import datasets as registry
 from fcnlib.files import layout
-from fcnlib.eval import released as fcnreleased
+from fcnlib.facts import released as fcnreleased
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
@@ -76,7 +76,7 @@ CODE = {
         "demo/scenes.py",
         "data/hha.py",
         "data/hha_geometry.py",
-        "eval/released.py",
+        "facts/released.py",
         "models/vgg.py",
         "models/alexnet.py",
         "models/googlenet.py",
@@ -116,7 +116,9 @@ CODE = {
     "report": fcncfg.code_hash(
         "report/figures.py", "report/tables.py", "facts/paper.py", "eval/evaluate.py", "eval/inference.py", "models/"
     ),
-    "released": fcncfg.code_hash("eval/released.py", "facts/paper.py", "eval/inference.py", "models/"),
+    "released": fcncfg.code_hash(
+        "facts/released.py", "eval/released.py", "report/released.py", "facts/paper.py", "eval/inference.py", "models/"
+    ),
 }
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the

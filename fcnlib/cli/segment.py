@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="weights file written by the pipeline (weights.pt)")
     add_out(p, "output folder (default: ./segmentation)", default="segmentation")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png blends")
+    p.add_argument("--follow-links", action="store_true",
+                   help="read images that links inside a given folder lead to outside it (refused by default)")
     add_device(p)
     add_progress(p)
     p.add_argument("--max-pixels", type=int, default=None,
@@ -34,6 +36,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     if seg.demo:
         print(f"warning: {args.weights} are demo weights (trained on the synthetic demo data); their labels "
               f"say nothing about real images — use weights trained on a real dataset", file=sys.stderr)
-    written = segment_paths(args.inputs, seg, args.out, overlay_png=args.overlay, progress=not args.no_progress)
+    written = segment_paths(args.inputs, seg, args.out, overlay_png=args.overlay, progress=not args.no_progress,
+                            follow_links=args.follow_links)
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0

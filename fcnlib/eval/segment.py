@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from fcnlib.errors import DataError, WeightsError
 from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference, resolve_device
-from fcnlib.files.io import PixelLimitError, atomic_write, read_image, voc_palette, write_label_png
+from fcnlib.files.io import UndecodableImage, atomic_write, read_image, voc_palette, write_label_png
+from fcnlib.files.paths import file_kind, inside
 from fcnlib.models.meta import primary_head
 
 if TYPE_CHECKING:
@@ -30,21 +31,36 @@ PathLike = str | os.PathLike
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def collect_inputs(inputs: Sequence[PathLike]) -> list[Path]:
-    """Files as given (any extension: a non-image fails clearly when read) + image files of directories."""
+def collect_inputs(inputs: Sequence[PathLike], follow_links: bool = False) -> list[Path]:
+    """Files as given (any extension: a non-image fails clearly when read) + image files of directories.
+    Inside a directory, a link to a file outside it is refused naming the link (the path policy,
+    fcnlib.files.paths.inside) unless `follow_links`; a file reached twice is segmented once."""
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS and q.is_file())
             if not found:
                 raise DataError(f"{p}: directory holds no images ({', '.join(IMAGE_EXTS)}); "
                                 f"pass image files or another directory")
+            if not follow_links:
+                for q in found:
+                    if q.is_symlink():
+                        inside(p, q.name, "image", "pass that file itself, or --follow-links to read what links "
+                                                   "in the folder lead to")
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise DataError(f"{p}: {file_kind(p)}, not an image file; pass image files or folders of images")
         else:
             raise DataError(f"{p}: no such file or directory; check the path")
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for q in out:
+        if q.resolve() not in seen:
+            seen.add(q.resolve())
+            unique.append(q)
+    return unique
 
 
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -126,7 +142,7 @@ def _image_array(image: Any, modality: str, channels: int) -> np.ndarray:
         if channels != 3:
             raise DataError(f"Segmenter: {modality} from {image}: pass depth as an H×W array in millimetres, not "
                             f"a file (depth PNGs store no unit)")
-        return read_image(image)
+        return read_image(image, orient=True)  # a photo as viewers show it (EXIF orientation)
     if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
         image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
@@ -197,12 +213,29 @@ def _out_names(paths: list[Path]) -> list[str]:
     return [p.name if p.stem in dup else p.stem for p in paths]
 
 
+def _check_outputs(paths: list[Path], names: list[str], heads: Sequence[str], main: str, overlay_png: bool,
+                   out_dir: Path) -> None:
+    """Refuse, before anything is written, two inputs whose outputs would be the same file (d1/a.jpg and
+    d2/a.jpg; a.png and a_overlay.png with --overlay), naming both: one would silently replace the other."""
+    owner: dict[str, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        outs = [f"{name}.png"] + [f"{name}_{h}.png" for h in heads if h != main]
+        outs += [f"{name}_overlay.png"] if overlay_png else []
+        for o in outs:
+            if o in owner:
+                raise DataError(f"{path}: its output {out_dir / o} would also be written for {owner[o]}; "
+                                f"segment the two into separate --out folders (or rename one)")
+            owner[o] = path
+
+
 def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out_dir: PathLike, *,
                   overlay_png: bool = False, device: str | torch.device = "auto",
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, follow_links: bool = False) -> list[Path]:
     """Segment every input image with `weights` (a file, or a loaded Segmenter: then `device` is its own);
-    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend)."""
-    paths = collect_inputs(inputs)
+    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend). Links in a
+    given folder that lead outside it are refused unless `follow_links`; photos are read as viewers show
+    them (EXIF orientation)."""
+    paths = collect_inputs(inputs, follow_links)
     seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device)
     weights = seg.weights
     if seg.modalities != ["rgb"]:
@@ -211,13 +244,13 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out
                            f"inputs, or `fcn evaluate` on a prepared dataset that has {seg.modalities}")
     out_dir = Path(out_dir)
     written = []
-    for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
+    names = _out_names(paths)
+    _check_outputs(paths, names, seg.heads, seg.main, overlay_png, out_dir)
+    for path, name in tqdm(list(zip(paths, names, strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:
-            image = read_image(path)
-        except PixelLimitError:
-            raise
-        except DataError:
+            image = read_image(path, orient=True)  # as viewers show a photo (EXIF orientation)
+        except UndecodableImage:
             raise DataError(f"{path}: not an image that can be decoded (truncated, or another kind of file); "
                             f"pass JPEG/PNG/BMP/TIFF/WebP images to fcn segment") from None
         try:

@@ -21,12 +21,13 @@ from typing import Any
 
 import yaml
 
-from fcnlib.errors import ConfigError
+from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts import datasets as registry
 from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
 from fcnlib.facts.released import config_problems as released_problems
 from fcnlib.files import layout
+from fcnlib.files.paths import regular_file
 
 #: fcnlib's folder: code hashes name files relative to it
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -36,17 +37,86 @@ SCHEMA_PATH = Path(str(importlib.resources.files(__package__).joinpath("config.s
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
 
 
+#: Bounds on any YAML file read here (configs are ~20 KB, ~2,000 values): checked before the document
+#: is built, so a small file of nested aliases ("billion laughs") or a huge one costs nothing.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # values counted as the document expands (an alias counts its whole target)
+MAX_YAML_DEPTH = 64
+
+
+def _yaml_expanded_size(node: yaml.Node, source: str | Path) -> int:
+    """Values the composed `node` stands for once every alias is expanded, computed once per distinct node
+    (so in time linear in the file) and refused past MAX_YAML_NODES or MAX_YAML_DEPTH, or if recursive."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(node, 0, False)]
+    open_: set[int] = set()
+    while stack:
+        n, depth, done = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: YAML nested over {MAX_YAML_DEPTH} levels; a config is a few levels "
+                              f"deep — simplify the file")
+        kids = ([c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode)
+                else list(n.value) if isinstance(n, yaml.SequenceNode) else [])
+        if done:
+            open_.discard(id(n))
+            size[id(n)] = 1 + sum(size[id(c)] for c in kids)
+            if size[id(n)] > MAX_YAML_NODES:
+                raise ConfigError(f"{source}: YAML expands to over {MAX_YAML_NODES} values (aliases repeating "
+                                  f"aliases); a config holds a few thousand — write the values out or drop "
+                                  f"the nested aliases")
+            continue
+        if id(n) in size:
+            continue
+        if id(n) in open_:
+            raise ConfigError(f"{source}: YAML alias refers to a value that contains it (a recursive "
+                              f"structure); a config cannot hold one — remove that alias")
+        open_.add(id(n))
+        stack.append((n, depth, True))
+        stack.extend((c, depth + 1, False) for c in kids if id(c) not in size)
+    return size[id(node)]
+
+
 def load_yaml(path: str | Path) -> Any:
-    """safe_load only: a YAML file with python tags is refused, naming the file."""
+    """The one YAML reader: safe constructors only (a python tag is refused, naming the file), UTF-8, at
+    most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
+    — each refused with one ConfigError naming the file before the document is built."""
     try:
-        with open(path) as f:
-            # the C loader is as strict as safe_load (same constructors) and ~8× faster
-            return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        regular_file(path, "config file")
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file; give the YAML file inside it") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); check the path and its "
+                          f"permissions") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: over {MAX_YAML_BYTES} bytes; a config is a few KB — is this the right "
+                          f"file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); save it "
+                          f"as UTF-8") from None
+    # the C loader is as strict as safe_load (same constructors) and ~8× faster
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _yaml_expanded_size(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not plain YAML ({str(e).splitlines()[0]}); python tags and other "
                           f"custom tags are refused — write plain values") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read; simplify the file") from None
+    finally:
+        loader.dispose()
 
 
 def deep_merge(base: dict, override: dict) -> dict:

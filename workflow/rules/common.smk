@@ -20,6 +20,13 @@ from fcnlib.errors import ConfigError
 _DEFAULT_CONFIG = Path("config/config.yaml")
 if not _DEFAULT_CONFIG.exists():  # --directory elsewhere: the default beside the Snakefile
     _DEFAULT_CONFIG = Path(workflow.main_snakefile).parent / "config" / "config.yaml"
+# Snakemake read the --configfile files with its own YAML loader: hold them to fcnlib's bounds (size, alias
+# expansion, UTF-8) before their contents are used.
+try:
+    for _f in workflow.overwrite_configfiles:
+        fcncfg.load_yaml(_f)
+except ConfigError as _e:
+    raise WorkflowError(f"invalid configuration — {_e}") from None
 _partial = "experiments" not in config
 _composed, _sources = fcncfg.compose_config(
     config, workflow.overwrite_configfiles, dict(workflow.config_settings.config), default=_DEFAULT_CONFIG

@@ -30,7 +30,7 @@ from fcnlib.files.io import (
     read_label,
     staged_dir,
 )
-from fcnlib.files.paths import inside
+from fcnlib.files.paths import inside, regular_file
 from fcnlib.models.preprocessing import Preprocessing
 
 PathLike = str | os.PathLike
@@ -101,10 +101,14 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
 
 def read_ids(path: PathLike) -> list[str]:
     """A split list: one id per line, blank lines and surrounding whitespace ignored."""
+    regular_file(path, "split list")
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; rerun the prepare rule") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: split list is not UTF-8 text ({e.reason} at byte {e.start}); rerun the prepare "
+                        f"rule or save the list as UTF-8") from None
     ids: list[str] = []
     first: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):

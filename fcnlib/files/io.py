@@ -258,12 +258,14 @@ def sha256_file(path: PathLike) -> str:
 
 
 def read_json(path: PathLike) -> Any:
+    """A JSON file the pipeline wrote; a FIFO/device/folder, undecodable or invalid one is a DataError naming it."""
+    regular_file(path, "JSON file")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e}); delete it and rerun the rule that makes it") from None
 
 

@@ -25,6 +25,7 @@ from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts import datasets as registry
 from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
+from fcnlib.facts.released import config_problems as released_problems
 from fcnlib.files import layout
 from fcnlib.files.paths import regular_file
 
@@ -337,9 +338,6 @@ def reference_problems(config: dict, source: str) -> list[str]:
         for group, names in groups.items():
             out += [f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment"
                     for n in names if n not in exps]
-
-    # numpy-free Snakefile parse: fcnlib.eval.released imports fcnlib.files.io (numpy) at its top
-    from fcnlib.eval.released import config_problems as released_problems
 
     out += released_problems(config, source)
     for name, spec in config["sources"].items():

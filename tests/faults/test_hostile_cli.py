@@ -188,3 +188,28 @@ def test_rule_scripts_one_line(tmp_path: Path, exc, capsys: pytest.CaptureFixtur
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in log.read_text(), err
     assert log.read_text().rstrip().splitlines()[-1] == lines[0]
+
+
+@pytest.mark.parametrize("what", ["dataset.json", "split list"])
+def test_evaluate_fifo_or_latin1_dataset_files(tmp_path: Path, good: dict[str, Path], what: str,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """A dataset.json or split list that is a FIFO is named (reading one would block); one in latin-1 is named."""
+    import json
+
+    root = tmp_path / "ds"
+    (root / "splits").mkdir(parents=True)
+    meta = {"name": "toy", "heads": {"sem": 21}, "classes": {"sem": [f"c{i}" for i in range(21)]},
+            "splits": {"val": {"ids": "splits/val.txt", "images": {"rgb": {"dir": "rgb", "ext": ".png"}},
+                               "labels": {"sem": {"dir": "labels", "ext": ".png"}}}}}
+    bad = root / ("dataset.json" if what == "dataset.json" else "splits/val.txt")
+    if what == "split list":
+        (root / "dataset.json").write_text(json.dumps(meta))
+    os.mkfifo(bad)
+    argv = ["evaluate", str(good["W"]), "--dataset", str(root / "dataset.json"), "--split", "val", "-o",
+            str(tmp_path / "m.json"), "--device", "cpu"]
+    err = one_error(fcn(*argv, timeout=60))
+    assert str(bad) in err and "FIFO" in err, err
+    bad.unlink()
+    bad.write_bytes("caf\xe9\n".encode("latin-1") if what == "split list" else b'{"name": "caf\xe9"}')
+    err = _main_one_error(argv, capsys)
+    assert str(bad) in err, err

@@ -7,9 +7,9 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from fcnlib.eval import released as fcnreleased
 from fcnlib.facts import datasets as registry
 from fcnlib.files import layout
+from fcnlib.facts import released as fcnreleased
 from fcnlib.pipeline import codehash as fcncode
 from fcnlib.pipeline import config as fcncfg
 from fcnlib.runtime import compute as fcncompute

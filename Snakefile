@@ -48,3 +48,7 @@ onerror:
     from fcnlib.pipeline.versioning import record_run
 
     record_run()
+
+
+# last: every rule is defined
+add_code_hashes(workflow.rules)

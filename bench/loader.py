@@ -52,9 +52,9 @@ def _dataset(root: Path, n: int, size: int) -> Path:
 
 
 def _profile_workers() -> int:
-    import yaml
+    from fcnlib.pipeline.config import load_yaml
 
-    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    prof = load_yaml(ROOT / "profiles" / "slurm" / "config.yaml")
     return int(prof["set-resources"]["train"]["cpus_per_gpu"])
 
 

@@ -34,6 +34,7 @@ PREPARE_MODULE = textwrap.dedent('''
 
     import numpy as np
 
+    from fcnlib.data.dataset import link_or_copy
     from fcnlib.files.io import IGNORE_INDEX, atomic_write_json, read_label, write_label_png
 
 
@@ -49,9 +50,10 @@ PREPARE_MODULE = textwrap.dedent('''
                 lab = read_label(raw_dir / "masks" / f"{i}.png", 10)  # raw ids 0..2 and 9
                 lab[lab == 9] = IGNORE_INDEX
                 write_label_png(out_dir / "labels" / f"{i}.png", lab)
+                link_or_copy(raw_dir / "images" / f"{i}.png", out_dir / "rgb" / f"{i}.png")  # files live inside
             (out_dir / "splits" / lst.name).write_text("\\n".join(ids) + "\\n")
             splits[lst.stem] = {"ids": f"splits/{lst.name}",
-                                "images": {"rgb": {"dir": str((raw_dir / "images").resolve()), "ext": ".png"}},
+                                "images": {"rgb": {"dir": "rgb", "ext": ".png"}},
                                 "labels": {"sem": {"dir": "labels", "ext": ".png"}}}
         atomic_write_json(out_dir / "dataset.json", {
             "name": "toyshapes", "source": source, "ignore_index": IGNORE_INDEX, "heads": {"sem": 3},

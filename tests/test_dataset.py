@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_paths import SHARED_DATA
 from PIL import Image
 
 from fcnlib.data import SegDataset, collate_pad, load_dataset_meta
@@ -15,18 +16,18 @@ from fcnlib.data.transforms import augment_pair, translate
 from fcnlib.errors import DataError
 from fcnlib.files.io import write_label_png, write_png
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-VOC_MINI = SHARED / "voc2012_mini" / "VOCdevkit" / "VOC2012"
+VOC_MINI = SHARED_DATA / "voc2012_mini" / "VOCdevkit" / "VOC2012"
 
 
 def _voc_json(tmp_path: Path) -> Path:
     if not VOC_MINI.is_dir():
         pytest.skip(f"real VOC sample data not found at {VOC_MINI}")
-    sets = VOC_MINI / "ImageSets" / "Segmentation"
-    split = {"images": {"rgb": {"dir": str(VOC_MINI / "JPEGImages"), "ext": ".jpg"}},
-             "labels": {"sem": {"dir": str(VOC_MINI / "SegmentationClass"), "ext": ".png"}}}
+    voc = VOC_MINI.resolve()
+    sets = voc / "ImageSets" / "Segmentation"
+    split = {"images": {"rgb": {"dir": str(voc / "JPEGImages"), "ext": ".jpg"}},
+             "labels": {"sem": {"dir": str(voc / "SegmentationClass"), "ext": ".png"}}}
     meta = {"name": "pascal", "source": "real", "ignore_index": 255, "heads": {"sem": 21},
-            "classes": {"sem": [f"c{i}" for i in range(21)]},
+            "classes": {"sem": [f"c{i}" for i in range(21)]}, "roots": [str(VOC_MINI.resolve())],
             "splits": {s: {"ids": str(sets / f"{s}.txt"), **split} for s in ("train", "val", "seg11valid")}}
     p = tmp_path / "dataset.json"
     p.write_text(json.dumps(meta))

@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from fcnlib.cli import main as fcn
 from fcnlib.demo import make_demo, released_caffe_blobs
 from fcnlib.errors import ConfigError, WeightsError
-from fcnlib.eval import released
+from fcnlib.eval.released import convert
+from fcnlib.facts import released
 from fcnlib.models import build_fcn, load_model
 from fcnlib.models.caffe import read_caffemodel, write_caffemodel
 from fcnlib.pipeline import config as fcncfg
+from fcnlib.report.released import build_report, render_report, write_report
 from fcnlib.report.tables import build_tables, render_markdown
 
 W = 0.0625
@@ -55,7 +57,7 @@ def test_voc_fcn8s_caffemodel_reproduces_our_logits_exactly(tmp_path, v1):
     net = _random_fcn8s()
     src = tmp_path / "fcn8s-heavy-pascal.caffemodel"
     write_caffemodel(src, _authors_blobs(net), v1=v1, packed=not v1)
-    out = released.convert(src, tmp_path / "fcn8s.pt", "voc-fcn8s", width=W)
+    out = convert(src, tmp_path / "fcn8s.pt", "voc-fcn8s", width=W)
     conv, meta = load_model(out)
     x = torch.randn(1, 3, 37, 53)  # odd sizes exercise the crops
     with torch.no_grad():
@@ -94,7 +96,7 @@ def test_every_released_standin_converts_and_runs(tmp_path):
     for name, m in released.MODELS.items():
         src = tmp_path / m.caffemodel
         write_caffemodel(src, released_caffe_blobs(name, W))
-        model, meta = load_model(released.convert(src, tmp_path / f"{name}.pt", name, width=W))
+        model, meta = load_model(convert(src, tmp_path / f"{name}.pt", name, width=W))
         x = torch.randn(1, 3 * len(m.modalities), 33, 41)
         with torch.no_grad():
             y = model(x)
@@ -111,7 +113,7 @@ def test_color_hha_is_the_authors_fused_then_upsampled_net(tmp_path):
         blobs[k] = [b * 10 for b in blobs[k]]
     src = tmp_path / "nyud-fcn32s-color-hha-heavy.caffemodel"
     write_caffemodel(src, blobs)
-    model, meta = load_model(released.convert(src, tmp_path / "c.pt", "nyud-fcn32s-color-hha", width=W))
+    model, meta = load_model(convert(src, tmp_path / "c.pt", "nyud-fcn32s-color-hha", width=W))
     assert meta["modalities"] == ["rgb", "hha"]
     assert meta["preprocessing"]["rgb"]["mean"] == pytest.approx([116.190, 97.203, 92.318])
     assert meta["preprocessing"]["hha"]["mean"] == pytest.approx([132.431, 94.076, 118.477])
@@ -137,18 +139,18 @@ def test_wrong_files_are_refused(tmp_path):
     missing = {k: v for k, v in good.items() if k != "score_pool3"}
     write_caffemodel(tmp_path / "a.caffemodel", missing)
     with pytest.raises(WeightsError, match="score_pool3"):
-        released.convert(tmp_path / "a.caffemodel", tmp_path / "a.pt", "voc-fcn8s", width=W)
+        convert(tmp_path / "a.caffemodel", tmp_path / "a.pt", "voc-fcn8s", width=W)
     write_caffemodel(tmp_path / "b.caffemodel", good)
     with pytest.raises(WeightsError, match="wrong shapes"):  # the file is at W, not at width 1
-        released.convert(tmp_path / "b.caffemodel", tmp_path / "b.pt", "voc-fcn8s", width=2 * W)
+        convert(tmp_path / "b.caffemodel", tmp_path / "b.pt", "voc-fcn8s", width=2 * W)
     write_caffemodel(tmp_path / "c.caffemodel", {**good, "score_extra": good["score_fr"]})
     with pytest.raises(WeightsError, match="score_extra"):
-        released.convert(tmp_path / "c.caffemodel", tmp_path / "c.pt", "voc-fcn8s", width=W)
+        convert(tmp_path / "c.caffemodel", tmp_path / "c.pt", "voc-fcn8s", width=W)
     atonce = released_caffe_blobs("voc-fcn8s-atonce", W)
     atonce["scale_pool4"] = [np.array([1.0], np.float32)]
     write_caffemodel(tmp_path / "d.caffemodel", atonce)
     with pytest.raises(WeightsError, match="scale_pool4"):
-        released.convert(tmp_path / "d.caffemodel", tmp_path / "d.pt", "voc-fcn8s-atonce", width=W)
+        convert(tmp_path / "d.caffemodel", tmp_path / "d.pt", "voc-fcn8s-atonce", width=W)
     assert not any(tmp_path.glob("*.pt"))
 
 
@@ -185,7 +187,7 @@ def test_report_sets_ours_beside_the_readme(tmp_path):
     recs = [{"name": "voc-fcn8s", "metrics": _metrics(0.6551, "real")},
             {"name": "siftflow-fcn16s", "metrics": {**_metrics(0.39, "real", geo=0.94), "split": "test",
                                                     "dataset": "siftflow"}}]
-    data = released.write_report(recs, {"config": "paper", "source": "real", "width": 1.0},
+    data = write_report(recs, {"config": "paper", "source": "real", "width": 1.0},
                                  tmp_path / "r.md", tmp_path / "r.json")
     row = data["rows"][0]
     assert row["readme_mean_iu"] == 65.51 and row["ours"]["mean_iu"] == pytest.approx(65.51)
@@ -195,10 +197,10 @@ def test_report_sets_ours_beside_the_readme(tmp_path):
     assert "| voc-fcn8s | fcn8s-heavy-pascal.caffemodel | pascal/seg11valid (736) |" in md
     assert "65.51" in md and "DEMO" not in md
     assert json.loads((tmp_path / "r.json").read_text()) == data
-    demo = released.build_report([{"name": "voc-fcn8s", "metrics": _metrics(0.1)}], {"source": "demo"})
-    assert "DEMO" in released.render_report(demo)
+    demo = build_report([{"name": "voc-fcn8s", "metrics": _metrics(0.1)}], {"source": "demo"})
+    assert "DEMO" in render_report(demo)
     with pytest.raises(ConfigError, match="DEMO"):
-        released.build_report([{"name": "voc-fcn8s", "metrics": _metrics(0.1)}], {"source": "real"})
+        build_report([{"name": "voc-fcn8s", "metrics": _metrics(0.1)}], {"source": "real"})
 
 
 def test_table2_released_column_is_our_score():
@@ -253,6 +255,6 @@ def test_released_width_is_read_from_the_blobs(tmp_path, name, capsys):
     model, meta = load_model(tmp_path / "auto.pt")
     arch = meta["arch"]["members"][0] if meta["arch"].get("fusion") else meta["arch"]
     assert arch["width"] == W
-    given, given_meta = load_model(released.convert(src, tmp_path / "given.pt", name, width=W, data_source="demo"))
+    given, given_meta = load_model(convert(src, tmp_path / "given.pt", name, width=W, data_source="demo"))
     assert all(torch.equal(v, given.state_dict()[k]) for k, v in model.state_dict().items())
     assert given_meta.is_demo and not meta.is_demo  # a demo stand-in says so (fcn segment warns)

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from fcnlib import __version__
-from fcnlib.errors import FcnError
+from fcnlib.errors import one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fcnlib.cli.train", "train one experiment of a config, as the workflow's train rule"),
@@ -51,12 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.cli(rest) or 0)
-    except FcnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - mapped to one line where it is an input/OS failure, else re-raised
+        err = one_line(e)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from fcnlib.cli.options import add_out
 from fcnlib.errors import WeightsError
-from fcnlib.eval import released
+from fcnlib.eval.released import convert
+from fcnlib.facts import released
 from fcnlib.models.caffe import read_caffemodel, sniff_format
 from fcnlib.models.fcn import BACKBONES
 from fcnlib.models.surgery import FORMATS, convert_imagenet_file
@@ -44,7 +45,7 @@ def cli(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     name = a.released or released.by_caffemodel(a.src)
     if name is not None:
-        out = released.convert(a.src, a.out, name, a.width)
+        out = convert(a.src, a.out, name, a.width)
     else:
         try:
             out = convert_imagenet_file(a.src, a.out, a.backbone, a.fmt, a.width)

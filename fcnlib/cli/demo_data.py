@@ -23,7 +23,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--parts", nargs="+", default=list(ALL_PARTS), choices=ALL_PARTS,
                     help="which datasets/weights to write (default: all)")
     ap.add_argument("--released", nargs="*", default=[], metavar="NAME",
-                    help="released models to write stand-in caffemodels for (fcnlib.eval.released.MODELS)")
+                    help="released models to write stand-in caffemodels for (fcnlib.facts.released.MODELS)")
     a = ap.parse_args(argv)
     replaced_out(a.out, "manifest.json", "fcn demo-data")
     man = make_demo(a.out, seed=a.seed, width=a.width, n_train=a.n_train, n_val=a.n_val,

@@ -16,10 +16,13 @@ def _parse_intrinsics(text: str) -> Camera:
         vals = [float(v) for v in text.split(",")]
     except ValueError:
         vals = []
-    if len(vals) != 4 or min(vals[:2]) <= 0:
+    if len(vals) != 4:
         raise ConfigError(f"--intrinsics {text!r}: expected fx,fy,cx,cy (pixels, fx and fy > 0, "
                           f"cx/cy 1-based as in the NYU toolbox), e.g. 518.8579,519.4696,325.5824,253.7362")
-    return Camera(*vals)
+    try:
+        return Camera(*vals)
+    except ConfigError as e:
+        raise ConfigError(f"--intrinsics {text!r}: {e}") from None
 
 
 def cli(argv: list[str] | None = None) -> int:

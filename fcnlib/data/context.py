@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.io import loadmat
 
 from fcnlib.data.dataset import link_or_copy, read_ids, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import REGISTRY
-from fcnlib.files.io import atomic_write_json, image_size, write_label_png
+from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
+from fcnlib.files.matio import read_mat
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
@@ -87,16 +87,11 @@ def _item(args: tuple[str, str, str, str, Any]) -> str:
     out = Path(out_dir)
     link_or_copy(jpg, out / "rgb" / f"{iid}.jpg")
     dst = out / "labels" / f"{iid}.png"
-    try:
-        raw = loadmat(mat)["LabelMap"]
-    except FileNotFoundError:
-        raise DataError(f"{mat}: PASCAL-Context label of id '{iid}' not found; re-extract trainval.tar.gz") from None
-    except (KeyError, ValueError, OSError) as e:
-        raise DataError(f"{mat}: not a PASCAL-Context label (.mat with 'LabelMap'): {e}; re-extract it") from None
-    raw = np.asarray(raw)
-    if raw.min() < 0 or raw.max() >= len(lut):
-        raise DataError(f"{mat}: LabelMap values {int(raw.min())}..{int(raw.max())} outside the label list "
-                        f"(1..{len(lut) - 1}); labels.txt and trainval/ come from different releases")
+    m = read_mat(mat, f"PASCAL-Context label of id '{iid}'", "re-extract trainval.tar.gz")
+    if "LabelMap" not in m:
+        raise DataError(f"{mat}: not a PASCAL-Context label (.mat without 'LabelMap'); re-extract trainval.tar.gz")
+    raw = label_ids(mat, m["LabelMap"], 0, len(lut) - 1, "LabelMap",
+                    "labels.txt and trainval/ come from different releases, or the file is damaged")
     size = image_size(jpg, f"image of id '{iid}'", "re-extract the VOC2010 archive")
     if (raw.shape[1], raw.shape[0]) != size:
         raise DataError(f"{mat}: label size {raw.shape[1]}×{raw.shape[0]} differs from its image {jpg} "

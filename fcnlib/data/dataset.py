@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fcnlib.data.splits import unique_id
 from fcnlib.data.transforms import augment_pair, pad_to
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts.datasets import MODALITY_CHANNELS, REGISTRY, split_list_source
@@ -29,17 +30,13 @@ from fcnlib.files.io import (
     read_label,
     staged_dir,
 )
+from fcnlib.files.paths import inside, regular_file
 from fcnlib.models.preprocessing import Preprocessing
 
 PathLike = str | os.PathLike
 
 # Channels each modality contributes (concatenated in the order the caller asks for).
 _DEPTH_MODALITIES = ("depth", "rawdepth")
-
-
-def _resolve(root: Path, p: str) -> Path:
-    q = Path(p)
-    return q if q.is_absolute() else root / q
 
 
 def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
@@ -65,13 +62,34 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
     meta["root"] = str(root)
     meta.setdefault("ignore_index", IGNORE_INDEX)
     splits = {}
+    # every path a dataset.json names stays inside its folder (the path policy, fcnlib.files.paths.inside)
+    where = f"rerun the prepare rule that writes it (a dataset's files live inside its folder {root})"
+
+    # A path outside the dataset's folder is allowed only inside a folder the file names in "roots" (relative
+    # to it, or absolute): the extracted archives a prepare step reads in place (PASCAL's VOCdevkit), or
+    # data kept elsewhere — folders named on purpose, never reached by accident or by '..'.
+    roots = meta.get("roots", [])
+    if not (isinstance(roots, list) and all(isinstance(r, str) and r for r in roots)):
+        raise DataError(f"{path}: 'roots' must list folders (relative to the file, or absolute), got {roots!r}; "
+                        f"{fix}")
+    extra = [Path(os.path.normpath(root / r)) for r in roots]
+
+    def at(rel: str, what: str) -> str:
+        if not isinstance(rel, str):
+            raise TypeError(f"{what} must be a path string, got {rel!r}")
+        q = Path(os.path.normpath(root / rel))
+        for r in extra:
+            if q.is_relative_to(r):
+                return str(inside(r, q, f"{path.name}: {what}", where))
+        return str(inside(root, rel, f"{path.name}: {what}", where))
+
     for name, sp in meta["splits"].items():
         try:
             sp = {
-                "ids": str(_resolve(root, sp["ids"])),
-                "images": {m: {**spec, "dir": str(_resolve(root, spec["dir"]))}
+                "ids": at(sp["ids"], f"split '{name}' ids"),
+                "images": {m: {**spec, "dir": at(spec["dir"], f"split '{name}' {m} dir")}
                            for m, spec in sp["images"].items()},
-                "labels": {h: {**spec, "dir": str(_resolve(root, spec["dir"]))}
+                "labels": {h: {**spec, "dir": at(spec["dir"], f"split '{name}' {h} labels dir")}
                            for h, spec in sp.get("labels", {}).items()},
             }
         except (KeyError, TypeError, AttributeError) as e:
@@ -83,11 +101,16 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
 
 def read_ids(path: PathLike) -> list[str]:
     """A split list: one id per line, blank lines and surrounding whitespace ignored."""
+    regular_file(path, "split list")
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; rerun the prepare rule") from None
-    ids = []
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: split list is not UTF-8 text ({e.reason} at byte {e.start}); rerun the prepare "
+                        f"rule or save the list as UTF-8") from None
+    ids: list[str] = []
+    first: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s:
@@ -96,8 +119,10 @@ def read_ids(path: PathLike) -> list[str]:
         if s.startswith(("/", "\\")) or (len(s) > 1 and s[1] == ":") or ".." in parts or "\x00" in s:
             raise DataError(f"{path}: line {n}: id {s!r} is an absolute path or climbs out with '..' (an id names "
                             f"files inside the dataset); remove or fix that line, or rerun the prepare rule")
+        unique_id(path, s, n, first)
         ids.append(s)
     return ids
+
 
 
 class SegDataset(Dataset):
@@ -200,6 +225,9 @@ class SegDataset(Dataset):
 
     # -- loading --------------------------------------------------------------------------------
     def _check_exists(self, path: Path, i: int, what: str) -> None:
+        if path.is_symlink():  # a link planted in a dataset folder must not read a file elsewhere
+            inside(self.meta["root"], path, f"{what} of id '{self.ids[i]}'",
+                   "replace the link by the file (or a hard link), or rerun the prepare rule")
         if not path.is_file():
             raise DataError(f"{path}: {what} of id '{self.ids[i]}' (split '{self.split}' of "
                             f"{self.json_path}) is missing; rerun the prepare rule or remove the id from "

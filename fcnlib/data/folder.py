@@ -30,6 +30,7 @@ from fcnlib.files.io import (
     read_label,
     write_label_png,
 )
+from fcnlib.files.paths import inside
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
@@ -46,6 +47,8 @@ def find_images(images_dir: Path) -> tuple[dict[str, Path], str]:
     for p in sorted(images_dir.iterdir()):
         if p.suffix.lower() not in IMAGE_EXTS or not p.is_file():
             continue
+        if p.is_symlink():  # the path policy: what the folder holds, not what its links lead to
+            inside(images_dir, p.name, "image", "copy the file into the folder instead of linking it")
         if p.stem in found:
             raise DataError(f"{p}: id {p.stem!r} has two images ({found[p.stem].name}, {p.name}); keep one")
         found[p.stem] = p
@@ -75,6 +78,8 @@ def mask_to_label(path: Path, shape: tuple[int, int], num_classes: int,
     are range-checked before any narrowing)."""
     if not path.is_file():
         raise DataError(f"{path}: mask not found; every image needs masks/<id>.png")
+    if path.is_symlink():
+        inside(path.parent, path.name, "mask", "copy the file into the folder instead of linking it")
     image_size(path, "mask", "replace the mask")  # the pixel cap, from the header
     if palette is None:
         with Image.open(path) as im:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from fcnlib.data.dataset import read_ids
+from fcnlib.data.dataset import load_dataset_meta, read_ids
 from fcnlib.data.hha_geometry import (
     estimate_gravity,
     orient_normals,
@@ -34,6 +33,28 @@ class Camera:
     fy: float
     cx: float
     cy: float
+
+    def __post_init__(self) -> None:
+        # NaN/inf or a zero focal length give rays of NaN: an HHA image of constant channels, no error
+        vals = {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy}
+        bad = {k: v for k, v in vals.items()
+               if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
+               or not np.isfinite(v) or v <= 0}
+        if bad:
+            k, v = next(iter(bad.items()))
+            raise ConfigError(f"camera intrinsics {vals}: {k}={v!r} must be a finite number > 0 (pixels; cx, cy "
+                              f"1-based as in the NYU toolbox), e.g. 518.8579,519.4696,325.5824,253.7362")
+
+    @classmethod
+    def from_dict(cls, d: object, source: str | Path) -> Camera:
+        """The intrinsics a file states (a dataset.json's "camera"), checked; one DataError naming it."""
+        if not isinstance(d, dict) or set(d) != {"fx", "fy", "cx", "cy"}:
+            raise DataError(f"{source}: 'camera' must be {{fx, fy, cx, cy}} in pixels, got {d!r}; rerun the "
+                            f"prepare rule that writes it")
+        try:
+            return cls(**d)
+        except ConfigError as e:
+            raise DataError(f"{source}: {e}") from None
 
     def crop(self, left: float, top: float) -> Camera:
         """Intrinsics of the image cropped by `left` columns and `top` rows."""
@@ -192,6 +213,9 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
     """
     depth_paths = [Path(p) for p in depth_paths]
     out_dir = Path(out_dir)
+    if isinstance(depth_scale, bool) or not isinstance(depth_scale, int | float) or not 0 < depth_scale < np.inf:
+        raise ConfigError(f"depth scale {depth_scale!r}: must be a finite number of metres per depth unit > 0 "
+                          f"(0.001 for millimetres)")
     if raw_paths is not None and len(raw_paths) != len(depth_paths):
         raise ConfigError(f"{out_dir}: {len(raw_paths)} raw depth files for {len(depth_paths)} depth files; "
                           f"give one --raw-depth per depth map, in the same order")
@@ -207,15 +231,16 @@ def encode_dataset(depth_paths: list[Path], out_dir: Path, camera: Camera, depth
     return outs
 
 
-def _split_paths(dataset_json: Path, meta: dict[str, Any], modality: str) -> list[Path]:
-    """Every file of `modality` listed by any split of a dataset.json (sorted, once each)."""
-    base, paths = dataset_json.parent, set()
-    for split in meta["splits"].values():
+def _split_paths(dataset_json: Path, modality: str) -> list[Path]:
+    """Every file of `modality` listed by any split of a dataset.json (sorted, once each), read through the
+    dataset loader's reader: paths kept inside the dataset (fcnlib.files.paths.inside), ids checked."""
+    paths = set()
+    for split in load_dataset_meta(dataset_json)["splits"].values():
         spec = split["images"].get(modality)
         if spec is None:
             return []
-        for i in read_ids(base / split["ids"]):
-            paths.add(base / spec["dir"] / f"{i}{spec['ext']}")
+        for i in read_ids(split["ids"]):
+            paths.add(Path(spec["dir"]) / f"{i}{spec['ext']}")
     return sorted(paths)
 
 
@@ -227,9 +252,9 @@ def encode_nyud(dataset_json: PathLike, manifest: PathLike, camera: str = "nyu-c
     intrinsics ("camera" in dataset.json) win over the `camera` preset. Returns the manifest."""
     dataset_json, manifest = Path(dataset_json), Path(manifest)
     meta = read_json(dataset_json)
-    cam = Camera(**meta["camera"]) if "camera" in meta else CAMERAS[camera]
-    depth = _split_paths(dataset_json, meta, "depth")
-    raw = _split_paths(dataset_json, meta, "rawdepth") or None
+    cam = Camera.from_dict(meta["camera"], dataset_json) if "camera" in meta else CAMERAS[camera]
+    depth = _split_paths(dataset_json, "depth")
+    raw = _split_paths(dataset_json, "rawdepth") or None
     scale = meta["splits"][next(iter(meta["splits"]))]["images"]["depth"].get("scale_m", depth_scale)
     with staged_dir(manifest.parent) as out:
         outs = encode_dataset(depth, out, cam, float(scale), raw_paths=raw, workers=workers, progress=progress)

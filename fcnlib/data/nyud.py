@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.io import loadmat
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
 from fcnlib.data.hha import CAMERAS
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import REGISTRY
-from fcnlib.files.io import atomic_write_json, image_size, write_label_png
+from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
+from fcnlib.files.matio import read_mat
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
@@ -57,18 +57,15 @@ def _item(args: tuple[str, str, str, bool]) -> tuple[str, tuple[int, int]]:
     if has_raw:
         link_or_copy(root / "data" / "rawdepth" / f"img_{iid}.png", out / "rawdepth" / f"{iid}.png")
     dst = out / "labels" / f"{iid}.png"
-    try:
-        seg = np.asarray(loadmat(mat)["segmentation"])
-    except FileNotFoundError:
-        raise DataError(f"{mat}: label of id {iid} is missing; re-extract nyud.tar.gz") from None
-    except (KeyError, ValueError, OSError) as e:
-        raise DataError(f"{mat}: not an NYUD label .mat with key 'segmentation' ({e!r}); re-extract it") from None
+    m = read_mat(mat, f"label of id {iid}", "re-extract nyud.tar.gz")
+    if "segmentation" not in m:
+        raise DataError(f"{mat}: not an NYUD label .mat (no key 'segmentation'); re-extract nyud.tar.gz")
+    seg = np.asarray(m["segmentation"])
     if seg.ndim != 2 or (seg.shape[1], seg.shape[0]) != sizes["image"]:
         raise DataError(f"{mat}: label shape {seg.shape} does not match image {img} "
                         f"{sizes['image'][0]}×{sizes['image'][1]}; wrong file for this id")
-    if seg.min() < 0 or seg.max() > 40:
-        raise DataError(f"{mat}: label values {int(seg.min())}..{int(seg.max())} outside 0..40 (0 = void); "
-                        f"these are not the 40-class labels of Gupta et al.")
+    seg = label_ids(mat, seg, 0, 40, "label", "these are not the 40-class labels of Gupta et al. (0 = void, "
+                    "1..40) — re-extract nyud.tar.gz")
     lab = seg.astype(np.int16) - 1  # classes 1..40 → 0..39, void 0 → 255
     lab[lab < 0] = 255
     write_label_png(dst, lab.astype(np.uint8))

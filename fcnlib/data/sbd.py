@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.io import loadmat
 
 from fcnlib.errors import DataError
-from fcnlib.files.io import write_label_png
+from fcnlib.files.io import label_ids, write_label_png
+from fcnlib.files.matio import read_mat
 from fcnlib.runtime.parallel import map_parallel
 
 SBD_SUBDIR = Path("benchmark_RELEASE") / "dataset"
@@ -32,22 +32,19 @@ def find_sbd_root(sbd_dir: Path) -> Path:
 
 
 def read_sbd_cls(mat_path: Path) -> np.ndarray:
-    """Class-id map (H×W uint8, 0 = background, 1..20) of one SBD cls/*.mat file."""
+    """Class-id map (H×W uint8, 0 = background, 1..20) of one SBD cls/*.mat file (sizes checked from the
+    file's headers under the pixel cap before decompressing; ids integral and in range)."""
+    fix = "the file is truncated or not SBD's — delete benchmark.tgz and its extracted folder and rerun"
+    mat = read_mat(mat_path, "SBD label file", fix)
     try:
-        seg = loadmat(mat_path)["GTcls"][0]["Segmentation"][0]
-    except FileNotFoundError:
-        raise DataError(f"{mat_path}: SBD label file not found; the SBD archive was extracted "
-                        f"incompletely — delete the extracted folder and rerun the extract rule") from None
-    except (KeyError, IndexError, ValueError, TypeError, OSError) as e:
-        raise DataError(f"{mat_path}: not an SBD GTcls .mat file ({type(e).__name__}: {e}); the file is "
-                        f"truncated — delete benchmark.tgz and its extracted folder and rerun") from None
+        seg = mat["GTcls"][0]["Segmentation"][0]
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise DataError(f"{mat_path}: not an SBD GTcls .mat file ({type(e).__name__}: {e}); {fix}") from None
     seg = np.asarray(seg)
     if seg.ndim != 2 or seg.size == 0:
         raise DataError(f"{mat_path}: GTcls.Segmentation has shape {seg.shape}, expected H×W")
-    if seg.max() > 20 or seg.min() < 0:
-        raise DataError(f"{mat_path}: class ids {int(seg.min())}..{int(seg.max())} outside 0..20; not an "
-                        f"SBD class label file")
-    return seg.astype(np.uint8)
+    return label_ids(mat_path, seg, 0, 20, "GTcls.Segmentation", "not an SBD class label file (ids 0..20): "
+                     + fix).astype(np.uint8)
 
 
 def _convert_one(args: tuple[str, str]) -> str:

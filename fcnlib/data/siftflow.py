@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.io import loadmat
 
 from fcnlib.data.dataset import link_or_copy, read_ids, resolve_lists, staged_prepare, write_split_lists
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import REGISTRY
-from fcnlib.files.io import atomic_write_json, image_size, write_label_png
+from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
+from fcnlib.files.matio import read_mat
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
@@ -41,13 +41,13 @@ def find_siftflow_root(raw_dir: PathLike) -> Path:
     raise DataError(f"{raw_dir}: no Images/{SUBDIR} inside; extract SiftFlowDataset.zip there")
 
 
-def _load_S(path: Path, iid: str, kind: str) -> np.ndarray:
-    try:
-        return np.asarray(loadmat(path)["S"]).astype(np.int32)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {kind} label of '{iid}' is missing; re-extract SiftFlowDataset.zip") from None
-    except (KeyError, ValueError, OSError) as e:
-        raise DataError(f"{path}: not a SIFT Flow label .mat with key 'S' ({e!r}); re-extract it") from None
+def _load_S(path: Path, iid: str, kind: str, lo: int, hi: int) -> np.ndarray:
+    """Label ids lo..hi of a SIFT Flow label .mat (key 'S'), checked integral and in range."""
+    fix = "re-extract SiftFlowDataset.zip"
+    mat = read_mat(path, f"{kind} label of '{iid}'", fix)
+    if "S" not in mat:
+        raise DataError(f"{path}: not a SIFT Flow label .mat (no key 'S'); {fix}")
+    return label_ids(path, mat["S"], lo, hi, f"{kind} label", f"not a SIFT Flow {kind} label — {fix}").astype(np.int32)
 
 
 def sem_to_train(s: np.ndarray) -> np.ndarray:
@@ -74,12 +74,9 @@ def _item(args: tuple[str, str, str]) -> str:
                                              ("geometric", "GeoLabels", -1, 3, geo_to_train, "geo")):
         dst = out / f"labels_{head}" / f"{iid}.png"
         src = root / folder / SUBDIR / f"{iid}.mat"
-        s = _load_S(src, iid, kind)
+        s = _load_S(src, iid, kind, lo, hi)
         if s.shape != (h, w):
             raise DataError(f"{src}: label size {s.shape[1]}×{s.shape[0]} differs from image {jpg} {w}×{h}")
-        if s.size and (s.min() < lo or s.max() > hi):
-            raise DataError(f"{src}: {kind} label values {int(s.min())}..{int(s.max())} outside {lo}..{hi}; "
-                            f"not a SIFT Flow {kind} label")
         write_label_png(dst, conv(s))
     return iid
 

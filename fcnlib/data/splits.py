@@ -15,6 +15,7 @@ from pathlib import Path
 from fcnlib.errors import DataError
 from fcnlib.facts.paper import SPLIT_SIZES
 from fcnlib.files.io import atomic_write_text
+from fcnlib.files.paths import regular_file
 
 #: Sizes of the real splits (the paper's in fcnlib.facts.paper; the two VOC lists are the official counts).
 REAL_SIZES: dict[str, int] = {
@@ -33,19 +34,32 @@ TRAIN_VAL_PAIRS: tuple[tuple[str, str], ...] = (
 
 def read_id_list(path: os.PathLike | str) -> list[str]:
     """Ids from a split list: one per line; also accepts 'JPEGImages/<id>.jpg Seg.../<id>.png' lines."""
+    regular_file(path, "split list")
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; check that the archive was extracted completely "
                         f"(delete the extracted folder and rerun the extract rule)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read split list ({e}); delete it and rerun") from None
-    ids = []
-    for line in text.splitlines():
+    ids: list[str] = []
+    first: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
         tok = line.split()
         if tok:
-            ids.append(Path(tok[0]).stem)  # '2007_000032' or 'JPEGImages/2007_000032.jpg' → id
+            iid = Path(tok[0]).stem  # '2007_000032' or 'JPEGImages/2007_000032.jpg' → id
+            unique_id(path, iid, n, first)
+            ids.append(iid)
     return ids
+
+
+def unique_id(path: os.PathLike | str, iid: str, line: int, first: dict[str, int]) -> None:
+    """Record `iid` read at `line` of the list `path`; a second occurrence is one DataError naming both lines
+    (an id listed twice would be trained on or scored twice, silently)."""
+    if iid in first:
+        raise DataError(f"{path}: id {iid!r} is listed twice (lines {first[iid]} and {line}); each image belongs "
+                        f"in a split once — remove the duplicate line, or rerun the rule that writes the list")
+    first[iid] = line
 
 
 def write_id_list(path: os.PathLike | str, ids: Iterable[str]) -> None:

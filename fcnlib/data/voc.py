@@ -154,9 +154,12 @@ def prepare_pascal(out_dir: Path, *, voc2011_dir: Path, sbd_dir: Path, voc2012_d
             S.write_id_list(out_dir / "splits" / f"{name}.txt", s.ids)
         print(f"pascal splits ({source}):\n" + S.size_report({k: v.ids for k, v in sp.items()}, source == "real"))
 
+        # the archives read in place, named as the dataset's other roots (the path policy of load_dataset_meta)
+        roots = sorted({_rel(r, out_dir) for r in (v11, sbd, v12) if r is not None
+                        and not Path(r).resolve().is_relative_to(out_dir.resolve())})
         meta: dict[str, Any] = {
             "name": "pascal", "source": source, "ignore_index": 255,
-            **REGISTRY["pascal"].described(),
+            **REGISTRY["pascal"].described(), "roots": roots,
             "splits": {name: {"ids": f"splits/{name}.txt",
                               "images": {"rgb": {"dir": _rel(s.img_dir, out_dir), "ext": s.img_ext}},
                               "labels": {"sem": {"dir": _rel(s.lbl_dir, out_dir), "ext": ".png"}}}

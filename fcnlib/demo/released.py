@@ -10,8 +10,8 @@ import torch
 
 from fcnlib.demo.imagenet import conv_layers
 from fcnlib.errors import ConfigError
-from fcnlib.eval.released import MODELS
 from fcnlib.facts.datasets import REGISTRY
+from fcnlib.facts.released import MODELS
 from fcnlib.models.caffe import write_caffemodel
 from fcnlib.models.fcn import BACKBONES, bilinear_kernel
 
@@ -59,7 +59,7 @@ def _fcn_blobs(rng: np.random.Generator, kind: str, variant: str, heads: dict[st
 
 
 def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Layer blobs of a stand-in for one of the authors' released caffemodels (fcnlib.eval.released.MODELS),
+    """Layer blobs of a stand-in for one of the authors' released caffemodels (fcnlib.facts.released.MODELS),
     at `width`: random trunk and score layers, bilinear upsamplers, the at-once net's Scale constants."""
     m = MODELS[name]
     rng = np.random.default_rng([seed, 4242, sorted(MODELS).index(name)])

@@ -18,9 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from fcnlib.errors import DataError, WeightsError
-from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference, resolve_device
-from fcnlib.files.io import PixelLimitError, atomic_write, read_image, voc_palette, write_label_png
+from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference
+from fcnlib.files.io import UndecodableImage, atomic_write, read_image, voc_palette, write_label_png
+from fcnlib.files.paths import file_kind, inside
 from fcnlib.models.meta import primary_head
+from fcnlib.runtime.compute import resolve_runtime
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -30,21 +32,36 @@ PathLike = str | os.PathLike
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def collect_inputs(inputs: Sequence[PathLike]) -> list[Path]:
-    """Files as given (any extension: a non-image fails clearly when read) + image files of directories."""
+def collect_inputs(inputs: Sequence[PathLike], follow_links: bool = False) -> list[Path]:
+    """Files as given (any extension: a non-image fails clearly when read) + image files of directories.
+    Inside a directory, a link to a file outside it is refused naming the link (the path policy,
+    fcnlib.files.paths.inside) unless `follow_links`; a file reached twice is segmented once."""
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS and q.is_file())
             if not found:
                 raise DataError(f"{p}: directory holds no images ({', '.join(IMAGE_EXTS)}); "
                                 f"pass image files or another directory")
+            if not follow_links:
+                for q in found:
+                    if q.is_symlink():
+                        inside(p, q.name, "image", "pass that file itself, or --follow-links to read what links "
+                                                   "in the folder lead to")
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise DataError(f"{p}: {file_kind(p)}, not an image file; pass image files or folders of images")
         else:
             raise DataError(f"{p}: no such file or directory; check the path")
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for q in out:
+        if q.resolve() not in seen:
+            seen.add(q.resolve())
+            unique.append(q)
+    return unique
 
 
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -126,7 +143,7 @@ def _image_array(image: Any, modality: str, channels: int) -> np.ndarray:
         if channels != 3:
             raise DataError(f"Segmenter: {modality} from {image}: pass depth as an H×W array in millimetres, not "
                             f"a file (depth PNGs store no unit)")
-        return read_image(image)
+        return read_image(image, orient=True)  # a photo as viewers show it (EXIF orientation)
     if type(image).__module__.startswith("PIL.") and hasattr(image, "convert"):
         image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
@@ -146,14 +163,14 @@ class Segmenter:
 
     The input is a path, a PIL image or an H×W×3 uint8 RGB array; for a multi-modal net, a dict with one
     entry per modality of `.modalities` (e.g. {"rgb": ..., "hha": ...}; depth as an H×W array in mm), all
-    of one size. Preprocessing comes from the weights file. `amp`: "auto" (the device's fast precision,
-    fcnlib.runtime.fast), a torch dtype, or None for fp32 throughout."""
+    of one size. Preprocessing comes from the weights file. device/precision ("auto", "fp32", "bf16",
+    "fp16"): resolved once into a fcnlib.runtime.compute.Runtime (`.runtime`)."""
 
-    def __init__(self, weights: PathLike, device: str | torch.device = "auto",
-                 amp: torch.dtype | None | str = "auto") -> None:
+    def __init__(self, weights: PathLike, device: str | torch.device = "auto", precision: str = "auto") -> None:
         self.weights = Path(weights)
-        self.device = resolve_device(device)
-        self.model, self.meta = load_for_inference(weights, self.device, amp=amp)
+        self.runtime = resolve_runtime(device, precision)
+        self.device = self.runtime.device
+        self.model, self.meta = load_for_inference(weights, self.runtime)
         self.modalities = self.meta.modalities
         self.pre = self.meta.preprocessing(weights)
         self.heads = self.meta.heads
@@ -197,13 +214,30 @@ def _out_names(paths: list[Path]) -> list[str]:
     return [p.name if p.stem in dup else p.stem for p in paths]
 
 
+def _check_outputs(paths: list[Path], names: list[str], heads: Sequence[str], main: str, overlay_png: bool,
+                   out_dir: Path) -> None:
+    """Refuse, before anything is written, two inputs whose outputs would be the same file (d1/a.jpg and
+    d2/a.jpg; a.png and a_overlay.png with --overlay), naming both: one would silently replace the other."""
+    owner: dict[str, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        outs = [f"{name}.png"] + [f"{name}_{h}.png" for h in heads if h != main]
+        outs += [f"{name}_overlay.png"] if overlay_png else []
+        for o in outs:
+            if o in owner:
+                raise DataError(f"{path}: its output {out_dir / o} would also be written for {owner[o]}; "
+                                f"segment the two into separate --out folders (or rename one)")
+            owner[o] = path
+
+
 def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out_dir: PathLike, *,
-                  overlay_png: bool = False, device: str | torch.device = "auto",
-                  progress: bool = True) -> list[Path]:
+                  overlay_png: bool = False, device: str | torch.device = "auto", precision: str = "auto",
+                  progress: bool = True, follow_links: bool = False) -> list[Path]:
     """Segment every input image with `weights` (a file, or a loaded Segmenter: then `device` is its own);
-    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend)."""
-    paths = collect_inputs(inputs)
-    seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device)
+    returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend). Links in a
+    given folder that lead outside it are refused unless `follow_links`; photos are read as viewers show
+    them (EXIF orientation)."""
+    paths = collect_inputs(inputs, follow_links)
+    seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device, precision)
     weights = seg.weights
     if seg.modalities != ["rgb"]:
         raise WeightsError(f"{weights}: this model needs input modalities {seg.modalities}, but `fcn segment` "
@@ -211,13 +245,13 @@ def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out
                            f"inputs, or `fcn evaluate` on a prepared dataset that has {seg.modalities}")
     out_dir = Path(out_dir)
     written = []
-    for path, name in tqdm(list(zip(paths, _out_names(paths), strict=True)), desc="segment", unit="img",
+    names = _out_names(paths)
+    _check_outputs(paths, names, seg.heads, seg.main, overlay_png, out_dir)
+    for path, name in tqdm(list(zip(paths, names, strict=True)), desc="segment", unit="img",
                            disable=not progress or len(paths) < 2):
         try:
-            image = read_image(path)
-        except PixelLimitError:
-            raise
-        except DataError:
+            image = read_image(path, orient=True)  # as viewers show a photo (EXIF orientation)
+        except UndecodableImage:
             raise DataError(f"{path}: not an image that can be decoded (truncated, or another kind of file); "
                             f"pass JPEG/PNG/BMP/TIFF/WebP images to fcn segment") from None
         try:

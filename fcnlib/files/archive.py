@@ -43,6 +43,7 @@ from pathlib import Path
 
 from fcnlib.errors import DataError
 from fcnlib.files.envcaps import env_int
+from fcnlib.files.paths import regular_file
 from fcnlib.files.treemerge import merge_into
 
 _TMP_MARK = ".extract-"
@@ -557,6 +558,7 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None, *, mer
     archive, dest = Path(archive), Path(os.path.abspath(dest))  # "-o ." has a name and a parent
     if archive.is_dir():
         raise DataError(f"{archive}: is a folder, not an archive; delete it and rerun the download")
+    regular_file(archive, "archive")
     if not archive.is_file():
         raise DataError(f"{archive}: archive not found; run the download rule for it first")
     limits = limits or Limits()

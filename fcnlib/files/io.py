@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from fcnlib.errors import DataError, DiskError
+from fcnlib.errors import DataError, DiskError, FcnError, disk_full
 from fcnlib.files.envcaps import env_int
+from fcnlib.files.paths import regular_file
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
 #: padding of batches; uint8 label batches (fcnlib.train.loader) carry it. Defined once, imported elsewhere.
@@ -127,8 +128,10 @@ def staged_dir(target: PathLike) -> Iterator[Path]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, FcnError) and str(tmp) in str(e):  # name the folder the user knows, not a deleted one
+            raise type(e)(str(e).replace(str(tmp), str(target))) from None
         raise
 
 
@@ -182,9 +185,12 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fchmod(f.fileno(), 0o666 & ~current_umask())  # our own temp file
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(path, e) if isinstance(e, OSError) else None
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -221,10 +227,9 @@ def _os_error_in(e: BaseException | None) -> OSError | None:
 def disk_error(path: PathLike, e: OSError) -> DiskError:
     """One line naming the file and the cause of a failed write."""
     path = Path(path)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        cause = {errno.EFBIG: "the file size limit was reached"}.get(e.errno, "no space left on the disk")
-        return DiskError(f"{path}: cannot write it: {cause} ({e.strerror}); free disk space on {path.parent} "
-                         f"and rerun (the previous {path.name}, if any, is kept)")
+    full = disk_full(path, e)
+    if full is not None:
+        return full
     return DiskError(f"{path}: cannot write it ({e.strerror or e}); fix permissions on {path.parent} and rerun "
                      f"(the previous {path.name}, if any, is kept)")
 
@@ -253,12 +258,14 @@ def sha256_file(path: PathLike) -> str:
 
 
 def read_json(path: PathLike) -> Any:
+    """A JSON file the pipeline wrote; a FIFO/device/folder, undecodable or invalid one is a DataError naming it."""
+    regular_file(path, "JSON file")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e}); delete it and rerun the rule that makes it") from None
 
 
@@ -283,6 +290,10 @@ class PixelLimitError(DataError):
     """An image, label or depth map has more pixels than FCN_MAX_IMAGE_PIXELS allows."""
 
 
+class UndecodableImage(DataError):
+    """A file given as an image is truncated or of another kind (callers may reword the advice)."""
+
+
 def max_image_pixels() -> int:
     """The pixel cap for every decoded image (FCN_MAX_IMAGE_PIXELS, which `--max-pixels` flags set), so a
     small hostile file (a 13000×13000 PNG of 500 KB) fails before it is decoded into gigabytes."""
@@ -300,6 +311,7 @@ def set_max_pixels(n: int) -> None:
 def _open_capped(path: PathLike, kind: str) -> Iterator[Image.Image]:
     """Image.open with the pixel cap checked from the header, before any pixel is decoded."""
     cap = max_image_pixels()
+    regular_file(path, kind)
     Image.MAX_IMAGE_PIXELS = cap  # process-wide; PIL itself refuses above 2× this, we refuse above 1×
     fix = ("downscale it, or if it is genuine raise the limit (FCN_MAX_IMAGE_PIXELS, or --max-pixels "
            "on fcn segment / fcn hha)")
@@ -331,18 +343,42 @@ def image_size(path: PathLike, kind: str = "image", fix: str = "re-extract the r
         raise DataError(f"{path}: cannot read {kind} ({e}); {fix}") from None
 
 
-def read_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
-    """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8."""
+def read_image(path: PathLike, mode: str = "RGB", orient: bool = False) -> np.ndarray:
+    """Decode an image fully (so truncation is caught here, not mid-training) as H×W×C uint8.
+
+    16-bit greyscale is scaled to 8 bits (top byte: 65535 → 255, the full range kept; converting it the
+    way PIL does would clip everything above 255), float images are refused. `orient` applies the EXIF
+    orientation as viewers show the photo: `fcn segment` does, for user photos; dataset images are read
+    as stored (no EXIF rotation), as the authors' layers read them, since their labels are drawn on the
+    stored pixels."""
     try:
         with _open_capped(path, "image") as im:
             im.load()
-            arr = np.asarray(im.convert(mode))
+            if orient:
+                im = ImageOps.exif_transpose(im)
+            arr = _to_8bit(path, im, mode)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found; check the split list and the dataset folder") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image; pass the image files inside it") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
-                        f"delete it and rerun the extract/prepare rule") from None
+        raise UndecodableImage(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
+                               f"delete it and rerun the extract/prepare rule") from None
     return arr
+
+
+def _to_8bit(path: PathLike, im: Image.Image, mode: str) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"{path}: a 32-bit integer image (values {int(a.min())}..{int(a.max())}); give an "
+                            f"8- or 16-bit image")
+        grey = Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+        return np.asarray(grey.convert(mode))
+    if im.mode == "F":
+        raise DataError(f"{path}: a floating-point image (mode F); its range is unknown — save it as an 8- or "
+                        f"16-bit image")
+    return np.asarray(im.convert(mode))
 
 
 def read_depth_png(path: PathLike) -> np.ndarray:
@@ -375,7 +411,7 @@ def read_label(path: PathLike, num_classes: int, shape: tuple[int, int] | None =
         raise DataError(f"{path}: label file not found; check the split list and the dataset folder") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode label PNG ({e}); the file is truncated") from None
-    bad = (arr >= num_classes) & (arr != ignore_index)
+    bad = ((arr < 0) | (arr >= num_classes)) & (arr != ignore_index)  # 32-bit labels: negatives would wrap
     if bad.any():
         vals = np.unique(arr[bad])[:8].tolist()
         raise DataError(f"{path}: label values {vals} are outside 0..{num_classes - 1} (and not the ignore "
@@ -413,3 +449,26 @@ def colour_to_label(rgb: np.ndarray, palette: np.ndarray | None = None) -> np.nd
     uniq, inv = np.unique(key, return_inverse=True)
     mapped = np.array([lut.get(k, 255) for k in uniq.tolist()], np.uint8)
     return mapped[inv].reshape(key.shape)
+
+
+def label_ids(path: PathLike, arr: Any, lo: int, hi: int, what: str, fix: str) -> np.ndarray:
+    """Class ids of a label array as int64, refused (one DataError naming the file and the first bad value)
+    unless every value is an integer in lo..hi: a float or NaN label is not truncated into a class, a
+    negative one not wrapped into one."""
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        a = a.astype(np.uint8)
+    if a.dtype.kind not in "iuf":
+        raise DataError(f"{path}: {what} holds {a.dtype} values, not class ids; {fix}")
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        bad[~bad] = a[~bad] != np.round(a[~bad])
+        if bad.any():
+            v = a[bad].flat[0]
+            raise DataError(f"{path}: {what} holds {int(bad.sum())} non-integral value(s) (e.g. {float(v)!r}); "
+                            f"class ids are integers {lo}..{hi} — {fix}")
+    if a.size and (a.min() < lo or a.max() > hi):
+        out = a[(a < lo) | (a > hi)]
+        raise DataError(f"{path}: {what} values {sorted({int(v) for v in np.unique(out)[:8]})} are outside "
+                        f"{lo}..{hi}; {fix}")
+    return a.astype(np.int64)

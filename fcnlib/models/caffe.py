@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.errors import WeightsError
+from fcnlib.errors import DataError, WeightsError
 from fcnlib.files.io import atomic_write
+from fcnlib.files.paths import regular_file
 from fcnlib.models.io import max_weights_bytes
 
 
@@ -31,7 +32,12 @@ TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 def sniff_format(path: str | os.PathLike) -> str | None:
     """"torchvision" for a torch.save file (.pth/.pt, by its magic bytes), "caffe" for what may be a
-    caffemodel (a protobuf starting with a NetParameter field), None for neither or an unreadable file."""
+    caffemodel (a protobuf starting with a NetParameter field), None for neither or an unreadable file (a
+    FIFO or device is not opened: reading one would block; the reader that follows names it)."""
+    try:
+        regular_file(path)
+    except DataError:
+        return None
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -158,6 +164,10 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder, not a .caffemodel file; give the path of the .caffemodel "
                            f"inside it")
+    try:
+        regular_file(path, "caffemodel")
+    except DataError as e:
+        raise WeightsError(str(e)) from None
     try:
         f = open(path, "rb")
     except FileNotFoundError:

@@ -26,7 +26,7 @@ from fcnlib.models import load_model
 
 if TYPE_CHECKING:
     from fcnlib.models.meta import ModelMeta
-from fcnlib.files.io import atomic_write, atomic_write_json, sha256_file
+from fcnlib.files.io import atomic_write, atomic_write_json, max_image_pixels, sha256_file
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -92,6 +92,10 @@ def export(weights: str | os.PathLike, out: str | os.PathLike, fmt: str = "torch
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: not one of {list(FORMATS)}")
+    h, w = size
+    if not (h >= 1 and w >= 1 and h * w <= max_image_pixels()):
+        raise ConfigError(f"--size {h} {w}: the example input needs a height and width ≥ 1 (and at most "
+                          f"FCN_MAX_IMAGE_PIXELS pixels); the default 224 224 suits every net")
     weights, out = Path(weights), Path(out)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; pass the exported file's path (the CLI's -o FOLDER puts "

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcnlib.errors import ConfigError, WeightsError
+from fcnlib.errors import ConfigError, DataError, WeightsError
 from fcnlib.files.envcaps import env_int
 from fcnlib.files.io import atomic_save_torch
+from fcnlib.files.paths import regular_file
 from fcnlib.models.fcn import build_fcn, build_late_fusion
 from fcnlib.models.meta import ModelMeta
 
@@ -23,6 +24,10 @@ _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "hea
 
 def safe_torch_load(path: str | os.PathLike, device: str = "cpu") -> Any:
     """torch.load with weights_only=True; every failure becomes one WeightsError naming the file."""
+    try:
+        regular_file(path, "weights file")
+    except DataError as e:
+        raise WeightsError(str(e)) from None
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
@@ -53,6 +58,8 @@ def build_from_arch(arch: dict[str, Any]) -> nn.Module:
         members = arch.get("members")
         if not (isinstance(members, list) and len(members) == 2):
             raise ConfigError(f"late-fusion arch needs two members, got {members!r}")
+        if any(not isinstance(m, dict) or "fusion" in m for m in members):
+            raise ConfigError("late-fusion members must be single nets (build_fcn arguments), not fusions")
         a, b = (build_from_arch(m) for m in members)
         split = arch.get("split", members[0].get("in_channels", 3))
         return build_late_fusion(a, b, split=split, weights=tuple(arch.get("weights", (0.5, 0.5))))
@@ -108,6 +115,10 @@ def check_weights_file(path: str | os.PathLike) -> None:
     storages (a 2 GB tensor of zeros DEFLATEs to a few MB), before torch allocates anything."""
     if os.path.isdir(path):
         raise WeightsError(f"{path}: is a folder, not a weights file; give the weights.pt inside it")
+    try:
+        regular_file(path, "weights file")
+    except DataError as e:
+        raise WeightsError(str(e)) from None
     if not zipfile.is_zipfile(path):
         return  # legacy (non-zip) format or not a torch file: safe_torch_load reports it
     cap = max_weights_bytes()
@@ -125,6 +136,31 @@ def check_weights_file(path: str | os.PathLike) -> None:
             raise WeightsError(f"{path}: entry {i.filename!r} is compressed {i.file_size // max(i.compress_size, 1)}×"
                                f" ({i.compress_size} B → {i.file_size} B); torch.save never compresses, so the "
                                f"file was crafted or damaged — delete it and recreate it with fcnlib")
+
+
+#: Bounds on meta['arch'] before anything is built: the largest real one (a late fusion with heads) has
+#: ~30 values; a crafted file can share one sub-dict many times over (pickle memo), so counting walks
+#: stop at the budget instead of expanding the graph.
+MAX_ARCH_NODES = 256
+MAX_ARCH_DEPTH = 4
+
+
+def check_arch_bounds(path: str | os.PathLike, arch: Any) -> None:
+    """Refuse an arch description too large or too deep to be one of ours, in time bounded by the caps
+    (not by the size it expands to), before build_from_arch runs."""
+    budget = [MAX_ARCH_NODES]
+
+    def walk(node: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_ARCH_DEPTH:
+            what = f"more than {MAX_ARCH_NODES} values" if budget[0] < 0 else f"nested over {MAX_ARCH_DEPTH} levels"
+            raise WeightsError(f"{path}: meta['arch'] holds {what} (a real one has ~30, two levels for a late "
+                               f"fusion); the file is crafted or damaged — delete it and recreate it")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list | tuple) else ()
+        for c in children:
+            walk(c, depth + 1)
+
+    walk(arch, 0)
 
 
 def _check_arch_size(path: str | os.PathLike, arch: dict[str, Any], sd: dict) -> nn.Module:
@@ -178,6 +214,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise WeightsError(f"{path}: meta has no 'arch'; the file was not written by save_model")
     if not isinstance(meta["arch"], dict):
         raise WeightsError(f"{path}: meta['arch'] is invalid (not a dict); delete it and recreate it")
+    check_arch_bounds(path, meta["arch"])
+    meta = ModelMeta(meta)
+    meta.check(path)
     _check_arch_size(path, meta["arch"], obj["state_dict"])
     check_finite(path, obj["state_dict"])
     try:
@@ -187,4 +226,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     check_state_dict(model, obj["state_dict"], str(path))
     model.load_state_dict(obj["state_dict"])
     model.fcn_source = str(path)  # so later errors about this net (e.g. staged init) can name its file
-    return model.to(device).eval(), ModelMeta(meta)
+    return model.to(device).eval(), meta

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fcnlib.errors import DataError, WeightsError
+from fcnlib.errors import ConfigError, DataError, WeightsError
 from fcnlib.facts.datasets import MODALITY_CHANNELS
 from fcnlib.models.preprocessing import Preprocessing
 
@@ -117,10 +117,61 @@ class ModelMeta(dict):
         return {m: dict(p) for m, p in pre.items()} if isinstance(pre, dict) else {}
 
     def preprocessing(self, weights: str | os.PathLike) -> dict[str, Preprocessing]:
-        """{modality: Preprocessing} for every input modality (a DataError naming `weights` if one is missing)."""
+        """{modality: Preprocessing} for every input modality (a DataError naming `weights` if one is missing,
+        a WeightsError naming it and the modality if one holds a bad number)."""
         pre = self.get("preprocessing")
         mods = self.modalities
         if not isinstance(pre, dict) or any(m not in pre for m in mods):
             raise DataError(f"{weights}: weights carry no preprocessing for modalities {mods}; re-save them with "
                             f"fcnlib.models.save_model (meta['preprocessing'] per modality)")
-        return {m: Preprocessing.from_dict(pre[m]) for m in mods}
+        return {m: self._preprocessing_of(weights, m, pre[m]) for m in mods}
+
+    def _preprocessing_of(self, weights: str | os.PathLike, modality: str, d: Any) -> Preprocessing:
+        fix = "the file is damaged or was not written by fcnlib — delete it and recreate it"
+        try:
+            p = Preprocessing.from_dict(d)
+        except ConfigError as e:
+            raise WeightsError(f"{weights}: meta['preprocessing']['{modality}']: {e}; {fix}") from None
+        want = MODALITY_CHANNELS.get(modality)
+        if want is not None and p.channels != want:
+            raise WeightsError(f"{weights}: meta['preprocessing']['{modality}'] has {p.channels} mean values, but "
+                               f"{modality} has {want} channel(s); {fix}")
+        return p
+
+    def check(self, weights: str | os.PathLike) -> None:
+        """Every fact a reader will use, checked once where the file is read: modalities known, each
+        stored preprocessing valid (finite numbers, one per channel, std > 0), and the net's input channels
+        (arch) equal to the modalities' channels — so a contradiction is one error naming the file, not a
+        shape error or a silently wrong input later."""
+        mods = self.get("modalities")
+        if mods is not None and (not isinstance(mods, list) or not mods
+                                 or any(not isinstance(m, str) or m not in MODALITY_CHANNELS for m in mods)):
+            raise WeightsError(f"{weights}: meta['modalities']={mods!r}; each must be one of "
+                               f"{sorted(MODALITY_CHANNELS)} — delete the file and recreate it")
+        pre = self.get("preprocessing")
+        if pre is not None:
+            if not isinstance(pre, dict):
+                raise WeightsError(f"{weights}: meta['preprocessing'] must map modalities to settings, got "
+                                   f"{type(pre).__name__}; delete the file and recreate it")
+            for m, d in pre.items():
+                self._preprocessing_of(weights, str(m), d)
+        if mods is not None:
+            have = arch_input_channels(self.get("arch"))
+            if have is not None and have != self.input_channels:
+                raise WeightsError(f"{weights}: meta['arch'] takes {have} input channels but meta['modalities'] "
+                                   f"{mods} give {self.input_channels}; the file contradicts itself — delete it "
+                                   f"and recreate it")
+
+
+def arch_input_channels(arch: Any) -> int | None:
+    """Input channels an arch description takes (a late fusion: its members' together); None if unknown."""
+    if not isinstance(arch, dict):
+        return None
+    if arch.get("fusion") == "late":
+        members = arch.get("members")
+        if not isinstance(members, list):
+            return None
+        chans = [arch_input_channels(m) for m in members]
+        return None if None in chans else sum(chans)  # type: ignore[arg-type]
+    c = arch.get("in_channels", 3)
+    return c if isinstance(c, int) and not isinstance(c, bool) else None

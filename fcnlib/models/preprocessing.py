@@ -45,20 +45,28 @@ class Preprocessing:
             raise ConfigError(f"preprocessing.channel_order={self.channel_order!r}; use one of {_ORDERS}")
         if self.transform not in _TRANSFORMS:
             raise ConfigError(f"preprocessing.transform={self.transform!r}; use None or 'log'")
-        if not (isinstance(self.scale, int | float) and self.scale > 0):
+        if not (_is_number(self.scale) and math.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"preprocessing.scale={self.scale!r}; use 255.0 (0–255 input) or 1.0 (0–1)")
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "mean", _numbers("mean", self.mean))
+        if not self.mean:
+            raise ConfigError("preprocessing.mean is empty; give one finite number per input channel")
         if self.std is not None:
-            object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+            object.__setattr__(self, "std", _numbers("std", self.std))
             if len(self.std) != len(self.mean) or any(s <= 0 for s in self.std):
-                raise ConfigError(f"preprocessing.std={self.std}: need {len(self.mean)} positive values")
+                raise ConfigError(f"preprocessing.std={list(self.std)}: need {len(self.mean)} finite values > 0 "
+                                  f"(one per channel of the mean)")
 
     @property
     def channels(self) -> int:
         return len(self.mean)
 
     def apply(self, img: np.ndarray) -> torch.Tensor:
-        """H×W×C uint8 (RGB as PIL reads it) or H×W depth (mm, transform="log") → float32 C×H×W tensor."""
+        """H×W×C uint8 (RGB as PIL reads it) or H×W depth (mm, transform="log") → float32 C×H×W tensor.
+
+        Computed as the authors' Caffe data layers compute it: their mean is a float64 array subtracted
+        in place from float32 pixels, so numpy subtracts in float64 and rounds once to float32. Rounding
+        the mean to float32 first would move about half the values by one ulp."""
         a = np.asarray(img)
         if self.transform == "log":
             if a.ndim == 3 and a.shape[2] == 1:
@@ -66,38 +74,40 @@ class Preprocessing:
             if a.ndim != 2:
                 raise ConfigError(f"log-depth preprocessing needs an H×W depth map, got shape {a.shape}")
             # Missing depth (0) would give −inf; clamp to 1 mm so it maps to a finite, far-from-mean value.
-            x = np.log(np.maximum(a.astype(np.float32), 1.0))[None]
+            # The log is float32 as in the authors' layer (np.log of a float32 array).
+            x = np.log(np.maximum(a.astype(np.float32), 1.0))[None].astype(np.float64)
         else:
             if a.ndim == 2:
                 a = a[..., None]
             if a.ndim != 3 or a.shape[2] != self.channels:
                 raise ConfigError(f"preprocessing expects H×W×{self.channels} images, got shape {a.shape}")
-            x = a.astype(np.float32).transpose(2, 0, 1)
+            x = a.astype(np.float64).transpose(2, 0, 1)
             if self.channel_order == "BGR":
                 x = x[::-1]
             if self.scale != 255.0:
-                x = x * np.float32(self.scale / 255.0)
-        x = x - np.asarray(self.mean, np.float32)[:, None, None]
+                x = x * (self.scale / 255.0)
+        x = x - np.asarray(self.mean, np.float64)[:, None, None]
         if self.std is not None:
-            x = x / np.asarray(self.std, np.float32)[:, None, None]
+            x = x / np.asarray(self.std, np.float64)[:, None, None]
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
     def apply_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """The same as `apply`, on a uint8 (N×)C×H×W tensor already in RGB-as-stored channel order and on
-        any device (the trainer normalises on the GPU): the same float32 operations in the same order, so
-        the result is bitwise that of `apply`. Not for transform="log" (depth travels as float)."""
+        any device (the trainer normalises on the GPU): the same float64 operations in the same order and
+        one rounding to float32, so the result is bitwise that of `apply`. Not for transform="log" (depth
+        travels as float)."""
         if self.transform is not None:
             raise ConfigError(f"preprocessing transform={self.transform!r} runs on the CPU only (apply)")
-        x = t.to(torch.float32)
+        x = t.to(torch.float64)
         if self.channel_order == "BGR":
             x = x.flip(-3)
-        f32 = {"dtype": torch.float32, "device": x.device}
+        f64 = {"dtype": torch.float64, "device": x.device}
         if self.scale != 255.0:
-            x = x * torch.tensor(np.float32(self.scale / 255.0), **f32)
-        x = x - torch.tensor(np.asarray(self.mean, np.float32), **f32).view(-1, 1, 1)
+            x = x * (self.scale / 255.0)
+        x = x - torch.tensor(self.mean, **f64).view(-1, 1, 1)
         if self.std is not None:
-            x = x / torch.tensor(np.asarray(self.std, np.float32), **f32).view(-1, 1, 1)
-        return x
+            x = x / torch.tensor(self.std, **f64).view(-1, 1, 1)
+        return x.to(torch.float32)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -114,12 +124,25 @@ class Preprocessing:
         if unknown:
             raise ConfigError(f"preprocessing has unknown keys {sorted(unknown)}")
         mean = d["mean"]
-        mean = (mean,) if isinstance(mean, int | float) else tuple(mean)
-        if any(not math.isfinite(float(m)) for m in mean):
-            raise ConfigError(f"preprocessing.mean={mean} must be finite numbers")
+        mean = (mean,) if _is_number(mean) else mean
         std = d.get("std")
-        return cls(d["channel_order"], float(d["scale"]), mean,
-                   None if std is None else tuple(std), d.get("transform"))
+        return cls(d["channel_order"], d["scale"], mean, None if std is None else std, d.get("transform"))
+
+
+def _is_number(v: Any) -> bool:
+    """A real number as a file may hold it (bool and strings are not: "104" in a meta is a mistake)."""
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+
+
+def _numbers(key: str, values: Any) -> tuple[float, ...]:
+    """`values` as a tuple of finite floats, else one ConfigError naming `key` and the bad value."""
+    if not isinstance(values, list | tuple):
+        raise ConfigError(f"preprocessing.{key}={values!r} must be a list of numbers (one per channel)")
+    bad = [v for v in values if not _is_number(v) or not math.isfinite(float(v))]
+    if bad:
+        raise ConfigError(f"preprocessing.{key}={list(values)!r}: {bad[0]!r} is not a finite number; every "
+                          f"value must be a finite number")
+    return tuple(float(v) for v in values)
 
 
 CAFFE_VGG = Preprocessing("BGR", 255.0, VGG_MEAN_BGR)

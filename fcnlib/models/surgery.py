@@ -361,11 +361,7 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     sd, unused = {}, []
     for name, blobs in read_caffemodel(src).items():
         if name.startswith("scale_pool"):
-            want = _ATONCE_SCALE.get(name[len("scale_"):])
-            got = float(np.asarray(blobs[0]).reshape(-1)[0])
-            if want is None or not np.isclose(got, want, rtol=1e-6, atol=0.0):
-                raise WeightsError(f"{src}: layer {name} scales by {got} but our at-once net uses "
-                                   f"{want}; this is not the authors' at-once net")
+            _check_fixed_scale(src, name, blobs, _ATONCE_SCALE.get(name[len("scale_"):]))
             continue
         targets = [name] if names is None else names.get(name)
         if not targets:
@@ -385,3 +381,19 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     check_state_dict(model, sd, str(src))
     model.load_state_dict(sd)
     return model
+
+
+def _check_fixed_scale(src: str | os.PathLike, name: str, blobs: list[np.ndarray], want: float | None) -> None:
+    """A Scale layer we replace by the constant `want` must hold exactly that: every value of its scale
+    blob (one per channel — a file with per-channel scales is not a constant) and a zero bias, if any."""
+    scale = np.asarray(blobs[0], np.float64).reshape(-1) if blobs else np.zeros(0)
+    off = np.flatnonzero(~np.isclose(scale, want, rtol=1e-6, atol=0.0)) if want is not None else [0]
+    if want is None or scale.size == 0 or len(off):
+        i = int(off[0]) if len(off) and scale.size else 0
+        got = f"{scale[i]!r} at channel {i} ({len(off)} of {scale.size} values differ)" if scale.size else "nothing"
+        raise WeightsError(f"{src}: layer {name} scales by {got} but our at-once net uses the constant {want} on "
+                           f"every channel; this is not the authors' at-once net — pick the matching caffemodel")
+    bias = [np.asarray(b, np.float64).reshape(-1) for b in blobs[1:]]
+    if any(b.size and np.any(b != 0) for b in bias):
+        raise WeightsError(f"{src}: layer {name} has a non-zero bias; the authors' at-once net scales without "
+                           f"one — pick the matching caffemodel")

@@ -3,8 +3,8 @@ experiment into the flat dict the trainer takes. The Snakefile calls this at par
 value stops the run before any job starts.
 
 Over ~400 lines on purpose: the one config contract (load/compose, schema + cross-reference checks,
-experiment resolution) that every code hash includes; the checks call the resolution (_split_batch, the
-recipes), so a split would need an import cycle or a third module every rule's hash must also name.
+experiment resolution); the checks call the resolution (_split_batch, the recipes), so a split would
+need an import cycle or a third module.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import Any
 
 import yaml
 
-from fcnlib.errors import ConfigError
+from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts import datasets as registry
 from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
+from fcnlib.facts.released import config_problems as released_problems
 from fcnlib.files import layout
+from fcnlib.files.paths import regular_file
 
 #: fcnlib's folder: code hashes name files relative to it
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -35,17 +37,86 @@ SCHEMA_PATH = Path(str(importlib.resources.files(__package__).joinpath("config.s
 MODALITY_CHANNELS = {m: ALL_MODALITY_CHANNELS[m] for m in NET_MODALITIES}  # what a config may list
 
 
+#: Bounds on any YAML file read here (configs are ~20 KB, ~2,000 values): checked before the document
+#: is built, so a small file of nested aliases ("billion laughs") or a huge one costs nothing.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # values counted as the document expands (an alias counts its whole target)
+MAX_YAML_DEPTH = 64
+
+
+def _yaml_expanded_size(node: yaml.Node, source: str | Path) -> int:
+    """Values the composed `node` stands for once every alias is expanded, computed once per distinct node
+    (so in time linear in the file) and refused past MAX_YAML_NODES or MAX_YAML_DEPTH, or if recursive."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(node, 0, False)]
+    open_: set[int] = set()
+    while stack:
+        n, depth, done = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: YAML nested over {MAX_YAML_DEPTH} levels; a config is a few levels "
+                              f"deep — simplify the file")
+        kids = ([c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode)
+                else list(n.value) if isinstance(n, yaml.SequenceNode) else [])
+        if done:
+            open_.discard(id(n))
+            size[id(n)] = 1 + sum(size[id(c)] for c in kids)
+            if size[id(n)] > MAX_YAML_NODES:
+                raise ConfigError(f"{source}: YAML expands to over {MAX_YAML_NODES} values (aliases repeating "
+                                  f"aliases); a config holds a few thousand — write the values out or drop "
+                                  f"the nested aliases")
+            continue
+        if id(n) in size:
+            continue
+        if id(n) in open_:
+            raise ConfigError(f"{source}: YAML alias refers to a value that contains it (a recursive "
+                              f"structure); a config cannot hold one — remove that alias")
+        open_.add(id(n))
+        stack.append((n, depth, True))
+        stack.extend((c, depth + 1, False) for c in kids if id(c) not in size)
+    return size[id(node)]
+
+
 def load_yaml(path: str | Path) -> Any:
-    """safe_load only: a YAML file with python tags is refused, naming the file."""
+    """The one YAML reader: safe constructors only (a python tag is refused, naming the file), UTF-8, at
+    most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
+    — each refused with one ConfigError naming the file before the document is built."""
     try:
-        with open(path) as f:
-            # the C loader is as strict as safe_load (same constructors) and ~8× faster
-            return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        regular_file(path, "config file")
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file; give the YAML file inside it") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); check the path and its "
+                          f"permissions") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: over {MAX_YAML_BYTES} bytes; a config is a few KB — is this the right "
+                          f"file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); save it "
+                          f"as UTF-8") from None
+    # the C loader is as strict as safe_load (same constructors) and ~8× faster
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _yaml_expanded_size(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not plain YAML ({str(e).splitlines()[0]}); python tags and other "
                           f"custom tags are refused — write plain values") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read; simplify the file") from None
+    finally:
+        loader.dispose()
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -268,9 +339,6 @@ def reference_problems(config: dict, source: str) -> list[str]:
             out += [f"{source}: at 'figures.{kind}.{group}': {n!r} is not an experiment"
                     for n in names if n not in exps]
 
-    # numpy-free Snakefile parse: fcnlib.eval.released imports fcnlib.files.io (numpy) at its top
-    from fcnlib.eval.released import config_problems as released_problems
-
     out += released_problems(config, source)
     for name, spec in config["sources"].items():
         if not spec.get("demo") and not spec.get("urls"):
@@ -424,6 +492,13 @@ def train_config(config: dict, name: str) -> dict:
     return cfg
 
 
+def runtime_settings(config: dict) -> dict[str, Any]:
+    """What a scoring, timing or figure job computes with: fcnlib.runtime.compute.resolve_runtime's arguments
+    (`device`, `training.amp`, `training.channels_last`), the same settings the trainer resolves."""
+    tr = config["training"]
+    return {"device": config["device"], "amp": tr["amp"], "channels_last": tr["channels_last"]}
+
+
 def gpus(config: dict, name: str) -> int:
     """GPUs (= data-parallel processes) of one net's training: experiments.<name>.gpu, else resources.gpu."""
     return int(config["experiments"][name].get("gpu", config["resources"]["gpu"]))
@@ -447,25 +522,6 @@ def _split_batch(config: dict, name: str, recipe: dict) -> tuple[int, int]:
 def config_hash(obj: Any) -> str:
     """Stable short hash of any JSON-able value (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def code_hash(*modules: str) -> str:
-    """Hash of fcnlib source files, so a Snakemake `params:` entry reruns the rules whose code changed.
-
-    `modules` are paths relative to the package ("eval/evaluate.py", "train/", "models/"); a folder means
-    every .py under it. io.py, errors.py and config.py (with the registry and the layout it reads), used
-    everywhere, are always included.
-    """
-    h = hashlib.sha256()
-    files: set[Path] = set()
-    for m in ("files/io.py", "errors.py", "pipeline/config.py", "facts/datasets.py", "files/layout.py", *modules):
-        p = PACKAGE_DIR / m
-        files.update(sorted(p.rglob("*.py")) if p.is_dir() else [p])
-    for f in sorted(files):
-        if f.exists():
-            h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def table_rows(config: dict) -> list[dict]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from fcnlib.errors import FcnError
+from fcnlib.errors import one_line
 
 
 class _Named(list):
@@ -94,7 +94,8 @@ def _logging_to(log: list[str]) -> Iterator[None]:
 
 
 def run(main: Callable[[Any], None], smk: Any | None = None) -> None:
-    """Run `main(job)`; an FcnError becomes one clear line on stderr (and in the log) and exit 1."""
+    """Run `main(job)`; an FcnError (or an OS, decoding or memory failure, fcnlib.errors.one_line) becomes one
+    clear line on stderr (and in the log) and exit 1."""
     job = smk if smk is not None else job_from_cli()
     threads = int(getattr(job, "threads", 1) or 1)
     if "torch" in sys.modules:  # only steps that use torch pay for importing it
@@ -106,7 +107,10 @@ def run(main: Callable[[Any], None], smk: Any | None = None) -> None:
             logging.info("rule %s started", getattr(job, "rule", "?"))
             main(job)
             logging.info("done in %.1f s", time.time() - t0)
-    except FcnError as e:
+    except Exception as exc:  # noqa: BLE001 - input/OS failures become one line; anything else re-raised
+        e = one_line(exc)
+        if e is None:
+            raise
         if log:
             with open(log[0], "ab+") as f:
                 # a progress bar (\r, no newline) may end the log: the error gets a line of its own

@@ -80,7 +80,7 @@ def _released_cells(released: Sequence[Mapping[str, Any]] | None, header: Mappin
         if tkey not in paper.TABLES or row not in paper.TABLES[tkey]["rows"] \
                 or "released_mean_iu" not in paper.TABLES[tkey]["columns"]:
             raise ConfigError(f"released model {r.get('name')!r}: {tkey} / {row} has no released-model "
-                              f"column; fix fcnlib.eval.released.MODELS")
+                              f"column; fix fcnlib.facts.released.MODELS")
         m, _ = _load_metrics(r.get("metrics"))
         if m is not None and header["source"] == "real" and m.get("dataset_source") == "demo":
             raise ConfigError(f"{r.get('metrics')}: metrics come from DEMO data but the tables header says "

@@ -67,7 +67,7 @@ def test_every_output_exists_and_parses(demo_run):
 def test_released_standins_are_converted_scored_and_fill_table2(demo_run):
     """download → convert → the same evaluation → released.md, and Table 2's released column measured."""
     cfg = fcncfg.load_yaml(ROOT / "config" / "test.yaml")
-    from fcnlib.eval.released import MODELS
+    from fcnlib.facts.released import MODELS
     from fcnlib.models import load_model
 
     assert cfg["released"], "the test config scores at least one released stand-in"

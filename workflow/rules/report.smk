@@ -18,9 +18,8 @@ rule fig4:
         labels=lambda w: [f"FCN-{EXPERIMENTS[e]['variant'][3:]} ({e})" for e in config["figures"]["fig4"][w.group]],
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],
-        device=config["device"],
+        runtime=RUNTIME,
         demo=config["source"] == "demo",
-        code=CODE["report"],
     script:
         "../scripts/fig4.py"
 
@@ -40,7 +39,6 @@ rule learning_curves:
     params:
         names=lambda w: config["figures"]["learning_curves"][w.group],
         demo=config["source"] == "demo",
-        code=CODE["report"],
     script:
         "../scripts/learning_curves.py"
 
@@ -65,7 +63,6 @@ rule per_class:
             e for e, s in evaluations() if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
         ],
         demo=config["source"] == "demo",
-        code=CODE["report"],
     script:
         "../scripts/per_class.py"
 
@@ -97,7 +94,6 @@ rule tables:
             for n, e in RELEASED.items()
             if e["table2_row"]
         ],
-        code=CODE["report"],
     script:
         "../scripts/tables.py"
 
@@ -116,7 +112,5 @@ rule html_page:
         page="tables|released",
     conda:
         "../envs/report.yaml"
-    params:
-        code=fcncfg.code_hash("report/mdhtml.py"),
     script:
         "../scripts/html_page.py"

@@ -26,7 +26,6 @@ rule summaries:
         names=list(summary_evaluations()),
         experiments=list(EXPERIMENTS),
         source=config["source"],
-        code=fcncfg.code_hash("report/summaries.py", "report/figures.py"),
     script:
         "../scripts/summaries.py"
 

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from fcnlib.eval.inference import device_name
-from fcnlib.eval.released import write_report
 from fcnlib.pipeline.scripting import run
+from fcnlib.report.released import write_report
 
 
 def main(job):

@@ -1,0 +1,64 @@
+"""The path policy and input kinds: inputs are read only inside the folders the user named or a dataset's
+root (links leaving them refused, naming the link), and an input that is a FIFO, a device or a folder is
+named as such before anything opens it (a FIFO would block the reader)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from fcnlib.errors import DataError
+
+PathLike = str | os.PathLike
+
+
+def inside(root: PathLike, path: PathLike, what: str, fix: str) -> Path:
+    """`path` (relative to `root`, or absolute) made absolute, refused with one DataError naming it unless it
+    is inside `root` both as written (not absolute, no `..` climbing out) and once links are followed (a
+    link inside `root` to a file elsewhere is refused, naming the link and where it leads)."""
+    root_p = Path(root)
+    p = Path(path)
+    q = p if p.is_absolute() else root_p / p
+    base = root_p.resolve()
+    lexical = Path(os.path.normpath(q if q.is_absolute() else Path.cwd() / q))
+    if not lexical.is_relative_to(Path(os.path.normpath(root_p.absolute()))) and not lexical.is_relative_to(base):
+        raise DataError(f"{q}: {what} {str(path)!r} leads outside {root_p} (absolute, or climbing out with '..'); "
+                        f"{fix}")
+    real = q.resolve()
+    if not real.is_relative_to(base):
+        link = next((a for a in [q, *q.parents] if a.is_symlink()), q)
+        raise DataError(f"{link}: {what} is a link to {os.readlink(link) if link.is_symlink() else real}, "
+                        f"outside {root_p}; {fix}")
+    return q
+
+
+
+def file_kind(path: PathLike) -> str:
+    """What a path that is not a regular file is, in words (a FIFO or a device is not "missing")."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file or directory" if not os.path.islink(path) else "a link to a missing file"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def regular_file(path: PathLike, what: str = "input") -> None:
+    """Refuse, naming it, an input that exists but is not a regular file: opening a FIFO blocks until a writer
+    comes, a device reads forever or nothing, a folder is not a file. A missing path is left to the reader
+    (its own message says which step makes the file)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} ({e.strerror}); check the path and its permissions") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: {what} is {file_kind(path)}, not a regular file; give the file itself")

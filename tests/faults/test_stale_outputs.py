@@ -218,10 +218,10 @@ def spoil_context(ext: Path) -> None:
 
 def spoil_sbd(ext: Path) -> None:
     from fcnlib.data.sbd import read_sbd_cls
-    from fcnlib.demo.pascal import _sbd_mat
+    from fcnlib.demo.pascal import sbd_mat
 
     for mat in sorted((ext / "sbd").rglob("cls/*.mat")):
-        mat.write_bytes(_sbd_mat(_shift(read_sbd_cls(mat), 20)))
+        mat.write_bytes(sbd_mat(_shift(read_sbd_cls(mat), 20)))
 
 
 def spoil_folder(ext: Path) -> None:

@@ -33,3 +33,7 @@ rule all:
         figure_targets(),
         [layout.RELEASED_MD, layout.RELEASED_JSON] if RELEASED else [],
         summary_targets(),
+
+
+# last: every rule is defined
+add_code_hashes(workflow.rules)

@@ -28,9 +28,9 @@ def _sync(device: torch.device) -> None:
 def dtype_per_generation(device: torch.device) -> dict[str, Any]:
     """The autocast dtype chosen for this device, the capability it came from, and a conv timing in each
     reduced dtype (a bf16 conv far slower than fp16 below sm_80 is what the rule avoids)."""
-    from fcnlib.runtime import fast, precision
+    from fcnlib.runtime import compute, precision
 
-    out: dict[str, Any] = {"chosen": precision.dtype_name(fast.autocast_dtype(device))}
+    out: dict[str, Any] = {"chosen": precision.dtype_name(compute.autocast_dtype(device))}
     if device.type == "cuda":
         cap = torch.cuda.get_device_capability(device)
         out.update(capability=list(cap), name=torch.cuda.get_device_name(device),

@@ -221,7 +221,7 @@ def case_segment(device: torch.device, work: Path) -> dict[str, Any]:
 
 def case_memory(device: torch.device) -> dict[str, Any]:
     from fcnlib.models import build_fcn
-    from fcnlib.runtime import fast
+    from fcnlib.runtime import compute, fast
     from fcnlib.train import segmentation_loss
 
     out: dict[str, Any] = {}
@@ -251,7 +251,7 @@ def case_memory(device: torch.device) -> dict[str, Any]:
         except torch.cuda.OutOfMemoryError as e:
             out[f"batch{batch}"] = {"oom": str(e).splitlines()[0]}
             torch.cuda.empty_cache()
-    out["autocast"] = str(fast.autocast_dtype(device))
+    out["autocast"] = str(compute.autocast_dtype(device))
     out["total_gib"] = torch.cuda.get_device_properties(device).total_memory / 2**30 if cuda else None
     out["ok"] = all("peak_gib" in out[f"batch{b}"] and out[f"batch{b}"]["loss_finite"] for b in (1, 20))
     return out

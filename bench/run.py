@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import padskip  # noqa: E402
 import torch  # noqa: E402
 
-from fcnlib.runtime import allocator, fast  # noqa: E402
+from fcnlib.runtime import allocator, compute, fast  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 
@@ -107,9 +107,10 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     lab = torch.randint(0, 21, (1, size, size), device=device)
     lab[:, : size // 10] = 255
     res: dict[str, Any] = {"width": width, "size": size, "reps": reps, "device": str(device),
-                           "autocast": str(fast.autocast_dtype(device)), "cpu_native_bf16": fast.cpu_has_native_bf16(),
+                           "autocast": str(compute.autocast_dtype(device)),
+                           "cpu_native_bf16": compute.cpu_has_native_bf16(),
                            "winograd": fast.winograd_available(device),
-                           "channels_last": fast.use_channels_last(device)}
+                           "channels_last": compute.use_channels_last(device)}
 
     def base_fwd() -> torch.Tensor:
         with torch.no_grad():
@@ -130,7 +131,7 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
     res["malloc_tuned"] = allocator.tune_malloc()  # from here on: our allocator settings (the baseline shares them)
 
     # ours: inference as fcnlib.runtime.fast sets it up
-    infer = fast.inference_setup(_random_fcn8s(width).to(device), device, fixed_size=True)
+    infer = fast.inference_setup(_random_fcn8s(width).to(device), compute.resolve_runtime(device), fixed_size=True)
     fast_net = fast.FastFCN(infer)
     exact_net = padskip.PadSkipFCN(infer, amp=None, winograd=False, padskip=True)
     xin = x.contiguous(memory_format=torch.channels_last) if res["channels_last"] else x
@@ -145,12 +146,12 @@ def bench_net(width: float, size: int, reps: int, device: torch.device, do_compi
 
     fwd_fns: dict[str, Callable[[], Any]] = {"baseline": base_fwd, "ours": ours_fwd, "ours_fp32_exact": exact_fwd}
     if do_compile:
-        dt = fast.autocast_dtype(device)
+        dt = compute.autocast_dtype(device)
         compiled, t_compile = compile_model(infer, xin, freezing=True, dtype=dt)
         res["compile_s"] = round(t_compile, 1)
 
         def comp_fwd() -> torch.Tensor:
-            with torch.inference_mode(), fast.autocast(device):
+            with torch.inference_mode(), compute.resolve_runtime(device).autocast():
                 return compiled(xin)
 
         fwd_fns["ours_compiled"] = comp_fwd

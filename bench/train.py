@@ -23,9 +23,10 @@ _CHILD = r"""
 import json, sys, time, torch
 import torch.nn.functional as F
 from fcnlib.models import build_fcn
-from fcnlib.train import _resolve_device, _param_groups
+from fcnlib.runtime.compute import resolve_device
+from fcnlib.train import _param_groups
 a = json.loads(sys.argv[1])
-dev = _resolve_device(a["device"])
+dev = resolve_device(a["device"])
 if dev.type == "cuda":
     torch.backends.cudnn.benchmark = True
 amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a["amp"]]

@@ -30,7 +30,7 @@ from fcnlib.eval.inference import predict, score_dataset  # noqa: E402
 from fcnlib.files import layout  # noqa: E402
 from fcnlib.models import load_model  # noqa: E402
 from fcnlib.models.meta import primary_head  # noqa: E402
-from fcnlib.runtime import fast  # noqa: E402
+from fcnlib.runtime import compute, fast  # noqa: E402
 
 _SPLITS = ("seg11valid", "val", "test")
 
@@ -97,7 +97,7 @@ def run(weights: list[Path] | None = None, max_images: int | None = None) -> dic
     threads = torch.get_num_threads()
     nets = [bench_one(w, max_images) for w in weights]
     return {"nets": nets, "min_agreement": min(n["argmax_agreement"] for n in nets), "threads": threads,
-            "cpu_native_bf16": fast.cpu_has_native_bf16()}
+            "cpu_native_bf16": compute.cpu_has_native_bf16()}
 
 
 def table_rows(r: dict[str, Any], row: Any) -> list[str]:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from fcnlib.runtime import allocator, fast  # noqa: E402
+from fcnlib.runtime import allocator, compute, fast  # noqa: E402
 
 FORWARD_NETS = (("FCN-32s", "fcn32s", "vgg16"), ("FCN-16s", "fcn16s", "vgg16"), ("FCN-8s", "fcn8s", "vgg16"),
                 ("FCN-AlexNet", "fcn32s", "alexnet"), ("FCN-GoogLeNet", "fcn32s", "googlenet"))
@@ -143,18 +143,18 @@ def plain(model: nn.Module) -> nn.Module:
 
 
 def _compute_dtype(device: torch.device) -> str:
-    dt = fast.autocast_dtype(device)
+    dt = compute.autocast_dtype(device)
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dt]
 
 
 def _forward_pair(variant: str, backbone: str, width: float, x: torch.Tensor, device: torch.device) -> tuple:
     """(baseline net, fast-path net, its input, baseline forward, fast forward) on the same weights."""
     base = plain(random_net(variant, backbone, width)).to(device).eval()
-    ours_net = fast.FastFCN(fast.inference_setup(copy.deepcopy(base), device))
+    ours_net = fast.FastFCN(fast.inference_setup(copy.deepcopy(base), compute.resolve_runtime(device)))
     for m in ours_net.modules():
         if hasattr(m, "per_class"):
             m.per_class = True
-    xin = x.contiguous(memory_format=torch.channels_last) if fast.use_channels_last(device) else x
+    xin = x.contiguous(memory_format=torch.channels_last) if compute.use_channels_last(device) else x
 
     def b() -> torch.Tensor:
         with torch.no_grad():
@@ -205,7 +205,7 @@ def bench_train(device: torch.device, size: int = 500, reps: int = 3, width: flo
     x = torch.randn(1, 3, size, size, device=device) * 50
     lab = torch.randint(0, 21, (1, size, size), device=device)
     lab[:, : size // 10] = 255
-    cl = fast.use_channels_last(device)
+    cl = compute.use_channels_last(device)
     rows = {}
     for label, variant, backbone in nets:
         base = plain(random_net(variant, backbone, width)).to(device)

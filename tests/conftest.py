@@ -1,6 +1,8 @@
-"""Fixtures shared by the end-to-end suites (tests/workflow, tests/faults): one run of the reduced demo DAG
-per session, in a temp dir, reused as the reference by every suite that needs it."""
+"""Fixtures shared by the suites: one run of the reduced demo DAG per session (tests/workflow, tests/faults
+reuse it as their reference), the paper's config, one torch thread.
+Helpers a test module imports live in tests/helpers_*.py (never in another test module)."""
 
+import copy
 import importlib.util
 import os
 import subprocess
@@ -50,6 +52,19 @@ def demo_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("demo_run")
     snakemake(work, "results/tables.md", "all", "--cores", "2")
     return work
+
+
+@pytest.fixture(scope="session")
+def _paper_config() -> dict:
+    from fcnlib.pipeline import config as fcncfg
+
+    return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
+
+
+@pytest.fixture
+def paper(_paper_config: dict) -> dict:
+    """config/config.yaml (the paper's experiments), parsed once per session; each test gets its own copy."""
+    return copy.deepcopy(_paper_config)
 
 
 @pytest.fixture

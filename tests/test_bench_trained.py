@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_evaluate import CLASSES, labels_of, make_dataset
+from helpers_eval import CLASSES, labels_of, make_dataset
 
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG

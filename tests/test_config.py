@@ -12,11 +12,6 @@ from fcnlib.pipeline import config as fcncfg
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def paper() -> dict:
-    return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
-
-
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = fcncfg.load_yaml(ROOT / "config" / name)
@@ -85,23 +80,6 @@ def test_staged_and_fusion_resolution(paper):
     changed = _mutate(paper, ("experiments", "voc-fcn16s", "iterations"), 5)
     assert fcncfg.train_config(changed, "voc-fcn16s")["config_hash"] != c16["config_hash"]
     assert fcncfg.train_config(changed, "voc-fcn32s") == fcncfg.train_config(paper, "voc-fcn32s")
-
-
-def test_code_hash_tracks_module_contents(tmp_path, monkeypatch):
-    pkg = tmp_path / "pkg"
-    (pkg / "models").mkdir(parents=True)
-    for f in ("io.py", "errors.py", "config.py", "train.py", "models/fcn.py"):
-        (pkg / f).write_text("x = 1\n")
-    monkeypatch.setattr(fcncfg, "PACKAGE_DIR", pkg)
-    before_train, before_models = fcncfg.code_hash("train.py"), fcncfg.code_hash("models/")
-    (pkg / "models" / "fcn.py").write_text("x = 2\n")
-    assert fcncfg.code_hash("train.py") == before_train
-    assert fcncfg.code_hash("models/") != before_models
-    (pkg / "train").mkdir()  # a package (fcnlib/train/): any of its files reruns the rules hashing it
-    (pkg / "train" / "loop.py").write_text("x = 1\n")
-    before_pkg = fcncfg.code_hash("train/")
-    (pkg / "train" / "loop.py").write_text("x = 2\n")
-    assert fcncfg.code_hash("train/") != before_pkg
 
 
 def test_table_rows_cover_every_paper_table(paper):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_paths import SHARED_DATA
 from PIL import Image
 
 from fcnlib.data import SegDataset, collate_pad, load_dataset_meta
@@ -15,8 +16,7 @@ from fcnlib.data.transforms import augment_pair, translate
 from fcnlib.errors import DataError
 from fcnlib.files.io import write_label_png, write_png
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-VOC_MINI = SHARED / "voc2012_mini" / "VOCdevkit" / "VOC2012"
+VOC_MINI = SHARED_DATA / "voc2012_mini" / "VOCdevkit" / "VOC2012"
 
 
 def _voc_json(tmp_path: Path) -> Path:

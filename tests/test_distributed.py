@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_cfg, make_dataset, read_log
+from helpers_train import make_cfg, make_dataset, read_log
 
 from fcnlib import train as T
 from fcnlib.errors import ConfigError
@@ -266,9 +266,9 @@ def test_gpu_ids_without_cuda_mean_cpu(monkeypatch):
     monkeypatch.delenv("FCN_FAKE_GPUS", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.setenv("SLURM_JOB_ID", "9")
-    monkeypatch.setattr(D, "_cuda_usable", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert D.claim(1).devices() == ["cpu"]
-    monkeypatch.setattr(D, "_cuda_usable", lambda: True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert D.claim(1).devices() == ["cuda:0"] and D.claim(1).devices("cpu") == ["cpu"]
 
 

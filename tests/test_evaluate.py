@@ -4,78 +4,26 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers_eval import CLASSES, conv_output_dtypes, labels_of, make_dataset, save_tiny
 from PIL import Image
 
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.eval import evaluate as ev
 from fcnlib.eval.metrics import ConfusionMatrix
-from fcnlib.files.io import read_label, write_label_png
-from fcnlib.models import build_fcn, save_model
-from fcnlib.models.preprocessing import CAFFE_VGG
-
-CLASSES = ["background", "thing", "stuff"]
+from fcnlib.models import build_fcn
+from fcnlib.runtime import compute
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
 def native_bf16(request, monkeypatch) -> bool:
     """evaluation runs through fcnlib.runtime.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib.runtime import fast
-
-    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: request.param)
     return request.param
-
-
-def save_tiny(path: Path, *, variant: str = "fcn32s", heads: dict | None = None, winner: int | None = None,
-              modalities: tuple[str, ...] = ("rgb",)) -> torch.nn.Module:
-    """A real build_fcn net at 1/16 width; score layers are zero (the paper's init) so every pixel predicts
-    class 0, unless `winner` biases score_fr so that class wins everywhere."""
-    model = build_fcn(variant, "vgg16", num_classes=len(CLASSES), width=0.0625, heads=heads)
-    if winner is not None:
-        with torch.no_grad():
-            for name, mod in model.named_children():
-                if name.startswith("score_fr"):
-                    mod.bias[winner] = 5.0
-    meta = {"arch": model.arch, "modalities": list(modalities), "classes": CLASSES,
-            "preprocessing": {m: CAFFE_VGG.to_dict() for m in modalities}, "config_hash": "abc123"}
-    save_model(model, meta, path)
-    return model
-
-
-def make_dataset(root: Path, n: int = 3, heads: dict | None = None,
-                 sizes=((37, 45), (40, 33), (29, 51))) -> Path:
-    """dataset.json + JPEG images + palette label PNGs (255 = void) in the ARCHITECTURE layout."""
-    heads = heads or {"sem": len(CLASSES)}
-    rng = np.random.default_rng(0)
-    ids = [f"img_{i:03d}" for i in range(n)]
-    (root / "splits").mkdir(parents=True)
-    (root / "splits" / "val.txt").write_text("\n".join(ids) + "\n")
-    for i, id_ in enumerate(ids):
-        h, w = sizes[i % len(sizes)]
-        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        (root / "rgb").mkdir(exist_ok=True)
-        Image.fromarray(img).save(root / "rgb" / f"{id_}.jpg", quality=90)
-        for head, k in heads.items():
-            lab = rng.integers(0, k, (h, w)).astype(np.uint8)
-            lab[:3] = 255
-            write_label_png(root / f"labels_{head}" / f"{id_}.png", lab)
-    spec = {"name": "tiny", "source": "demo", "ignore_index": 255, "heads": heads,
-            "classes": {h: (CLASSES if k == len(CLASSES) else [f"{h}{j}" for j in range(k)])
-                        for h, k in heads.items()},
-            "splits": {"val": {"ids": "splits/val.txt", "images": {"rgb": {"dir": "rgb", "ext": ".jpg"}},
-                               "labels": {h: {"dir": f"labels_{h}", "ext": ".png"} for h in heads}}}}
-    (root / "dataset.json").write_text(json.dumps(spec))
-    return root / "dataset.json"
-
-
-def labels_of(ds_json: Path, head: str = "sem", n: int = 3) -> list[np.ndarray]:
-    root = ds_json.parent
-    return [read_label(root / f"labels_{head}" / f"img_{i:03d}.png", 256) for i in range(n)]
 
 
 def test_zero_init_net_scores_as_all_background(tmp_path):
@@ -149,11 +97,11 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(DataError, match="no split 'test'"):
         ev.evaluate(w, ds, "test", device="cpu", progress=False)
     with pytest.raises(ConfigError, match="device"):
-        ev.resolve_device("tpu")
+        compute.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            ev.resolve_device("cuda")
-    assert ev.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+            compute.resolve_device("cuda")
+    assert compute.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_time_forward_reports_median_and_device(native_bf16, monkeypatch):
@@ -186,3 +134,29 @@ def test_fig4_from_weights_picks_images_where_nets_differ(tmp_path):
     out = fig4_from_weights(paths, ds, "val", 1, tmp_path / "fig4.png", device="cpu")
     with Image.open(out) as im:  # one row of five panels
         assert im.format == "PNG" and im.width > 3 * im.height
+
+
+@pytest.mark.parametrize(("precision", "dtype", "name"), [("off", torch.float32, "float32"),
+                                                          ("fp32", torch.float32, "float32"),
+                                                          ("bf16", torch.bfloat16, "bfloat16")])
+def test_evaluation_computes_in_the_configured_precision(tmp_path, native_bf16, precision, dtype, name):
+    """`amp: off` scores in fp32 even where the host's auto choice is bf16 (both hosts forced by the fixture);
+    a forced bf16 runs bf16 convolutions on either host."""
+    ds = make_dataset(tmp_path / "ds")
+    w = tmp_path / "w.pt"
+    save_tiny(w)
+    result = {}
+    dtypes = conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", precision=precision,
+                                                                   progress=False)))
+    assert dtypes == {dtype}
+    assert result["dtype"] == name
+
+
+def test_evaluation_auto_precision_follows_the_host(tmp_path, native_bf16):
+    ds = make_dataset(tmp_path / "ds")
+    w = tmp_path / "w.pt"
+    save_tiny(w)
+    result = {}
+    dtypes = conv_output_dtypes(lambda: result.update(ev.evaluate(w, ds, "val", device="cpu", progress=False)))
+    assert dtypes == {torch.bfloat16 if native_bf16 else torch.float32}
+    assert result["dtype"] == ("bfloat16" if native_bf16 else "float32")

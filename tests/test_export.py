@@ -148,7 +148,7 @@ def test_export_of_frozen_bilinear_net_equals_segment(tmp_path, variant, fmt):
     out = tmp_path / f"net{export.SUFFIX[fmt]}"
     info = export.export(w, out, fmt, size=(96, 96))
     run = export.load_exported(out)
-    seg = Segmenter(w, "cpu", amp=None)  # fcn segment's forward, in fp32
+    seg = Segmenter(w, "cpu", precision="fp32")  # fcn segment's forward, in fp32
     pre = CAFFE_VGG
     rng = np.random.default_rng(7)
     for h, w_ in [(160, 208), (175, 141), (241, 197)]:  # none is the traced 96×96; non-square, odd

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnlib.models import build_fcn
-from fcnlib.runtime import fast
+from fcnlib.runtime import compute, fast
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def native_bf16(request, monkeypatch) -> bool:
     """Which kind of CPU the fast path's choices (autocast dtype, channels_last, Winograd) are made for,
     forced, so that both kinds are tested on every host (bf16 is emulated, slower, on AVX2)."""
-    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: request.param)
     return request.param
 
 
@@ -235,7 +235,7 @@ def test_device_choices(native_bf16: bool, monkeypatch) -> None:
     for m in net.modules():
         if isinstance(m, torch.nn.Conv2d):
             m.register_forward_hook(lambda _m, _i, out: module_convs.append(out.dtype))
-    model = fast.inference_setup(net, "cpu")
+    model = fast.inference_setup(net, compute.resolve_runtime("cpu"))
     with torch.inference_mode():
         out = fast.FastFCN(model)(torch.randn(1, 3, 16, 16))
     assert out.dtype == torch.float32 and out.shape == (1, 3, 16, 16)

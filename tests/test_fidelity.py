@@ -4,18 +4,10 @@ be exactly that text, list every experiment, and explain every row that is not e
 import copy
 from pathlib import Path
 
-import pytest
-
-from fcnlib.pipeline import config as fcncfg
 from fcnlib.report import fidelity
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "fidelity.md"
-
-
-@pytest.fixture(scope="module")
-def paper() -> dict:
-    return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
 
 
 def test_doc_is_the_generated_text(paper):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_paths import need_shared
 from PIL import Image
 
 from fcnlib.cli import hha as hha_cli
@@ -14,13 +15,9 @@ from fcnlib.data.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_com
 from fcnlib.demo.scenes import CEILING, FLOOR, WALL, render_room
 from fcnlib.errors import ConfigError, DataError
 
-DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hha_python" / "demo"
-
 
 def _demo() -> Path:
-    if not (DEMO / "0.png").exists():
-        pytest.skip(f"real HHA reference data not found at {DEMO} (needs the shared data folder beside the repo)")
-    return DEMO
+    return need_shared("hha_python/demo/0.png").parent
 
 
 def _agreement(ours: np.ndarray, ref: np.ndarray) -> tuple[float, int]:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers_paths import SHARED_DATA
 
 from fcnlib.eval.metrics import ConfusionMatrix
 from fcnlib.files.io import colour_to_label, read_image, read_label
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-DEMO = SHARED / "fcn_berkeleyvision" / "demo"
+DEMO = SHARED_DATA / "fcn_berkeleyvision" / "demo"
 
 
 def reference_scores(label: np.ndarray, pred: np.ndarray, n: int) -> dict:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers_paths import need_shared
 
 from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.files.io import read_image
@@ -27,8 +27,7 @@ from fcnlib.models import (
 )
 from fcnlib.models.googlenet import GoogLeNet
 
-torch.set_num_threads(1)  # the CPU is shared; one thread is fastest under load
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+pytestmark = pytest.mark.usefixtures("one_thread")  # the CPU is shared; one thread is fastest under load
 W = 1 / 16  # small width: same geometry, ~1/256 of the FLOPs
 
 VGG_CAFFE_KEYS = (
@@ -82,9 +81,7 @@ def test_preprocessing_dict_round_trip_and_bad_input():
 
 
 def test_preprocessing_on_real_voc_image():
-    path = SHARED / "fcn_berkeleyvision" / "demo" / "image.jpg"
-    if not path.exists():
-        pytest.skip(f"shared sample data not found at {path}")
+    path = need_shared("fcn_berkeleyvision/demo/image.jpg")
     img = read_image(path)
     x = CAFFE_VGG.apply(img)
     assert x.shape == (3, img.shape[0], img.shape[1]) == (3, 500, 334)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse
+from helpers_paths import need_shared as _need
 from PIL import Image
 
 from fcnlib.data import splits as S
@@ -20,15 +21,7 @@ from fcnlib.facts.datasets import VOC_CLASSES
 from fcnlib.files.archive import safe_extract
 from fcnlib.files.io import write_label_png
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 H, W = 6, 8
-
-
-def _need(rel: str) -> Path:
-    p = SHARED / rel
-    if not p.exists():
-        pytest.skip(f"real data {p} not present (../shared/data beside the repo)")
-    return p
 
 
 def save_sbd_mat(path: Path, seg: np.ndarray) -> None:

@@ -25,14 +25,14 @@ def test_cuda_dtype_per_generation(cap, dtype):
     assert precision.cuda_autocast_dtype(cap) == dtype
 
 
-def test_fast_autocast_dtype_uses_capability(monkeypatch):
-    from fcnlib.runtime import fast
+def test_autocast_dtype_uses_capability(monkeypatch):
+    from fcnlib.runtime import compute
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 0))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert fast.autocast_dtype(torch.device("cuda", 0)) == torch.float16
+    assert compute.autocast_dtype(torch.device("cuda", 0)) == torch.float16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
-    assert fast.autocast_dtype(torch.device("cuda", 0)) == torch.bfloat16
+    assert compute.autocast_dtype(torch.device("cuda", 0)) == torch.bfloat16
 
 
 def test_scaler_init_scale():
@@ -196,7 +196,7 @@ def test_dtype_recorded_in_timing():
 
     net = build_fcn("fcn32s", "vgg16", num_classes=3, width=0.0625)
     t = time_forward(net, size=32, runs=1, warmup=0, device="cpu")
-    from fcnlib.runtime.fast import autocast_dtype
+    from fcnlib.runtime.compute import autocast_dtype
 
     assert t["dtype"] == precision.dtype_name(autocast_dtype("cpu"))
     assert time_forward(net, size=32, runs=1, warmup=0, device="cpu", fast_path=False)["dtype"] == "float32"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_paths import SHARED_DATA
 from PIL import Image
 from scipy.io import loadmat, savemat
 
@@ -26,7 +27,7 @@ from fcnlib.errors import DataError
 from fcnlib.facts.datasets import CONTEXT59_CLASSES, NYU40_CLASSES, REGISTRY, SIFTFLOW_SEM_CLASSES, split_list_sources
 from fcnlib.pipeline.config import load_yaml
 
-FCN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fcn_berkeleyvision" / "data"
+FCN = SHARED_DATA / "fcn_berkeleyvision" / "data"
 
 
 def _need(p: Path) -> Path:

@@ -48,28 +48,17 @@ def test_terminal_redraws_in_place_and_switch_disables(monkeypatch):
     assert _run(monkeypatch, io.StringIO(), "0", n=20) == ""
 
 
-def test_training_log_gets_no_frame_per_step(monkeypatch, tmp_path, capsys):
+def test_training_log_gets_no_frame_per_step(monkeypatch, tmp_path, capsys, one_thread):
     """The trainer with a log step every iteration: its stderr (a file under Snakemake) stays a few lines."""
-    import importlib.util
-    from pathlib import Path
-
-    import torch
+    import helpers_train as toy
 
     from fcnlib import train as T
 
-    spec = importlib.util.spec_from_file_location("_toy", Path(__file__).with_name("test_train.py"))
-    toy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(toy)
     monkeypatch.setenv("FCN_PROGRESS_INTERVAL", "3600")
     monkeypatch.delenv("FCN_PROGRESS", raising=False)
     ds = toy.make_dataset(tmp_path / "toy", n=2, sizes=((32, 32),))
     cfg = toy.make_cfg(ds, iterations=40, log_every=1, val_split=None, amp="off", channels_last=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        T.train(cfg, tmp_path / "w.pt", tmp_path / "r.pt", tmp_path / "log.jsonl", device="cpu")
-    finally:
-        torch.set_num_threads(threads)
+    T.train(cfg, tmp_path / "w.pt", tmp_path / "r.pt", tmp_path / "log.jsonl", device="cpu")
     err = capsys.readouterr().err
     bar_lines = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("toy-fcn32s:")]
     assert 1 <= len(bar_lines) <= 3, bar_lines

@@ -62,7 +62,8 @@ def test_onnxruntime_block(scratch):
     export.export("weights.pt", export.default_out(Path("weights.pt"), "onnx"), "onnx")
     assert Path("weights.onnx").is_file() and Path("weights.onnx.json").is_file()
     (block,) = _pycon_blocks("Without fcnlib: ONNX and TorchScript")
-    _run_doctest(block + ">>> import fcnlib\n>>> ref = fcnlib.Segmenter('weights.pt', 'cpu', amp=None)('image.jpg')\n"
+    _run_doctest(block + ">>> import fcnlib\n"
+                 ">>> ref = fcnlib.Segmenter('weights.pt', 'cpu', precision='fp32')('image.jpg')\n"
                  ">>> bool((labels == ref.labels).mean() > 0.999)\nTrue\n", "ONNX")
 
 

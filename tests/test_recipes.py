@@ -12,11 +12,6 @@ from fcnlib.pipeline import config as fcncfg
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def paper() -> dict:
-    return fcncfg.load_yaml(ROOT / "config" / "config.yaml")
-
-
 def _with(cfg: dict, recipe: str) -> dict:
     cfg = copy.deepcopy(cfg)
     cfg["training"]["recipe"] = recipe

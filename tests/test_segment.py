@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_eval import conv_output_dtypes
+from helpers_paths import need_shared
 from PIL import Image
 
 from fcnlib.cli import segment as segment_cli
@@ -16,16 +18,14 @@ from fcnlib.facts.datasets import MODALITY_CHANNELS
 from fcnlib.models import build_fcn, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG, DEPTH_LOG, HHA
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fp32-host", "bf16-host"])
 def native_bf16(request, monkeypatch) -> bool:
     """`fcn segment` runs through fcnlib.runtime.fast, whose precision follows the CPU: force each kind of CPU's choice
     (fp32 + Winograd, or bf16 autocast + channels_last) so the results checked hold for both on any host."""
-    from fcnlib.runtime import fast
+    from fcnlib.runtime import compute
 
-    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: request.param)
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: request.param)
     return request.param
 
 
@@ -73,9 +73,7 @@ def test_odd_size_jpeg_gives_same_size_palette_png(tmp_path):
 
 
 def test_directory_and_real_demo_image(tmp_path):
-    demo = SHARED / "fcn_berkeleyvision" / "demo" / "image.jpg"
-    if not demo.is_file():
-        pytest.skip(f"real demo image not found at {demo} (needs /work/shared beside the repo)")
+    demo = need_shared("fcn_berkeleyvision/demo/image.jpg")
     w = tmp_path / "w.pt"
     save_tiny(w)
     d = tmp_path / "imgs"
@@ -129,6 +127,20 @@ def test_weights_of_another_architecture_are_a_weights_error(tmp_path):
         segment_cli.cli([str(img), "--weights", str(tmp_path / "mismatch.pt"), "--out", str(tmp_path / "o"),
                      "--device", "cpu"])
     assert not (tmp_path / "o").exists()  # nothing written before the weights were checked
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_switch_sets_the_convolutions_dtype(tmp_path, precision, dtype):
+    """`fcn segment --precision` decides the dtype on either kind of host (both forced by the fixture)."""
+    w = tmp_path / "w.pt"
+    save_tiny(w, winner=3)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((24, 20, 3), np.uint8)).save(img)
+    seen = conv_output_dtypes(lambda: segment_cli.cli([str(img), "--weights", str(w), "--out", str(tmp_path / "out"),
+                                                       "--device", "cpu", "--precision", precision,
+                                                       "--no-progress"]))
+    assert seen == {dtype}
+    assert np.all(np.asarray(Image.open(tmp_path / "out" / "a.png")) == 3)
 
 
 # --- fcnlib.Segmenter: the Python API ----------------------------------------------------------------

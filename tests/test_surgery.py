@@ -25,7 +25,7 @@ from fcnlib.models.caffe import write_caffemodel
 from fcnlib.models.googlenet import GoogLeNet
 from fcnlib.models.vgg import VGG16, run_trunk, scaled
 
-torch.set_num_threads(1)  # the CPU is shared; one thread is fastest under load
+pytestmark = pytest.mark.usefixtures("one_thread")  # the CPU is shared; one thread is fastest under load
 W = 1 / 16
 VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 

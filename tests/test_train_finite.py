@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import make_cfg, make_dataset
+from helpers_train import make_cfg, make_dataset
 
 from fcnlib import train as T
 from fcnlib.errors import ConfigError

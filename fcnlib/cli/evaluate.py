@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnlib.cli.options import add_device, add_out, add_progress
+from fcnlib.cli.options import add_device, add_out, add_precision, add_progress
 from fcnlib.errors import ConfigError
 from fcnlib.eval.evaluate import SCORE_KEYS, evaluate_file
 from fcnlib.facts import datasets as registry
@@ -54,6 +54,7 @@ def cli(argv: list[str] | None = None) -> int:
                    help="config file(s) giving the default split (default: config/config.yaml)")
     add_out(p, "metrics.json to write (default: <weights dir>/<split>/metrics.json, as the rule)", type=Path)
     add_device(p)
+    add_precision(p)
     p.add_argument("--max-images", type=int, default=None, help="score only the first N images of the split")
     p.add_argument("--predictions", type=Path, default=None, metavar="DIR",
                    help="also write each image's predicted label PNG into DIR")
@@ -71,6 +72,7 @@ def cli(argv: list[str] | None = None) -> int:
                           f"and no config file here names it); pass {missing}")
     out = args.out or args.weights.parent / split / "metrics.json"
     result = evaluate_file(args.weights, dataset_json, split, out_json=out, device=args.device,
+                           precision=args.precision,
                            max_images=args.max_images, predictions_dir=args.predictions,
                            progress=not args.no_progress)
     scores = ", ".join(f"{k} {100 * result[k]:.1f}" for k in SCORE_KEYS if result.get(k) is not None)

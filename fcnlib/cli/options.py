@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from fcnlib.errors import ConfigError
+from fcnlib.runtime.compute import PRECISIONS
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)"
+PRECISION_HELP = ("compute dtype: auto (bf16/fp16 where the device runs it natively, else fp32), fp32, bf16 or "
+                  "fp16 (default: auto)")
 
 
 def add_out(p: argparse.ArgumentParser, help: str, *, required: bool = False, **kwargs: Any) -> None:
@@ -28,6 +31,11 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:
     p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def add_precision(p: argparse.ArgumentParser) -> None:
+    """`--precision {auto,fp32,bf16,fp16}`: the compute dtype (fcnlib.runtime.compute.resolve_runtime)."""
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def replaced_out(out: str | os.PathLike, marker: str, command: str) -> Path:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fcnlib.cli.options import add_device, add_out, add_progress
+from fcnlib.cli.options import add_device, add_out, add_precision, add_progress
 from fcnlib.eval.segment import Segmenter, segment_paths
 from fcnlib.files.io import set_max_pixels
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow-links", action="store_true",
                    help="read images that links inside a given folder lead to outside it (refused by default)")
     add_device(p)
+    add_precision(p)
     add_progress(p)
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse larger images before decoding (default FCN_MAX_IMAGE_PIXELS or 40,000,000)")
@@ -32,7 +33,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
-    seg = Segmenter(args.weights, args.device)
+    seg = Segmenter(args.weights, args.device, args.precision)
     if seg.demo:
         print(f"warning: {args.weights} are demo weights (trained on the synthetic demo data); their labels "
               f"say nothing about real images — use weights trained on a real dataset", file=sys.stderr)

@@ -18,12 +18,12 @@ import torch
 
 from fcnlib.data import SegDataset
 from fcnlib.errors import ConfigError, DataError
-from fcnlib.eval.inference import device_name, load_for_inference, predict, resolve_device, score_dataset
+from fcnlib.eval.inference import device_name, load_for_inference, predict, score_dataset
 from fcnlib.eval.metrics import SCORE_KEYS, ConfusionMatrix
 from fcnlib.files.io import atomic_write_json, read_json, sha256_file, write_label_png
 from fcnlib.models.meta import primary_head
 from fcnlib.runtime import fast
-from fcnlib.runtime.precision import dtype_name
+from fcnlib.runtime.compute import AMP_DEFAULT, CHANNELS_LAST_DEFAULT, resolve_runtime
 
 if TYPE_CHECKING:
     pass
@@ -50,15 +50,21 @@ def scores_to_json(cm: ConfusionMatrix, class_names: list[str] | None) -> dict[s
 
 
 def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: str | torch.device = "auto",
+             precision: str = AMP_DEFAULT, channels_last: Any = CHANNELS_LAST_DEFAULT,
              max_images: int | None = None, predictions_dir: PathLike | None = None, progress: bool = True,
              config_hash: str | None = None) -> dict[str, Any]:
     """Score `weights` on `split` of a prepared dataset; returns the metrics.json content.
 
-    One confusion matrix per head accumulated over the whole split. For a two-headed net (SIFT Flow)
-    the semantic head's metrics are at top level, the geometric head's under "geo", plus "geo_acc".
+    device/precision/channels_last: the job's settings (config `device`, `training.amp`,
+    `training.channels_last`), resolved once into a fcnlib.runtime.compute.Runtime; "dtype" in the result is
+    the dtype the convolutions ran in. One confusion matrix per head accumulated over the whole split.
+    For a two-headed net (SIFT Flow) the semantic head's metrics are at top level, the geometric head's
+    under "geo", plus "geo_acc".
     """
-    dev = resolve_device(device)
-    model, meta = load_for_inference(weights, dev)
+
+    rt = resolve_runtime(device, precision, channels_last)
+    dev = rt.device
+    model, meta = load_for_inference(weights, rt)
     pre = meta.preprocessing(weights)
     mods = meta.modalities
     ds = SegDataset(dataset_json, split, modalities=mods, preprocessing=pre, max_images=max_images)
@@ -102,18 +108,9 @@ def evaluate(weights: PathLike, dataset_json: PathLike, split: str, *, device: s
         "weights_sha256": sha256_file(weights),
         "config_hash": config_hash if config_hash is not None else meta.get("config_hash"),
         "device": device_name(dev),
-        "dtype": _compute_dtype(model),
+        "dtype": rt.dtype_name,
     })
     return result
-
-
-def _compute_dtype(model: torch.nn.Module, device: torch.device | None = None) -> str:
-    """The dtype the forward computes in ("float32", "bfloat16", "float16"), recorded with every score/time."""
-    if isinstance(model, fast.FastFCN):
-        amp = model.amp
-        dt = fast.autocast_dtype(device or next(model.parameters()).device) if amp == "auto" else amp
-        return dtype_name(dt)
-    return "float32"
 
 
 def evaluate_file(weights: PathLike, dataset_json: PathLike, split: str, out_json: PathLike,
@@ -143,22 +140,24 @@ def _model_in_channels(model: torch.nn.Module) -> int:
 
 def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup: int = 1,
                  device: str | torch.device = "auto", in_channels: int | None = None,
-                 fast_path: bool = True) -> dict[str, Any]:
+                 fast_path: bool = True, precision: str = AMP_DEFAULT,
+                 channels_last: Any = CHANNELS_LAST_DEFAULT) -> dict[str, Any]:
     """Median wall time of `runs` forward passes of a 1×C×size×size input after `warmup` passes, through
-    the same fast path evaluation uses (`fast_path=False`: plain eager fp32).
+    the same fast path and Runtime evaluation uses (`fast_path=False`: plain eager fp32).
 
     The paper averages 20 trials on a K40c; the median is robust to the other jobs sharing our machine.
     """
+
     if runs < 1 or warmup < 0 or size < 1:
         raise ConfigError(f"time_forward: need runs ≥ 1, warmup ≥ 0, size ≥ 1 (got {runs}, {warmup}, {size})")
-    dev = resolve_device(device)
+    rt = resolve_runtime(device, precision if fast_path else "off", channels_last if fast_path else False)
+    dev = rt.device
+    if isinstance(model, fast.FastFCN):
+        model = model.model
     model = model.to(dev).eval()
     c = in_channels if in_channels is not None else _model_in_channels(model)
-    cl = False
     if fast_path:
-        if not isinstance(model, fast.FastFCN):
-            model = fast.FastFCN(fast.inference_setup(model, dev, fixed_size=True))
-        cl = fast.use_channels_last(dev)
+        model = fast.FastFCN(fast.inference_setup(model, rt, fixed_size=True), amp=rt.dtype)
     x = torch.zeros(1, c, size, size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
@@ -172,4 +171,4 @@ def time_forward(model: torch.nn.Module, size: int = 500, runs: int = 5, warmup:
                 times.append((time.perf_counter() - t0) * 1000.0)
     return {"median_ms": statistics.median(times), "runs": runs, "warmup": warmup, "size": size,
             "times_ms": [round(t, 3) for t in times], "device": device_name(dev), "fast_path": fast_path,
-            "dtype": _compute_dtype(model, dev), "channels_last": cl}
+            "dtype": rt.dtype_name, "channels_last": rt.channels_last}

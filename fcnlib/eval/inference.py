@@ -1,5 +1,6 @@
-"""Loading a weights file for inference, its preprocessing, the device choice, prediction and the scoring
-loop (score_dataset): the one place evaluation, the trainer, figures and `fcn segment` get them from."""
+"""Loading a weights file for inference on a job's Runtime (fcnlib.runtime.compute), the device's name,
+prediction and the scoring loop (score_dataset): the one place evaluation, the trainer, figures and
+`fcn segment` get them from."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fcnlib.errors import ConfigError, DataError
+from fcnlib.errors import DataError
 from fcnlib.eval.metrics import ConfusionMatrix
 from fcnlib.models import load_model
 from fcnlib.progress import progress as progress_bar
 from fcnlib.runtime import fast
+from fcnlib.runtime.compute import Runtime, resolve_device
 
 if TYPE_CHECKING:
     from fcnlib.eval.metrics import ConfusionMatrix
@@ -25,32 +27,8 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike
 
 # ---------------------------------------------------------------------------------------------------
-# Devices
+# Device names
 # ---------------------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" → the first CUDA GPU when one is usable, else CPU; "cpu"/"cuda"/"cuda:N" as given.
-
-    Asking for CUDA on a machine without it is a config error, not a silent CPU fallback: a run that
-    was meant for a GPU would otherwise take days without saying why.
-    """
-    if isinstance(device, torch.device):
-        dev = device
-    else:
-        name = str(device).strip().lower()
-        if name in ("", "auto"):
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise ConfigError(f"device={device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!s} requested but CUDA is not available here; "
-                          f"use device=auto or cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device={device!s} is not supported; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
 @functools.cache
 def _cpu_name() -> str:
     try:
@@ -74,13 +52,12 @@ def device_name(device: str | torch.device = "auto") -> str:
 # ---------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------
-def load_for_inference(weights: PathLike, device: torch.device, amp: torch.dtype | None | str = "auto"
-                       ) -> tuple[torch.nn.Module, ModelMeta]:
-    """The net for inference: eval mode, wrapped in fcnlib.runtime.fast's measured fast path (autocast where the
-    device has native bf16/fp16, Winograd 3×3 convs on CPU — argmax agreement with plain fp32 ≥ 99.99%).
-    `amp`: FastFCN's ("auto", a dtype, or None for fp32 throughout)."""
-    model, meta = load_model(Path(weights), device)
-    return fast.FastFCN(fast.inference_setup(model, device), amp=amp), meta
+def load_for_inference(weights: PathLike, runtime: Runtime) -> tuple[torch.nn.Module, ModelMeta]:
+    """The net for inference on the job's Runtime: eval mode, its device, memory format and compute dtype,
+    wrapped in fcnlib.runtime.fast's measured fast path (Winograd 3×3 convs on CPU fp32 — argmax agreement
+    with plain fp32 ≥ 99.99%)."""
+    model, meta = load_model(Path(weights), runtime.device)
+    return fast.FastFCN(fast.inference_setup(model, runtime), amp=runtime.dtype), meta
 
 
 def _as_heads(out: Any, heads: list[str]) -> dict[str, torch.Tensor]:

@@ -18,10 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from fcnlib.errors import DataError, WeightsError
-from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference, resolve_device
+from fcnlib.eval.inference import forward_logits, labels_of, load_for_inference
 from fcnlib.files.io import UndecodableImage, atomic_write, read_image, voc_palette, write_label_png
 from fcnlib.files.paths import file_kind, inside
 from fcnlib.models.meta import primary_head
+from fcnlib.runtime.compute import resolve_runtime
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -162,14 +163,14 @@ class Segmenter:
 
     The input is a path, a PIL image or an H×W×3 uint8 RGB array; for a multi-modal net, a dict with one
     entry per modality of `.modalities` (e.g. {"rgb": ..., "hha": ...}; depth as an H×W array in mm), all
-    of one size. Preprocessing comes from the weights file. `amp`: "auto" (the device's fast precision,
-    fcnlib.runtime.fast), a torch dtype, or None for fp32 throughout."""
+    of one size. Preprocessing comes from the weights file. device/precision ("auto", "fp32", "bf16",
+    "fp16"): resolved once into a fcnlib.runtime.compute.Runtime (`.runtime`)."""
 
-    def __init__(self, weights: PathLike, device: str | torch.device = "auto",
-                 amp: torch.dtype | None | str = "auto") -> None:
+    def __init__(self, weights: PathLike, device: str | torch.device = "auto", precision: str = "auto") -> None:
         self.weights = Path(weights)
-        self.device = resolve_device(device)
-        self.model, self.meta = load_for_inference(weights, self.device, amp=amp)
+        self.runtime = resolve_runtime(device, precision)
+        self.device = self.runtime.device
+        self.model, self.meta = load_for_inference(weights, self.runtime)
         self.modalities = self.meta.modalities
         self.pre = self.meta.preprocessing(weights)
         self.heads = self.meta.heads
@@ -229,14 +230,14 @@ def _check_outputs(paths: list[Path], names: list[str], heads: Sequence[str], ma
 
 
 def segment_paths(inputs: Sequence[PathLike], weights: PathLike | Segmenter, out_dir: PathLike, *,
-                  overlay_png: bool = False, device: str | torch.device = "auto",
+                  overlay_png: bool = False, device: str | torch.device = "auto", precision: str = "auto",
                   progress: bool = True, follow_links: bool = False) -> list[Path]:
     """Segment every input image with `weights` (a file, or a loaded Segmenter: then `device` is its own);
     returns the label PNGs written (one per image, `<stem>.png`; overlays with a class legend). Links in a
     given folder that lead outside it are refused unless `follow_links`; photos are read as viewers show
     them (EXIF orientation)."""
     paths = collect_inputs(inputs, follow_links)
-    seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device)
+    seg = weights if isinstance(weights, Segmenter) else Segmenter(weights, device, precision)
     weights = seg.weights
     if seg.modalities != ["rgb"]:
         raise WeightsError(f"{weights}: this model needs input modalities {seg.modalities}, but `fcn segment` "

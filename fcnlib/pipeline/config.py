@@ -3,8 +3,8 @@ experiment into the flat dict the trainer takes. The Snakefile calls this at par
 value stops the run before any job starts.
 
 Over ~400 lines on purpose: the one config contract (load/compose, schema + cross-reference checks,
-experiment resolution) that every code hash includes; the checks call the resolution (_split_batch, the
-recipes), so a split would need an import cycle or a third module every rule's hash must also name.
+experiment resolution); the checks call the resolution (_split_batch, the recipes), so a split would
+need an import cycle or a third module.
 """
 
 from __future__ import annotations
@@ -492,6 +492,13 @@ def train_config(config: dict, name: str) -> dict:
     return cfg
 
 
+def runtime_settings(config: dict) -> dict[str, Any]:
+    """What a scoring, timing or figure job computes with: fcnlib.runtime.compute.resolve_runtime's arguments
+    (`device`, `training.amp`, `training.channels_last`), the same settings the trainer resolves."""
+    tr = config["training"]
+    return {"device": config["device"], "amp": tr["amp"], "channels_last": tr["channels_last"]}
+
+
 def gpus(config: dict, name: str) -> int:
     """GPUs (= data-parallel processes) of one net's training: experiments.<name>.gpu, else resources.gpu."""
     return int(config["experiments"][name].get("gpu", config["resources"]["gpu"]))
@@ -515,25 +522,6 @@ def _split_batch(config: dict, name: str, recipe: dict) -> tuple[int, int]:
 def config_hash(obj: Any) -> str:
     """Stable short hash of any JSON-able value (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def code_hash(*modules: str) -> str:
-    """Hash of fcnlib source files, so a Snakemake `params:` entry reruns the rules whose code changed.
-
-    `modules` are paths relative to the package ("eval/evaluate.py", "train/", "models/"); a folder means
-    every .py under it. io.py, errors.py and config.py (with the registry and the layout it reads), used
-    everywhere, are always included.
-    """
-    h = hashlib.sha256()
-    files: set[Path] = set()
-    for m in ("files/io.py", "errors.py", "pipeline/config.py", "facts/datasets.py", "files/layout.py", *modules):
-        p = PACKAGE_DIR / m
-        files.update(sorted(p.rglob("*.py")) if p.is_dir() else [p])
-    for f in sorted(files):
-        if f.exists():
-            h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def table_rows(config: dict) -> list[dict]:

@@ -15,6 +15,7 @@ import torch
 from fcnlib.errors import ConfigError
 from fcnlib.files.io import atomic_write
 from fcnlib.runtime import devices as fcndev
+from fcnlib.runtime.compute import check_device
 from fcnlib.train import distributed, train
 
 
@@ -71,6 +72,7 @@ def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str |
     so rerunning resumes); the log is copied out and the weights moved into place last. Returns False in
     a rank > 0 started by torchrun/srun around the caller (rank 0 moves the outputs).
     """
+    check_device(device)  # a CUDA device on a CPU box: one line now, not from inside the trainer
     out = Path(out_weights)
     work = out.parent / ".train"
     work.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,10 @@ from scipy import ndimage
 
 from fcnlib.data import SegDataset
 from fcnlib.errors import DataError
-from fcnlib.eval.inference import load_for_inference, predict, resolve_device
+from fcnlib.eval.inference import load_for_inference, predict
 from fcnlib.files.io import atomic_write, read_image, read_json, voc_palette
 from fcnlib.models.meta import primary_head
+from fcnlib.runtime.compute import resolve_runtime
 
 PathLike = str | os.PathLike
 
@@ -115,17 +116,18 @@ def thin_gain(preds: Sequence[np.ndarray], gt: np.ndarray, width: int = 7) -> in
 
 def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, split: str, n: int,
                       out_png: PathLike, device: str = "auto", candidates: int = 50,
-                      title: str | None = None) -> Path:
+                      title: str | None = None, precision: str = "auto") -> Path:
     """Fig. 4 from trained nets (coarsest first): among the first `candidates` images of `split`, draw
     the `n` where the finest net recovers the most thin-structure pixels the coarsest misses
     (`thin_gain`), then those where the nets disagree most (boundaries, blobs FCN-32s loses)."""
     if not weights:
         raise DataError(f"{out_png}: no nets given for Figure 4; list the FCN-32s/16s/8s experiments")
-    dev = resolve_device(device)
+    rt = resolve_runtime(device, precision)
+    dev = rt.device
     preds: dict[str, list[np.ndarray]] = {}
     ds: Any = None
     for name, path in weights.items():
-        model, meta = load_for_inference(path, dev)
+        model, meta = load_for_inference(path, rt)
         ds = SegDataset(dataset_json, split, modalities=meta.modalities, preprocessing=meta.preprocessing(path),
                         max_images=candidates)
         heads = list(ds.num_classes)

@@ -75,14 +75,18 @@ class Claim:
         self.indices, self.ids, self._fds, self.fake = indices, ids, fds, fake
 
     def devices(self, device: str = "auto") -> list[str]:
-        """torch device per claimed GPU for device "auto"/"cuda" (fake GPUs, no CUDA: "cpu" for auto);
-        cpu and cuda:N unchanged."""
+        """torch device per claimed GPU for device "auto"/"cuda" (fcnlib.runtime.compute.resolve_device with the
+        claimed index: the CPU where CUDA is not usable, e.g. fake GPUs or a fake SLURM GRES); nothing
+        claimed: "auto" is the CPU; cpu and cuda:N unchanged."""
+        from fcnlib.runtime.compute import resolve_device  # torch: not at import (visible_gpu_count is cheap)
+
         d = str(device)
+        n = max(1, len(self.indices))
         if d not in ("auto", "", "cuda"):  # cpu, cuda:N: as given
-            return [d] * max(1, len(self.indices))
-        if self.indices and not self.fake and _cuda_usable():
-            return [f"cuda:{i}" for i in self.indices]
-        return ["cuda" if d == "cuda" else "cpu"] * max(1, len(self.indices))  # cuda: let it fail loudly
+            return [d] * n
+        if self.indices and not self.fake:
+            return [str(resolve_device(d, index=i)) for i in self.indices]
+        return [str(resolve_device("cuda")) if d == "cuda" else "cpu"] * n  # cuda without CUDA: ConfigError
 
     def release(self) -> None:
         for fd in self._fds:
@@ -90,13 +94,6 @@ class Claim:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
         self._fds = []
-
-
-def _cuda_usable() -> bool:
-    """CUDA really there (a CUDA_VISIBLE_DEVICES or fake SLURM GRES without a GPU must mean CPU)."""
-    import torch  # the Snakefile asks visible_gpu_count at parse time: torch only when CUDA is asked about
-
-    return torch.cuda.is_available()
 
 
 def _try_lock(dir_fd: int, d: Path, gid: str) -> int | None:

@@ -2,89 +2,51 @@
 
 What is here (all of it FastFCN's / inference_setup's runtime policy, on by default where it pays), and why:
 
-* `autocast_dtype(device)`: bf16 on CUDA from compute capability 8.0 (fp16 below: fcnlib.runtime.precision) and on
-  CPUs whose oneDNN has
-  native bf16 (AVX-512 BF16 / AMX). On CPUs without it (AVX2 only) bf16 convolutions are emulated and
-  ~10× *slower* than fp32, so there the answer is None (stay fp32). Reduced precision changes logits by
-  ~1e-2 relative; argmax agreement with fp32 is measured (≥98.5% of pixels, tests/test_fast.py).
-* `use_channels_last(device)`: NHWC where it pays (CUDA, and CPU oneDNN in bf16). Same numbers.
+* The dtype (bf16 only where the device runs it natively: emulated CPU bf16 is ~10× *slower* than fp32)
+  and memory format are the job's fcnlib.runtime.compute.Runtime. Reduced precision changes logits by ~1e-2
+  relative; argmax agreement with fp32 is measured (≥98.5% of pixels, tests/test_fast.py).
 * The exact padding skip is bench/padskip.py (measured there; not faster than this path where measured).
 * `winograd_forward`: on CPU fp32 inference (FastFCN's default there), 3×3 convolutions go through
   NNPACK's Winograd kernels (≈2× per conv on AVX2, 1.5× for the whole net; fp32 arithmetic, different
   rounding: ≈1e-5 relative per layer, 4e-6 of the largest logit on VGG16-FCN at 500×500, argmax 99.999%
   equal; tests allow 1e-4).
-* `inference_setup` (eval, no grads, channels_last where it pays, cudnn.benchmark for fixed sizes only).
-  The glibc allocator settings that go with it are fcnlib.runtime.allocator's. (torch.compile is measured by
-  bench/run.py only: 1.26× fp32 on that CPU after a 46 s compile, not worth it for the pipeline's runs.)
+* `inference_setup` (eval, no grads, the Runtime's device and memory format, cudnn.benchmark for fixed
+  sizes only). The glibc allocator settings that go with it are fcnlib.runtime.allocator's. (torch.compile is
+  measured by bench/run.py only: 1.26× fp32 on that CPU after a 46 s compile, not worth it for the pipeline's
+  runs.)
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcnlib.runtime import compute
+from fcnlib.runtime.compute import Runtime, autocast_dtype
 from fcnlib.runtime.determinism import deterministic_requested
-from fcnlib.runtime.precision import device_autocast_dtype
 
 # ---------------------------------------------------------------------------------------------------
-# device capabilities and settings
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 convolutions natively (AVX-512 BF16 or AMX), i.e. faster than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """Reduced-precision dtype worth autocasting to on `device`, or None to stay in fp32."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        # per generation (fcnlib.runtime.precision): bf16 only where cuDNN runs it natively (sm_80+), else fp16
-
-        return device_autocast_dtype(dev)
-    if dev.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def use_channels_last(device: torch.device | str) -> bool:
-    """NHWC pays with cuDNN and with oneDNN's bf16 kernels; on fp32 AVX2 CPUs it is a wash, and NNPACK (and
-    the exact padding skip) want NCHW there."""
-    dev = torch.device(device)
-    return dev.type == "cuda" or (dev.type == "cpu" and cpu_has_native_bf16())
+# settings (the dtype / memory-format / device rules are fcnlib.runtime.compute's)
 
 
 def winograd_available(device: torch.device | str) -> bool:
     """NNPACK Winograd 3×3 convolutions: CPU only, fp32, and worth it only without native bf16."""
     dev = torch.device(device)
-    return dev.type == "cpu" and not cpu_has_native_bf16() and bool(torch._nnpack_available())
+    return dev.type == "cpu" and not compute.cpu_has_native_bf16() and bool(torch._nnpack_available())
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device | str, dtype: torch.dtype | None | str = "auto") -> Iterator[None]:
-    """torch.autocast with the device's best dtype ("auto"), a given one, or disabled (None)."""
-    dev = torch.device(device)
-    dt = autocast_dtype(dev) if dtype == "auto" else dtype
-    with torch.autocast(dev.type, dtype=dt or torch.float32, enabled=dt is not None):
-        yield
-
-
-def inference_setup(model: nn.Module, device: torch.device | str, fixed_size: bool = False) -> nn.Module:
-    """eval, no parameter grads, channels_last where it pays; cudnn.benchmark only for `fixed_size` inputs
-    (timing): evaluation at native sizes would re-tune ~50 conv plans for each of hundreds of H×W."""
-    dev = torch.device(device)
+def inference_setup(model: nn.Module, runtime: Runtime, fixed_size: bool = False) -> nn.Module:
+    """eval, no parameter grads, on the runtime's device and memory format; cudnn.benchmark only for
+    `fixed_size` inputs (timing): evaluation at native sizes would re-tune ~50 conv plans for each of
+    hundreds of H×W."""
+    dev = runtime.device
     model = model.to(dev).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if use_channels_last(dev):
+    if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = bool(fixed_size) and not deterministic_requested()
@@ -177,7 +139,8 @@ class FastFCN(nn.Module):
     """Wraps a built FCN: forward under the device's autocast, with Winograd where it was measured to pay
     (bench/run.py). Parameters, state dict and train/eval mode are the wrapped model's; outputs are fp32.
 
-    amp: "auto" (autocast_dtype of the input's device), a dtype, or None (fp32).
+    amp: a dtype, None (fp32), or "auto" (fcnlib.runtime.compute.autocast_dtype of the input's device); jobs
+    pass their Runtime's dtype.
     winograd: None = auto (winograd_available); inference only: in training the backward dominates,
     and a Winograd forward did not change the step time (VGG16-FCN, 2-core AVX2 CPU), so it stays on oneDNN.
     The exact padding skip is bench/padskip.py's PadSkipFCN, a subclass (not faster where measured).

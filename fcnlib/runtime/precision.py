@@ -42,14 +42,6 @@ def cuda_autocast_dtype(capability: tuple[int, int]) -> torch.dtype:
     return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
 
 
-def device_autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """The CUDA rule above for a CUDA device; None (= ask fcnlib.runtime.fast's CPU rule) for anything else."""
-    dev = torch.device(device)
-    if dev.type != "cuda":
-        return None
-    return cuda_autocast_dtype(torch.cuda.get_device_capability(dev))
-
-
 def dtype_name(dtype: torch.dtype | None) -> str:
     """"float32" / "bfloat16" / "float16": what timing.json and metrics.json record as the compute dtype."""
     return DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
@@ -95,6 +87,6 @@ def fp32_region(x: torch.Tensor) -> Iterator[torch.Tensor]:
         yield x.float() if x.is_floating_point() and x.dtype != torch.float64 else x
 
 
-__all__ = ["cuda_autocast_dtype", "device_autocast_dtype", "dtype_name", "scaler_init_scale", "make_scaler",
+__all__ = ["cuda_autocast_dtype", "dtype_name", "scaler_init_scale", "make_scaler",
            "input_range",
            "fp32_region", "FP16_HEADROOM"]

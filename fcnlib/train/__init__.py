@@ -58,8 +58,7 @@ _iteration_hook = None
 # looks segmentation_loss up here, so a monkeypatch of fcnlib.train.segmentation_loss applies.
 from fcnlib.files.io import IGNORE_INDEX as IGNORE_INDEX  # noqa: E402
 from fcnlib.train.build import _param_groups as _param_groups  # noqa: E402 - after the hook
-from fcnlib.train.build import _resolve_device as _resolve_device  # noqa: E402
-from fcnlib.train.build import amp_dtype, build_model, freeze_upsampling  # noqa: E402
+from fcnlib.train.build import build_model, freeze_upsampling  # noqa: E402
 from fcnlib.train.checkpoint import load_checkpoint  # noqa: E402
 from fcnlib.train.loop import train  # noqa: E402
 from fcnlib.train.loss import median_frequency_weights, segmentation_loss  # noqa: E402
@@ -73,4 +72,4 @@ from fcnlib.train.settings import check_config  # noqa: E402
 from fcnlib.train.validate import validate  # noqa: E402
 
 __all__ = ["train", "check_config", "freeze_upsampling", "segmentation_loss", "median_frequency_weights", "validate",
-           "batch_indices", "build_model", "amp_dtype", "load_checkpoint"]
+           "batch_indices", "build_model", "load_checkpoint"]

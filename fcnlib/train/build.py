@@ -1,5 +1,6 @@
-"""Everything built before the first step: device, autocast dtype, backend switches, fp16 scaler, the
-model with its preprocessing (initialised as the config says) and the optimizer's Caffe-style param groups."""
+"""Everything built before the first step (device and dtype: the Runtime, fcnlib.runtime.compute): backend
+switches, fp16 scaler, the model with its preprocessing (initialised as the config says) and the
+optimizer's Caffe-style param groups."""
 
 from __future__ import annotations
 
@@ -12,33 +13,14 @@ from torch import nn
 
 from fcnlib.data import SegDataset
 from fcnlib.errors import ConfigError, DataError, WeightsError
-from fcnlib.eval.inference import resolve_device
 from fcnlib.files.io import image_size
 from fcnlib.models import build_fcn, build_late_fusion, freeze_except_score, init_from_imagenet, load_model, staged_init
 from fcnlib.models.fcn import bilinear_
 from fcnlib.models.preprocessing import DEPTH_LOG, HHA, NYUD_RGB_CAFFE, SIFTFLOW_CAFFE, Preprocessing
 from fcnlib.runtime.determinism import apply_switches, fixed_input_size, resolve_switches
-from fcnlib.runtime.fast import autocast_dtype
 from fcnlib.runtime.precision import input_range, make_scaler
 from fcnlib.train.loader import batch_nbytes
 from fcnlib.train.settings import _ARCH_KEYS, MODALITY_CHANNELS
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    return resolve_device(device)
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for "auto": bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with native bf16
-    (fcnlib.runtime.fast measured emulated bf16 at ~1/10 of fp32 speed, so other CPUs train in fp32)."""
-    if amp == "off":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-
-    return autocast_dtype(device)  # bf16/fp16 on CUDA and on CPUs with native bf16; else fp32
 
 
 def _setup_backends(c: Mapping[str, Any], dev: torch.device, dataset_json: Path) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from fcnlib.errors import ConfigError, FcnError
 from fcnlib.files.envcaps import env_float, env_int
+from fcnlib.runtime.compute import resolve_device
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,9 +175,7 @@ def setup(device: str | Any = "auto") -> tuple[Dist, Any]:
     w = world_from_env()
     if w.world <= 1:
         return Dist(), device
-    if str(device) in ("auto", ""):
-        device = f"cuda:{w.local_rank % max(torch.cuda.device_count(), 1)}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device, index=w.local_rank)  # "auto": this rank's GPU (or the CPU)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
 

@@ -20,17 +20,9 @@ from fcnlib.files.io import IGNORE_INDEX, atomic_save_torch, read_json
 from fcnlib.models import ModelMeta, save_model
 from fcnlib.progress import progress
 from fcnlib.runtime.allocator import tune_malloc
-from fcnlib.runtime.fast import use_channels_last
+from fcnlib.runtime.compute import resolve_runtime
 from fcnlib.train import distributed
-from fcnlib.train.build import (
-    _batch_bytes,
-    _make_optimizer,
-    _make_scaler,
-    _resolve_device,
-    _setup_backends,
-    amp_dtype,
-    build_model,
-)
+from fcnlib.train.build import _batch_bytes, _make_optimizer, _make_scaler, _setup_backends, build_model
 from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, inputs_hash, load_checkpoint
 from fcnlib.train.finite import StepGuard, check_model_finite, optimizer_kwargs, state_nonfinite
 from fcnlib.train.loader import apply_shm_plan, collate_shared, raw_ok, shm_plan
@@ -92,10 +84,9 @@ class _Run:
         self.seed = int(c["seed"])
         self.n_iter = int(c["iterations"])
         self.dist, device = distributed.setup(device)  # world 1 (no launcher env): nothing changes
-        self.dev = _resolve_device(device)
-        self.amp = amp_dtype(c["amp"], self.dev)
+        self.runtime = resolve_runtime(device, c["amp"], c["channels_last"])  # the one decision, used below
+        self.dev, self.amp, self.cl = self.runtime.device, self.runtime.dtype, self.runtime.channels_last
         tune_malloc()  # glibc keeps big freed buffers: ~9M page faults per 500×500 step otherwise
-        self.cl = use_channels_last(self.dev) if c["channels_last"] == "auto" else bool(c["channels_last"])
         self.dataset_json = Path(c["dataset_json"])
         self.ds_meta = read_json(self.dataset_json)
         self.dataset_name = str(self.ds_meta.get("name", ""))

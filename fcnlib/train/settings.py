@@ -13,6 +13,7 @@ import torch
 from fcnlib.errors import ConfigError
 from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
+from fcnlib.runtime.compute import AMP_CHOICES, AMP_DEFAULT, CHANNELS_LAST_CHOICES, CHANNELS_LAST_DEFAULT
 from fcnlib.runtime.precision import dtype_name
 from fcnlib.train.finite import check_finite_settings
 
@@ -26,7 +27,7 @@ _RECIPE_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "bias_lr_mult", 
 _DEFAULTS: dict[str, Any] = {
     "val_max_images": None, "val_every": 0, "log_every": 20, "checkpoint_every": 1000,
     "augment": {"mirror": False, "jitter": 0}, "loss_sampling": 1.0, "class_balance": False, "seed": 0,
-    "num_workers": 0, "amp": "auto", "channels_last": "auto", "config_hash": "", "fixed": False,
+    "num_workers": 0, "amp": AMP_DEFAULT, "channels_last": CHANNELS_LAST_DEFAULT, "config_hash": "", "fixed": False,
     "deterministic": False,
 }
 
@@ -60,11 +61,11 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"train config of {exp}: iterations={c['iterations']!r}; use an integer ≥ 1")
     if not 0.0 < float(c["loss_sampling"]) <= 1.0:
         raise ConfigError(f"train config of {exp}: loss_sampling={c['loss_sampling']!r}; use 0 < p ≤ 1")
-    if c["amp"] not in ("auto", "off", "bf16", "fp16"):
-        raise ConfigError(f"train config of {exp}: amp={c['amp']!r}; use auto, off, bf16 or fp16")
+    if c["amp"] not in AMP_CHOICES:
+        raise ConfigError(f"train config of {exp}: amp={c['amp']!r}; use one of {', '.join(AMP_CHOICES)}")
     if not isinstance(c["deterministic"], bool):
         raise ConfigError(f"train config of {exp}: deterministic={c['deterministic']!r}; use true or false")
-    if c["channels_last"] not in ("auto", True, False):
+    if c["channels_last"] not in CHANNELS_LAST_CHOICES:
         raise ConfigError(f"train config of {exp}: channels_last={c['channels_last']!r}; use auto/true/false")
     mods = c["modalities"]
     if isinstance(mods, str):

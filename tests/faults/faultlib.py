@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,3 +254,83 @@ def error_lines(text: str) -> list[str]:
         if line.startswith("error: ") and line not in seen:
             seen.append(line)
     return seen
+
+
+# ------------------------------------------------------------------------------------------------
+# bad inputs planted in a copy of the reference workdir, run through the real rules
+# ------------------------------------------------------------------------------------------------
+REPORT: list[str] = []  # observed messages, printed per case (pytest -s) for the issue note
+
+
+@dataclass
+class Case:
+    name: str
+    plant: Callable[[Path], str]  # plants the fault in the workdir; returns the path the error must name
+    target: str  # the job's declared output (deleted first; must not exist afterwards)
+    log: str  # the job's log
+    fix: tuple[str, ...]  # words of which at least one must appear in the message (the fix)
+    also_absent: tuple[str, ...] = ()  # e.g. files a path traversal would have written
+
+
+def run_cases(work: Path, cases: list[Case]) -> None:
+    named = {}
+    for c in cases:
+        for rel in (c.target, c.log):
+            p = work / rel
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        named[c.name] = c.plant(work)
+    r = run_smk(work, "--keep-going", *[c.target for c in cases])
+    assert r.returncode != 0, r.stdout[-3000:]
+    ran = sorted(set(re.findall(r"^(?:local)?rule (\w+):", r.stdout, re.M)))
+    print(f"jobs run: {ran}")
+    failures = []
+    for c in cases:
+        log = work / c.log
+        errs = error_lines(log.read_text()) if log.exists() else []
+        REPORT.append(f"{c.name}: {errs}")
+        print(f"{c.name}: {errs}")
+        if len(errs) != 1:
+            failures.append(f"{c.name}: expected one error line in {c.log}, got {errs}\n{r.stdout[-2500:]}")
+            continue
+        msg = errs[0]
+        if named[c.name] not in msg:
+            failures.append(f"{c.name}: message does not name {named[c.name]}: {msg}")
+        if not any(w in msg for w in c.fix):
+            failures.append(f"{c.name}: message gives none of the fixes {c.fix}: {msg}")
+        if msg not in r.stdout:
+            failures.append(f"{c.name}: message not shown on the console")
+        if (work / c.target).exists():
+            failures.append(f"{c.name}: {c.target} exists after the failure (half-written?)")
+        failures += [f"{c.name}: {p} was written" for p in c.also_absent if (work / p).exists()]
+    left = [p for p in leftovers(work) if not p.endswith(".part")]
+    assert not left, f"temp files left behind: {left}"
+    assert not failures, "\n".join(failures)
+
+
+def first_id(w: Path, dataset: str, split: str) -> str:
+    import json
+
+    meta = json.loads((w / f"data/{dataset}/dataset.json").read_text())
+    ids = (w / f"data/{dataset}" / meta["splits"][split]["ids"]).read_text().split()
+    return ids[0]
+
+
+def spec_path(w: Path, dataset: str, split: str, kind: str, key: str, iid: str) -> Path:
+    import json
+
+    meta = json.loads((w / f"data/{dataset}/dataset.json").read_text())
+    spec = meta["splits"][split][kind][key]
+    return (w / f"data/{dataset}" / spec["dir"] / f"{iid}{spec['ext']}").resolve()
+
+
+def replace_file(p: Path, data: bytes) -> None:
+    """Swap in a new file, keeping its and its folders' mtimes: the bad file was there all along (bit rot,
+    a bad upstream file), so Snakemake must not rerun the producing rule and its whole downstream."""
+    keep = [(q, q.stat().st_mtime_ns) for q in (p, *p.parents) if q != q.parent and q.exists()][:8]
+    p.unlink()
+    p.write_bytes(data)
+    for q, ns in keep:
+        os.utime(q, ns=(ns, ns))

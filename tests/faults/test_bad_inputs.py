@@ -11,70 +11,19 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 import shutil
 import tarfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from faultlib import CONFIG, error_lines, leftovers, run_smk
+from faultlib import CONFIG, REPORT, Case, first_id, replace_file, run_cases, run_smk, spec_path
 from PIL import Image
 
 pytestmark = pytest.mark.slow
-REPORT: list[str] = []  # observed messages, printed per case (pytest -s) for the issue note
-
-
-@dataclass
-class Case:
-    name: str
-    plant: Callable[[Path], str]  # plants the fault in the workdir; returns the path the error must name
-    target: str  # the job's declared output (deleted first; must not exist afterwards)
-    log: str  # the job's log
-    fix: tuple[str, ...]  # words of which at least one must appear in the message (the fix)
-    also_absent: tuple[str, ...] = ()  # e.g. files a path traversal would have written
-
-
-def _run_cases(work: Path, cases: list[Case]) -> None:
-    named = {}
-    for c in cases:
-        for rel in (c.target, c.log):
-            p = work / rel
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-        named[c.name] = c.plant(work)
-    r = run_smk(work, "--keep-going", *[c.target for c in cases])
-    assert r.returncode != 0, r.stdout[-3000:]
-    ran = sorted(set(re.findall(r"^(?:local)?rule (\w+):", r.stdout, re.M)))
-    print(f"jobs run: {ran}")
-    failures = []
-    for c in cases:
-        log = work / c.log
-        errs = error_lines(log.read_text()) if log.exists() else []
-        REPORT.append(f"{c.name}: {errs}")
-        print(f"{c.name}: {errs}")
-        if len(errs) != 1:
-            failures.append(f"{c.name}: expected one error line in {c.log}, got {errs}\n{r.stdout[-2500:]}")
-            continue
-        msg = errs[0]
-        if named[c.name] not in msg:
-            failures.append(f"{c.name}: message does not name {named[c.name]}: {msg}")
-        if not any(w in msg for w in c.fix):
-            failures.append(f"{c.name}: message gives none of the fixes {c.fix}: {msg}")
-        if msg not in r.stdout:
-            failures.append(f"{c.name}: message not shown on the console")
-        if (work / c.target).exists():
-            failures.append(f"{c.name}: {c.target} exists after the failure (half-written?)")
-        failures += [f"{c.name}: {p} was written" for p in c.also_absent if (work / p).exists()]
-    left = [p for p in leftovers(work) if not p.endswith(".part")]
-    assert not left, f"temp files left behind: {left}"
-    assert not failures, "\n".join(failures)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -170,41 +119,17 @@ ARCHIVE_CASES = [
 
 
 def test_bad_archives(work: Path) -> None:
-    _run_cases(work, ARCHIVE_CASES)
+    run_cases(work, ARCHIVE_CASES)
 
 
 # ------------------------------------------------------------------------------------------------
 # images, labels, split lists, depth
 # ------------------------------------------------------------------------------------------------
-def _first_id(w: Path, dataset: str, split: str) -> str:
-    import json
-
-    meta = json.loads((w / f"data/{dataset}/dataset.json").read_text())
-    ids = (w / f"data/{dataset}" / meta["splits"][split]["ids"]).read_text().split()
-    return ids[0]
-
-
-def _spec_path(w: Path, dataset: str, split: str, kind: str, key: str, iid: str) -> Path:
-    import json
-
-    meta = json.loads((w / f"data/{dataset}/dataset.json").read_text())
-    spec = meta["splits"][split][kind][key]
-    return (w / f"data/{dataset}" / spec["dir"] / f"{iid}{spec['ext']}").resolve()
-
-
-def _replace(p: Path, data: bytes) -> None:
-    """Swap in a new file, keeping its and its folders' mtimes: the bad file was there all along (bit rot,
-    a bad upstream file), so Snakemake must not rerun the producing rule and its whole downstream."""
-    keep = [(q, q.stat().st_mtime_ns) for q in (p, *p.parents) if q != q.parent and q.exists()][:8]
-    p.unlink()
-    p.write_bytes(data)
-    for q, ns in keep:
-        os.utime(q, ns=(ns, ns))
 
 
 def plant_truncated_jpeg(w: Path) -> str:
-    p = _spec_path(w, "pascal", "seg11valid", "images", "rgb", _first_id(w, "pascal", "seg11valid"))
-    _replace(p, p.read_bytes()[:200])
+    p = spec_path(w, "pascal", "seg11valid", "images", "rgb", first_id(w, "pascal", "seg11valid"))
+    replace_file(p, p.read_bytes()[:200])
     return p.name
 
 
@@ -215,17 +140,17 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def plant_label_out_of_range(w: Path) -> str:
-    p = _spec_path(w, "context", "val", "labels", "sem", _first_id(w, "context", "val"))
+    p = spec_path(w, "context", "val", "labels", "sem", first_id(w, "context", "val"))
     lab = np.array(Image.open(p))
     lab[0, :4] = 77  # 60 classes (0..59) + 255 void: 77 is neither
-    _replace(p, _png(lab))
+    replace_file(p, _png(lab))
     return p.name
 
 
 def plant_size_mismatch(w: Path) -> str:
-    p = _spec_path(w, "nyud", "test", "labels", "sem", _first_id(w, "nyud", "test"))
+    p = spec_path(w, "nyud", "test", "labels", "sem", first_id(w, "nyud", "test"))
     lab = np.array(Image.open(p))
-    _replace(p, _png(np.ascontiguousarray(lab[:-5, :-3])))
+    replace_file(p, _png(np.ascontiguousarray(lab[:-5, :-3])))
     return p.name
 
 
@@ -234,7 +159,7 @@ def plant_missing_id(w: Path) -> str:
 
     meta = json.loads((w / "data/siftflow/dataset.json").read_text())
     lst = w / "data/siftflow" / meta["splits"]["test"]["ids"]
-    _replace(lst, (lst.read_text().rstrip("\n") + "\nno_such_image_123\n").encode())
+    replace_file(lst, (lst.read_text().rstrip("\n") + "\nno_such_image_123\n").encode())
     return "no_such_image_123"
 
 
@@ -252,20 +177,20 @@ DATA_CASES = [
 
 
 def test_bad_images_labels_splits(work: Path) -> None:
-    _run_cases(work, DATA_CASES)
+    run_cases(work, DATA_CASES)
 
 
 def plant_raw_split_missing_id(w: Path) -> str:
     p = w / "data/raw/seg11valid.txt"
-    _replace(p, (p.read_text().rstrip("\n") + "\n2099_999999\n").encode())
+    replace_file(p, (p.read_text().rstrip("\n") + "\n2099_999999\n").encode())
     return "2099_999999"
 
 
 def plant_depth_in_metres(w: Path) -> str:
     """A depth PNG saved in metres (1..5) instead of the dataset's millimetres."""
-    p = _spec_path(w, "nyud", "test", "images", "depth", _first_id(w, "nyud", "test"))
+    p = spec_path(w, "nyud", "test", "images", "depth", first_id(w, "nyud", "test"))
     mm = np.array(Image.open(p)).astype(np.float64)
-    _replace(p, _png(np.round(mm / 1000.0).clip(0, 65535).astype(np.uint16)))
+    replace_file(p, _png(np.round(mm / 1000.0).clip(0, 65535).astype(np.uint16)))
     shutil.rmtree(w / "data/nyud/hha")  # else the resumable encoder skips the image it already encoded
     return p.name
 
@@ -280,7 +205,7 @@ PREPARE_CASES = [
 
 
 def test_bad_prepare_inputs(work: Path) -> None:
-    _run_cases(work, PREPARE_CASES)
+    run_cases(work, PREPARE_CASES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,7 +224,7 @@ class _Payload:
 def _evil(p: Path, marker: Path) -> None:
     buf = io.BytesIO()
     torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": _Payload(marker)}, buf)
-    _replace(p, buf.getvalue())
+    replace_file(p, buf.getvalue())
 
 
 def plant_pickle_raw(w: Path) -> str:
@@ -319,7 +244,7 @@ def plant_pickle_trained(w: Path) -> str:
 def plant_other_arch(w: Path) -> str:
     """The FCN-16s that FCN-8s starts from is replaced by a 60-class PASCAL-Context net."""
     p = w / "results/pascal/voc-fcn16s/weights.pt"
-    _replace(p, (w / "results/context/context-fcn32s/weights.pt").read_bytes())
+    replace_file(p, (w / "results/context/context-fcn32s/weights.pt").read_bytes())
     return "voc-fcn16s/weights.pt"
 
 
@@ -329,7 +254,7 @@ def plant_missing_keys(w: Path) -> str:
     del obj["state_dict"]["score_fr.weight"]
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _replace(p, buf.getvalue())
+    replace_file(p, buf.getvalue())
     return "results/pascal/voc-fcn32s/weights.pt"
 
 
@@ -348,7 +273,7 @@ WEIGHTS_CASES = [
 
 
 def test_bad_weights(work: Path) -> None:
-    _run_cases(work, WEIGHTS_CASES)
+    run_cases(work, WEIGHTS_CASES)
 
 
 # ------------------------------------------------------------------------------------------------

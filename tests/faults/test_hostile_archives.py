@@ -11,60 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hostile import fcn, files_under, one_error
+from hostile import fcn, files_under, long_chain_tar, one_error, tar_info, write_tar, zip_read_chain
 
 from fcnlib.errors import DataError
 from fcnlib.files.archive import Limits, safe_extract
-
-
-def _ti(name: str, type_: bytes = tarfile.REGTYPE, link: str = "", size: int = 0) -> tarfile.TarInfo:
-    t = tarfile.TarInfo(name)
-    t.type, t.linkname, t.size = type_, link, size
-    return t
-
-
-def _write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w",
-               fmt: int = tarfile.PAX_FORMAT) -> Path:
-    with tarfile.open(path, mode, format=fmt) as tf:
-        for ti, data in members:
-            if data is not None:
-                ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def long_chain_tar(path: Path, depth: int = 16) -> Path:
-    """The tarfile data-filter bypass (fixed in 3.11.13 / 3.12.11): folders with 247-character names, each
-    with a one-letter symlink to it, so the resolved path passes PATH_MAX and realpath stops resolving;
-    then `lll… → ../×depth` at the bottom, `escape → <chain>/lll…/..` and a file below `escape`."""
-    comp = "d" * 247
-    steps = "abcdefghijklmnop"[:depth]
-    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
-    path_ = ""
-    for s in steps:
-        members.append((_ti(f"{path_}{comp}", tarfile.DIRTYPE), None))
-        members.append((_ti(f"{path_}{s}", tarfile.SYMTYPE, comp), None))
-        path_ += comp + "/"
-    linkpath = "/".join(steps)
-    members.append((_ti(f"{linkpath}/{'l' * 254}", tarfile.SYMTYPE, "../" * depth), None))
-    members.append((_ti("escape", tarfile.SYMTYPE, f"{linkpath}/{'l' * 254}/.."), None))
-    members.append((_ti("escape/PWNED.txt"), b"pwned"))
-    return _write_tar(path, members)
-
-
-def zip_read_chain(path: Path, depth: int = 8) -> Path:
-    """`l0 → .`, `l0/l1 → .`, … then `l0/…/l7/img.jpg → ../…/etc/passwd`: reading the tree reads /etc/passwd."""
-    with zipfile.ZipFile(path, "w") as zf:
-        prefix = ""
-        for i in range(depth):
-            info = zipfile.ZipInfo(f"{prefix}l{i}")
-            info.create_system, info.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, ".")
-            prefix += f"l{i}/"
-        info = zipfile.ZipInfo(f"{prefix}img.jpg")
-        info.create_system, info.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
-        zf.writestr(info, "../" * 12 + "etc/passwd")
-    return path
 
 
 def _zip_link(zf: zipfile.ZipFile, name: str, target: bytes) -> None:
@@ -84,7 +34,7 @@ def _bomb_tgz(p: Path) -> Path:
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
-        ti = _ti("zeros.bin", size=100 << 20)
+        ti = tar_info("zeros.bin", size=100 << 20)
         tf.addfile(ti, io.BytesIO(bytes(100 << 20)))
     p.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
     return p
@@ -108,26 +58,26 @@ def _sparse_tar(p: Path, apparent: int = 20 << 30) -> Path:
 def _many_members(p: Path) -> Path:
     with tarfile.open(p, "w") as tf:
         for i in range(60):
-            tf.addfile(_ti(f"m/{i}.txt", size=1), io.BytesIO(b"x"))
+            tf.addfile(tar_info(f"m/{i}.txt", size=1), io.BytesIO(b"x"))
     return p
 
 
 def _file_and_dir(p: Path) -> Path:
-    return _write_tar(p, [(_ti("root/a"), b"file"), (_ti("root/a/b"), b"under a file")])
+    return write_tar(p, [(tar_info("root/a"), b"file"), (tar_info("root/a/b"), b"under a file")])
 
 
 def _dir_then_file(p: Path) -> Path:
-    return _write_tar(p, [(_ti("root/a/b"), b"x"), (_ti("root/a"), b"file over a folder")])
+    return write_tar(p, [(tar_info("root/a/b"), b"x"), (tar_info("root/a"), b"file over a folder")])
 
 
 def _nul_pax(p: Path) -> Path:
-    ti = _ti("root/ok.txt")
+    ti = tar_info("root/ok.txt")
     ti.pax_headers = {"path": "root/evil\x00.txt"}
-    return _write_tar(p, [(_ti("root/first.txt"), b"1"), (ti, b"x")])
+    return write_tar(p, [(tar_info("root/first.txt"), b"1"), (ti, b"x")])
 
 
 def _duplicate_tar(p: Path) -> Path:
-    return _write_tar(p, [(_ti("root/a.txt"), b"first"), (_ti("root/a.txt"), b"second wins silently")])
+    return write_tar(p, [(tar_info("root/a.txt"), b"first"), (tar_info("root/a.txt"), b"second wins silently")])
 
 
 def _duplicate_zip(p: Path) -> Path:
@@ -150,32 +100,33 @@ def _non_utf8_link(p: Path) -> Path:
 
 def _write_through_link_tar(p: Path) -> Path:
     """An in-tree link to a folder, then a file below the link (a write through a link)."""
-    return _write_tar(p, [(_ti("root/d", tarfile.DIRTYPE), None), (_ti("root/l", tarfile.SYMTYPE, "d"), None),
-                          (_ti("root/l/x.txt"), b"through the link")])
+    return write_tar(p, [(tar_info("root/d", tarfile.DIRTYPE), None), (tar_info("root/l", tarfile.SYMTYPE, "d"), None),
+                          (tar_info("root/l/x.txt"), b"through the link")])
 
 
 def _link_chain_out_tar(p: Path) -> Path:
     """Each link stays inside on its own; followed in order they leave the tree."""
-    return _write_tar(p, [(_ti("a/b", tarfile.DIRTYPE), None), (_ti("a/b/up", tarfile.SYMTYPE, ".."), None),
-                          (_ti("a/up", tarfile.SYMTYPE, "b/up/.."), None),
-                          (_ti("a/out", tarfile.SYMTYPE, "up/../etc"), None)])
+    return write_tar(p, [(tar_info("a/b", tarfile.DIRTYPE), None), (tar_info("a/b/up", tarfile.SYMTYPE, ".."), None),
+                          (tar_info("a/up", tarfile.SYMTYPE, "b/up/.."), None),
+                          (tar_info("a/out", tarfile.SYMTYPE, "up/../etc"), None)])
 
 
 def _link_loop_tar(p: Path) -> Path:
-    return _write_tar(p, [(_ti("x", tarfile.SYMTYPE, "y"), None), (_ti("y", tarfile.SYMTYPE, "x"), None)])
+    return write_tar(p, [(tar_info("x", tarfile.SYMTYPE, "y"), None), (tar_info("y", tarfile.SYMTYPE, "x"), None)])
 
 
 def _dangling_tar(p: Path) -> Path:
-    return _write_tar(p, [(_ti("root/ok.txt"), b"ok"), (_ti("root/ln", tarfile.SYMTYPE, "nowhere"), None)])
+    return write_tar(p, [(tar_info("root/ok.txt"), b"ok"), (tar_info("root/ln", tarfile.SYMTYPE, "nowhere"), None)])
 
 
 def _hardlink_not_member(p: Path) -> Path:
-    return _write_tar(p, [(_ti("root/d", tarfile.DIRTYPE), None), (_ti("root/hl", tarfile.LNKTYPE, "root/d"), None)])
+    return write_tar(p, [(tar_info("root/d", tarfile.DIRTYPE), None),
+                         (tar_info("root/hl", tarfile.LNKTYPE, "root/d"), None)])
 
 
 def _hardlink_through_symlink(p: Path) -> Path:
-    return _write_tar(p, [(_ti("root/up", tarfile.SYMTYPE, ".."), None),
-                          (_ti("root/hl", tarfile.LNKTYPE, "root/up/secret"), None)])
+    return write_tar(p, [(tar_info("root/up", tarfile.SYMTYPE, ".."), None),
+                          (tar_info("root/hl", tarfile.LNKTYPE, "root/up/secret"), None)])
 
 
 HOSTILE = {  # name → (builder, words the message must contain, Limits overrides)
@@ -231,10 +182,10 @@ def test_long_chain_bypasses_the_data_filter_lexically(tmp_path: Path) -> None:
 
 def test_good_links_still_extract(tmp_path: Path) -> None:
     """In-tree links the datasets may carry (file → file in another folder, folder link read-only) work."""
-    arc = _write_tar(tmp_path / "g.tar", [
-        (_ti("r/d", tarfile.DIRTYPE), None), (_ti("r/d/f.txt"), b"data"),
-        (_ti("r/flink", tarfile.SYMTYPE, "d/f.txt"), None), (_ti("r/e/dlink", tarfile.SYMTYPE, "../d"), None),
-        (_ti("r/hard", tarfile.LNKTYPE, "r/d/f.txt"), None)])
+    arc = write_tar(tmp_path / "g.tar", [
+        (tar_info("r/d", tarfile.DIRTYPE), None), (tar_info("r/d/f.txt"), b"data"),
+        (tar_info("r/flink", tarfile.SYMTYPE, "d/f.txt"), None), (tar_info("r/e/dlink", tarfile.SYMTYPE, "../d"), None),
+        (tar_info("r/hard", tarfile.LNKTYPE, "r/d/f.txt"), None)])
     out = safe_extract(arc, tmp_path / "x")
     assert (out / "r/flink").read_bytes() == b"data" and (out / "r/e/dlink/f.txt").read_bytes() == b"data"
     assert (out / "r/hard").read_bytes() == b"data"
@@ -244,7 +195,7 @@ def test_free_space_checked_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import shutil
     from collections import namedtuple
 
-    arc = _write_tar(tmp_path / "a.tar", [(_ti("r/f.bin"), b"x" * 4096)])
+    arc = write_tar(tmp_path / "a.tar", [(tar_info("r/f.bin"), b"x" * 4096)])
     du = namedtuple("du", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: du(1 << 30, 1 << 30, 1 << 20))
     with pytest.raises(DataError, match="not enough free disk space") as ei:
@@ -258,7 +209,7 @@ def test_disk_full_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import errno
     import os
 
-    arc = _write_tar(tmp_path / "a.tar", [(_ti("r/f.bin"), b"x" * 4096)])
+    arc = write_tar(tmp_path / "a.tar", [(tar_info("r/f.bin"), b"x" * 4096)])
     real_fdopen = os.fdopen
 
     class Full(io.RawIOBase):

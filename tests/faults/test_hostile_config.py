@@ -46,11 +46,6 @@ def _set(cfg: dict, path: tuple[str, ...], value: object) -> dict:
     return cfg
 
 
-@pytest.fixture(scope="module")
-def paper() -> dict:
-    return fcncfg.load_yaml(PAPER)
-
-
 @pytest.mark.parametrize("path", list(NON_FINITE), ids=lambda p: ".".join(p))
 def test_non_finite_number_names_the_key(paper: dict, path: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError) as ei:

@@ -6,36 +6,20 @@ nothing is written at the destination. Fast: no Snakemake."""
 
 from __future__ import annotations
 
-import struct
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hostile import fcn, files_under, one_error
+from hostile import big_png, fcn, files_under, one_error
 from PIL import Image
 
 from fcnlib.errors import DataError, DiskError, WeightsError
 from fcnlib.files.io import DEFAULT_MAX_PIXELS, read_depth_png, read_image, read_label
 from fcnlib.models import build_fcn, load_model, save_model
 from fcnlib.models.preprocessing import CAFFE_VGG
-
-
-def big_png(path: Path, w: int, h: int, bit_depth: int = 8, colour: int = 0) -> Path:
-    """A real, complete, all-zero PNG of w×h written row by row (a 13000×13000 grey one is ~170 KB)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\x00" * (1 + w * (bit_depth // 8) * (3 if colour == 2 else 1))
-    z = zlib.compressobj(9)
-    parts = [z.compress(row) for _ in range(h)] + [z.flush()]
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, colour, 0, 0, 0)))
-        f.write(chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
-    return path
 
 
 @pytest.fixture(scope="module")

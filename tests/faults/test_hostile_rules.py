@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from faultlib import diff_trees, run_smk, tree_digest
-from test_bad_inputs import Case, _first_id, _replace, _run_cases, _spec_path
-from test_hostile_archives import long_chain_tar, zip_read_chain
-from test_hostile_files import big_png
+from faultlib import Case, diff_trees, first_id, replace_file, run_cases, run_smk, spec_path, tree_digest
+from hostile import big_png, long_chain_tar, zip_read_chain
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +57,7 @@ ARCHIVES = [
 
 
 def test_hostile_archives_through_the_extract_rule(work: Path, demo_run: Path) -> None:
-    _run_cases(work, ARCHIVES)
+    run_cases(work, ARCHIVES)
     # The fix (the genuine archives back), then the same targets: the trees match a clean run's.
     for name in ("VOCtrainval_11-May-2012.tar", "SiftFlowDataset.zip", "trainval.tar.gz"):
         shutil.copy2(demo_run / "data/raw" / name, work / "data/raw" / name)
@@ -71,10 +69,10 @@ def test_hostile_archives_through_the_extract_rule(work: Path, demo_run: Path) -
 
 
 def plant_huge_image(w: Path) -> str:
-    p = _spec_path(w, "nyud", "test", "images", "rgb", _first_id(w, "nyud", "test"))
+    p = spec_path(w, "nyud", "test", "images", "rgb", first_id(w, "nyud", "test"))
     tmp = p.with_name("huge.tmp.png")
     big_png(tmp, 13000, 13000)
-    _replace(p, tmp.read_bytes())
+    replace_file(p, tmp.read_bytes())
     tmp.unlink()
     return p.name
 
@@ -86,14 +84,14 @@ def plant_nan_weights(w: Path) -> str:
     obj["state_dict"][key].view(-1)[0] = float("nan")
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _replace(p, buf.getvalue())
+    replace_file(p, buf.getvalue())
     return "results/siftflow/sift-fcn32s/weights.pt"
 
 
 def plant_split_escape(w: Path) -> str:
     meta = json.loads((w / "data/context/dataset.json").read_text())
     lst = w / "data/context" / meta["splits"]["val"]["ids"]
-    _replace(lst, (lst.read_text().rstrip("\n") + "\n../../../../etc/passwd\n").encode())
+    replace_file(lst, (lst.read_text().rstrip("\n") + "\n../../../../etc/passwd\n").encode())
     return lst.name
 
 
@@ -108,4 +106,4 @@ FILES = [
 
 
 def test_hostile_files_through_the_evaluate_rule(work: Path) -> None:
-    _run_cases(work, FILES)
+    run_cases(work, FILES)

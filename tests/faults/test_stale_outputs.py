@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hostile import fcn, one_error
 from PIL import Image
-from scipy.io import loadmat, savemat
+from spoil import copy_extra, remat, shift_labels, spoil_nyud
 
 from fcnlib.data.context import prepare_context
 from fcnlib.data.folder import prepare_folder
@@ -171,57 +170,27 @@ def _save(path: Path, a: np.ndarray) -> None:
     Image.fromarray(a).save(path)
 
 
-def _remat(path: Path, key: str, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-    savemat(path, {key: fn(np.asarray(loadmat(path)[key]))})
-
-
-def _shift(a: np.ndarray, top: int) -> np.ndarray:
-    return np.where(a > 0, a % top + 1, a).astype(a.dtype)
-
-
-def _copy_extra(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-
-
-def spoil_nyud(ext: Path) -> None:
-    """Labels shifted, depth off by 37 mm, and one extra test image the corrected archive does not have."""
-    root = ext / "nyud" / "nyud"
-    for mat in (root / "segmentation").glob("*.mat"):
-        _remat(mat, "segmentation", lambda s: _shift(s, 40))
-    for png in (root / "data" / "depth").glob("*.png"):
-        d = np.asarray(Image.open(png)).astype(np.uint16)
-        Image.fromarray(np.where(d > 0, d + 37, 0).astype(np.uint16)).save(png)
-    first = (root / "test.txt").read_text().split()[0]
-    for sub, ext_ in (("data/images", ".png"), ("data/depth", ".png"), ("data/rawdepth", ".png"),
-                      ("segmentation", ".mat")):
-        if (root / sub).is_dir():
-            _copy_extra(root / sub / f"img_{first}{ext_}", root / sub / f"img_9999{ext_}")
-    with open(root / "test.txt", "a") as f:
-        f.write("9999\n")
-
-
 def spoil_siftflow(ext: Path) -> None:
     root = next(p for p in [ext / "siftflow", *sorted((ext / "siftflow").iterdir())] if (p / "Images").is_dir())
     for mat in (root / "SemanticLabels" / SUBDIR).glob("*.mat"):
-        _remat(mat, "S", lambda s: _shift(s, 33))
+        remat(mat, "S", lambda s: shift_labels(s, 33))
     first = sorted((root / "Images" / SUBDIR).glob("*.jpg"))[0].stem
     for folder, sfx in (("Images", ".jpg"), ("SemanticLabels", ".mat"), ("GeoLabels", ".mat")):
-        _copy_extra(root / folder / SUBDIR / f"{first}{sfx}", root / folder / SUBDIR / f"zz_extra{sfx}")
+        copy_extra(root / folder / SUBDIR / f"{first}{sfx}", root / folder / SUBDIR / f"zz_extra{sfx}")
 
 
 def spoil_context(ext: Path) -> None:
     mats = sorted((ext / "context").rglob("*.mat"))
     for mat in mats:
-        _remat(mat, "LabelMap", lambda m: np.where(m > 0, m % 3 + 1, m).astype(m.dtype))
+        remat(mat, "LabelMap", lambda m: np.where(m > 0, m % 3 + 1, m).astype(m.dtype))
 
 
 def spoil_sbd(ext: Path) -> None:
     from fcnlib.data.sbd import read_sbd_cls
-    from fcnlib.demo.pascal import sbd_mat
+    from fcnlib.demo.pascal import _sbd_mat
 
     for mat in sorted((ext / "sbd").rglob("cls/*.mat")):
-        mat.write_bytes(sbd_mat(_shift(read_sbd_cls(mat), 20)))
+        mat.write_bytes(_sbd_mat(shift_labels(read_sbd_cls(mat), 20)))
 
 
 def spoil_folder(ext: Path) -> None:
@@ -232,8 +201,8 @@ def spoil_folder(ext: Path) -> None:
         _save(m, np.where(a == 1, 2, np.where(a == 2, 1, a)).astype(np.uint8))
     first = sorted((root / "images").glob("*.png"))[0]
     _save(first, 255 - np.asarray(Image.open(first)))
-    _copy_extra(first, root / "images" / "zz_extra.png")
-    _copy_extra(root / "masks" / first.name, root / "masks" / "zz_extra.png")
+    copy_extra(first, root / "images" / "zz_extra.png")
+    copy_extra(root / "masks" / first.name, root / "masks" / "zz_extra.png")
 
 
 PREPARES = {
@@ -274,7 +243,7 @@ def test_prepare_failing_rerun_keeps_the_previous_set_whole(raw, tmp_path: Path)
     bad = tmp_path / "bad"
     shutil.copytree(raw["ext"] / "nyud", bad)
     last = sorted((bad / "nyud" / "segmentation").glob("*.mat"))[-1]
-    _remat(last, "segmentation", lambda s: s + 41)  # outside 0..40: refused half way through
+    remat(last, "segmentation", lambda s: s + 41)  # outside 0..40: refused half way through
     with pytest.raises(DataError, match="outside 0..40"):
         prepare_nyud(out, bad, workers=2)
     assert tree(out) == before  # dataset.json and every label of the previous set still there, unchanged

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from faultlib import diff_trees, leftovers, run_smk, tree_digest
-from test_stale_outputs import spoil_nyud
+from spoil import spoil_nyud
 
 pytestmark = pytest.mark.slow
 

@@ -46,10 +46,19 @@ def test_the_trap_and_the_forms_that_work():
     trap = _dry("--cores", "8", "--resources", "gpu=1", "results/tables.md", "-n")
     msg = "ValueError: dictionary update sequence element #1 has length 1; 2 is required"
     assert trap.returncode != 0 and msg in trap.stderr
-    readme = (REPO / "README.md").read_text()
-    assert msg in readme
     for args in (["-n", "--cores", "8", "--resources", "gpu=1", "--", "results/tables.md"],
                  ["results/tables.md", "--cores", "8", "--resources", "gpu=1", "-n"]):
         r = _dry(*args)
         assert r.returncode == 0, (args, r.stderr[-2000:])
-        assert " ".join(a for a in args if a != "-n") in readme.replace("-n ", "")
+
+
+def test_cuda_on_a_cpu_box_stops_at_config_validation():
+    """`device: cuda` where CUDA is not usable: one line before any job, naming the key; a cluster run (its
+    jobs start elsewhere) is not refused here."""
+    r = _dry("--cores", "2", "results/tables.md", "-n", "--config", "device=cuda")
+    assert r.returncode != 0
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "CUDA is not available" in ln]
+    assert len(lines) == 1 and "at 'device'" in lines[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    cluster = _dry("results/tables.md", "-n", "--profile", "profiles/slurm", "--config", "device=cuda")
+    assert cluster.returncode == 0, cluster.stderr[-3000:]

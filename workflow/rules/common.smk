@@ -7,10 +7,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from fcnlib.pipeline import config as fcncfg
 from fcnlib.facts import datasets as registry
 from fcnlib.files import layout
 from fcnlib.facts import released as fcnreleased
+from fcnlib.pipeline import codehash as fcncode
+from fcnlib.pipeline import config as fcncfg
+from fcnlib.runtime import compute as fcncompute
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
@@ -43,6 +45,14 @@ try:
 except ConfigError as _e:
     raise WorkflowError(f"invalid configuration — {_e}") from None
 
+# Local jobs run on this box: a device it lacks (`device: cuda` without CUDA) is one line now, not a failure
+# inside every job (cluster jobs check it where they start: fcnlib.runtime.compute.check_device / resolve_runtime).
+if workflow.global_resources["_nodes"].value is None:
+    try:
+        fcncompute.check_device(config["device"], f"{_CONFIG_SOURCE}: at 'device'")
+    except ConfigError as _e:
+        raise WorkflowError(f"invalid configuration — {_e}") from None
+
 # Local runs: at most as many GPU jobs at once as this box has GPUs (1 on a CPU box), so
 # `snakemake --cores 8 results/tables.md` is safe without `--resources gpu=…`; each job then claims its
 # own GPU (fcnlib.runtime.devices). An explicit --resources gpu=N wins; cluster executors are not capped (the
@@ -72,61 +82,24 @@ USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
 DATASETS = registry.check_config(config, _CONFIG_SOURCE)
 # The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.eval.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
+# device, compute dtype and memory format of scoring, timing and figure jobs (fcnlib.runtime.compute.resolve_runtime)
+RUNTIME = fcncfg.runtime_settings(config)
 ARCHIVE_SOURCES = [s for s, v in SOURCES.items() if re.search(r"\.(tar|tgz|tar\.gz|zip)$", v["filename"])]
 
-# Code hashes as params: editing a fcnlib module reruns exactly the rules that use it.
-CODE = {
-    "download": fcncfg.code_hash("files/download.py", "files/httpfetch.py"),
-    # the demo's ImageNet/released stand-ins are built with fcnlib's backbones and written with its name maps
-    "demo": fcncfg.code_hash(
-        "demo/",
-        "demo/scenes.py",
-        "data/hha.py",
-        "data/hha_geometry.py",
-        "facts/released.py",
-        "models/vgg.py",
-        "models/alexnet.py",
-        "models/googlenet.py",
-        "models/surgery.py",
-        "models/caffe.py",
-        "models/preprocessing.py",
-    ),
-    "extract": fcncfg.code_hash("files/archive.py"),
-    "prepare": fcncfg.code_hash("data/", "runtime/parallel.py"),
-    "hha": fcncfg.code_hash("data/hha.py", "data/hha_geometry.py", "runtime/parallel.py", "runtime/allocator.py"),
-    "weights": fcncfg.code_hash("models/"),
-    "train": fcncfg.code_hash(
-        "train/",
-        "models/",
-        "data/",
-        "eval/metrics.py",
-        "eval/evaluate.py",
-        "runtime/fast.py",
-        "runtime/allocator.py",
-        "eval/inference.py",
-        "runtime/precision.py",
-        "runtime/determinism.py",
-        "train/finite.py",
-        "train/loader.py",
-    ),
-    "evaluate": fcncfg.code_hash(
-        "eval/evaluate.py",
-        "eval/inference.py",
-        "eval/metrics.py",
-        "models/",
-        "data/",
-        "runtime/fast.py",
-        "runtime/allocator.py",
-        "runtime/precision.py",
-        "runtime/determinism.py",
-    ),
-    "report": fcncfg.code_hash(
-        "report/figures.py", "report/tables.py", "facts/paper.py", "eval/evaluate.py", "eval/inference.py", "models/"
-    ),
-    "released": fcncfg.code_hash(
-        "facts/released.py", "eval/released.py", "report/released.py", "facts/paper.py", "eval/inference.py", "models/"
-    ),
-}
+
+def add_code_hashes(rules):
+    """Give each script job the hash of its script's import closure in fcnlib as the param `code`
+    (fcnlib.pipeline.codehash: derived from the imports, never listed), so Snakemake's params rerun trigger reruns
+    exactly the jobs whose code an edit touches; a "module:function" param `entry` (the prepare rules')
+    adds that module's closure. Called once, after the last rule is defined (Snakefile)."""
+    root = fcncode.package_root(workflow.basedir)
+    for r in rules:
+        if r.script:
+            script = Path(r.basedir.get_path_or_uri(secret_free=True)) / r.script
+            entry = dict(r.params.items()).get("entry")
+            modules = (entry.partition(":")[0],) if isinstance(entry, str) else ()
+            r.set_params(code=fcncode.script_hash(script.resolve(), root, modules=modules))
+
 
 # Download/extract/prepare/HHA jobs run before trainings, so every dataset is ready before the
 # trainings share the cores (otherwise a late dataset's training chain ends the run alone).

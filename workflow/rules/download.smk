@@ -16,7 +16,6 @@ rule make_demo_sources:
         demo=config.get("demo", {}),
         width=config.get("width", 1.0),
         released=sorted(config.get("released", {})),
-        code=CODE["demo"],
     script:
         "../scripts/make_demo.py"
 
@@ -37,6 +36,5 @@ rule download:
     params:
         spec=lambda w: SOURCES[source_of_file(w.file)],
         cache_dirs=config.get("cache_dirs", []),
-        code=CODE["download"],
     script:
         "../scripts/download.py"

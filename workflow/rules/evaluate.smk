@@ -17,10 +17,9 @@ rule evaluate:
     resources:
         gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     params:
-        device=config["device"],
+        runtime=RUNTIME,
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.train_config(config, w.exp)["config_hash"],
-        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -41,8 +40,7 @@ rule time_forward:
     resources:
         gpu=min(1, config["resources"]["gpu"]),  # one GPU: a single-process job
     params:
-        device=config["device"],
+        runtime=RUNTIME,
         timing=config["evaluation"]["timing"],
-        code=CODE["evaluate"],
     script:
         "../scripts/time_forward.py"

@@ -19,6 +19,5 @@ rule encode_hha:
     params:
         camera=config["datasets"].get("nyud", {}).get("camera", "nyu-color-gupta-crop"),
         depth_scale=config["datasets"].get("nyud", {}).get("depth_scale", 0.001),
-        code=CODE["hha"],
     script:
         "../scripts/encode_hha.py"

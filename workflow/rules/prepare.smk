@@ -13,8 +13,6 @@ rule extract:
     priority: DATA_FIRST
     conda:
         "../envs/data.yaml"
-    params:
-        code=CODE["extract"],
     script:
         "../scripts/extract.py"
 
@@ -45,6 +43,5 @@ for _name, _spec in DATASETS.items():
             options=dict(_spec.options),
             takes_lists=bool(_spec.split_lists),
             source=config["source"],
-            code=CODE["prepare"],
         script:
             "../scripts/prepare.py"

@@ -16,7 +16,6 @@ rule convert_released:
     params:
         width=config.get("width", 1.0),
         data_source=config["source"],
-        code=CODE["released"],
     script:
         "../scripts/convert_released.py"
 
@@ -37,10 +36,9 @@ rule evaluate_released:
     resources:
         gpu=config["resources"]["gpu"],
     params:
-        device=config["device"],
+        runtime=RUNTIME,
         max_images=config["evaluation"].get("max_images"),
         config_hash=lambda w: fcncfg.config_hash({"released": w.name, "source": SOURCES[RELEASED[w.name]["source"]]}),
-        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -61,7 +59,6 @@ rule released_report:
     params:
         names=list(RELEASED),
         header={"config": config["name"], "source": config["source"], "width": config.get("width", 1.0)},
-        code=CODE["released"],
     script:
         "../scripts/released_report.py"
 

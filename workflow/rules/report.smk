@@ -18,8 +18,7 @@ rule fig4:
         labels=lambda w: [f"FCN-{EXPERIMENTS[e]['variant'][3:]} ({e})" for e in config["figures"]["fig4"][w.group]],
         split=lambda w: EXPERIMENTS[config["figures"]["fig4"][w.group][0]]["val_split"],
         n=config["evaluation"]["figure_images"],
-        device=config["device"],
-        code=CODE["report"],
+        runtime=RUNTIME,
     script:
         "../scripts/fig4.py"
 
@@ -38,7 +37,6 @@ rule learning_curves:
         "../envs/report.yaml"
     params:
         names=lambda w: config["figures"]["learning_curves"][w.group],
-        code=CODE["report"],
     script:
         "../scripts/learning_curves.py"
 
@@ -62,7 +60,6 @@ rule per_class:
         names=lambda w: [
             e for e, s in evaluations() if EXPERIMENTS[e]["dataset"] == w.dataset and s == EXPERIMENTS[e]["val_split"]
         ],
-        code=CODE["report"],
     script:
         "../scripts/per_class.py"
 
@@ -94,6 +91,5 @@ rule tables:
             for n, e in RELEASED.items()
             if e["table2_row"]
         ],
-        code=CODE["report"],
     script:
         "../scripts/tables.py"

@@ -25,6 +25,5 @@ rule train:
         cfg=lambda w: fcncfg.train_config(config, w.exp),
         device=config["device"],
         gpus=lambda w: train_gpus(w.exp),  # processes; from the config (Snakemake may scale resources down)
-        code=CODE["train"],
     script:
         "../scripts/train.py"

@@ -21,8 +21,6 @@ rule summaries:
         "benchmarks/report/summaries.tsv"
     conda:
         "../envs/report.yaml"
-    params:
-        code=fcncfg.code_hash("report/summaries.py", "report/figures.py"),
     script:
         "../scripts/summaries.py"
 

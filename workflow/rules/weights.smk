@@ -15,6 +15,5 @@ rule convert_weights:
     params:
         format=lambda w: config["backbones"][w.backbone]["format"],
         width=config.get("width", 1.0),
-        code=CODE["weights"],
     script:
         "../scripts/convert_weights.py"

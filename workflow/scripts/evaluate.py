@@ -8,9 +8,11 @@ from fcnlib.runtime.devices import job_device
 
 
 def main(job):
-    with job_device(job.params.device, int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as device:  # own GPU
+    rt = job.params.runtime
+    with job_device(rt["device"], int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as device:  # own GPU
         evaluate_file(Path(job.input.weights), Path(job.input.dataset_json), job.wildcards.split,
-                      out_json=Path(job.output[0]), device=device, max_images=job.params.max_images,
+                      out_json=Path(job.output[0]), device=device, precision=rt["amp"],
+                      channels_last=rt["channels_last"], max_images=job.params.max_images,
                       config_hash=job.params.config_hash)
 
 

@@ -9,7 +9,8 @@ from fcnlib.report.figures import fig4_from_weights
 def main(job):
     names = list(job.params.labels)
     fig4_from_weights(dict(zip(names, map(Path, job.input.weights), strict=True)), Path(job.input.dataset_json),
-                      job.params.split, int(job.params.n), Path(job.output[0]), device=job.params.device)
+                      job.params.split, int(job.params.n), Path(job.output[0]), device=job.params.runtime["device"],
+                      precision=job.params.runtime["amp"])
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from fcnlib.eval.evaluate import time_forward
-from fcnlib.eval.inference import resolve_device
 from fcnlib.files.io import atomic_write_json
 from fcnlib.models import build_fcn, load_model, net_stats
 from fcnlib.pipeline.scripting import run
@@ -13,9 +12,10 @@ from fcnlib.runtime.devices import job_device
 def main(job):
     model, meta = load_model(Path(job.input[0]))
     t = job.params.timing
-    with job_device(job.params.device, int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as dev:  # own GPU
-        device = resolve_device(dev)
-        timing = time_forward(model.to(device), size=t["size"], runs=t["runs"], warmup=t["warmup"], device=device)
+    rt = job.params.runtime
+    with job_device(rt["device"], int(getattr(job, "resources", {}).get("gpu", 0) or 0)) as device:  # own GPU
+        timing = time_forward(model, size=t["size"], runs=t["runs"], warmup=t["warmup"], device=device,
+                              precision=rt["amp"], channels_last=rt["channels_last"])
     arch = dict(meta["arch"])
     # Table 1 describes the paper's nets, so the stats are computed at full width (and at the run's width).
     full = {k: v for k, v in arch.items() if k in ("variant", "backbone", "num_classes", "in_channels", "heads")}

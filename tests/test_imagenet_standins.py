@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnlib.demo import PRETRAIN_PATCH, alexnet_caffe_blobs, googlenet_state_dict, vgg16_net, vgg16_state_dict
-from fcnlib.demo.imagenet import _vgg_logits
+from fcnlib.demo.imagenet import vgg_logits
 from fcnlib.models import build_fcn, convert_imagenet, convert_imagenet_file, init_from_imagenet
 from fcnlib.models.caffe import write_caffemodel
 from fcnlib.models.fcn import BACKBONES
@@ -39,7 +39,7 @@ def test_pretraining_forward_is_torchvision_vgg16():
     assert all(m.padding == (1, 1) for n, m in net.named_children() if n.startswith("conv"))
     x = torch.randn(3, 3, PRETRAIN_PATCH, PRETRAIN_PATCH, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        got = _vgg_logits(net, x)
+        got = vgg_logits(net, x)
         # torchvision: features (pool5 is 1×1 on a patch), AdaptiveAvgPool2d(7), then the classifier,
         # here as net's fc6 (7×7), fc7 and fc8 convolutions on the 7×7 map
         h = x

@@ -22,12 +22,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcnlib.demo.context import _context
+from fcnlib.demo.context import write_context
 from fcnlib.demo.encode import TAR_MTIME, ZIP_DATE
 from fcnlib.demo.imagenet import (
     PRETRAIN_CLASSES,
     PRETRAIN_PATCH,
-    _weights,
     alexnet_caffe_blobs,
     googlenet_state_dict,
     pretrain_patches,
@@ -35,12 +34,13 @@ from fcnlib.demo.imagenet import (
     vgg16_net,
     vgg16_state_dict,
     vgg16_torchvision,
+    write_weights,
 )
-from fcnlib.demo.nyud import _nyud
+from fcnlib.demo.nyud import write_nyud
 from fcnlib.demo.paint import BACKGROUND_RGB, class_appearance, paint
-from fcnlib.demo.pascal import _pascal
-from fcnlib.demo.released import _released, released_caffe_blobs
-from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, _siftflow, siftflow_geo
+from fcnlib.demo.pascal import write_pascal
+from fcnlib.demo.released import released_caffe_blobs, write_released
+from fcnlib.demo.siftflow import SIFTFLOW_GROUND, SIFTFLOW_SKY, siftflow_geo, write_siftflow
 from fcnlib.errors import ConfigError
 from fcnlib.files.io import atomic_write_json, sha256_file, staged_dir
 
@@ -84,12 +84,12 @@ def make_demo(out_dir: PathLike, *, seed: int = 0, width: float = 0.0625, n_trai
     log = log or (lambda s: None)
     with staged_dir(out) as stage:  # built whole, then swapped in: no file of an earlier call stays
         steps = {
-            "pascal": lambda: _pascal(stage, seed, n_train, n_val, (lo, hi)),
-            "nyud": lambda: _nyud(stage, seed, n_train, n_val, (lo, hi)),
-            "siftflow": lambda: _siftflow(stage, seed, n_train, n_val, int(siftflow_size)),
-            "context": lambda: _context(stage, seed, n_train, n_val, (lo, hi)),
-            "weights": lambda: _weights(stage, seed, float(width), int(pretrain_steps), log),
-            "released": lambda: _released(stage, seed, float(width), released),
+            "pascal": lambda: write_pascal(stage, seed, n_train, n_val, (lo, hi)),
+            "nyud": lambda: write_nyud(stage, seed, n_train, n_val, (lo, hi)),
+            "siftflow": lambda: write_siftflow(stage, seed, n_train, n_val, int(siftflow_size)),
+            "context": lambda: write_context(stage, seed, n_train, n_val, (lo, hi)),
+            "weights": lambda: write_weights(stage, seed, float(width), int(pretrain_steps), log),
+            "released": lambda: write_released(stage, seed, float(width), released),
         }
         for part in ALL_PARTS:
             if part in parts:

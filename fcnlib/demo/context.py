@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from fcnlib.data.context import RAW_SPELLING
-from fcnlib.demo.encode import _jpeg, _mat, _text, _write_tar
-from fcnlib.demo.paint import _SHAPE_P, _SHAPES, _shape, _size, _voc_ids, class_appearance, paint
+from fcnlib.demo.encode import jpeg_bytes, mat_bytes, text_bytes, write_tar
+from fcnlib.demo.paint import SHAPE_P, SHAPES, class_appearance, draw_size, paint, shape_mask, voc_ids
 from fcnlib.facts.datasets import CONTEXT59_CLASSES
 from fcnlib.files.io import atomic_write
 
@@ -28,12 +28,12 @@ def _context_label_table() -> tuple[list[str], dict[str, int]]:
     return [f"{i}: {names[i]}" for i in range(1, 460)], ids
 
 
-def _context(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
+def write_context(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
     lines, raw_ids = _context_label_table()
     rng = np.random.default_rng([seed, 4])
     taken: set[str] = set()
-    train = _voc_ids(rng, n_train, (2008, 2009, 2010), taken)
-    val = _voc_ids(rng, n_val, (2008, 2009, 2010), taken)
+    train = voc_ids(rng, n_train, (2008, 2009, 2010), taken)
+    val = voc_ids(rng, n_val, (2008, 2009, 2010), taken)
     # paint in the 60-class target space; raw ids are drawn from it (fillers → background 0)
     app = class_appearance(60, salt=7)
     app[0][0] = np.array([120.0, 116.0, 108.0], np.float32)
@@ -45,27 +45,27 @@ def _context(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[i
     jpgs, mats = {}, {}
     for k, iid in enumerate(sorted(taken)):
         r = np.random.default_rng([seed, 4, k])
-        h, w = _size(r, image_size)
+        h, w = draw_size(r, image_size)
         cls = np.zeros((h, w), np.uint8)
         split_row = int(r.uniform(0.3, 0.7) * h)
         cls[:split_row] = stuff[k % len(stuff)]
         cls[split_row:] = stuff[(k * 5 + 3) % len(stuff)]
         for j in range(int(r.integers(2, 5))):
             c = things[(k * 3 + j * 11) % len(things)]
-            cls[_shape(r, h, w, str(r.choice(_SHAPES, p=_SHAPE_P)))] = c
-        bg = _shape(r, h, w, "blob")  # a region of some non-task class: background in the 59 task
+            cls[shape_mask(r, h, w, str(r.choice(SHAPES, p=SHAPE_P)))] = c
+        bg = shape_mask(r, h, w, "blob")  # a region of some non-task class: background in the 59 task
         cls[bg] = 0
-        jpgs[iid] = _jpeg(paint(cls, app, r))
+        jpgs[iid] = jpeg_bytes(paint(cls, app, r))
         raw = task_raw[cls]
         raw[bg] = fill_ids[k % len(fill_ids)]
-        mats[iid] = _mat({"LabelMap": raw.astype(np.uint16)})
+        mats[iid] = mat_bytes({"LabelMap": raw.astype(np.uint16)})
     voc: dict[str, bytes] = {f"VOCdevkit/VOC2010/JPEGImages/{i}.jpg": b for i, b in jpgs.items()}
-    voc["VOCdevkit/VOC2010/ImageSets/Main/train.txt"] = _text(train)
-    voc["VOCdevkit/VOC2010/ImageSets/Main/val.txt"] = _text(val)
-    voc["VOCdevkit/VOC2010/ImageSets/Main/trainval.txt"] = _text(sorted(train + val))
-    _write_tar(out / "VOCtrainval_03-May-2010.tar", voc)
+    voc["VOCdevkit/VOC2010/ImageSets/Main/train.txt"] = text_bytes(train)
+    voc["VOCdevkit/VOC2010/ImageSets/Main/val.txt"] = text_bytes(val)
+    voc["VOCdevkit/VOC2010/ImageSets/Main/trainval.txt"] = text_bytes(sorted(train + val))
+    write_tar(out / "VOCtrainval_03-May-2010.tar", voc)
     ctx = {f"trainval/{i}.mat": b for i, b in mats.items()}
-    ctx["labels.txt"] = _text(lines)
-    _write_tar(out / "trainval.tar.gz", ctx, gz=True)
+    ctx["labels.txt"] = text_bytes(lines)
+    write_tar(out / "trainval.tar.gz", ctx, gz=True)
     with atomic_write(out / "classes-59.txt", "wb") as f:
-        f.write(_text(f"{i}: {c}" for i, c in enumerate(CONTEXT59_CLASSES)))
+        f.write(text_bytes(f"{i}: {c}" for i, c in enumerate(CONTEXT59_CLASSES)))

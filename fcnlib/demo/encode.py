@@ -21,14 +21,14 @@ ZIP_DATE = (2011, 5, 25, 0, 0, 0)
 
 
 
-def _jpeg(rgb: np.ndarray) -> bytes:
+def jpeg_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     # 4:4:4 chroma so one-pixel coloured structures keep their colour after compression
     Image.fromarray(rgb).save(buf, format="JPEG", quality=95, subsampling=0, optimize=False)
     return buf.getvalue()
 
 
-def _png(arr: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+def png_bytes(arr: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     buf = io.BytesIO()
     if palette is not None:
         im = Image.fromarray(arr.astype(np.uint8), mode="P")
@@ -39,7 +39,7 @@ def _png(arr: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _mat(obj: dict[str, Any]) -> bytes:
+def mat_bytes(obj: dict[str, Any]) -> bytes:
     """MATLAB v5 .mat bytes; scipy stamps the creation time into the 116-byte header, so we fix it."""
     buf = io.BytesIO()
     savemat(buf, obj, format="5", do_compression=True, oned_as="column")
@@ -49,7 +49,7 @@ def _mat(obj: dict[str, Any]) -> bytes:
     return bytes(data)
 
 
-def _text(lines: Iterable[str]) -> bytes:
+def text_bytes(lines: Iterable[str]) -> bytes:
     return "".join(f"{s}\n" for s in lines).encode()
 
 
@@ -62,7 +62,7 @@ def _dirs_of(names: Iterable[str]) -> list[str]:
     return sorted(out)
 
 
-def _write_tar(path: Path, members: dict[str, bytes], gz: bool = False) -> None:
+def write_tar(path: Path, members: dict[str, bytes], gz: bool = False) -> None:
     """A tar (optionally gzip) with directory entries, sorted members, fixed owner/mode/mtime."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tf:
@@ -85,7 +85,7 @@ def _write_tar(path: Path, members: dict[str, bytes], gz: bool = False) -> None:
         f.write(payload)
 
 
-def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+def write_zip(path: Path, members: dict[str, bytes]) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for d in _dirs_of(members):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib.demo.paint import _ellipse, class_appearance, paint
+from fcnlib.demo.paint import class_appearance, ellipse_mask, paint
 from fcnlib.files.io import atomic_save_torch
 from fcnlib.models.alexnet import AlexNet
 from fcnlib.models.caffe import write_caffemodel
@@ -165,7 +165,7 @@ def pretrain_patches(rng: np.random.Generator, n: int, n_classes: int = PRETRAIN
         canvas = np.zeros((tiles * size, tiles * size), np.int64)
         for j in range(k):
             ty, tx = divmod(j, tiles)
-            m = _ellipse(size, size, size / 2 + rng.uniform(-3, 3), size / 2 + rng.uniform(-3, 3),
+            m = ellipse_mask(size, size, size / 2 + rng.uniform(-3, 3), size / 2 + rng.uniform(-3, 3),
                          rng.uniform(0.25, 0.6) * size, rng.uniform(0.25, 0.6) * size, rng.uniform(0, np.pi))
             tile = np.where(m, labels[start + j], other[start + j])
             canvas[ty * size:(ty + 1) * size, tx * size:(tx + 1) * size] = tile
@@ -176,7 +176,7 @@ def pretrain_patches(rng: np.random.Generator, n: int, n_classes: int = PRETRAIN
     return out, labels
 
 
-def _vgg_logits(net: Any, x: Any) -> Any:
+def vgg_logits(net: Any, x: Any) -> Any:
     """torchvision VGG16's forward on PRETRAIN_PATCH-px input, through `vgg16_net`'s layers: the conv trunk
     to pool5 (1×1 here), then the classifier as torchvision runs it. Its AdaptiveAvgPool2d(7) replicates
     the 1×1 pool5, so fc6 sees the sum of its 7×7 weights; fc7 and fc8 are fully connected. No dropout
@@ -214,7 +214,7 @@ def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float =
         for step in range(steps):
             i0 = (step * batch) % n_pool
             idx = order[i0:i0 + batch]
-            logits = _vgg_logits(net, x_all[idx])
+            logits = vgg_logits(net, x_all[idx])
             loss = F.cross_entropy(logits, y_all[idx])
             opt.zero_grad()
             loss.backward()
@@ -231,7 +231,7 @@ def pretrain_vgg16(net: Any, steps: int, seed: int, batch: int = 32, lr: float =
         torch.set_num_threads(threads)
 
 
-def _weights(out: Path, seed: int, width: float, pretrain_steps: int = 0,
+def write_weights(out: Path, seed: int, width: float, pretrain_steps: int = 0,
              log: Callable[[str], None] | None = None) -> None:
     vgg = pretrain_vgg16(vgg16_net(width, seed * 1000 + 11, True), pretrain_steps, seed * 1000 + 11, log=log)
     atomic_save_torch(vgg16_torchvision(vgg), out / "vgg16.pth")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from fcnlib.data.hha import CAMERAS
-from fcnlib.demo.encode import _mat, _png, _text, _write_tar
-from fcnlib.demo.paint import _ellipse
+from fcnlib.demo.encode import mat_bytes, png_bytes, text_bytes, write_tar
+from fcnlib.demo.paint import ellipse_mask
 from fcnlib.demo.scenes import render_room
 
 
-def _nyud(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
+def write_nyud(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int, int]) -> None:
     w = int(max(image_size))
     factor = w / 560.0
     h = int(round(425 * factor))
@@ -33,14 +33,14 @@ def _nyud(out: Path, seed: int, n_train: int, n_val: int, image_size: tuple[int,
         raw = depth_mm.copy()
         # raw Kinect depth has holes (0 = missing) near edges and on dark/shiny surfaces
         for _ in range(int(r.integers(1, 4))):
-            hole = _ellipse(h, w, r.uniform(0, h), r.uniform(0, w), r.uniform(2, h / 6), r.uniform(2, w / 6), 0.0)
+            hole = ellipse_mask(h, w, r.uniform(0, h), r.uniform(0, w), r.uniform(2, h / 6), r.uniform(2, w / 6), 0.0)
             raw[hole] = 0
         raw[:, : int(r.integers(0, 3))] = 0
-        members[f"nyud/data/images/img_{iid}.png"] = _png(scene["rgb"])
-        members[f"nyud/data/depth/img_{iid}.png"] = _png(depth_mm)
-        members[f"nyud/data/rawdepth/img_{iid}.png"] = _png(raw)
-        members[f"nyud/segmentation/img_{iid}.mat"] = _mat({"segmentation": scene["label"].astype(np.uint8)})
-    members["nyud/train.txt"] = _text(train)
-    members["nyud/val.txt"] = _text(val)
-    members["nyud/test.txt"] = _text(test)
-    _write_tar(out / "nyud.tar.gz", members, gz=True)
+        members[f"nyud/data/images/img_{iid}.png"] = png_bytes(scene["rgb"])
+        members[f"nyud/data/depth/img_{iid}.png"] = png_bytes(depth_mm)
+        members[f"nyud/data/rawdepth/img_{iid}.png"] = png_bytes(raw)
+        members[f"nyud/segmentation/img_{iid}.mat"] = mat_bytes({"segmentation": scene["label"].astype(np.uint8)})
+    members["nyud/train.txt"] = text_bytes(train)
+    members["nyud/val.txt"] = text_bytes(val)
+    members["nyud/test.txt"] = text_bytes(test)
+    write_tar(out / "nyud.tar.gz", members, gz=True)

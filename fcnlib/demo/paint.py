@@ -68,7 +68,7 @@ def paint(classes: np.ndarray, appearance: tuple[np.ndarray, np.ndarray, np.ndar
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _ellipse(h: int, w: int, cy: float, cx: float, ry: float, rx: float, ang: float) -> np.ndarray:
+def ellipse_mask(h: int, w: int, cy: float, cx: float, ry: float, rx: float, ang: float) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c, s = np.cos(ang), np.sin(ang)
     u, v = (xx - cx) * c + (yy - cy) * s, -(xx - cx) * s + (yy - cy) * c
@@ -83,10 +83,10 @@ def _segment(h: int, w: int, y0: float, x0: float, y1: float, x1: float, width: 
     return (yy - y0 - t * dy) ** 2 + (xx - x0 - t * dx) ** 2 <= (width / 2.0) ** 2
 
 
-def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+def shape_mask(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
     m = min(h, w)
     if kind == "blob":
-        return _ellipse(h, w, rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w,
+        return ellipse_mask(h, w, rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w,
                         rng.uniform(0.16, 0.4) * m, rng.uniform(0.16, 0.4) * m, rng.uniform(0, np.pi))
     if kind == "rect":
         y0, x0 = int(rng.integers(0, h - 8)), int(rng.integers(0, w - 8))
@@ -108,15 +108,15 @@ def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
     mask = np.zeros((h, w), bool)
     for _ in range(int(rng.integers(2, 6))):
         r = rng.uniform(2.5, 5.0)
-        mask |= _ellipse(h, w, rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w, r, r, 0.0)
+        mask |= ellipse_mask(h, w, rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w, r, r, 0.0)
     return mask
 
 
-_SHAPES = ("blob", "rect", "thin", "small")
-_SHAPE_P = (0.55, 0.25, 0.15, 0.05)  # mostly whole objects, as in VOC; enough thin ones for Figure 4
+SHAPES = ("blob", "rect", "thin", "small")
+SHAPE_P = (0.55, 0.25, 0.15, 0.05)  # mostly whole objects, as in VOC; enough thin ones for Figure 4
 
 
-def _void_band(classes: np.ndarray) -> np.ndarray:
+def void_band(classes: np.ndarray) -> np.ndarray:
     """Background pixels touching an object (4-neighbourhood): VOC marks object outlines void."""
     obj = classes != 0
     near = np.zeros_like(obj)
@@ -127,7 +127,7 @@ def _void_band(classes: np.ndarray) -> np.ndarray:
     return near & ~obj
 
 
-def _size(rng: np.random.Generator, image_size: tuple[int, int]) -> tuple[int, int]:
+def draw_size(rng: np.random.Generator, image_size: tuple[int, int]) -> tuple[int, int]:
     lo, hi = image_size
     return int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1))
 
@@ -135,7 +135,7 @@ def _size(rng: np.random.Generator, image_size: tuple[int, int]) -> tuple[int, i
 # -- PASCAL VOC 2011/2012 + SBD ---------------------------------------------------------------------
 
 
-def _voc_ids(rng: np.random.Generator, n: int, years: Sequence[int], taken: set[str]) -> list[str]:
+def voc_ids(rng: np.random.Generator, n: int, years: Sequence[int], taken: set[str]) -> list[str]:
     out: list[str] = []
     while len(out) < n:
         i = f"{int(rng.choice(years))}_{int(rng.integers(1, 9000)):06d}"
@@ -145,8 +145,8 @@ def _voc_ids(rng: np.random.Generator, n: int, years: Sequence[int], taken: set[
     return sorted(out)
 
 
-def _voc_scene(rng: np.random.Generator, h: int, w: int, objects: Sequence[int]) -> np.ndarray:
+def voc_scene(rng: np.random.Generator, h: int, w: int, objects: Sequence[int]) -> np.ndarray:
     classes = np.zeros((h, w), np.uint8)
     for c in objects:
-        classes[_shape(rng, h, w, str(rng.choice(_SHAPES, p=_SHAPE_P)))] = c
+        classes[shape_mask(rng, h, w, str(rng.choice(SHAPES, p=SHAPE_P)))] = c
     return classes

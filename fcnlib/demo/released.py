@@ -74,7 +74,7 @@ def released_caffe_blobs(name: str, width: float, seed: int = 0) -> dict[str, li
     return out
 
 
-def _released(out: Path, seed: int, width: float, names: Sequence[str]) -> None:
+def write_released(out: Path, seed: int, width: float, names: Sequence[str]) -> None:
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         raise ConfigError(f"demo: unknown released models {unknown}; choose from {sorted(MODELS)}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.demo.encode import _jpeg, _mat, _text, _write_zip
-from fcnlib.demo.paint import _ellipse, _shape, class_appearance, paint
+from fcnlib.demo.encode import jpeg_bytes, mat_bytes, text_bytes, write_zip
+from fcnlib.demo.paint import class_appearance, ellipse_mask, paint, shape_mask
 from fcnlib.files.io import atomic_write
 
 # -- SIFT Flow ---------------------------------------------------------------------------------------------
@@ -36,25 +36,25 @@ def _siftflow_scene(rng: np.random.Generator, s: int, k: int) -> np.ndarray:
     sem[:horizon] = 28
     sem[horizon:] = SIFTFLOW_GROUND[k % len(SIFTFLOW_GROUND)]
     if rng.random() < 0.3:
-        sem[_ellipse(s, s, rng.uniform(2, horizon * 0.6 + 2), rng.uniform(0, s), 3, 3, 0)] = 31 if k % 5 else 16
+        sem[ellipse_mask(s, s, rng.uniform(2, horizon * 0.6 + 2), rng.uniform(0, s), 3, 3, 0)] = 31 if k % 5 else 16
     for j in range(int(rng.integers(2, 5))):
         pick = (k + j) % 3
         if pick == 0:
             c = _SF_BIG[(k * 5 + j) % len(_SF_BIG)]
-            mask = _shape(rng, s, s, "blob" if j % 2 else "rect")
+            mask = shape_mask(rng, s, s, "blob" if j % 2 else "rect")
         elif pick == 1:
             c = _SF_THIN[(k + j) % len(_SF_THIN)]
-            mask = _shape(rng, s, s, "thin")
+            mask = shape_mask(rng, s, s, "thin")
         else:
             c = _SF_SMALL[(k * 3 + j) % len(_SF_SMALL)]
-            mask = _shape(rng, s, s, "small")
+            mask = shape_mask(rng, s, s, "small")
         sem[mask] = c
     if rng.random() < 0.4:  # unlabelled patches, as in the real annotations
-        sem[_ellipse(s, s, rng.uniform(0, s), rng.uniform(0, s), rng.uniform(2, 6), rng.uniform(2, 6), 0)] = 0
+        sem[ellipse_mask(s, s, rng.uniform(0, s), rng.uniform(0, s), rng.uniform(2, 6), rng.uniform(2, 6), 0)] = 0
     return sem
 
 
-def _siftflow(out: Path, seed: int, n_train: int, n_val: int, size: int) -> None:
+def write_siftflow(out: Path, seed: int, n_train: int, n_val: int, size: int) -> None:
     rng = np.random.default_rng([seed, 3])
     names: set[str] = set()
     while len(names) < n_train + n_val + 2:
@@ -73,10 +73,10 @@ def _siftflow(out: Path, seed: int, n_train: int, n_val: int, size: int) -> None
         rgb = paint(sem, app, r)
         if iid in unannotated:
             sem = np.zeros_like(sem)
-        members[f"Images/{d}/{iid}.jpg"] = _jpeg(rgb)
-        members[f"SemanticLabels/{d}/{iid}.mat"] = _mat({"S": sem.astype(np.int16)})
-        members[f"GeoLabels/{d}/{iid}.mat"] = _mat({"S": siftflow_geo(sem)})
-    _write_zip(out / "SiftFlowDataset.zip", members)
+        members[f"Images/{d}/{iid}.jpg"] = jpeg_bytes(rgb)
+        members[f"SemanticLabels/{d}/{iid}.mat"] = mat_bytes({"S": sem.astype(np.int16)})
+        members[f"GeoLabels/{d}/{iid}.mat"] = mat_bytes({"S": siftflow_geo(sem)})
+    write_zip(out / "SiftFlowDataset.zip", members)
     for name, lst in (("trainval", trainval), ("test", test)):
         with atomic_write(out / f"siftflow-{name}.txt", "wb") as f:
-            f.write(_text(lst))
+            f.write(text_bytes(lst))

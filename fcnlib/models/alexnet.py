@@ -32,7 +32,7 @@ class CaffeLRN(nn.LocalResponseNorm):
         return out if torch.is_autocast_enabled(x.device.type) else out.to(dtype)
 
 
-def _lrn() -> nn.LocalResponseNorm:
+def local_response_norm() -> nn.LocalResponseNorm:
     # Caffe LRN (ACROSS_CHANNELS, local_size 5, alpha 1e-4, beta 0.75, k 1): same formula as PyTorch's.
     return CaffeLRN(5, alpha=1e-4, beta=0.75, k=1.0)
 
@@ -47,10 +47,10 @@ class AlexNet(Backbone):
         w = lambda c: scaled(c, width, multiple=2)  # noqa: E731
         c = conv_relu(self, "conv1", "relu1", in_channels, w(96), 11, stride=4, pad=conv1_pad)
         self.add("pool1", nn.MaxPool2d(3, stride=2, ceil_mode=True))
-        self.add("norm1", _lrn())
+        self.add("norm1", local_response_norm())
         c = conv_relu(self, "conv2", "relu2", c, w(256), 5, pad=2, groups=2)
         self.add("pool2", nn.MaxPool2d(3, stride=2, ceil_mode=True))
-        self.add("norm2", _lrn())
+        self.add("norm2", local_response_norm())
         c = conv_relu(self, "conv3", "relu3", c, w(384), 3, pad=1)
         c = conv_relu(self, "conv4", "relu4", c, w(384), 3, pad=1, groups=2)
         c = conv_relu(self, "conv5", "relu5", c, w(256), 3, pad=1, groups=2)

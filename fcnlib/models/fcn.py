@@ -26,7 +26,7 @@ _SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2, "fcn8s-atonce": 2}
 # names of the 2× upsamplers before each fusion, and of the final upsampler, per number of skips
 _UP_NAMES = ("upscore2", "upscore_pool4")
 _FINAL_NAME = {0: "upscore", 1: "upscore16", 2: "upscore8"}
-_ATONCE_SCALE = {"pool4": 0.01, "pool3": 0.0001}
+ATONCE_SCALE = {"pool4": 0.01, "pool3": 0.0001}
 CAFFE_OFFSETS = {"fcn32s": (19,), "fcn16s": (5, 27), "fcn8s": (5, 9, 31), "fcn8s-atonce": (5, 9, 31)}
 
 
@@ -174,7 +174,7 @@ class FCN(nn.Module):
             raise ConfigError(f"{variant} needs skip layers {('pool4', 'pool3')[:nskip]} but the "
                               f"{arch['backbone']} FCN of the paper has only fcn32s; use variant fcn32s")
         self.taps = backbone.skip_taps[:nskip]
-        self.tap_scale = {t: _ATONCE_SCALE[t] for t in self.taps} if variant == "fcn8s-atonce" else {}
+        self.tap_scale = {t: ATONCE_SCALE[t] for t in self.taps} if variant == "fcn8s-atonce" else {}
         self.heads = dict(heads)
 
         # --- geometry: where every blob sits in input pixels, hence the crop offsets and final kernel

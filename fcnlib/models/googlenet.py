@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcnlib.models.alexnet import _lrn
+from fcnlib.models.alexnet import local_response_norm
 from fcnlib.models.vgg import Backbone, scaled
 
 # (1x1, 3x3_reduce, 3x3, 5x5_reduce, 5x5, pool_proj) per block, from bvlc_googlenet
@@ -69,13 +69,13 @@ class GoogLeNet(Backbone):
         self.add("conv1_7x7_s2", nn.Conv2d(in_channels, c, 7, stride=2, padding=conv1_pad))
         self.add("conv1_relu_7x7", nn.ReLU(inplace=True))
         self.add("pool1_3x3_s2", nn.MaxPool2d(3, stride=2, ceil_mode=True))
-        self.add("pool1_norm1", _lrn())
+        self.add("pool1_norm1", local_response_norm())
         c2 = scaled(192, width)
         self.add("conv2_3x3_reduce", nn.Conv2d(c, c, 1))
         self.add("conv2_relu_3x3_reduce", nn.ReLU(inplace=True))
         self.add("conv2_3x3", nn.Conv2d(c, c2, 3, padding=1))
         self.add("conv2_relu_3x3", nn.ReLU(inplace=True))
-        self.add("conv2_norm2", _lrn())
+        self.add("conv2_norm2", local_response_norm())
         self.add("pool2_3x3_s2", nn.MaxPool2d(3, stride=2, ceil_mode=True))
         c = c2
         for name, spec in INCEPTION.items():

@@ -45,7 +45,7 @@ def safe_torch_load(path: str | os.PathLike, device: str = "cpu") -> Any:
                            f"of another format — delete it and recreate it") from None
 
 
-def _is_weights_dict(obj: Any) -> bool:
+def is_weights_dict(obj: Any) -> bool:
     return (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
             and isinstance(obj.get("meta"), dict))
 
@@ -206,7 +206,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     mismatched weights raise WeightsError."""
     check_weights_file(path)
     obj = safe_torch_load(path)
-    if not _is_weights_dict(obj):
+    if not is_weights_dict(obj):
         raise WeightsError(f"{path}: not an fcnlib model file (needs 'state_dict' and 'meta'); a converted "
                            f"ImageNet file is used with init_from_imagenet, not load_model")
     meta = obj["meta"]

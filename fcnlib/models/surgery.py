@@ -19,14 +19,14 @@ from torch import nn
 from fcnlib.errors import ConfigError, WeightsError
 from fcnlib.files.io import atomic_save_torch
 from fcnlib.models.caffe import read_caffemodel, sniff_format
-from fcnlib.models.fcn import _ATONCE_SCALE, BACKBONES
+from fcnlib.models.fcn import ATONCE_SCALE, BACKBONES
 from fcnlib.models.googlenet import INCEPTION
 from fcnlib.models.io import (
-    _is_weights_dict,
     build_from_arch,
     check_finite,
     check_state_dict,
     check_weights_file,
+    is_weights_dict,
     safe_torch_load,
 )
 from fcnlib.models.preprocessing import CAFFE_VGG, TORCHVISION, TORCHVISION_GOOGLENET, Preprocessing
@@ -288,7 +288,7 @@ def init_from_imagenet(model: nn.Module, path: str | os.PathLike) -> Preprocessi
     """
     check_weights_file(path)
     obj = safe_torch_load(path)
-    if not _is_weights_dict(obj):
+    if not is_weights_dict(obj):
         raise WeightsError(f"{path}: not a converted ImageNet weights file (needs state_dict + meta); "
                            f"make it with `fcn convert-weights`")
     meta, src = obj["meta"], obj["state_dict"]
@@ -361,7 +361,7 @@ def convert_fcn_caffemodel(src: str | os.PathLike, arch: dict[str, Any],
     sd, unused = {}, []
     for name, blobs in read_caffemodel(src).items():
         if name.startswith("scale_pool"):
-            _check_fixed_scale(src, name, blobs, _ATONCE_SCALE.get(name[len("scale_"):]))
+            _check_fixed_scale(src, name, blobs, ATONCE_SCALE.get(name[len("scale_"):]))
             continue
         targets = [name] if names is None else names.get(name)
         if not targets:

@@ -187,7 +187,7 @@ def spoil_context(ext: Path) -> None:
 
 def spoil_sbd(ext: Path) -> None:
     from fcnlib.data.sbd import read_sbd_cls
-    from fcnlib.demo.pascal import _sbd_mat
+    from fcnlib.demo.pascal import sbd_mat as _sbd_mat
 
     for mat in sorted((ext / "sbd").rglob("cls/*.mat")):
         mat.write_bytes(_sbd_mat(shift_labels(read_sbd_cls(mat), 20)))

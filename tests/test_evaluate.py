@@ -139,7 +139,7 @@ def test_fig4_from_weights_picks_images_where_nets_differ(tmp_path):
 @pytest.mark.parametrize(("precision", "dtype", "name"), [("fp32", torch.float32, "float32"),
                                                           ("bf16", torch.bfloat16, "bfloat16")])
 def test_evaluation_computes_in_the_configured_precision(tmp_path, native_bf16, precision, dtype, name):
-    """`amp: off` scores in fp32 even where the host's auto choice is bf16 (both hosts forced by the fixture);
+    """`amp: fp32` scores in fp32 even where the host's auto choice is bf16 (both hosts forced by the fixture);
     a forced bf16 runs bf16 convolutions on either host."""
     ds = make_dataset(tmp_path / "ds")
     w = tmp_path / "w.pt"

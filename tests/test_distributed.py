@@ -282,6 +282,7 @@ def test_torchrun_around_the_rule_script(same_size, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc-per-node=2",
                         str(HERE.parent / "workflow" / "scripts" / "train.py"),
+                        "--input", f"dataset_json={same_size}",
                         "--output", f"weights={out / 'weights.pt'}", f"log={out / 'log.jsonl'}",
                         "--params", f"cfg={json.dumps(cfg)}", 'device="cpu"', "gpus=2", "--threads", "1"],
                        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)

@@ -95,9 +95,10 @@ def with_inputs(cfg: dict[str, Any], dataset_json: str | os.PathLike,
     the resolved one."""
     spec = dict(cfg["init"])
     paths = [str(p) for p in init]
-    want = len(spec["paths"]) if "paths" in spec else 1
+    want = len(spec["paths"]) if "paths" in spec else 0 if spec["kind"] == "none" else 1
     if len(paths) != want:
         raise ConfigError(f"train config of {cfg['experiment']}: init {spec['kind']} takes {want} weights "
                           f"file(s), the rule gives {len(paths)} ({paths}); fix the train rule's input.init")
-    spec.update({"paths": paths} if "paths" in spec else {"path": paths[0]})
+    if want:
+        spec.update({"paths": paths} if "paths" in spec else {"path": paths[0]})
     return {**cfg, "dataset_json": str(dataset_json), "init": spec}

@@ -6,7 +6,7 @@ from fcnlib.pipeline.scripting import run
 
 
 def main(job):
-    cfg = with_inputs(dict(job.params.cfg), job.input.dataset_json, list(job.input.init))
+    cfg = with_inputs(dict(job.params.cfg), job.input.dataset_json, list(job.input.get("init") or []))
     train_to(cfg, job.output.weights, job.output.log, device=job.params.device,
              gpus=int(job.params.get("gpus", 0) or 0))
 

@@ -146,3 +146,34 @@ def test_workflow_scripts_closures_follow_the_real_imports() -> None:
     # a data module and a report module: their rules only
     assert _users(fcnlib.data.voc) == {"prepare_pascal"}
     assert _users(fcnlib.report.tables) == {"tables"}
+
+
+def test_lazy_package_attribute_counts_only_where_its_name_is_used(tmp_path: Path) -> None:
+    """A package's PEP 562 `__getattr__` imports its module when the name is asked for: a script that never
+    uses the name does not depend on that module (so editing it reruns nothing there); one that does, does,
+    through `from pkg import Name` or `pkg.Name`, and so does what that module imports."""
+    _write(tmp_path, {
+        "pkg/__init__.py": ("def __getattr__(name):\n    if name == 'Heavy':\n"
+                            "        from pkg.heavy import Heavy\n        return Heavy\n"
+                            "    raise AttributeError(name)\n"),
+        "pkg/heavy.py": "import pkg.dep\nclass Heavy: ...\n",
+        "pkg/dep.py": "",
+        "pkg/light.py": "",
+        "scripts/plain.py": "from pkg import light\n",
+        "scripts/by_from.py": "from pkg import Heavy\n",
+        "scripts/by_attr.py": "import pkg\nh = pkg.Heavy()\n",
+    })
+
+    def closure(script: str) -> set[str]:
+        return _rel(tmp_path, import_closure([tmp_path / "scripts" / script], root=tmp_path, packages=("pkg",)))
+
+    assert closure("plain.py") == {"scripts/plain.py", "pkg/__init__.py", "pkg/light.py"}
+    for script in ("by_from.py", "by_attr.py"):
+        assert {"pkg/heavy.py", "pkg/dep.py"} <= closure(script), script
+
+
+def test_the_package_segmenter_is_not_in_every_rule() -> None:
+    """fcnlib's lazy `Segmenter` (eval/segment.py) is part of a rule's code only where the rule uses it."""
+    segment = PACKAGE_ROOT / "fcnlib" / "eval" / "segment.py"
+    for script in ("download.py", "train.py", "tables.py"):
+        assert segment not in import_closure([SCRIPTS / script]), script

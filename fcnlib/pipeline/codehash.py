@@ -51,10 +51,48 @@ def imported_names(source: str, module: str | None = None, is_package: bool = Fa
     """Dotted module names a module's source may import, anywhere in it: for `from a import b` both `a` and
     `a.b` (b may be a submodule or a name; the caller keeps what exists). `module` (its own dotted name)
     resolves relative imports; a file outside any package (a script) has none."""
+    return _imports_in(_outside_lazy_getattr(ast.parse(source)), module, is_package)
+
+
+def _lazy_getattr(tree: ast.Module) -> ast.FunctionDef | None:
+    """A module's PEP 562 `__getattr__`: its imports run only when one of its names is asked for."""
+    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"), None)
+
+
+def _outside_lazy_getattr(tree: ast.Module) -> list[ast.AST]:
+    lazy = _lazy_getattr(tree)
+    return [n for n in tree.body if n is not lazy]
+
+
+def lazy_exports(source: str, module: str | None = None, is_package: bool = False) -> tuple[set[str], set[str]]:
+    """(names, modules) of a module's lazy `__getattr__`: the string constants it answers to and the modules
+    it imports for them. An importer depends on those modules only where it uses one of the names."""
+    lazy = _lazy_getattr(ast.parse(source))
+    if lazy is None:
+        return set(), set()
+    names = {n.value for n in ast.walk(lazy) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return names, _imports_in([lazy], module, is_package)
+
+
+def identifiers(source: str) -> set[str]:
+    """Every name a source uses: variables, attributes and imported names (`fcnlib.Segmenter`, `from fcnlib
+    import Segmenter`), outside its own lazy `__getattr__`."""
+    out: set[str] = set()
+    for node in (n for top in _outside_lazy_getattr(ast.parse(source)) for n in ast.walk(top)):
+        if isinstance(node, ast.Name):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            out.add(node.attr)
+        elif isinstance(node, ast.alias):
+            out.add(node.name.split(".")[-1])
+    return out
+
+
+def _imports_in(nodes: Iterable[ast.AST], module: str | None, is_package: bool) -> set[str]:
     names: set[str] = set()
     here = (module or "").split(".") if module else []
     package = here if is_package else here[:-1]
-    for node in ast.walk(ast.parse(source)):
+    for node in (n for top in nodes for n in ast.walk(top)):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -82,14 +120,11 @@ def import_closure(entries: Iterable[PathLike], root: PathLike = PACKAGE_ROOT,
     tops = set(packages)
     todo = [Path(e).resolve() for e in entries]
     seen: set[Path] = set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        named = _module_name(root, path)
-        module, is_pkg = named if named else (None, False)
-        for name in imported_names(path.read_text(encoding="utf-8"), module, is_pkg):
+    used: set[str] = set()  # identifiers of every file so far
+    lazy: list[tuple[set[str], set[str]]] = []  # (names, modules) of the lazy __getattr__s met so far
+
+    def follow(names: Iterable[str]) -> None:
+        for name in names:
             if name.split(".")[0] not in tops:
                 continue
             parts = name.split(".")
@@ -97,6 +132,22 @@ def import_closure(entries: Iterable[PathLike], root: PathLike = PACKAGE_ROOT,
                 f = _module_file(root, ".".join(parts[:k]))
                 if f is not None and f.resolve() not in seen:
                     todo.append(f.resolve())
+
+    while todo:
+        while todo:
+            path = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            named = _module_name(root, path)
+            module, is_pkg = named if named else (None, False)
+            source = path.read_text(encoding="utf-8")
+            follow(imported_names(source, module, is_pkg))
+            used |= identifiers(source)
+            lazy.append(lazy_exports(source, module, is_pkg))
+        for names, modules in lazy:  # a lazy export counts once something in the closure uses its name
+            if names & used:
+                follow(modules)
     return sorted(seen)
 
 

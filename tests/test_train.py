@@ -89,9 +89,8 @@ SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from helpers_train import WIDTH, make_cfg, make_dataset, read_log
 
-from fcnlib import train as T
+    from fcnlib import train as T
     cfg, out, resume, log, kill_at, sig = json.loads(sys.argv[1])
     if kill_at:
         def hook(it):

@@ -20,7 +20,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
+from fcnlib.errors import FcnError
+from fcnlib.pipeline.config import load_yaml
 
 
 def dvc_root(start: Path) -> Path | None:
@@ -47,8 +48,8 @@ def owning_stage(root: Path, workdir: Path) -> str | None:
         if not dvcfile.is_file():
             continue
         try:
-            doc = yaml.safe_load(dvcfile.read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            doc = load_yaml(dvcfile) or {}
+        except FcnError:  # an unreadable dvc.yaml owns nothing here; DVC itself reports it
             continue
         for name, stage in (doc.get("stages") or {}).items():
             if not isinstance(stage, dict) or "foreach" in stage or "matrix" in stage:

@@ -104,7 +104,7 @@ def test_no_other_yaml_reader() -> None:
         for n, line in enumerate(p.read_text().splitlines(), 1):
             if re.search(r"\byaml\.(safe_)?load\b|\byaml\.(full_|unsafe_)load\b", line):
                 hits.append(f"{p.relative_to(ROOT)}:{n}")
-    assert len(hits) == 1 and hits[0].startswith("fcnlib/pipeline/config.py:"), hits
+    assert hits == [], hits  # pipeline/config.load_yaml builds its bounded loader itself, with no yaml.load
 
 
 # ---- weights arch ----------------------------------------------------------------------------------------

@@ -93,6 +93,22 @@ def test_hash_is_independent_of_where_the_tree_lies(pkg: Path, tmp_path_factory:
                                                                                  other, ("pkg",))
 
 
+def test_hash_is_independent_of_where_the_script_lies_beside_the_tree(pkg: Path) -> None:
+    """The same script and tree hash the same whether the script's folder sorts before or after the tree's
+    (CI's checkout under /check sorts before /tmp, a checkout under /work after it)."""
+    import shutil
+
+    script = pkg / "scripts" / "run.py"
+    hashes = set()
+    for folder in ("a_before", "z_after"):  # beside the tree `pkg/`: one sorts before it, one after
+        moved = pkg.parent / folder / "run.py"
+        moved.parent.mkdir()
+        shutil.copy(script, moved)
+        hashes.add(script_hash(moved, pkg, ("pkg",)))
+    assert len(hashes) == 1
+    assert hashes == {script_hash(script, pkg, ("pkg",))}
+
+
 def test_hash_covers_the_workflow_tree_not_the_imported_copy(pkg: Path,
                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     """A Snakefile's checkout hashes its own fcnlib even when this process imported another copy; a script is

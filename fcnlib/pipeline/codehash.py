@@ -157,9 +157,11 @@ def files_hash(files: Iterable[PathLike], root: PathLike, entries: Iterable[Path
     lies."""
     root = Path(root).resolve()
     named = {Path(e).resolve(): "script:" + Path(e).name for e in entries}
+    # sorted by the names hashed, never by absolute paths: where the script lies beside the tree (/check
+    # before /tmp, /work after it) must not change the order
+    members = sorted((named.get(f) or f.relative_to(root).as_posix(), f) for f in (Path(p).resolve() for p in files))
     h = hashlib.sha256()
-    for f in sorted(Path(p).resolve() for p in files):
-        name = named.get(f) or f.relative_to(root).as_posix()
+    for name, f in members:
         h.update(name.encode() + b"\0")
         h.update(f.read_bytes())
     return h.hexdigest()[:16]

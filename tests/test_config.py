@@ -215,3 +215,22 @@ def test_every_problem_is_listed(paper, tmp_path, capsys):
     for _, expected in cases.values():
         for e in expected:
             assert sum(e in ln for ln in lines) == 1, e
+
+
+def test_headline_nets_end_the_longest_init_chain(paper):
+    """One `dvc exp show` column per dataset: the net its paper table leads with, derived from the init chains."""
+    want = {"pascal": "voc-fcn8s", "nyud": "nyud-rgbhha-fcn16s", "siftflow": "sift-fcn16s", "context": "context-fcn8s"}
+    assert fcncfg.headline_experiments(paper) == want
+    demo = fcncfg.load_config([ROOT / "config" / "demo.yaml"])[0]
+    assert fcncfg.headline_experiments(demo) == want
+    c = copy.deepcopy(paper)
+    # a deeper chain wins wherever it is in the file; a net that is never evaluated is never a headline
+    c["experiments"]["voc-fcn8s-longer"] = {"dataset": "pascal", "variant": "fcn8s", "init": "voc-fcn8s"}
+    c["experiments"]["voc-fcn8s-deepest"] = {"dataset": "pascal", "variant": "fcn8s", "init": "voc-fcn8s-longer",
+                                             "eval_splits": []}
+    c["experiments"] = dict(reversed(list(c["experiments"].items())))
+    assert fcncfg.headline_experiments(c)["pascal"] == "voc-fcn8s-longer"
+    # equal chains: the later in the config
+    c = copy.deepcopy(paper)
+    c["experiments"] = {k: v for k, v in c["experiments"].items() if k in ("voc-fcn32s", "voc-fcn32s-fixed")}
+    assert fcncfg.headline_experiments(c) == {"pascal": list(c["experiments"])[-1]}

@@ -1,4 +1,4 @@
-"""Per-run files for DVC: validation mean IU per experiment in one JSON, learning curves as long TSVs."""
+"""Per-run files for DVC: validation mean IU per headline net in one JSON, learning curves as long TSVs."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ RELEASED_JSON = f"{RESULTS}/released.json"
 #: the Markdown pages rendered as HTML for the Snakemake report's landing page (rule html_page)
 TABLES_HTML = f"{RESULTS}/tables.html"
 RELEASED_HTML = f"{RESULTS}/released.html"
-#: what `dvc metrics show` / `dvc exp show` read: each experiment's validation mean IU and the run's source
+#: what `dvc metrics show` / `dvc exp show` read: each dataset's headline net's validation mean IU and the run's source
 SUMMARY_METRICS = f"{RESULTS}/metrics.json"
 DEMO_MANIFEST = f"{DATA}/demo_src/manifest.json"
 

@@ -403,6 +403,26 @@ def parents(config: dict, name: str) -> list[str]:
     return init if isinstance(init, list) else ([] if init == "imagenet" else [init])
 
 
+def headline_experiments(config: dict) -> dict[str, str]:
+    """{dataset: experiment}: the net each dataset's results lead with, derived from the init chains: the
+    experiment at the end of the longest chain (FCN-8s ← 16s ← 32s on PASCAL, RGB-HHA FCN-16s on NYUD, as the
+    paper's Tables 3–6 report them), the later one in the config on a tie; only experiments that are evaluated.
+    `dvc exp show` shows these, one column per dataset, so it fits a screen whatever the number of runs."""
+    depth: dict[str, int] = {}
+
+    def chain(name: str) -> int:
+        if name not in depth:
+            depth[name] = 1 + max((chain(p) for p in parents(config, name) if p in config["experiments"]), default=0)
+        return depth[name]
+
+    best: dict[str, str] = {}
+    for name in config["experiments"]:
+        exp = experiment(config, name)
+        if exp["eval_splits"] and chain(name) >= chain(best.get(exp["dataset"], name)):
+            best[exp["dataset"]] = name
+    return best
+
+
 def weights_path(config: dict, name: str) -> str:
     """Where experiment `name`'s trained weights go (fcnlib.files.layout)."""
     return layout.weights(config["experiments"][name]["dataset"], name)

@@ -1,5 +1,5 @@
 """Small per-run files for versioning tools: `dvc metrics show` / `dvc exp show` read one JSON (each
-experiment's validation mean IU and the run's source), `dvc plots` overlays learning curves read from one
+dataset's headline net's validation mean IU and the run's source), `dvc plots` overlays learning curves read from one
 long TSV per metric (a column names the experiment).
 
 The full metrics.json (per-class IU and accuracy, provenance) stays where the evaluate rule writes it.
@@ -43,8 +43,9 @@ def headline(metrics: Mapping[str, Any], where: str = "metrics.json") -> dict[st
 
 
 def metrics_summary(evaluations: Mapping[str, str | os.PathLike], source: str) -> dict[str, Any]:
-    """The run's `dvc metrics show` / `dvc exp show` file: each experiment's mean IU (%) on its validation split,
-    one column each, and the config's `source` (`demo` runs say so on every row of `dvc metrics show`).
+    """The run's `dvc metrics show` / `dvc exp show` file: the mean IU (%) of each evaluation given (the workflow
+    gives each dataset's headline net on its validation split), one column each, and the config's `source`
+    (`demo` runs say so on every row of `dvc metrics show`).
 
     `evaluations` maps a label (the experiment name) to its metrics.json. Only mean IU: the other numbers of
     each evaluation stay in its metrics.json and results/tables.md, so `dvc exp show` fits a screen.

@@ -237,9 +237,11 @@ def train_gpus(exp):
 
 # DVC's per-run files (workflow/rules/versioning.smk)
 def summary_evaluations():
-    """{label: (experiment, split)}: each experiment's validation split (else its first evaluated one)."""
+    """{label: (experiment, split)}: each dataset's headline net (fcncfg.headline_experiments) on its validation
+    split (else its first evaluated one): one `dvc exp show` column per dataset."""
     out = {}
-    for e, exp in EXPERIMENTS.items():
+    for e in fcncfg.headline_experiments(config).values():
+        exp = EXPERIMENTS[e]
         splits = exp["eval_splits"]
         if splits:
             s = exp["val_split"] if exp["val_split"] in splits else splits[0]

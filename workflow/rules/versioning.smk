@@ -1,6 +1,6 @@
 # What DVC (dvc.yaml, paper/dvc.yaml) needs from the workflow.
-# `summaries`: each experiment's validation mean IU and the run's source in one JSON (`dvc metrics show`,
-# `dvc exp show`: one column per experiment), every training's loss and validation curve in one long TSV
+# `summaries`: each dataset's headline net's validation mean IU and the run's source in one JSON (`dvc
+# metrics show`, `dvc exp show`: one column per dataset, so it fits a screen), every training's loss and validation curve in one long TSV
 # per metric (`dvc plots`: overlaid, coloured by experiment); one cheap job, while each evaluation's
 # metrics.json (all numbers, per class) stays the evaluate rule's output.
 # `restore_extracted`: DVC caches the archives, not their extracted trees (the data once); after a

@@ -1,4 +1,4 @@
-"""The run's metrics.json (validation mean IU per experiment) and long learning-curve TSVs for DVC."""
+"""The run's metrics.json (validation mean IU of each dataset's headline net) and long learning-curve TSVs for DVC."""
 
 from fcnlib.pipeline.scripting import run
 from fcnlib.report.summaries import write_summaries

@@ -19,7 +19,7 @@ $(VENV)/.demo: $(VENV)/.base pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base pyproject.toml
-	$(PY) -m pip install -q -e ".[workflow,cluster,dvc,dev]"
+	$(PY) -m pip install -q -e ".[workflow,cluster,dvc,tensorboard,dev]"
 	# optional: ONNX export + onnxruntime (no wheel on some platforms; the ONNX test then skips, saying why)
 	$(PY) -m pip install -q -e ".[export]" || echo "note: fcnlib[export] (onnx, onnxruntime) not installable here"
 	touch $@

@@ -23,7 +23,7 @@ import yaml
 from helpers_train import WIDTH, make_cfg, make_dataset, read_log
 
 from fcnlib import train as T
-from fcnlib.errors import ConfigError
+from fcnlib.errors import ConfigError, DiskError
 from fcnlib.files.io import write_label_png
 
 OVERFIT = 120  # iterations for a 32s net to overfit the toy set
@@ -481,3 +481,75 @@ def test_no_dvclive_one_line_and_training_goes_on(monkeypatch, tmp_path, capsys)
     live.close()
     assert capsys.readouterr().err.count("dvclive not installed") == 1
     assert not (tmp_path / "live").exists()
+
+
+def _tb_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard itself reads from a folder of event files: {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, round(e.value, 4)) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_events_of_a_training(toy, tmp_path):
+    """`training.tensorboard: true`: the scalars DVCLive gets, under the same names, read back by TensorBoard's
+    own reader; the set-up line as text."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'fcnlib[tensorboard]')")
+    cfg = make_cfg(toy, iterations=6, log_every=2, val_every=3)
+    tb = tmp_path / "tensorboard"
+    T.train(cfg, tmp_path / "w.pt", tmp_path / "r.pt", tmp_path / "log.jsonl", device="cpu", tensorboard_dir=tb)
+    got = _tb_scalars(tb)
+    log = read_log(tmp_path / "log.jsonl")
+    vals = [d for d in log if "val" in d]
+    assert got["val/mean_iu"] == [(d["iter"], round(100 * d["val"]["mean_iu"], 4)) for d in vals]
+    assert [s for s, _ in got["train/loss"]] == [2, 4, 6]
+    assert [v for _, v in got["train/loss"]] == [round(d["loss"], 4) for d in log if "loss" in d]
+    assert {"train/lr", "val/pixel_acc", "val/fw_iu"} <= set(got)
+    assert not (tmp_path / "dvclive").exists()  # only the folders asked for
+
+
+def test_tensorboard_rebuilt_from_the_resumed_log(tmp_path):
+    """A resumed run's TensorBoard folder is the checkpoint's records replayed, then the new ones: TensorBoard
+    shows no step twice and nothing of the killed run's lost iterations."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'fcnlib[tensorboard]')")
+    from fcnlib.train.reporting import LiveMetrics
+
+    recs = [{"iter": 1, "loss": 2.0, "lr": 0.1}, {"iter": 2, "loss": 1.5, "lr": 0.1},
+            {"iter": 2, "val": {"mean_iu": 0.2}}, {"iter": 3, "loss": 1.0, "lr": 0.1}]
+    first = LiveMetrics(None, {}, tensorboard_dir=tmp_path / "tb")
+    for r in recs:
+        first.write(r)
+    first.close()
+    (tmp_path / "tb" / "notes.txt").write_text("mine")  # not an event file: kept
+    again = LiveMetrics(None, {}, "".join(json.dumps(r) + "\n" for r in recs[:3]), tensorboard_dir=tmp_path / "tb")
+    again.write({"iter": 3, "loss": 0.9, "lr": 0.1})
+    again.close()
+    got = _tb_scalars(tmp_path / "tb")
+    assert got["train/loss"] == [(1, 2.0), (2, 1.5), (3, 0.9)]
+    assert got["val/mean_iu"] == [(2, 20.0)]
+    assert (tmp_path / "tb" / "notes.txt").read_text() == "mine"
+
+
+def test_tensorboard_folder_that_is_a_link_is_refused(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'fcnlib[tensorboard]')")
+    from fcnlib.train.reporting import LiveMetrics
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "events.out.tfevents.keep").write_text("someone else's")
+    (tmp_path / "tb").symlink_to(elsewhere)
+    with pytest.raises(DiskError, match="tb: not a folder"):
+        LiveMetrics(None, {}, tensorboard_dir=tmp_path / "tb")
+    assert (elsewhere / "events.out.tfevents.keep").read_text() == "someone else's"
+
+
+def test_no_tensorboard_one_line_and_training_goes_on(monkeypatch, tmp_path, capsys):
+    from fcnlib.train.reporting import LiveMetrics
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    live = LiveMetrics(None, {}, tensorboard_dir=tmp_path / "tb")
+    live.write({"iter": 1, "loss": 1.0, "lr": 0.1})
+    live.close()
+    assert capsys.readouterr().err.count("tensorboard not installed") == 1
+    assert not (tmp_path / "tb").exists()

@@ -21,7 +21,7 @@ from fcnlib.train import distributed, train
 
 def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_path: str | os.PathLike,
                  log_path: str | os.PathLike, device: str = "auto", gpus: int = 0,
-                 live_dir: str | os.PathLike | None = None) -> bool:
+                 live_dir: str | os.PathLike | None = None, tensorboard_dir: str | os.PathLike | None = None) -> bool:
     """`fcnlib.train.train` in the right number of processes (the same call for 1 and N GPUs), each on its
     own claimed GPU.
 
@@ -34,7 +34,8 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
     """
     kwargs = {"cfg": dict(cfg), "out_weights": str(out_weights), "resume_path": str(resume_path),
               "log_path": str(log_path), "device": device,
-              "live_dir": None if live_dir is None else str(live_dir)}
+              "live_dir": None if live_dir is None else str(live_dir),
+              "tensorboard_dir": None if tensorboard_dir is None else str(tensorboard_dir)}
     w = distributed.world_from_env()
     if w.world > 1:
         train(**kwargs)
@@ -66,13 +67,14 @@ def run_training(cfg: Mapping[str, Any], out_weights: str | os.PathLike, resume_
 
 
 def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str | os.PathLike,
-             device: str = "auto", gpus: int = 0) -> bool:
+             device: str = "auto", gpus: int = 0, tensorboard: bool = False) -> bool:
     """Train `cfg` (fcnlib.pipeline.config.train_config) into `out_weights` + `out_log` (JSONL), in 1 or `gpus`
     data-parallel processes (run_training: the same call for 1 and N).
 
     Resume state sits beside the outputs in `<out dir>/.train/` (not an output: it survives a killed job,
     so rerunning resumes); the log is copied out and the weights moved into place last. DVCLive files (when
-    dvclive is installed) go to `<out dir>/dvclive/` as training runs (fcnlib.train.reporting). Returns False in
+    dvclive is installed) go to `<out dir>/dvclive/` as training runs, TensorBoard event files (with `tensorboard`) to
+    `<out dir>/tensorboard/` (fcnlib.train.reporting). Returns False in
     a rank > 0 started by torchrun/srun around the caller (rank 0 moves the outputs).
     """
     check_device(device)  # a CUDA device on a CPU box: one line now, not from inside the trainer
@@ -80,7 +82,8 @@ def train_to(cfg: dict[str, Any], out_weights: str | os.PathLike, out_log: str |
     work = out.parent / ".train"
     work.mkdir(parents=True, exist_ok=True)
     if not run_training(dict(cfg), work / "weights.pt", work / "resume.pt", work / "log.jsonl", device=device,
-                        gpus=gpus, live_dir=out.parent / "dvclive"):
+                        gpus=gpus, live_dir=out.parent / "dvclive",
+                        tensorboard_dir=out.parent / "tensorboard" if tensorboard else None):
         return False
     with open(work / "log.jsonl", "rb") as src, atomic_write(out_log, "wb") as dst:
         shutil.copyfileobj(src, dst)

@@ -55,11 +55,12 @@ PathLike = str | os.PathLike
 
 def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, log_path: PathLike,
           device: str = "auto", *, init: PathLike | Sequence[PathLike] | None = None,
-          live_dir: PathLike | None = None) -> dict[str, Any]:
+          live_dir: PathLike | None = None, tensorboard_dir: PathLike | None = None) -> dict[str, Any]:
     """Train one experiment and write `out_weights` (fcnlib.models.save_model format) last.
 
     Progress goes to log_path (JSONL), to stderr (set-up and one line per validation: fcnlib.train.reporting)
-    and, with `live_dir` and DVCLive installed, to DVCLive files there.
+    and, with `live_dir` and DVCLive installed, to DVCLive files there; with `tensorboard_dir`, to TensorBoard
+    event files there.
 
     `init` (optional) overrides the weights path(s) of cfg["init"]. Resumes from `resume_path` when it
     holds a checkpoint of the same config_hash and inputs (the content of the data and init weights);
@@ -73,7 +74,7 @@ def train(cfg: Mapping[str, Any], out_weights: PathLike, resume_path: PathLike, 
             c["init"]["path"] = str(init)
         else:
             c["init"]["paths"] = [str(p) for p in init]
-    run = _Run(c, Path(out_weights), Path(resume_path), Path(log_path), device, live_dir)
+    run = _Run(c, Path(out_weights), Path(resume_path), Path(log_path), device, live_dir, tensorboard_dir)
     run.resume()
     run.start_loop()
     run.loop()
@@ -84,9 +85,9 @@ class _Run:
     """One training run's state; its methods are the stages of `train()`, in order."""
 
     def __init__(self, c: dict[str, Any], out_weights: Path, resume_path: Path, log_path: Path,
-                 device: str, live_dir: PathLike | None = None) -> None:
+                 device: str, live_dir: PathLike | None = None, tensorboard_dir: PathLike | None = None) -> None:
         self.c, self.out_weights, self.resume_path, self.log_path = c, out_weights, resume_path, log_path
-        self.live_dir = live_dir
+        self.live_dir, self.tensorboard_dir = live_dir, tensorboard_dir
         self.r = c["recipe"]
         self.seed = int(c["seed"])
         self.n_iter = int(c["iterations"])
@@ -179,11 +180,14 @@ class _Run:
         """The log, the DDP wrapper, the step guard, the data loader and the progress bar."""
         c, r, dist, dev = self.c, self.r, self.dist, self.dev
         self.log = _Log(self.log_path, self.log_text) if dist.is_main else _RankLog(self.log_text)
-        self.live = LiveMetrics(self.live_dir if dist.is_main else None, _live_params(c), self.log_text)
+        setup = ""
         if dist.is_main:
             where = device_name(dev) + (f" × {dist.world} ranks" if dist.active else "")
-            say(start_line(c, where, _dtype_name(self.amp), len(self.train_ds),
-                           len(self.val_ds) if self.val_ds is not None else 0))
+            setup = start_line(c, where, _dtype_name(self.amp), len(self.train_ds),
+                               len(self.val_ds) if self.val_ds is not None else 0)
+            say(setup)
+        self.live = LiveMetrics(self.live_dir if dist.is_main else None, _live_params(c), self.log_text,
+                                tensorboard_dir=self.tensorboard_dir if dist.is_main else None, setup=setup)
         self.iter_size = int(r.get("iter_size", 1))
         self.ddp = dist.wrap(self.model)  # the forward goes through DDP; `model` stays the bare net (state dicts)
         self.guard = StepGuard(self.opt, self.scaler, dev, c["experiment"], _settings_text(r, c["amp"], self.amp),

@@ -7,8 +7,10 @@ from fcnlib.pipeline.scripting import run
 
 def main(job):
     cfg = with_inputs(dict(job.params.cfg), job.input.dataset_json, list(job.input.get("init") or []))
+    # read from the config, not a param: switching a logger on must not rerun (retrain) every net
+    training = (getattr(job, "config", None) or {}).get("training") or {}
     train_to(cfg, job.output.weights, job.output.log, device=job.params.device,
-             gpus=int(job.params.get("gpus", 0) or 0))
+             gpus=int(job.params.get("gpus", 0) or 0), tensorboard=bool(training.get("tensorboard", False)))
 
 
 if __name__ == "__main__":  # not in spawned worker processes, which re-import this file

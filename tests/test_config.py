@@ -63,6 +63,23 @@ def test_yaml_python_tags_are_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.parametrize("text, where, says", [
+    ("a: 1\nb: [1, 2\nc: 3\n", "line 3, column 2", "not valid YAML"),  # an unclosed list
+    ("a: 1\n  b: 2\n", "line 2, column 4", "not valid YAML"),  # bad indentation
+    ('a: "x\n', "line 2, column 1", "not valid YAML"),  # an unclosed quote
+    ("a: !!python/name:os.system ''\n", "line 1, column 4", "python tags"),
+])
+def test_yaml_errors_say_where_and_what(tmp_path, text, where, says):
+    """A syntax error is called a syntax error, at its line and column (not blamed on python tags)."""
+    bad = tmp_path / "c.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        fcncfg.load_yaml(bad)
+    msg = str(e.value)
+    assert msg.startswith(f"{bad}: {where}:") and says in msg, msg
+    assert ("python tags" in msg) == (says == "python tags"), msg
+
+
 def test_staged_and_fusion_resolution(paper):
     c16 = fcncfg.train_config(paper, "voc-fcn16s")
     assert c16["init"] == {"kind": "staged", "path": "results/pascal/voc-fcn32s/weights.pt"}

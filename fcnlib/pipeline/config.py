@@ -76,6 +76,12 @@ def _yaml_expanded_size(node: yaml.Node, source: str | Path) -> int:
     return size[id(node)]
 
 
+def _yaml_where(e: yaml.YAMLError) -> str:
+    """' line L, column C:' of a YAML error (1-based, as editors count), or '' where PyYAML gives none."""
+    mark = getattr(e, "problem_mark", None)
+    return f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+
+
 def load_yaml(path: str | Path) -> Any:
     """The one YAML reader: safe constructors only (a python tag is refused, naming the file), UTF-8, at
     most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
@@ -110,9 +116,13 @@ def load_yaml(path: str | Path) -> Any:
             return None
         _yaml_expanded_size(node, path)
         return loader.construct_document(node)
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(f"{path}:{_yaml_where(e)} not plain YAML ({e.problem or str(e).splitlines()[0]}); "
+                          f"python tags and other custom tags are refused — write plain values") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not plain YAML ({str(e).splitlines()[0]}); python tags and other "
-                          f"custom tags are refused — write plain values") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{_yaml_where(e)} not valid YAML ({problem}); fix the file there (indentation, "
+                          f"a missing ':' or closing quote are the usual causes)") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply to read; simplify the file") from None
     finally:

@@ -28,6 +28,28 @@ def snakemake(workdir: Path, *args: str, config: str | list[str] = "config/test.
     return res
 
 
+#: env var naming the folder of the `scontrol` stub put first on PATH for the session (tests/workflow/test_slurm.py
+#: takes it off again for its real SLURM)
+SCONTROL_STUB_ENV = "FCN_TEST_SCONTROL_STUB"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_slurm_controller_probe(tmp_path_factory) -> None:
+    """Every `snakemake` start imports the installed SLURM executor plugin, which asks `scontrol show config`
+    for the cluster's MinJobAge: where slurm-client is installed but no controller runs (any machine after
+    test_slurm's SLURM was stopped), that waits ~9 s per start (~15 min of this suite). Outside the SLURM
+    tests, an `scontrol` that answers "no cluster" at once (the plugin treats a failure as no value)."""
+    stub = tmp_path_factory.mktemp("no-slurm")
+    (stub / "scontrol").write_text("#!/bin/sh\n# no SLURM controller in this test session\nexit 1\n")
+    (stub / "scontrol").chmod(0o755)
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{stub}{os.pathsep}{old}"
+    os.environ[SCONTROL_STUB_ENV] = str(stub)
+    yield
+    os.environ["PATH"] = old
+    os.environ.pop(SCONTROL_STUB_ENV, None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """tests/workflow and tests/faults are the slow tier whole (`make test-fast` = `-m "not slow"` skips them)."""
     for item in items:

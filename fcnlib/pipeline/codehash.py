@@ -77,8 +77,12 @@ def lazy_exports(source: str, module: str | None = None, is_package: bool = Fals
 def identifiers(source: str) -> set[str]:
     """Every name a source uses: variables, attributes and imported names (`fcnlib.Segmenter`, `from fcnlib
     import Segmenter`), outside its own lazy `__getattr__`."""
+    return _identifiers_in(_outside_lazy_getattr(ast.parse(source)))
+
+
+def _identifiers_in(nodes: Iterable[ast.AST]) -> set[str]:
     out: set[str] = set()
-    for node in (n for top in _outside_lazy_getattr(ast.parse(source)) for n in ast.walk(top)):
+    for node in (n for top in nodes for n in ast.walk(top)):
         if isinstance(node, ast.Name):
             out.add(node.id)
         elif isinstance(node, ast.Attribute):
@@ -86,6 +90,22 @@ def identifiers(source: str) -> set[str]:
         elif isinstance(node, ast.alias):
             out.add(node.name.split(".")[-1])
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_facts(source: str, module: str | None, is_package: bool) -> tuple[frozenset[str], frozenset[str],
+                                                                             frozenset[str], frozenset[str]]:
+    """(imported names, identifiers, lazy export names, lazy export modules) of one source, from one parse.
+    Cached by the text itself, so the ~20 scripts of a workflow that share most modules parse each once per
+    process (a Snakemake start), and an edited file is parsed again."""
+    tree = ast.parse(source)
+    lazy = _lazy_getattr(tree)
+    outside = [n for n in tree.body if n is not lazy]
+    names = {n.value for n in ast.walk(lazy) if isinstance(n, ast.Constant) and isinstance(n.value, str)} \
+        if lazy is not None else set()
+    modules = _imports_in([lazy], module, is_package) if lazy is not None else set()
+    return (frozenset(_imports_in(outside, module, is_package)), frozenset(_identifiers_in(outside)),
+            frozenset(names), frozenset(modules))
 
 
 def _imports_in(nodes: Iterable[ast.AST], module: str | None, is_package: bool) -> set[str]:
@@ -141,10 +161,10 @@ def import_closure(entries: Iterable[PathLike], root: PathLike = PACKAGE_ROOT,
             seen.add(path)
             named = _module_name(root, path)
             module, is_pkg = named if named else (None, False)
-            source = path.read_text(encoding="utf-8")
-            follow(imported_names(source, module, is_pkg))
-            used |= identifiers(source)
-            lazy.append(lazy_exports(source, module, is_pkg))
+            imports, idents, lazy_names, lazy_modules = _source_facts(path.read_text(encoding="utf-8"), module, is_pkg)
+            follow(imports)
+            used |= idents
+            lazy.append((set(lazy_names), set(lazy_modules)))
         for names, modules in lazy:  # a lazy export counts once something in the closure uses its name
             if names & used:
                 follow(modules)

@@ -34,6 +34,18 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def real_scontrol() -> None:
+    """The real `scontrol` for these tests (and the SLURM they start): the session's stub (tests/conftest.py)
+    off PATH until the session ends."""
+    stub = os.environ.get("FCN_TEST_SCONTROL_STUB")
+    old = os.environ.get("PATH", "")
+    if stub:
+        os.environ["PATH"] = os.pathsep.join(p for p in old.split(os.pathsep) if p != stub)
+    yield
+    os.environ["PATH"] = old
+
+
 def _sinfo_ok() -> bool:
     if shutil.which("sinfo") is None:
         return False
@@ -41,7 +53,7 @@ def _sinfo_ok() -> bool:
 
 
 @pytest.fixture(scope="session")
-def slurm() -> None:
+def slurm(real_scontrol: None) -> None:
     """A running SLURM; started (and afterwards stopped) here unless one was already up."""
     was_up = _sinfo_ok()
     if not was_up:

@@ -12,7 +12,6 @@ from fcnlib.files import layout
 from fcnlib.facts import released as fcnreleased
 from fcnlib.pipeline import codehash as fcncode
 from fcnlib.pipeline import config as fcncfg
-from fcnlib.runtime import compute as fcncompute
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
@@ -47,9 +46,12 @@ except ConfigError as _e:
 
 # Local jobs run on this box: a device it lacks (`device: cuda` without CUDA) is one line now, not a failure
 # inside every job (cluster jobs check it where they start: fcnlib.runtime.compute.check_device / resolve_runtime).
-if workflow.global_resources["_nodes"].value is None:
+# Only a device other than cpu/auto (which always exist) needs the check, and torch (~1 s of every start).
+if workflow.global_resources["_nodes"].value is None and str(config["device"]).strip().lower() not in ("cpu", "auto"):
+    from fcnlib.runtime.compute import check_device
+
     try:
-        fcncompute.check_device(config["device"], f"{_CONFIG_SOURCE}: at 'device'")
+        check_device(config["device"], f"{_CONFIG_SOURCE}: at 'device'")
     except ConfigError as _e:
         raise WorkflowError(f"invalid configuration — {_e}") from None
 

@@ -35,6 +35,7 @@ import os
 import posixpath
 import shutil
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -477,7 +478,56 @@ def _zip_link_target(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) 
         raise _refuse(archive, info.filename, f"is a symlink whose target {raw[:60]!r} is not UTF-8") from None
 
 
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record (APPNOTE 4.3.16)
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")  # ZIP64 end of central directory locator (4.3.15)
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")  # ZIP64 end of central directory record (4.3.14)
+_CDIR_ENTRY = struct.Struct("<4s4B4HL2L5H2L")  # one central directory header (4.3.12), before its 3 variable fields
+
+
+def _check_zip_directory(archive: Path, limits: Limits) -> None:
+    """Count the central directory's entries by walking their headers (constant memory) and refuse past
+    `max_members` before zipfile builds one ZipInfo per entry (~10× the directory's size in memory). The
+    entry count the end record declares is not trusted: zipfile parses the whole directory whatever it says.
+    A file that is not a well-formed zip is left to zipfile, which reports it corrupt."""
+    with open(archive, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        tail = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of at most 64 KiB
+        f.seek(size - tail)
+        buf = f.read(tail)
+        at = buf.rfind(b"PK\x05\x06")
+        if at < 0 or at + _EOCD.size > len(buf):
+            return
+        eocd_pos = size - tail + at
+        _, _, _, _, _, cd_size, _, _ = _EOCD.unpack_from(buf, at)
+        cd_end = eocd_pos
+        if at >= _EOCD64_LOCATOR.size and buf[at - _EOCD64_LOCATOR.size:at].startswith(b"PK\x06\x07"):
+            cd_end = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size  # the ZIP64 record sits before the locator
+            f.seek(max(cd_end, 0))
+            rec = f.read(_EOCD64.size)
+            if len(rec) == _EOCD64.size and rec.startswith(b"PK\x06\x06"):
+                cd_size = _EOCD64.unpack(rec)[8]
+        start = cd_end - cd_size  # as zipfile reads it (data prepended to the archive shifts every offset)
+        if cd_size <= 0 or start < 0:
+            return
+        f.seek(start)
+        members, pos = 0, start
+        while pos + _CDIR_ENTRY.size <= cd_end:
+            head = f.read(_CDIR_ENTRY.size)
+            if len(head) < _CDIR_ENTRY.size or not head.startswith(b"PK\x01\x02"):
+                return
+            fields = _CDIR_ENTRY.unpack(head)
+            skip = fields[12] + fields[13] + fields[14]  # file name, extra field, comment lengths
+            members += 1
+            if members > limits.max_members:
+                raise DataError(f"{archive}: more than {limits.max_members} members in its zip directory (the "
+                                f"limit); refusing to extract — if the archive is genuine, raise "
+                                f"FCN_EXTRACT_MAX_MEMBERS and rerun")
+            f.seek(skip, os.SEEK_CUR)
+            pos += _CDIR_ENTRY.size + skip
+
+
 def _extract_zip(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
+    _check_zip_directory(archive, limits)
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()

@@ -269,3 +269,65 @@ def test_pax_sparse_map_malformed_is_corrupt(tmp_path: Path, sparse_map: bytes) 
     with pytest.raises(DataError) as ei:
         safe_extract(arc, tmp_path / "out")
     assert str(ei.value).startswith(f"{arc}: ")
+
+
+def _many_member_zip(path: Path, n: int) -> Path:
+    """n empty members written straight to a stored zip (zipfile.writestr would take seconds for 10⁵)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(n):
+            zf.writestr(f"m/{i:07d}", b"")
+    return path
+
+
+def _lie_about_the_count(path: Path, entries: int) -> None:
+    """Rewrite the end record's entry counts (zipfile parses the whole directory whatever they say)."""
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"PK\x05\x06")
+    data[at + 8:at + 12] = entries.to_bytes(2, "little") * 2
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("lie", [False, True], ids=["count as written", "end record claims one member"])
+def test_zip_directory_counted_before_zipfile_builds_it(tmp_path: Path, lie: bool) -> None:
+    """A zip's member cap holds before zipfile reads its central directory into one ZipInfo per entry: the
+    headers are walked in constant memory, whatever count the end record declares."""
+    arc = _many_member_zip(tmp_path / "many.zip", 20_000)
+    if lie:
+        _lie_about_the_count(arc, 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as ei:
+            safe_extract(arc, tmp_path / "out", Limits(max_members=1_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # zipfile's own directory of 20,000 entries takes ~10 MiB; the walk stops at the 1,001st header
+    assert peak < 1 * MiB, f"{peak / MiB:.1f} MiB allocated before the refusal"
+    msg = str(ei.value)
+    assert msg.startswith(f"{arc}: more than 1000 members") and "FCN_EXTRACT_MAX_MEMBERS" in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip64_directory_counted_too(tmp_path: Path) -> None:
+    """Over 65,535 members zipfile writes ZIP64 end records: the walk finds the directory through them."""
+    arc = _many_member_zip(tmp_path / "z64.zip", 65_600)
+    assert b"PK\x06\x06" in arc.read_bytes()[-200:]
+    with pytest.raises(DataError, match="more than 65599 members"):
+        safe_extract(arc, tmp_path / "out", Limits(max_members=65_599))
+
+
+def test_zip_with_data_before_it_still_extracts(tmp_path: Path) -> None:
+    """A self-extracting-style zip (bytes prepended, offsets not adjusted) is read as zipfile reads it."""
+    import zipfile
+
+    arc = tmp_path / "sfx.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        zf.writestr("root/a.txt", b"hello")
+        zf.writestr("root/b.txt", b"world")
+    arc.write_bytes(b"#!/bin/sh\nexit 0\n" * 10 + arc.read_bytes())
+    out = safe_extract(arc, tmp_path / "out", Limits(max_members=2))
+    assert (out / "root" / "a.txt").read_bytes() == b"hello"
+    with pytest.raises(DataError, match="more than 1 members"):
+        safe_extract(arc, tmp_path / "out2", Limits(max_members=1))

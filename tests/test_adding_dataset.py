@@ -27,7 +27,7 @@ README = (ROOT / "README.md").read_text()
 NAME = "toyshapes"
 CLASSES = ["background", "square", "stripe"]
 
-# Step 1 of the recipe: `fcnlib/data/<name>.py` with `prepare_<name>(out_dir, raw_dir, ...)` writing the
+# Step 1 of the recipe: `fcnlib/data/prepare/<name>.py` with `prepare_<name>(out_dir, raw_dir, ...)` writing the
 # dataset.json layout (ARCHITECTURE.md). Written as a module of its own (in a temp folder, imported by name).
 PREPARE_MODULE = textwrap.dedent('''
     from pathlib import Path

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import fcnlib.data.hha
-import fcnlib.data.voc
+import fcnlib.data.prepare.voc
 import fcnlib.files.archive
 import fcnlib.report.tables
 import fcnlib.train.distributed
@@ -160,7 +160,7 @@ def test_workflow_scripts_closures_follow_the_real_imports() -> None:
     # NYUD preparation reads hha.py's cameras; HHA encoding is hha.py
     assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.data.hha)
     # a data module and a report module: their rules only
-    assert _users(fcnlib.data.voc) == {"prepare_pascal"}
+    assert _users(fcnlib.data.prepare.voc) == {"prepare_pascal"}
     assert _users(fcnlib.report.tables) == {"tables"}
 
 

@@ -144,7 +144,7 @@ def test_siftflow_zip_layout(demo, tmp_path):
 
 
 def test_context_layout(demo, tmp_path):
-    from fcnlib.data.context import parse_label_list
+    from fcnlib.data.prepare.context import parse_label_list
 
     v10 = _tar(demo / "VOCtrainval_03-May-2010.tar")
     train = _lines(_tar_read(demo / "VOCtrainval_03-May-2010.tar", "VOCdevkit/VOC2010/ImageSets/Main/train.txt"))

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from fcnlib.data import SegDataset
-from fcnlib.data.folder import make_splits, prepare_folder
 from fcnlib.data.prepare import prepare_dataset
+from fcnlib.data.prepare.folder import make_splits, prepare_folder
 from fcnlib.errors import ConfigError, DataError
 from fcnlib.facts import datasets as registry
 from fcnlib.files.io import write_label_png, write_png
@@ -138,7 +138,7 @@ def test_given_lists_are_used_and_checked(tmp_path: Path) -> None:
     src = make_folder(tmp_path / "mine")
     (src / "train.txt").write_text("im00\nim01\nim02\n")
     (src / "val.txt").write_text("im05\n")
-    meta = prepare_dataset("fcnlib.data.folder:prepare_folder", tmp_path / "out",
+    meta = prepare_dataset("fcnlib.data.prepare.folder:prepare_folder", tmp_path / "out",
                            {"images_dir": src / "images", "masks_dir": src / "masks",
                             "list_train": src / "train.txt", "list_val": src / "val.txt"},
                            options={"name": "mine", "classes": CLASSES}, takes_lists=True, workers=1)
@@ -171,7 +171,7 @@ def config(tmp_path: Path) -> dict:
 def test_a_folder_dataset_validates_and_resolves(config: dict) -> None:
     fcncfg.validate_config(config, source="cfg")
     spec = registry.spec("mine", config)
-    assert spec.heads == {"sem": 3} and spec.prepare == "fcnlib.data.folder:prepare_folder"
+    assert spec.heads == {"sem": 3} and spec.prepare == "fcnlib.data.prepare.folder:prepare_folder"
     assert set(spec.inputs) == {"images_dir", "masks_dir", "classes_file"}
     cfg = fcncfg.train_config(config, "mine-fcn32s")
     assert cfg["arch"]["num_classes"] == 3 and (cfg["train_split"], cfg["val_split"]) == ("train", "val")

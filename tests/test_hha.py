@@ -10,8 +10,9 @@ from helpers_paths import need_shared
 from PIL import Image
 
 from fcnlib.cli import hha as hha_cli
-from fcnlib.data import hha, hha_geometry
+from fcnlib.data import hha
 from fcnlib.data.hha import CAMERAS, Camera, encode_dataset, encode_hha, hha_components, read_depth
+from fcnlib.data.hha import geometry as hha_geometry
 from fcnlib.demo.scenes import CEILING, FLOOR, WALL, render_room
 from fcnlib.errors import ConfigError, DataError
 

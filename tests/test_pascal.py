@@ -14,8 +14,8 @@ from helpers_paths import need_shared as _need
 from PIL import Image
 
 from fcnlib.data import splits as S
-from fcnlib.data.sbd import convert_sbd, find_sbd_root, read_sbd_cls
-from fcnlib.data.voc import find_voc_root, prepare_pascal
+from fcnlib.data.prepare.sbd import convert_sbd, find_sbd_root, read_sbd_cls
+from fcnlib.data.prepare.voc import find_voc_root, prepare_pascal
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import VOC_CLASSES
 from fcnlib.files.archive import safe_extract

@@ -14,14 +14,14 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 
 from fcnlib.data import SegDataset, read_ids
-from fcnlib.data.context import (
+from fcnlib.data.prepare.context import (
     context_lut,
     parse_label_list,
     prepare_context,
     read_classes59,
 )
-from fcnlib.data.nyud import prepare_nyud
-from fcnlib.data.siftflow import SUBDIR, prepare_siftflow
+from fcnlib.data.prepare.nyud import prepare_nyud
+from fcnlib.data.prepare.siftflow import SUBDIR, prepare_siftflow
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import CONTEXT59_CLASSES, NYU40_CLASSES, REGISTRY, SIFTFLOW_SEM_CLASSES, split_list_sources

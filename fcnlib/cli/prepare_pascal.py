@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fcnlib.cli.options import add_out, replaced_out
-from fcnlib.data.voc import prepare_pascal
+from fcnlib.data.prepare.voc import prepare_pascal
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlib.data.context import RAW_SPELLING
+from fcnlib.data.prepare.context import RAW_SPELLING
 from fcnlib.demo.encode import jpeg_bytes, mat_bytes, text_bytes, write_tar
 from fcnlib.demo.paint import SHAPE_P, SHAPES, class_appearance, draw_size, paint, shape_mask, voc_ids
 from fcnlib.facts.datasets import CONTEXT59_CLASSES

@@ -7,7 +7,7 @@ arguments the workflow feeds it). The config schema's dataset and modality lists
 the trainer's class counts come from here.
 
 Datasets declared in a config alone (`datasets: {<name>: {folder: ...}}`: images/, masks/, a class list)
-get their spec from that entry (`spec(name, config)`), prepared by fcnlib.data.folder.
+get their spec from that entry (`spec(name, config)`), prepared by fcnlib.data.prepare.folder.
 
 No torch (nor numpy) import: the Snakefile imports this at parse time.
 """
@@ -106,20 +106,20 @@ CONTEXT59_CLASSES: tuple[str, ...] = (
 #: The built-in datasets (the paper's), by name.
 REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec(
-        "pascal", {"sem": VOC_CLASSES}, "fcnlib.data.voc:prepare_pascal",
+        "pascal", {"sem": VOC_CLASSES}, "fcnlib.data.prepare.voc:prepare_pascal",
         inputs={"voc2011_dir": Input("extracted", "voc2011"), "voc2012_dir": Input("extracted", "voc2012"),
                 "sbd_dir": Input("extracted", "sbd"), "seg11valid_list": Input("raw", "seg11valid"),
                 "train_noval_list": Input("raw", "sbd_train_noval")}),
     DatasetSpec(
-        "nyud", {"sem": NYU40_CLASSES}, "fcnlib.data.nyud:prepare_nyud",
+        "nyud", {"sem": NYU40_CLASSES}, "fcnlib.data.prepare.nyud:prepare_nyud",
         inputs={"raw_dir": Input("extracted", "nyud")}, split_lists=("train", "val", "test"),
         modalities=("rgb", "depth", "rawdepth", "hha")),
     DatasetSpec(
         "siftflow", {"sem": SIFTFLOW_SEM_CLASSES, "geo": SIFTFLOW_GEO_CLASSES},
-        "fcnlib.data.siftflow:prepare_siftflow",
+        "fcnlib.data.prepare.siftflow:prepare_siftflow",
         inputs={"raw_dir": Input("extracted", "siftflow")}, split_lists=("trainval", "test")),
     DatasetSpec(
-        "context", {"sem": CONTEXT59_CLASSES}, "fcnlib.data.context:prepare_context",
+        "context", {"sem": CONTEXT59_CLASSES}, "fcnlib.data.prepare.context:prepare_context",
         inputs={"voc2010_dir": Input("extracted", "voc2010"), "context_dir": Input("extracted", "context"),
                 "classes59_file": Input("raw", "context_classes59")}),
 )}
@@ -256,7 +256,7 @@ def folder_spec(name: str, entry: Mapping[str, Any], where: str) -> DatasetSpec:
         inputs[f"list_{split}"] = Input("path", _in_folder(e["folder"], lst))
     options = {"name": name, "classes": list(classes), "palette": palette,
                "val_fraction": float(e["val_fraction"]), "seed": int(e["seed"])}
-    return DatasetSpec(name, {"sem": classes}, "fcnlib.data.folder:prepare_folder", inputs=inputs,
+    return DatasetSpec(name, {"sem": classes}, "fcnlib.data.prepare.folder:prepare_folder", inputs=inputs,
                        options=options, split_lists=tuple(splits or ()))
 
 

@@ -188,7 +188,7 @@ def _rss_kb() -> int:
 
 
 def test_sbd_huge_label_refused_from_header(tmp_path: Path) -> None:
-    from fcnlib.data.sbd import read_sbd_cls
+    from fcnlib.data.prepare.sbd import read_sbd_cls
 
     mat = write_mat(tmp_path / "2008_000001.mat", "GTcls", (8000, 6000), "Segmentation")  # 48 MP in ~47 KB
     assert mat.stat().st_size < 100_000
@@ -202,7 +202,7 @@ def test_sbd_huge_label_refused_from_header(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compressed", [True, False])
 def test_mat_cap_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool) -> None:
-    from fcnlib.data.sbd import read_sbd_cls
+    from fcnlib.data.prepare.sbd import read_sbd_cls
 
     mat = write_mat(tmp_path / "x.mat", "GTcls", (300, 200), "Segmentation", fill=b"\x03", compressed=compressed)
     monkeypatch.setenv("FCN_MAX_IMAGE_PIXELS", "50000")
@@ -213,7 +213,7 @@ def test_mat_cap_follows_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_siftflow_huge_label_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fcnlib.data.siftflow import _load_S
+    from fcnlib.data.prepare.siftflow import _load_S
 
     monkeypatch.setenv("FCN_MAX_IMAGE_PIXELS", "100000")
     mat = write_mat(tmp_path / "coast.mat", "S", (1000, 1000))
@@ -249,7 +249,7 @@ MAT_BROKEN = {
 
 @pytest.mark.parametrize("case", list(MAT_BROKEN))
 def test_broken_mat_is_one_data_error(tmp_path: Path, case: str) -> None:
-    from fcnlib.data.sbd import read_sbd_cls
+    from fcnlib.data.prepare.sbd import read_sbd_cls
 
     p = tmp_path / "x.mat"
     MAT_BROKEN[case](p)

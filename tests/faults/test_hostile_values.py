@@ -153,7 +153,7 @@ SBD_BAD = {
 def test_sbd_label_values_refused_naming_file_and_value(tmp_path: Path, case: str) -> None:
     import scipy.io
 
-    from fcnlib.data.sbd import read_sbd_cls
+    from fcnlib.data.prepare.sbd import read_sbd_cls
 
     dtype, value, word = SBD_BAD[case]
     seg = np.zeros((6, 7), dtype)
@@ -171,7 +171,7 @@ def test_sbd_label_values_refused_naming_file_and_value(tmp_path: Path, case: st
 def test_sbd_integral_floats_accepted(tmp_path: Path) -> None:
     import scipy.io
 
-    from fcnlib.data.sbd import read_sbd_cls
+    from fcnlib.data.prepare.sbd import read_sbd_cls
 
     seg = np.arange(42, dtype=np.float64).reshape(6, 7) % 21
     scipy.io.savemat(tmp_path / "a.mat", {"GTcls": {"Segmentation": seg}})
@@ -194,7 +194,7 @@ def test_negative_32bit_label_not_wrapped(tmp_path: Path, value: int) -> None:
 def test_siftflow_float_label_refused(tmp_path: Path) -> None:
     import scipy.io
 
-    from fcnlib.data.siftflow import _load_S
+    from fcnlib.data.prepare.siftflow import _load_S
 
     s = np.ones((4, 4)) * 2.5
     scipy.io.savemat(tmp_path / "s.mat", {"S": s})

@@ -18,11 +18,11 @@ from hostile import fcn, one_error
 from PIL import Image
 from spoil import copy_extra, remat, shift_labels, spoil_nyud
 
-from fcnlib.data.context import prepare_context
-from fcnlib.data.folder import prepare_folder
-from fcnlib.data.nyud import prepare_nyud
-from fcnlib.data.siftflow import SUBDIR, prepare_siftflow
-from fcnlib.data.voc import prepare_pascal
+from fcnlib.data.prepare.context import prepare_context
+from fcnlib.data.prepare.folder import prepare_folder
+from fcnlib.data.prepare.nyud import prepare_nyud
+from fcnlib.data.prepare.siftflow import SUBDIR, prepare_siftflow
+from fcnlib.data.prepare.voc import prepare_pascal
 from fcnlib.demo import make_demo
 from fcnlib.errors import DataError, DiskError
 from fcnlib.files.archive import safe_extract
@@ -186,7 +186,7 @@ def spoil_context(ext: Path) -> None:
 
 
 def spoil_sbd(ext: Path) -> None:
-    from fcnlib.data.sbd import read_sbd_cls
+    from fcnlib.data.prepare.sbd import read_sbd_cls
     from fcnlib.demo.pascal import sbd_mat as _sbd_mat
 
     for mat in sorted((ext / "sbd").rglob("cls/*.mat")):

@@ -23,7 +23,7 @@ import pytest
 
 import fcnlib
 import fcnlib.data.hha
-import fcnlib.data.voc
+import fcnlib.data.prepare.voc
 import fcnlib.eval.inference
 import fcnlib.files.httpfetch
 import fcnlib.models.fcn
@@ -125,7 +125,7 @@ def test_every_script_rule_of_the_dag_is_known(dag: Counter) -> None:
 @pytest.mark.parametrize("module", [
     fcnlib.train.distributed,  # the DDP plumbing: every training
     fcnlib.data.hha,  # NYUD's cameras and the HHA encoding
-    fcnlib.data.voc,  # a data module (PASCAL preparation)
+    fcnlib.data.prepare.voc,  # a data module (PASCAL preparation)
     fcnlib.report.tables,  # a report module
     fcnlib.report.figures,  # the figures and the DVC summaries' curves
     fcnlib.train.loop, fcnlib.eval.inference, fcnlib.models.fcn, fcnlib.runtime.parallel, fcnlib.files.httpfetch,
@@ -149,7 +149,7 @@ def test_named_cases(dag: Counter) -> None:
     """What the rule sets above amount to for the modules the issue names (dry runs above check them)."""
     assert _users(fcnlib.train.distributed, dag) == {"train"}
     assert {"prepare_nyud", "encode_hha"} <= _users(fcnlib.data.hha, dag)
-    assert _users(fcnlib.data.voc, dag) == {"prepare_pascal"}
+    assert _users(fcnlib.data.prepare.voc, dag) == {"prepare_pascal"}
     assert _users(fcnlib.report.tables, dag) == {"tables"}
     assert _users(fcnlib.report.fidelity, dag) == set()
     assert dag["train"] == 8  # config/test.yaml's eight experiments: "every training" above is all of them

@@ -20,7 +20,7 @@ from typing import Any
 
 from fcnlib.data import splits as S
 from fcnlib.data.dataset import staged_prepare
-from fcnlib.data.sbd import convert_sbd, find_sbd_root
+from fcnlib.data.prepare.sbd import convert_sbd, find_sbd_root
 from fcnlib.errors import DataError
 from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, place_file

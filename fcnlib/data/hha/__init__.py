@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fcnlib.data.dataset import load_dataset_meta, read_ids
-from fcnlib.data.hha_geometry import (
+from fcnlib.data.hha.geometry import (
     estimate_gravity,
     orient_normals,
     plane_normals,
@@ -78,7 +78,7 @@ CAMERAS: dict[str, Camera] = {
 
 
 # ---------------------------------------------------------------------------------------------------
-# Core: Gupta's processDepthImage + saveHHA, vectorised over pixels (normals and gravity: hha_geometry).
+# Core: Gupta's processDepthImage + saveHHA, vectorised over pixels (normals and gravity: fcnlib.data.hha.geometry).
 
 
 def _matlab_uint8(x: np.ndarray) -> np.ndarray:

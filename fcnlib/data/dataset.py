@@ -30,7 +30,7 @@ from fcnlib.files.io import (
     read_label,
     staged_dir,
 )
-from fcnlib.files.paths import inside, regular_file
+from fcnlib.files.paths import inside, open_regular
 from fcnlib.models.preprocessing import Preprocessing
 
 PathLike = str | os.PathLike
@@ -101,9 +101,9 @@ def load_dataset_meta(dataset_json: PathLike) -> dict[str, Any]:
 
 def read_ids(path: PathLike) -> list[str]:
     """A split list: one id per line, blank lines and surrounding whitespace ignored."""
-    regular_file(path, "split list")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open_regular(path, "split list") as f:
+            text = f.read().decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; rerun the prepare rule") from None
     except UnicodeDecodeError as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 from fcnlib.errors import DataError
 from fcnlib.facts.paper import SPLIT_SIZES
 from fcnlib.files.io import atomic_write_text
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular
 
 #: Sizes of the real splits (the paper's in fcnlib.facts.paper; the two VOC lists are the official counts).
 REAL_SIZES: dict[str, int] = {
@@ -34,9 +34,9 @@ TRAIN_VAL_PAIRS: tuple[tuple[str, str], ...] = (
 
 def read_id_list(path: os.PathLike | str) -> list[str]:
     """Ids from a split list: one per line; also accepts 'JPEGImages/<id>.jpg Seg.../<id>.png' lines."""
-    regular_file(path, "split list")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open_regular(path, "split list") as f:
+            text = f.read().decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: split list not found; check that the archive was extracted completely "
                         f"(delete the extracted folder and rerun the extract rule)") from None

@@ -41,10 +41,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from fcnlib.errors import DataError
 from fcnlib.files.envcaps import env_int
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular, regular_file
 from fcnlib.files.treemerge import merge_into
 
 _TMP_MARK = ".extract-"
@@ -394,10 +395,10 @@ def _capped(archive: Path, limits: Limits) -> type[tarfile.TarInfo]:
     return type("_CappedTarInfo", (_CappedTarInfo,), {"archive": archive, "cap": limits.max_header})
 
 
-def _extract_tar(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
-    plan = _Plan(archive, tmp, limits, archive.stat().st_size if not _is_compressed(archive) else 0, dest)
+def _extract_tar(archive: Path, fh: BinaryIO, tmp: Path, limits: Limits, dest: Path) -> None:
+    plan = _Plan(archive, tmp, limits, os.fstat(fh.fileno()).st_size if not _is_compressed(fh) else 0, dest)
     try:
-        with tarfile.open(archive, "r:*", tarinfo=_capped(archive, limits)) as tf:
+        with tarfile.open(fileobj=fh, mode="r:*", tarinfo=_capped(archive, limits)) as tf:
             for m in tf:
                 if m.isdir():
                     rel = plan.add(m.name, "d")
@@ -435,9 +436,9 @@ def _extract_tar(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
         raise _corrupt(archive, e) from None
 
 
-def _is_compressed(archive: Path) -> bool:
-    with open(archive, "rb") as f:
-        head = f.read(6)
+def _is_compressed(fh: BinaryIO) -> bool:
+    head = fh.read(6)
+    fh.seek(0)
     return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head == b"\xfd7zXZ\x00"
 
 
@@ -484,52 +485,51 @@ _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # ZIP64 end of central directory record (
 _CDIR_ENTRY = struct.Struct("<4s4B4HL2L5H2L")  # one central directory header (4.3.12), before its 3 variable fields
 
 
-def _check_zip_directory(archive: Path, limits: Limits) -> None:
+def _check_zip_directory(archive: Path, f: BinaryIO, limits: Limits) -> None:
     """Count the central directory's entries by walking their headers (constant memory) and refuse past
     `max_members` before zipfile builds one ZipInfo per entry (~10× the directory's size in memory). The
     entry count the end record declares is not trusted: zipfile parses the whole directory whatever it says.
-    A file that is not a well-formed zip is left to zipfile, which reports it corrupt."""
-    with open(archive, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        tail = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of at most 64 KiB
-        f.seek(size - tail)
-        buf = f.read(tail)
-        at = buf.rfind(b"PK\x05\x06")
-        if at < 0 or at + _EOCD.size > len(buf):
+    A file that is not a well-formed zip is left to zipfile, which reports it corrupt. `f`: the archive, open."""
+    size = f.seek(0, os.SEEK_END)
+    tail = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of at most 64 KiB
+    f.seek(size - tail)
+    buf = f.read(tail)
+    at = buf.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(buf):
+        return
+    eocd_pos = size - tail + at
+    _, _, _, _, _, cd_size, _, _ = _EOCD.unpack_from(buf, at)
+    cd_end = eocd_pos
+    if at >= _EOCD64_LOCATOR.size and buf[at - _EOCD64_LOCATOR.size:at].startswith(b"PK\x06\x07"):
+        cd_end = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size  # the ZIP64 record sits before the locator
+        f.seek(max(cd_end, 0))
+        rec = f.read(_EOCD64.size)
+        if len(rec) == _EOCD64.size and rec.startswith(b"PK\x06\x06"):
+            cd_size = _EOCD64.unpack(rec)[8]
+    start = cd_end - cd_size  # as zipfile reads it (data prepended to the archive shifts every offset)
+    if cd_size <= 0 or start < 0:
+        return
+    f.seek(start)
+    members, pos = 0, start
+    while pos + _CDIR_ENTRY.size <= cd_end:
+        head = f.read(_CDIR_ENTRY.size)
+        if len(head) < _CDIR_ENTRY.size or not head.startswith(b"PK\x01\x02"):
             return
-        eocd_pos = size - tail + at
-        _, _, _, _, _, cd_size, _, _ = _EOCD.unpack_from(buf, at)
-        cd_end = eocd_pos
-        if at >= _EOCD64_LOCATOR.size and buf[at - _EOCD64_LOCATOR.size:at].startswith(b"PK\x06\x07"):
-            cd_end = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size  # the ZIP64 record sits before the locator
-            f.seek(max(cd_end, 0))
-            rec = f.read(_EOCD64.size)
-            if len(rec) == _EOCD64.size and rec.startswith(b"PK\x06\x06"):
-                cd_size = _EOCD64.unpack(rec)[8]
-        start = cd_end - cd_size  # as zipfile reads it (data prepended to the archive shifts every offset)
-        if cd_size <= 0 or start < 0:
-            return
-        f.seek(start)
-        members, pos = 0, start
-        while pos + _CDIR_ENTRY.size <= cd_end:
-            head = f.read(_CDIR_ENTRY.size)
-            if len(head) < _CDIR_ENTRY.size or not head.startswith(b"PK\x01\x02"):
-                return
-            fields = _CDIR_ENTRY.unpack(head)
-            skip = fields[12] + fields[13] + fields[14]  # file name, extra field, comment lengths
-            members += 1
-            if members > limits.max_members:
-                raise DataError(f"{archive}: more than {limits.max_members} members in its zip directory (the "
-                                f"limit); refusing to extract — if the archive is genuine, raise "
-                                f"FCN_EXTRACT_MAX_MEMBERS and rerun")
-            f.seek(skip, os.SEEK_CUR)
-            pos += _CDIR_ENTRY.size + skip
+        fields = _CDIR_ENTRY.unpack(head)
+        skip = fields[12] + fields[13] + fields[14]  # file name, extra field, comment lengths
+        members += 1
+        if members > limits.max_members:
+            raise DataError(f"{archive}: more than {limits.max_members} members in its zip directory (the "
+                            f"limit); refusing to extract — if the archive is genuine, raise "
+                            f"FCN_EXTRACT_MAX_MEMBERS and rerun")
+        f.seek(skip, os.SEEK_CUR)
+        pos += _CDIR_ENTRY.size + skip
 
 
-def _extract_zip(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
-    _check_zip_directory(archive, limits)
+def _extract_zip(archive: Path, fh: BinaryIO, tmp: Path, limits: Limits, dest: Path) -> None:
+    _check_zip_directory(archive, fh, limits)
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()
             plan = _Plan(archive, tmp, limits, sum(max(i.file_size, 0) for i in infos), dest)
             todo: list[tuple[zipfile.ZipInfo, str, int]] = []
@@ -560,10 +560,18 @@ def _extract_zip(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
 
 
 def _extract_into(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, tmp, limits, dest)
-    else:
-        _extract_tar(archive, tmp, limits, dest)
+    """Open the archive once (refused unless a regular file, on the descriptor: nothing swapped in after the
+    checks can block or redirect the read) and extract it from that descriptor."""
+    try:
+        fh = open_regular(archive, "archive")
+    except FileNotFoundError:
+        raise DataError(f"{archive}: archive not found; run the download rule for it first") from None
+    except OSError as e:
+        raise _corrupt(archive, e) from None
+    with fh:
+        is_zip = zipfile.is_zipfile(fh)
+        fh.seek(0)
+        (_extract_zip if is_zip else _extract_tar)(archive, fh, tmp, limits, dest)
 
 
 def _merge_extract(archive: Path, dest: Path, limits: Limits) -> Path:

@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 
 from fcnlib.errors import DataError, DiskError, FcnError, disk_full
 from fcnlib.files.envcaps import env_int
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular
 
 #: The void label of every dataset here (dataset.json "ignore_index"): left out of loss and scores, the
 #: padding of batches; uint8 label batches (fcnlib.train.loader) carry it. Defined once, imported elsewhere.
@@ -259,10 +259,9 @@ def sha256_file(path: PathLike) -> str:
 
 def read_json(path: PathLike) -> Any:
     """A JSON file the pipeline wrote; a FIFO/device/folder, undecodable or invalid one is a DataError naming it."""
-    regular_file(path, "JSON file")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with open_regular(path, "JSON file") as f:
+            return json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -311,24 +310,25 @@ def set_max_pixels(n: int) -> None:
 def _open_capped(path: PathLike, kind: str) -> Iterator[Image.Image]:
     """Image.open with the pixel cap checked from the header, before any pixel is decoded."""
     cap = max_image_pixels()
-    regular_file(path, kind)
     Image.MAX_IMAGE_PIXELS = cap  # process-wide; PIL itself refuses above 2× this, we refuse above 1×
     fix = ("downscale it, or if it is genuine raise the limit (FCN_MAX_IMAGE_PIXELS, or --max-pixels "
            "on fcn segment / fcn hha)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except Image.DecompressionBombError as e:
-        m = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"{m.group(1)} pixels" if m else f"more than {2 * cap} pixels"
-        raise PixelLimitError(f"{path}: {kind} has {size}, over the limit of {cap} (a decompression bomb or a "
-                              f"huge file); {fix}") from None
-    with im:
-        w, h = im.size
-        if w * h > cap:
-            raise PixelLimitError(f"{path}: {kind} is {w}×{h} = {w * h} pixels, over the limit of {cap}; {fix}")
-        yield im
+    with open_regular(path, kind) as f:  # PIL reads lazily from f: it stays open while the image is used
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(f)
+        except Image.DecompressionBombError as e:
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{m.group(1)} pixels" if m else f"more than {2 * cap} pixels"
+            raise PixelLimitError(f"{path}: {kind} has {size}, over the limit of {cap} (a decompression bomb or "
+                                  f"a huge file); {fix}") from None
+        with im:
+            w, h = im.size
+            if w * h > cap:
+                raise PixelLimitError(f"{path}: {kind} is {w}×{h} = {w * h} pixels, over the limit of {cap}; "
+                                      f"{fix}")
+            yield im
 
 
 def image_size(path: PathLike, kind: str = "image", fix: str = "re-extract the raw archive") -> tuple[int, int]:

@@ -14,7 +14,7 @@ from scipy.io import loadmat
 
 from fcnlib.errors import DataError
 from fcnlib.files.io import PathLike, PixelLimitError, max_image_pixels
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular
 
 _MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
 _MX_CELL, _MX_STRUCT, _MX_OBJECT = 1, 2, 3
@@ -164,11 +164,11 @@ def read_mat(path: PathLike, kind: str = "label .mat file", fix: str = "re-extra
     damaged file is one DataError naming it, ending in `fix`."""
     path = Path(path)
     cap = max_image_pixels()
-    regular_file(path, kind)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, kind) as f:  # one open: checked, then read by loadmat from the start
             _mat_check_arrays(path, f, cap, kind, fix)
-        return loadmat(path)
+            f.seek(0)
+            return loadmat(f)
     except FileNotFoundError:
         raise DataError(f"{path}: {kind} is missing; {fix}") from None
     except IsADirectoryError:

@@ -4,9 +4,12 @@ named as such before anything opens it (a FIFO would block the reader)."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from fcnlib.errors import DataError
 
@@ -42,6 +45,34 @@ def file_kind(path: PathLike) -> str:
         return "no such file or directory" if not os.path.islink(path) else "a link to a missing file"
     except OSError as e:
         return f"unreadable ({e.strerror})"
+    return _mode_kind(mode)
+
+
+def open_regular(path: PathLike, what: str = "input") -> BinaryIO:
+    """`path` opened for reading (binary), refused with one DataError naming it unless what was opened is a
+    regular file. The check is on the open descriptor, so a FIFO or device swapped in after any earlier check
+    is still refused: the open itself is non-blocking (a FIFO with no writer would block it) and blocking
+    reads are restored once the file is known to be regular. FileNotFoundError and other OSErrors are left to
+    the caller, whose message says which step makes the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a socket (or a FIFO's peer gone): nothing to read as a file
+            raise DataError(f"{path}: {what} is {file_kind(path)}, not a regular file; give the file itself") \
+                from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{path}: {what} is {_mode_kind(mode)}, not a regular file; give the file itself")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return open(fd, "rb")  # the caller owns (and closes) it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _mode_kind(mode: int) -> str:
     for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):

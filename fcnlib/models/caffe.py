@@ -18,7 +18,7 @@ import numpy as np
 
 from fcnlib.errors import DataError, WeightsError
 from fcnlib.files.io import atomic_write
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular
 from fcnlib.models.io import max_weights_bytes
 
 
@@ -35,13 +35,9 @@ def sniff_format(path: str | os.PathLike) -> str | None:
     caffemodel (a protobuf starting with a NetParameter field), None for neither or an unreadable file (a
     FIFO or device is not opened: reading one would block; the reader that follows names it)."""
     try:
-        regular_file(path)
-    except DataError:
-        return None
-    try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(4)
-    except OSError:
+    except (DataError, OSError):
         return None
     if head.startswith(TORCH_MAGIC):
         return "torchvision"
@@ -165,11 +161,9 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         raise WeightsError(f"{path}: is a folder, not a .caffemodel file; give the path of the .caffemodel "
                            f"inside it")
     try:
-        regular_file(path, "caffemodel")
+        f = open_regular(path, "caffemodel")
     except DataError as e:
         raise WeightsError(str(e)) from None
-    try:
-        f = open(path, "rb")
     except FileNotFoundError:
         raise WeightsError(f"{path}: caffemodel not found; download it (see data/REFERENCE_URLS.md) or "
                            f"give the right path") from None

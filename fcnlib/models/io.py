@@ -15,7 +15,7 @@ from torch import nn
 from fcnlib.errors import ConfigError, DataError, WeightsError
 from fcnlib.files.envcaps import env_int
 from fcnlib.files.io import atomic_save_torch
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular
 from fcnlib.models.fcn import build_fcn, build_late_fusion
 from fcnlib.models.meta import ModelMeta
 
@@ -25,11 +25,10 @@ _ARCH_KEYS = {"variant", "backbone", "num_classes", "width", "in_channels", "hea
 def safe_torch_load(path: str | os.PathLike, device: str = "cpu") -> Any:
     """torch.load with weights_only=True; every failure becomes one WeightsError naming the file."""
     try:
-        regular_file(path, "weights file")
+        with open_regular(path, "weights file") as f:
+            return torch.load(f, map_location=device, weights_only=True)
     except DataError as e:
         raise WeightsError(str(e)) from None
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"{path}: weights file not found; run the rule that makes it or fix the "
                            f"path") from None
@@ -116,17 +115,16 @@ def check_weights_file(path: str | os.PathLike) -> None:
     if os.path.isdir(path):
         raise WeightsError(f"{path}: is a folder, not a weights file; give the weights.pt inside it")
     try:
-        regular_file(path, "weights file")
+        with open_regular(path, "weights file") as f:
+            if not zipfile.is_zipfile(f):
+                return  # legacy (non-zip) format or not a torch file: safe_torch_load reports it
+            with zipfile.ZipFile(f) as zf:
+                infos = zf.infolist()
     except DataError as e:
         raise WeightsError(str(e)) from None
-    if not zipfile.is_zipfile(path):
-        return  # legacy (non-zip) format or not a torch file: safe_torch_load reports it
-    cap = max_weights_bytes()
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
-        return
+        return  # missing or unreadable: safe_torch_load names it
+    cap = max_weights_bytes()
     total = sum(i.file_size for i in infos)
     if total > cap:
         raise WeightsError(f"{path}: expands to {total} B, over the limit of {cap} B; if the file is genuine "

@@ -27,7 +27,7 @@ from fcnlib.facts.datasets import MODALITY_CHANNELS as ALL_MODALITY_CHANNELS
 from fcnlib.facts.datasets import NET_MODALITIES
 from fcnlib.facts.released import config_problems as released_problems
 from fcnlib.files import layout
-from fcnlib.files.paths import regular_file
+from fcnlib.files.paths import open_regular
 
 #: fcnlib's folder: code hashes name files relative to it
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -87,12 +87,10 @@ def load_yaml(path: str | Path) -> Any:
     most MAX_YAML_BYTES, and a document that expands (aliases included) to at most MAX_YAML_NODES values
     — each refused with one ConfigError naming the file before the document is built."""
     try:
-        regular_file(path, "config file")
+        with open_regular(path, "config file") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except DataError as e:
         raise ConfigError(str(e)) from None
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:

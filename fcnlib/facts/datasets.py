@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fcnlib.errors import ConfigError
+from fcnlib.errors import ConfigError, DataError
+from fcnlib.files.paths import open_regular
 
 #: Channels each modality contributes (inputs are concatenated in the listed order). rawdepth: NYUD's
 #: unfilled depth (0 = missing), held by the prepared dataset but not fed to a net.
@@ -173,8 +174,10 @@ def _in_folder(root: str, path: str) -> str:
 def _read_list_file(path: str, where: str, what: str) -> list[str]:
     """Non-empty lines of a small text file (class names, palette rows), one ConfigError if unreadable."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, f"{what} file") as f:
             data = f.read(MAX_LIST_BYTES + 1)
+    except DataError as e:
+        raise ConfigError(f"config: at '{where}': {e}") from None
     except OSError as e:
         raise ConfigError(f"config: at '{where}': cannot read {what} file {path} ({e.strerror}); give an "
                           f"existing file (relative to the dataset's folder) or the list itself") from None

@@ -251,7 +251,7 @@ def atomic_save_torch(obj: Any, path: PathLike) -> None:
 def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (weights and archives can be GBs)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "file to checksum") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -22,6 +22,7 @@ from fcnlib.data import SegDataset
 from fcnlib.errors import DataError
 from fcnlib.eval.inference import load_for_inference, predict
 from fcnlib.files.io import atomic_write, read_image, read_json, voc_palette
+from fcnlib.files.paths import open_regular
 from fcnlib.models.meta import primary_head
 from fcnlib.runtime.compute import resolve_runtime
 
@@ -172,9 +173,13 @@ def read_log(path: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     is skipped; a corrupt line elsewhere is an error."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        with open_regular(path, "training log") as f:
+            lines = f.read().decode("utf-8").splitlines()
     except FileNotFoundError:
         raise DataError(f"{path}: training log not found; rerun the train rule") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: training log is not UTF-8 ({e.reason} at byte {e.start}); rerun the train "
+                        f"rule") from None
     loss, val = [], []
     for k, line in enumerate(lines):
         if not line.strip():

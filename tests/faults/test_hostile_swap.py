@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 
 from fcnlib.data.dataset import read_ids
+from fcnlib.data.prepare.context import parse_label_list
 from fcnlib.data.splits import read_id_list
 from fcnlib.errors import ConfigError, DataError, FcnError, WeightsError
 from fcnlib.files import paths
 from fcnlib.files.archive import safe_extract
-from fcnlib.files.io import image_size, read_image, read_json, read_label
+from fcnlib.files.io import image_size, read_image, read_json, read_label, sha256_file
 from fcnlib.files.matio import read_mat
 from fcnlib.models.caffe import read_caffemodel, sniff_format
 from fcnlib.models.io import check_weights_file, safe_torch_load
 from fcnlib.pipeline.config import load_yaml
+from fcnlib.report.figures import read_log
 
 READERS: dict[str, tuple[Callable[[Path], object], type[Exception]]] = {
     "config": (load_yaml, ConfigError),
@@ -35,6 +37,9 @@ READERS: dict[str, tuple[Callable[[Path], object], type[Exception]]] = {
     "weights zip check": (check_weights_file, WeightsError),
     "caffemodel": (read_caffemodel, WeightsError),
     "archive": (lambda p: safe_extract(p, p.parent / "out"), DataError),
+    "checksum": (sha256_file, DataError),
+    "training log": (read_log, DataError),
+    "PASCAL-Context label list": (parse_label_list, DataError),
 }
 
 
@@ -102,3 +107,15 @@ def test_regular_files_still_read(tmp_path: Path) -> None:
     assert read_ids(tmp_path / "ids.txt") == ["a", "b", "c"]
     with paths.open_regular(tmp_path / "ids.txt") as f:
         assert f.read(1) == b"a" and os.get_blocking(f.fileno())  # blocking reads restored
+
+
+def test_a_folder_datasets_class_list_that_is_a_fifo(tmp_path: Path) -> None:
+    """The class list a config names for a folder dataset: a FIFO there is named at validation, not read."""
+    from fcnlib.facts import datasets as registry
+
+    os.mkfifo(tmp_path / "classes.txt")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cfg = {"datasets": {"mine": {"folder": str(tmp_path), "classes": "classes.txt"}}}
+    with pytest.raises(ConfigError, match=r"at 'datasets\.mine\.classes'.*classes\.txt: class list file is a FIFO"):
+        registry.check_config(cfg, "cfg")

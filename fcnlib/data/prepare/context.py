@@ -20,6 +20,7 @@ from fcnlib.errors import DataError
 from fcnlib.facts.datasets import REGISTRY
 from fcnlib.files.io import atomic_write_json, image_size, label_ids, write_label_png
 from fcnlib.files.matio import read_mat
+from fcnlib.files.paths import open_regular
 from fcnlib.runtime.parallel import map_parallel
 
 PathLike = str | os.PathLike
@@ -32,7 +33,8 @@ def parse_label_list(path: PathLike) -> dict[int, str]:
     """An "N: name" list (labels.txt, classes-59.txt, 59_labels.txt) as {N: name}."""
     out: dict[int, str] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        with open_regular(path, "label list") as f:
+            lines = f.read().decode("utf-8").splitlines()
     except FileNotFoundError:
         raise DataError(f"{path}: label list not found; download/extract it first") from None
     for ln, line in enumerate(lines, 1):

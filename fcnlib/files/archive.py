@@ -45,7 +45,7 @@ from typing import BinaryIO
 
 from fcnlib.errors import DataError
 from fcnlib.files.envcaps import env_int
-from fcnlib.files.paths import open_regular, regular_file
+from fcnlib.files.paths import open_regular
 from fcnlib.files.treemerge import merge_into
 
 _TMP_MARK = ".extract-"
@@ -559,16 +559,19 @@ def _extract_zip(archive: Path, fh: BinaryIO, tmp: Path, limits: Limits, dest: P
         raise _corrupt(archive, e) from None
 
 
-def _extract_into(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
-    """Open the archive once (refused unless a regular file, on the descriptor: nothing swapped in after the
-    checks can block or redirect the read) and extract it from that descriptor."""
+def _open_archive(archive: Path) -> BinaryIO:
     try:
-        fh = open_regular(archive, "archive")
+        return open_regular(archive, "archive")
     except FileNotFoundError:
         raise DataError(f"{archive}: archive not found; run the download rule for it first") from None
     except OSError as e:
         raise _corrupt(archive, e) from None
-    with fh:
+
+
+def _extract_into(archive: Path, tmp: Path, limits: Limits, dest: Path) -> None:
+    """Open the archive once (refused unless a regular file, on the descriptor: nothing swapped in after the
+    checks can block or redirect the read) and extract it from that descriptor."""
+    with _open_archive(archive) as fh:
         is_zip = zipfile.is_zipfile(fh)
         fh.seek(0)
         (_extract_zip if is_zip else _extract_tar)(archive, fh, tmp, limits, dest)
@@ -616,9 +619,7 @@ def safe_extract(archive: Path, dest: Path, limits: Limits | None = None, *, mer
     archive, dest = Path(archive), Path(os.path.abspath(dest))  # "-o ." has a name and a parent
     if archive.is_dir():
         raise DataError(f"{archive}: is a folder, not an archive; delete it and rerun the download")
-    regular_file(archive, "archive")
-    if not archive.is_file():
-        raise DataError(f"{archive}: archive not found; run the download rule for it first")
+    _open_archive(archive).close()  # refuse a missing or non-regular archive before any folder is made
     limits = limits or Limits()
     if merge and dest.is_dir():
         return _merge_extract(archive, dest, limits)

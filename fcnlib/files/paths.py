@@ -1,6 +1,6 @@
 """The path policy and input kinds: inputs are read only inside the folders the user named or a dataset's
-root (links leaving them refused, naming the link), and an input that is a FIFO, a device or a folder is
-named as such before anything opens it (a FIFO would block the reader)."""
+root (links leaving them refused, naming the link), and every input is opened through `open_regular`, which
+names a FIFO, a device or a folder as such on the descriptor it opened (a FIFO would block the reader)."""
 
 from __future__ import annotations
 
@@ -79,17 +79,3 @@ def _mode_kind(mode: int) -> str:
         if test(mode):
             return word
     return "not a regular file"
-
-
-def regular_file(path: PathLike, what: str = "input") -> None:
-    """Refuse, naming it, an input that exists but is not a regular file: opening a FIFO blocks until a writer
-    comes, a device reads forever or nothing, a folder is not a file. A missing path is left to the reader
-    (its own message says which step makes the file)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise DataError(f"{path}: cannot read {what} ({e.strerror}); check the path and its permissions") from None
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: {what} is {file_kind(path)}, not a regular file; give the file itself")

@@ -2,7 +2,7 @@
 of bad inputs where it takes a file — missing, a folder, a FIFO, a character device, binary garbage, text
 that is not UTF-8, an empty file — and must exit 2 with exactly one `error: ` line naming the input, no
 traceback. The mechanism is fcnlib.errors.one_line (the dispatcher and the rule scripts) plus
-fcnlib.files.paths.regular_file where inputs are opened; also: disk full / file size limit while writing
+fcnlib.files.paths.open_regular where inputs are opened; also: disk full / file size limit while writing
 (DiskError naming the file), `--size 0 0`, FCN_MAX_IMAGE_PIXELS=0 blamed on the variable, bad numbers in
 a weights meta. In-process through fcnlib.cli.main (one torch import), FIFO cases in a subprocess (a
 reader that opened one would block)."""

@@ -62,7 +62,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         os.environ["FCN_PROGRESS"] = "0"
     torch.set_num_threads(max(1, int(args.threads or config["training"]["threads"])))
     if train_to(cfg, out, log, device=args.device if args.device != "auto" else config["device"],
-                gpus=fcncfg.gpus(config, name), tensorboard=bool(config["training"].get("tensorboard", False))):
+                gpus=fcncfg.gpus(config, name), tensorboard=fcncfg.tensorboard(config)):
         last = [json.loads(s) for s in log.read_text().splitlines() if '"loss"' in s][-1:]
         loss = f", final loss {last[0]['loss']:.4g}" if last else ""
         print(f"{name}: {cfg['iterations']} iterations{loss} → {out}")

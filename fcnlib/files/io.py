@@ -359,8 +359,6 @@ def read_image(path: PathLike, mode: str = "RGB", orient: bool = False) -> np.nd
             arr = _to_8bit(path, im, mode)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found; check the split list and the dataset folder") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not an image; pass the image files inside it") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UndecodableImage(f"{path}: cannot decode image ({e}); the file is truncated or not an image — "
                                f"delete it and rerun the extract/prepare rule") from None

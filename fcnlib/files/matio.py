@@ -171,8 +171,6 @@ def read_mat(path: PathLike, kind: str = "label .mat file", fix: str = "re-extra
             return loadmat(f)
     except FileNotFoundError:
         raise DataError(f"{path}: {kind} is missing; {fix}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a {kind}; {fix}") from None
     except (EOFError, ValueError, TypeError, OSError, NotImplementedError, struct.error, zlib.error) as e:
         raise DataError(f"{path}: cannot read {kind} ({type(e).__name__}: {e}); the file is truncated or not a "
                         f"MATLAB file — {fix}") from None

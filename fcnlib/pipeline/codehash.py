@@ -51,7 +51,7 @@ def imported_names(source: str, module: str | None = None, is_package: bool = Fa
     """Dotted module names a module's source may import, anywhere in it: for `from a import b` both `a` and
     `a.b` (b may be a submodule or a name; the caller keeps what exists). `module` (its own dotted name)
     resolves relative imports; a file outside any package (a script) has none."""
-    return _imports_in(_outside_lazy_getattr(ast.parse(source)), module, is_package)
+    return set(_source_facts(source, module, is_package)[0])
 
 
 def _lazy_getattr(tree: ast.Module) -> ast.FunctionDef | None:
@@ -59,28 +59,9 @@ def _lazy_getattr(tree: ast.Module) -> ast.FunctionDef | None:
     return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"), None)
 
 
-def _outside_lazy_getattr(tree: ast.Module) -> list[ast.AST]:
-    lazy = _lazy_getattr(tree)
-    return [n for n in tree.body if n is not lazy]
-
-
-def lazy_exports(source: str, module: str | None = None, is_package: bool = False) -> tuple[set[str], set[str]]:
-    """(names, modules) of a module's lazy `__getattr__`: the string constants it answers to and the modules
-    it imports for them. An importer depends on those modules only where it uses one of the names."""
-    lazy = _lazy_getattr(ast.parse(source))
-    if lazy is None:
-        return set(), set()
-    names = {n.value for n in ast.walk(lazy) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    return names, _imports_in([lazy], module, is_package)
-
-
-def identifiers(source: str) -> set[str]:
-    """Every name a source uses: variables, attributes and imported names (`fcnlib.Segmenter`, `from fcnlib
-    import Segmenter`), outside its own lazy `__getattr__`."""
-    return _identifiers_in(_outside_lazy_getattr(ast.parse(source)))
-
-
 def _identifiers_in(nodes: Iterable[ast.AST]) -> set[str]:
+    """Every name the nodes use: variables, attributes and imported names (`fcnlib.Segmenter`, `from fcnlib
+    import Segmenter`)."""
     out: set[str] = set()
     for node in (n for top in nodes for n in ast.walk(top)):
         if isinstance(node, ast.Name):
@@ -95,9 +76,11 @@ def _identifiers_in(nodes: Iterable[ast.AST]) -> set[str]:
 @functools.lru_cache(maxsize=4096)
 def _source_facts(source: str, module: str | None, is_package: bool) -> tuple[frozenset[str], frozenset[str],
                                                                              frozenset[str], frozenset[str]]:
-    """(imported names, identifiers, lazy export names, lazy export modules) of one source, from one parse.
-    Cached by the text itself, so the ~20 scripts of a workflow that share most modules parse each once per
-    process (a Snakemake start), and an edited file is parsed again."""
+    """(imported names, identifiers, lazy export names, lazy export modules) of one source, from one parse;
+    everything but the lazy exports is read outside the module's lazy `__getattr__` (its imports run only
+    when an importer uses one of the string names it answers to). Cached by the text itself, so the ~20
+    scripts of a workflow that share most modules parse each once per process (a Snakemake start), and an
+    edited file is parsed again."""
     tree = ast.parse(source)
     lazy = _lazy_getattr(tree)
     outside = [n for n in tree.body if n is not lazy]

@@ -93,8 +93,6 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(str(e)) from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a config file; give the YAML file inside it") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); check the path and its "
                           f"permissions") from None
@@ -525,6 +523,13 @@ def runtime_settings(config: dict) -> dict[str, Any]:
     (`device`, `training.amp`, `training.channels_last`), the same settings the trainer resolves."""
     tr = config["training"]
     return {"device": config["device"], "amp": tr["amp"], "channels_last": tr["channels_last"]}
+
+
+def tensorboard(config: dict | None) -> bool:
+    """Whether trainings also write TensorBoard events (`training.tensorboard`, default false). A logger, not a
+    setting of the net: it is read where a training starts, never part of a rule's params or a config hash,
+    so switching it retrains nothing. No config (a script run on its own): false."""
+    return bool(((config or {}).get("training") or {}).get("tensorboard", False))
 
 
 def gpus(config: dict, name: str) -> int:

@@ -251,3 +251,13 @@ def test_headline_nets_end_the_longest_init_chain(paper):
     c = copy.deepcopy(paper)
     c["experiments"] = {k: v for k, v in c["experiments"].items() if k in ("voc-fcn32s", "voc-fcn32s-fixed")}
     assert fcncfg.headline_experiments(c) == {"pascal": list(c["experiments"])[-1]}
+
+
+def test_lead_net_is_the_first_datasets_headline(paper):
+    """The run's DVCLive record follows one net: the headline of the first dataset the config names."""
+    assert fcncfg.lead_experiment(paper) == "voc-fcn8s"
+    c = copy.deepcopy(paper)
+    c["experiments"] = {k: v for k, v in reversed(list(c["experiments"].items()))}  # context's nets come first
+    assert fcncfg.lead_experiment(c) == "context-fcn8s"
+    c["experiments"] = {k: dict(v, eval_splits=[]) for k, v in c["experiments"].items()}
+    assert fcncfg.lead_experiment(c) is None  # nothing evaluated: no record

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
+import yaml
 
-from fcnlib.errors import DataError
-from fcnlib.report.summaries import curve_tables, headline, metrics_summary, write_summaries
+from fcnlib.errors import DataError, FcnError
+from fcnlib.report.summaries import curve_tables, headline, metrics_summary, write_live_record, write_summaries
+from fcnlib.runtime.extras import installed
 
 
 def _metrics(**extra) -> dict:
@@ -52,3 +55,62 @@ def test_metrics_summary_refuses_a_bad_score(tmp_path):
     src.write_text(json.dumps(_metrics(mean_iu=1.7)))
     with pytest.raises(DataError, match="metrics.json: mean_iu.*not a fraction"):
         metrics_summary({"x": src}, "real")
+
+
+def _log(path, lines) -> None:
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+LOG = [{"iter": 2, "loss": 3.5, "time": 0.1, "lr": 1e-3}, {"iter": 4, "loss": 2.25, "time": 0.2, "lr": 5e-4},
+       {"iter": 4, "time": 0.3, "val": {"mean_iu": 0.5, "pixel_acc": 0.75, "mean_acc": 0.6, "fw_iu": 0.7}},
+       {"iter": 6, "loss": 2.0, "time": 0.4, "lr": 5e-4}]
+
+
+def test_live_record_is_the_training_replayed(tmp_path):
+    """The run's DVCLive record: DVCLive's own files, the log's records in order, the params given."""
+    pytest.importorskip("dvclive", reason="dvclive is not installed (pip install 'fcnlib[dvc]')")
+    log, out = tmp_path / "log.jsonl", tmp_path / "results" / "dvclive"
+    _log(log, LOG)
+    write_live_record(log, {"experiment": "voc-fcn8s", "source": "demo"}, out)
+    assert json.loads((out / "metrics.json").read_text()) == {
+        "step": 6, "train": {"loss": 2.0, "lr": 5e-4},
+        "val": {"mean_iu": 50.0, "pixel_acc": 75.0, "mean_acc": 60.0, "fw_iu": 70.0}}
+    assert (out / "plots/metrics/train/loss.tsv").read_text().split() == ["step", "loss", "2", "3.5", "4", "2.25",
+                                                                            "6", "2.0"]
+    assert (out / "plots/metrics/val/mean_iu.tsv").read_text().split() == ["step", "mean_iu", "4", "50.0"]
+    assert yaml.safe_load((out / "params.yaml").read_text()) == {"experiment": "voc-fcn8s", "source": "demo"}
+    assert not (out / "dvc.yaml").exists() and not (out / "report.html").exists()
+    # a rerun replaces the whole folder: nothing of an earlier, longer log survives
+    (out / "plots/metrics/val/geo_acc.tsv").write_text("step\tgeo_acc\n9\t1.0\n")
+    _log(log, LOG[:2])
+    write_live_record(log, {"experiment": "voc-fcn8s"}, out)
+    assert json.loads((out / "metrics.json").read_text()) == {"step": 4, "train": {"loss": 2.25, "lr": 5e-4}}
+    assert not (out / "plots/metrics/val").exists()
+    assert not [p for p in tmp_path.joinpath("results").iterdir() if p.name != "dvclive"]  # no staging left
+
+
+def test_live_record_refuses_an_empty_log_and_keeps_the_old_record(tmp_path):
+    pytest.importorskip("dvclive", reason="dvclive is not installed (pip install 'fcnlib[dvc]')")
+    log, out = tmp_path / "log.jsonl", tmp_path / "dvclive"
+    _log(log, LOG)
+    write_live_record(log, {}, out)
+    before = (out / "metrics.json").read_text()
+    _log(log, [{"iter": 0, "time": 0.0}])
+    with pytest.raises(DataError, match=r"log.jsonl: no loss or validation record; rerun the train rule"):
+        write_live_record(log, {}, out)
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_live_record_without_dvclive_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # import blocked, as if not installed
+    assert not installed("dvclive")
+    _log(tmp_path / "log.jsonl", LOG)
+    with pytest.raises(FcnError, match=r"dvclive: DVCLive is not installed; pip install 'fcnlib\[dvc\]'"):
+        write_live_record(tmp_path / "log.jsonl", {}, tmp_path / "dvclive")
+    assert not (tmp_path / "dvclive").exists()
+
+
+def test_installed_finds_without_importing(monkeypatch):
+    monkeypatch.delitem(sys.modules, "json", raising=False)
+    assert installed("json") and "json" not in sys.modules
+    assert not installed("no_such_module_fcn") and not installed("no_such_package_fcn.sub")

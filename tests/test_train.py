@@ -456,7 +456,7 @@ def test_log_lines_and_dvclive_files_per_validation(toy, tmp_path, capsys):
 def test_dvclive_rebuilt_from_the_resumed_log(tmp_path):
     """A resumed run's DVCLive folder is the checkpoint's records replayed, then the new ones: no step twice."""
     pytest.importorskip("dvclive", reason="dvclive is not installed (pip install 'fcnlib[dvc]')")
-    from fcnlib.train.reporting import LiveMetrics
+    from fcnlib.progress.trackers import LiveMetrics
 
     recs = [{"iter": 1, "loss": 2.0, "lr": 0.1}, {"iter": 2, "loss": 1.5, "lr": 0.1},
             {"iter": 2, "val": {"mean_iu": 0.2}}, {"iter": 3, "loss": 1.0, "lr": 0.1}]
@@ -465,7 +465,7 @@ def test_dvclive_rebuilt_from_the_resumed_log(tmp_path):
         first.write(r)
     first.close()
     # killed after iteration 3; the checkpoint held iterations 1-2: the resumed run replays those, then goes on
-    again = LiveMetrics(tmp_path / "live", {"a": 1}, "".join(json.dumps(r) + "\n" for r in recs[:3]))
+    again = LiveMetrics(tmp_path / "live", {"a": 1}, recs[:3])
     again.write({"iter": 3, "loss": 0.9, "lr": 0.1})
     again.close()
     assert _tsv(tmp_path / "live/plots/metrics/train/loss.tsv") == [["1", "2.0"], ["2", "1.5"], ["3", "0.9"]]
@@ -473,7 +473,7 @@ def test_dvclive_rebuilt_from_the_resumed_log(tmp_path):
 
 
 def test_no_dvclive_one_line_and_training_goes_on(monkeypatch, tmp_path, capsys):
-    from fcnlib.train.reporting import LiveMetrics
+    from fcnlib.progress.trackers import LiveMetrics
 
     monkeypatch.setitem(sys.modules, "dvclive", None)  # import fails as if not installed
     live = LiveMetrics(tmp_path / "live", {})
@@ -513,7 +513,7 @@ def test_tensorboard_rebuilt_from_the_resumed_log(tmp_path):
     """A resumed run's TensorBoard folder is the checkpoint's records replayed, then the new ones: TensorBoard
     shows no step twice and nothing of the killed run's lost iterations."""
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'fcnlib[tensorboard]')")
-    from fcnlib.train.reporting import LiveMetrics
+    from fcnlib.progress.trackers import LiveMetrics
 
     recs = [{"iter": 1, "loss": 2.0, "lr": 0.1}, {"iter": 2, "loss": 1.5, "lr": 0.1},
             {"iter": 2, "val": {"mean_iu": 0.2}}, {"iter": 3, "loss": 1.0, "lr": 0.1}]
@@ -522,7 +522,7 @@ def test_tensorboard_rebuilt_from_the_resumed_log(tmp_path):
         first.write(r)
     first.close()
     (tmp_path / "tb" / "notes.txt").write_text("mine")  # not an event file: kept
-    again = LiveMetrics(None, {}, "".join(json.dumps(r) + "\n" for r in recs[:3]), tensorboard_dir=tmp_path / "tb")
+    again = LiveMetrics(None, {}, recs[:3], tensorboard_dir=tmp_path / "tb")
     again.write({"iter": 3, "loss": 0.9, "lr": 0.1})
     again.close()
     got = _tb_scalars(tmp_path / "tb")
@@ -533,7 +533,7 @@ def test_tensorboard_rebuilt_from_the_resumed_log(tmp_path):
 
 def test_tensorboard_folder_that_is_a_link_is_refused(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'fcnlib[tensorboard]')")
-    from fcnlib.train.reporting import LiveMetrics
+    from fcnlib.progress.trackers import LiveMetrics
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -545,7 +545,7 @@ def test_tensorboard_folder_that_is_a_link_is_refused(tmp_path):
 
 
 def test_no_tensorboard_one_line_and_training_goes_on(monkeypatch, tmp_path, capsys):
-    from fcnlib.train.reporting import LiveMetrics
+    from fcnlib.progress.trackers import LiveMetrics
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     live = LiveMetrics(None, {}, tensorboard_dir=tmp_path / "tb")

@@ -22,6 +22,8 @@ TABLES_HTML = f"{RESULTS}/tables.html"
 RELEASED_HTML = f"{RESULTS}/released.html"
 #: what `dvc metrics show` / `dvc exp show` read: each dataset's headline net's validation mean IU and the run's source
 SUMMARY_METRICS = f"{RESULTS}/metrics.json"
+#: the run's DVCLive record: the lead net's training replayed (metrics.json, plots/metrics/, params.yaml)
+SUMMARY_LIVE = f"{RESULTS}/dvclive"
 DEMO_MANIFEST = f"{DATA}/demo_src/manifest.json"
 
 

@@ -429,6 +429,12 @@ def headline_experiments(config: dict) -> dict[str, str]:
     return best
 
 
+def lead_experiment(config: dict) -> str | None:
+    """The run's lead net: the headline net of its first dataset (FCN-8s on PASCAL in the paper and the demo),
+    whose training DVC shows beside the headline numbers (one DVCLive summary, so `dvc exp show` stays narrow)."""
+    return next(iter(headline_experiments(config).values()), None)
+
+
 def weights_path(config: dict, name: str) -> str:
     """Where experiment `name`'s trained weights go (fcnlib.files.layout)."""
     return layout.weights(config["experiments"][name]["dataset"], name)

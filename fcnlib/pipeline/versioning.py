@@ -13,7 +13,6 @@ DVC repository, in a folder no stage owns, or when DVC is not installed.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from fcnlib.errors import FcnError
 from fcnlib.pipeline.config import load_yaml
+from fcnlib.runtime.extras import installed
 
 
 def dvc_root(start: Path) -> Path | None:
@@ -70,7 +70,7 @@ def record_run(workdir: str | os.PathLike | None = None) -> str | None:
         return None
     wd = Path(workdir or Path.cwd()).resolve()
     root = dvc_root(wd)
-    if root is None or importlib.util.find_spec("dvc") is None:
+    if root is None or not installed("dvc"):
         return None
     stage = owning_stage(root, wd)
     if stage is None:

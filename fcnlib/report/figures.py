@@ -168,8 +168,8 @@ def fig4_from_weights(weights: Mapping[str, PathLike], dataset_json: PathLike, s
 # ---------------------------------------------------------------------------------------------------
 # Learning curves
 # ---------------------------------------------------------------------------------------------------
-def read_log(path: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A trainer JSONL log → (loss records, validation records). A truncated last line (a killed job)
+def read_records(path: PathLike) -> list[dict[str, Any]]:
+    """A trainer JSONL log's records (those with an `iter`), in order. A truncated last line (a killed job)
     is skipped; a corrupt line elsewhere is an error."""
     path = Path(path)
     try:
@@ -180,7 +180,7 @@ def read_log(path: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: training log is not UTF-8 ({e.reason} at byte {e.start}); rerun the train "
                         f"rule") from None
-    loss, val = [], []
+    out = []
     for k, line in enumerate(lines):
         if not line.strip():
             continue
@@ -191,8 +191,15 @@ def read_log(path: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                 continue
             raise DataError(f"{path}: line {k + 1} is not JSON; the log is corrupt — rerun the train "
                             f"rule") from None
-        if not isinstance(rec, dict) or "iter" not in rec:
-            continue
+        if isinstance(rec, dict) and "iter" in rec:
+            out.append(rec)
+    return out
+
+
+def read_log(path: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A trainer JSONL log → (loss records, validation records) (read_records)."""
+    loss, val = [], []
+    for rec in read_records(path):
         if isinstance(rec.get("val"), dict):
             val.append(rec)
         elif "loss" in rec:

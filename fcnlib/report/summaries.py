@@ -1,6 +1,7 @@
 """Small per-run files for versioning tools: `dvc metrics show` / `dvc exp show` read one JSON (each
-dataset's headline net's validation mean IU and the run's source), `dvc plots` overlays learning curves read from one
-long TSV per metric (a column names the experiment).
+dataset's headline net's validation mean IU and the run's source) and the run's DVCLive record (the lead net's
+training, as DVCLive writes it), `dvc plots` overlays learning curves read from one long TSV per metric (a column
+names the experiment).
 
 The full metrics.json (per-class IU and accuracy, provenance) stays where the evaluate rule writes it.
 """
@@ -13,9 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fcnlib.errors import DataError
-from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json
-from fcnlib.report.figures import read_log
+from fcnlib.errors import DataError, FcnError
+from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json, staged_dir
+from fcnlib.progress.trackers import LiveMetrics
+from fcnlib.report.figures import read_log, read_records
+from fcnlib.runtime.extras import installed
 
 HEADLINE = ("mean_iu", "pixel_acc", "mean_acc", "fw_iu", "geo_acc")
 
@@ -80,3 +83,21 @@ def write_summaries(evaluations: Mapping[str, str | os.PathLike], logs: Mapping[
     loss, val = curve_tables(logs)
     atomic_write_text(Path(out_loss), loss)
     atomic_write_text(Path(out_val), val)
+
+
+def write_live_record(log: str | os.PathLike, params: Mapping[str, Any], out_dir: str | os.PathLike) -> None:
+    """The run's DVCLive record in `out_dir`: one training's log (the workflow gives the lead net's,
+    fcnlib.pipeline.config.lead_experiment) replayed through DVCLive — metrics.json (the latest of each scalar
+    and the step), plots/metrics/{train,val}/*.tsv, params.yaml (`params`) — built whole and swapped in.
+
+    Every training's own DVCLive folder stays beside its weights; this one is what `dvc exp show` shows of the
+    trainings: one net's seven numbers, so the table fits a screen however many nets the run trains.
+    """
+    if not installed("dvclive"):
+        raise FcnError(f"{out_dir}: DVCLive is not installed; pip install 'fcnlib[dvc]' and rerun")
+    history = read_records(log)
+    if not any("val" in r or "loss" in r for r in history):
+        raise DataError(f"{log}: no loss or validation record; rerun the train rule")
+    with staged_dir(out_dir) as tmp:
+        live = LiveMetrics(tmp, params, history)
+        live.close()

@@ -19,7 +19,8 @@ from fcnlib.errors import ConfigError
 from fcnlib.eval.inference import device_name
 from fcnlib.files.io import IGNORE_INDEX, atomic_save_torch, read_json
 from fcnlib.models import ModelMeta, save_model
-from fcnlib.progress import progress
+from fcnlib.progress import progress, say
+from fcnlib.progress.trackers import LiveMetrics, log_records
 from fcnlib.runtime.allocator import tune_malloc
 from fcnlib.runtime.compute import resolve_runtime
 from fcnlib.train import distributed
@@ -28,7 +29,7 @@ from fcnlib.train.checkpoint import _Log, _RankLog, _Stop, inputs_hash, load_che
 from fcnlib.train.finite import StepGuard, check_model_finite, optimizer_kwargs, state_nonfinite
 from fcnlib.train.loader import apply_shm_plan, collate_shared, raw_ok, shm_plan
 from fcnlib.train.loss import _accumulated_step, median_frequency_weights
-from fcnlib.train.reporting import LiveMetrics, say, start_line, val_line
+from fcnlib.train.reporting import start_line, val_line
 from fcnlib.train.sampling import (
     _Batches,
     _Keyed,
@@ -186,7 +187,7 @@ class _Run:
             setup = start_line(c, where, _dtype_name(self.amp), len(self.train_ds),
                                len(self.val_ds) if self.val_ds is not None else 0)
             say(setup)
-        self.live = LiveMetrics(self.live_dir if dist.is_main else None, _live_params(c), self.log_text,
+        self.live = LiveMetrics(self.live_dir if dist.is_main else None, _live_params(c), log_records(self.log_text),
                                 tensorboard_dir=self.tensorboard_dir if dist.is_main else None, setup=setup)
         self.iter_size = int(r.get("iter_size", 1))
         self.ddp = dist.wrap(self.model)  # the forward goes through DDP; `model` stays the bare net (state dicts)

@@ -30,6 +30,7 @@ RUN = "runs/demo"
 W32 = f"{RUN}/results/pascal/voc-fcn32s/weights.pt"
 W16 = f"{RUN}/results/pascal/voc-fcn16s/weights.pt"
 METRICS = f"{RUN}/results/metrics.json"
+LIVE = f"{RUN}/results/dvclive/metrics.json"
 SNAKE_ALL = ["snakemake", "all", "--configfile", "config/demo.yaml", "--directory", RUN, "--cores", "1"]
 
 
@@ -134,16 +135,25 @@ def _quiet(repo: Path, *cmd: str) -> str:
     return r.stdout
 
 
-def test_metrics_show_is_one_labelled_row_and_quiet(reproduced: tuple[Path, str]) -> None:
+def test_metrics_show_is_labelled_and_quiet(reproduced: tuple[Path, str]) -> None:
+    """Two rows: the headline nets' evaluation (with the run's source) and the run's DVCLive record (the lead
+    net's training, replayed from its log: the same numbers as that training's own DVCLive folder)."""
     repo, _ = reproduced
     table = _quiet(repo, "dvc", "metrics", "show")
     rows = [line.split() for line in table.splitlines() if line.strip()]
-    assert rows[0] == ["Path", "mean_iu.voc-fcn16s", "source"], table  # PASCAL's headline net: the end of its chain
-    assert len(rows) == 2 and rows[1][0] == METRICS and rows[1][-1] == "demo", table  # the path and source say demo
-    got = run_json(repo, "dvc", "metrics", "show")[""]["data"][METRICS]["data"]
+    assert rows[0][:3] == ["Path", "mean_iu.voc-fcn16s", "source"], table  # PASCAL's headline: the end of its chain
+    assert {"step", "train.loss", "val.mean_iu"} <= set(rows[0]), table
+    assert [r[0] for r in rows[1:]] == [METRICS, LIVE], table
+    assert rows[1][2] == "demo", table  # the path and the source say demo
+    shown = run_json(repo, "dvc", "metrics", "show")[""]["data"]
+    got = shown[METRICS]["data"]
     full = json.loads((repo / RUN / "results/pascal/voc-fcn16s/seg11valid/metrics.json").read_text())
     assert got["mean_iu"]["voc-fcn16s"] == round(100 * full["mean_iu"], 2)
     assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in got["mean_iu"].values()), got
+    own = json.loads((repo / RUN / "results/pascal/voc-fcn16s/dvclive/metrics.json").read_text())
+    assert shown[LIVE]["data"] == own and own["step"] == 6, (shown[LIVE], own)
+    assert yaml.safe_load((repo / RUN / "results/dvclive/params.yaml").read_text()) == {
+        "experiment": "voc-fcn16s", "dataset": "pascal", "source": "demo"}
 
 
 def test_report_opens_on_the_tables(reproduced: tuple[Path, str], tmp_path: Path) -> None:
@@ -246,6 +256,8 @@ def test_exp_run_after_a_hand_run_loses_nothing(reproduced: tuple[Path, str]) ->
     assert len(columns) <= 25, columns
     names = {c.rsplit(":", 1)[-1] for c in columns}  # params are shown as <file>:<key>
     assert {"mean_iu.voc-fcn16s", "recipes.demo.iterations", "training.amp"} <= names, columns
+    assert {"step", "train.loss", "val.mean_iu"} <= names, columns  # the lead net's DVCLive summary
+    assert exp["metrics"][LIVE]["data"]["step"] == 4  # of the experiment's own training
 
 
 def test_push_clone_pull_does_not_retrain(reproduced: tuple[Path, str], tmp_path: Path) -> None:

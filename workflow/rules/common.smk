@@ -12,6 +12,7 @@ from fcnlib.files import layout
 from fcnlib.facts import released as fcnreleased
 from fcnlib.pipeline import codehash as fcncode
 from fcnlib.pipeline import config as fcncfg
+from fcnlib.runtime.extras import installed
 from fcnlib.errors import ConfigError
 
 # Config = config/config.yaml unless --configfile gives a complete one (with `experiments`, e.g.
@@ -83,6 +84,8 @@ USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
 # Every dataset of the config, built-in or a folder of your own (fcnlib.facts.datasets: what each is, how to prepare it)
 DATASETS = registry.check_config(config, _CONFIG_SOURCE)
 # The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.eval.released).
+#: the run's lead net (fcncfg.lead_experiment): its training is replayed into the run's DVCLive record
+LEAD = fcncfg.lead_experiment(config)
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
 # device, compute dtype and memory format of scoring, timing and figure jobs (fcnlib.runtime.compute.resolve_runtime)
 RUNTIME = fcncfg.runtime_settings(config)
@@ -255,5 +258,10 @@ def summary_files():
     return {"metrics": layout.SUMMARY_METRICS, "loss": layout.curve_table("loss"), "val": layout.curve_table("val")}
 
 
+def live_record_target():
+    """[the run's DVCLive record] when DVCLive is installed and the run evaluates a net, else []."""
+    return [layout.SUMMARY_LIVE] if LEAD and installed("dvclive") else []
+
+
 def summary_targets():
-    return list(summary_files().values())
+    return list(summary_files().values()) + live_record_target()

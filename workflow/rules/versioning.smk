@@ -3,6 +3,8 @@
 # metrics show`, `dvc exp show`: one column per dataset, so it fits a screen), every training's loss and validation curve in one long TSV
 # per metric (`dvc plots`: overlaid, coloured by experiment); one cheap job, while each evaluation's
 # metrics.json (all numbers, per class) stays the evaluate rule's output.
+# `live_record`: the run's DVCLive folder, the lead net's training (fcncfg.lead_experiment) replayed from its
+# log — what `dvc exp show` shows of the trainings (7 columns); asked for by `all` when dvclive is installed.
 # `restore_extracted`: DVC caches the archives, not their extracted trees (the data once); after a
 # `dvc pull` this target re-extracts every archive present, then `snakemake all --touch` re-stamps the
 # outputs in DAG order and nothing reruns (docs/cluster.md, "A fresh clone without retraining").
@@ -28,6 +30,27 @@ rule summaries:
         source=config["source"],
     script:
         "../scripts/summaries.py"
+
+
+rule live_record:
+    input:
+        log=train_log(LEAD) if LEAD else [],
+    output:
+        directory(layout.SUMMARY_LIVE),
+    log:
+        "logs/report/live_record.log",
+    benchmark:
+        "benchmarks/report/live_record.tsv"
+    conda:
+        "../envs/report.yaml"
+    params:
+        record={
+            "experiment": LEAD,
+            "dataset": EXPERIMENTS[LEAD]["dataset"] if LEAD else None,
+            "source": config["source"],
+        },
+    script:
+        "../scripts/live_record.py"
 
 
 rule restore_extracted:

@@ -75,3 +75,8 @@ def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,
         kwargs["leave"] = True  # a log keeps its last line: where the step ended
         out = _Lines(stream)
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=out, **kwargs)
+
+
+def say(line: str) -> None:
+    """One line in the rule's log, beside (not inside) a progress bar."""
+    tqdm.write(line, file=sys.stderr)

@@ -83,9 +83,9 @@ EXPERIMENTS = {name: fcncfg.experiment(config, name) for name in config["experim
 USED_DATASETS = sorted({e["dataset"] for e in EXPERIMENTS.values()})
 # Every dataset of the config, built-in or a folder of your own (fcnlib.facts.datasets: what each is, how to prepare it)
 DATASETS = registry.check_config(config, _CONFIG_SOURCE)
-# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.eval.released).
-#: the run's lead net (fcncfg.lead_experiment): its training is replayed into the run's DVCLive record
+# the run's lead net (fcncfg.lead_experiment): its training is replayed into the run's DVCLive record
 LEAD = fcncfg.lead_experiment(config)
+# The authors' released caffemodels to score (config `released:`; facts per model in fcnlib.eval.released).
 RELEASED = {e["name"]: e for e in fcnreleased.entries(config)}
 # device, compute dtype and memory format of scoring, timing and figure jobs (fcnlib.runtime.compute.resolve_runtime)
 RUNTIME = fcncfg.runtime_settings(config)

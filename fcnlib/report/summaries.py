@@ -91,7 +91,8 @@ def write_live_record(log: str | os.PathLike, params: Mapping[str, Any], out_dir
     and the step), plots/metrics/{train,val}/*.tsv, params.yaml (`params`) — built whole and swapped in.
 
     Every training's own DVCLive folder stays beside its weights; this one is what `dvc exp show` shows of the
-    trainings: one net's handful of numbers (seven on PASCAL), so the table fits a screen however many nets the run trains.
+    trainings: one net's handful of numbers (seven on PASCAL), so the table fits a screen however many nets
+    the run trains.
     """
     if not installed("dvclive"):
         raise FcnError(f"{out_dir}: DVCLive is not installed; pip install 'fcnlib[dvc]' and rerun")

@@ -218,8 +218,31 @@ def test_training_param_reruns_only_its_dependents(reproduced: tuple[Path, str])
     assert loss[0]["content"]["encoding"]["color"]["field"] == "experiment"  # the overlay template
     assert f"{RUN}/results/curves/val.tsv" in plots["data"]
     _quiet(repo, "dvc", "plots", "show")
-    assert (repo / "dvc_plots" / "index.html").exists()
+    page = (repo / "dvc_plots" / "index.html").read_text()
+    assert not re.findall(r"<script[^>]*\bsrc=", page)  # vega inlined (.dvc/plots/offline.html), no CDN
     assert "dvc_plots" not in run(repo, "git", "status", "--porcelain")
+
+
+def _browser() -> str | None:
+    return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+def test_plots_page_draws_its_charts_offline(reproduced: tuple[Path, str], tmp_path: Path) -> None:
+    """`dvc plots show`'s page, opened in headless Chromium with every host name unresolvable (no network):
+    each vega chart is drawn (a canvas each), because the page carries vega itself."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium to open the page in (apt install chromium)")
+    repo, _ = reproduced
+    out = tmp_path / "plots"
+    shown = run(repo, "dvc", "plots", "show", "-o", str(out))
+    assert str(out) in shown
+    n_vega = (out / "index.html").read_text().split("<body>", 1)[1].count("vegaEmbed(")  # one call per chart
+    assert n_vega >= 2, n_vega  # loss and validation curves (the figures are images)
+    dom = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom", (out / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<canvas") == n_vega, dom[-3000:]
 
 
 def test_exp_run_after_a_hand_run_loses_nothing(reproduced: tuple[Path, str]) -> None:

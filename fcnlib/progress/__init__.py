@@ -4,6 +4,9 @@ On a terminal tqdm redraws in place. Written to a file (a rule's log, a SLURM lo
 a stream of carriage-return frames on one endless line, and a postfix update would add a frame per step;
 here a non-terminal stream gets a new, complete line at most every `FILE_INTERVAL_S` seconds (override
 with the environment variable FCN_PROGRESS_INTERVAL), so `less logs/train/…` reads like a log.
+
+The package is what a long job tells people as it runs: these bars, `say` for a line beside them, and
+`trackers` for the metric loggers the field's tools read (DVCLive, TensorBoard).
 """
 
 from __future__ import annotations

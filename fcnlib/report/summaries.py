@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fcnlib.errors import DataError, FcnError
+from fcnlib.errors import ConfigError, DataError
 from fcnlib.files.io import atomic_write_json, atomic_write_text, read_json, staged_dir
 from fcnlib.progress.trackers import LiveMetrics
 from fcnlib.report.figures import read_log, read_records
@@ -95,7 +95,7 @@ def write_live_record(log: str | os.PathLike, params: Mapping[str, Any], out_dir
     the run trains.
     """
     if not installed("dvclive"):
-        raise FcnError(f"{out_dir}: DVCLive is not installed; pip install 'fcnlib[dvc]' and rerun")
+        raise ConfigError(f"{out_dir}: DVCLive is not installed; pip install 'fcnlib[dvc]' and rerun")
     history = read_records(log)
     if not any("val" in r or "loss" in r for r in history):
         raise DataError(f"{log}: no loss or validation record; rerun the train rule")
